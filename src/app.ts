@@ -1,0 +1,155 @@
+/**
+ * The Celery client: `new Celery(config)`, `app.task(name)`, `applyAsync`, `sendTask`.
+ *
+ * With an `eta` or `countdown`, a call writes a job into the long-term store and leaves the
+ * broker alone; the dispatcher sends it when due. Without them (or with `eta: null`), the task is
+ * published to the broker at once, like Celery's own `apply_async`.
+ */
+import type { Broker } from './broker.js';
+import { buildTaskMessage } from './celery/message.js';
+import { createBroker, createStore } from './connect.js';
+import { encodeEntry, resolveTaskCall, signature, type Signature, type TaskOptions } from './job.js';
+import type { ScheduleStore } from './store.js';
+import { DISPATCH_DEFAULTS } from './dispatcher.js';
+import { validateRedisOptions } from './redis-connection.js';
+
+export interface CeleryConfig {
+  /** Celery's `broker_url`; default `redis://localhost:6379/0` */
+  broker?: string;
+  /** the original's `longterm_scheduler_backend`; default `redis://localhost:6379/1` */
+  longtermSchedulerBackend?: string;
+  /** a key prefix for the store, to share a Redis database; default '' (the original's layout) */
+  longtermSchedulerKeyPrefix?: string;
+  /** seconds; Celery's `redis_socket_timeout` (default 120) */
+  redisSocketTimeout?: number;
+  /** seconds; Celery's `redis_socket_connect_timeout` (default 10) */
+  redisSocketConnectTimeout?: number;
+  /** Celery's `redis_max_connections` (default 10) */
+  redisMaxConnections?: number;
+  /** Celery's `task_default_queue` (default 'celery') */
+  taskDefaultQueue?: string;
+  /** the current time; injectable for tests */
+  clock?: () => Date;
+}
+
+export const CELERY_DEFAULTS = {
+  broker: 'redis://localhost:6379/0',
+  longtermSchedulerBackend: 'redis://localhost:6379/1',
+  longtermSchedulerKeyPrefix: '',
+  taskDefaultQueue: DISPATCH_DEFAULTS.defaultQueue,
+} as const;
+
+/** What `applyAsync` / `sendTask` return. `id` is the Celery task id the worker will see. */
+export class AsyncResult {
+  readonly id: string;
+  /** when the job is due (for scheduled jobs), else undefined: it was published at once */
+  readonly dueAt: Date | undefined;
+  constructor(id: string, dueAt?: Date) {
+    this.id = id;
+    this.dueAt = dueAt;
+  }
+  toString(): string {
+    return this.id;
+  }
+}
+
+export class Task {
+  readonly name: string;
+  readonly #app: Celery;
+  readonly #defaults: TaskOptions;
+  constructor(app: Celery, name: string, defaults: TaskOptions = {}) {
+    this.#app = app;
+    this.name = name;
+    this.#defaults = defaults;
+  }
+  applyAsync(args?: unknown[], kwargs?: Record<string, unknown>, options: TaskOptions = {}): Promise<AsyncResult> {
+    return this.#app.sendTask(this.name, args, kwargs, { ...this.#defaults, ...options });
+  }
+  /** Publishes at once with positional arguments, like Celery's `delay`. */
+  delay(...args: unknown[]): Promise<AsyncResult> {
+    return this.applyAsync(args);
+  }
+  /** A signature of this task, for `link` / `linkError`. */
+  s(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: { immutable?: boolean } = {}): Signature {
+    return signature(this.name, args, kwargs, options);
+  }
+}
+
+export class Celery {
+  readonly config: Readonly<Required<Omit<CeleryConfig, 'clock'>>>;
+  readonly #clock: () => Date;
+  #store: ScheduleStore | undefined;
+  #broker: Broker | undefined;
+
+  constructor(config: CeleryConfig = {}) {
+    const redis = validateRedisOptions({
+      socketTimeout: config.redisSocketTimeout,
+      socketConnectTimeout: config.redisSocketConnectTimeout,
+      maxConnections: config.redisMaxConnections,
+    });
+    this.config = {
+      broker: config.broker ?? CELERY_DEFAULTS.broker,
+      longtermSchedulerBackend: config.longtermSchedulerBackend ?? CELERY_DEFAULTS.longtermSchedulerBackend,
+      longtermSchedulerKeyPrefix: config.longtermSchedulerKeyPrefix ?? CELERY_DEFAULTS.longtermSchedulerKeyPrefix,
+      redisSocketTimeout: redis.socketTimeout,
+      redisSocketConnectTimeout: redis.socketConnectTimeout,
+      redisMaxConnections: redis.maxConnections,
+      taskDefaultQueue: config.taskDefaultQueue ?? CELERY_DEFAULTS.taskDefaultQueue,
+    };
+    this.#clock = config.clock ?? (() => new Date());
+  }
+
+  /** The long-term store (opened on first use). */
+  get store(): ScheduleStore {
+    this.#store ??= createStore(this.config.longtermSchedulerBackend, { ...this.#redisOptions(), keyPrefix: this.config.longtermSchedulerKeyPrefix });
+    return this.#store;
+  }
+
+  /** The Celery broker (opened on first use). */
+  get broker(): Broker {
+    this.#broker ??= createBroker(this.config.broker, this.#redisOptions());
+    return this.#broker;
+  }
+
+  now(): Date {
+    return this.#clock();
+  }
+
+  task(name: string, defaults?: TaskOptions): Task {
+    return new Task(this, name, defaults);
+  }
+
+  /**
+   * Sends a task by name. With `eta`/`countdown` it is stored until due (the broker is not
+   * touched); otherwise it is published now. Validation happens first: bad input changes nothing.
+   */
+  async sendTask(name: string, args?: unknown[], kwargs?: Record<string, unknown>, options: TaskOptions = {}): Promise<AsyncResult> {
+    const now = this.#clock();
+    const { job, dueAt } = resolveTaskCall(name, args, kwargs, options, now);
+    if (dueAt !== undefined) {
+      await this.store.add([{ id: job.id, dueAt, entry: encodeEntry(job) }]);
+      return new AsyncResult(job.id, new Date(dueAt * 1000));
+    }
+    const message = buildTaskMessage(job, { now, defaultQueue: this.config.taskDefaultQueue });
+    const [outcome] = await this.broker.publish([message]);
+    if (outcome && !outcome.ok) throw outcome.error;
+    return new AsyncResult(job.id);
+  }
+
+  /** Closes every connection this app opened. Safe to call twice. */
+  async close(): Promise<void> {
+    const store = this.#store;
+    const broker = this.#broker;
+    this.#store = undefined;
+    this.#broker = undefined;
+    await Promise.all([store?.close(), broker?.close()]);
+  }
+
+  #redisOptions() {
+    return {
+      socketTimeout: this.config.redisSocketTimeout,
+      socketConnectTimeout: this.config.redisSocketConnectTimeout,
+      maxConnections: this.config.redisMaxConnections,
+    };
+  }
+}

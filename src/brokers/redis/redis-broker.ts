@@ -1,0 +1,144 @@
+/**
+ * Publishes task messages the way kombu's Redis transport does (protocol doc §2): LPUSH of the
+ * JSON envelope onto the queue's list for the message priority; the default exchange routes by
+ * queue name; a named exchange routes through its `_kombu.binding.<exchange>` set.
+ */
+import type { Redis } from 'ioredis';
+import { SchedulerError, ErrorCode, redactUrl } from '../../errors.js';
+import type { Broker, PublishOutcome } from '../../broker.js';
+import type { TaskMessage } from '../../celery/message.js';
+import {
+  DEFAULT_LAYOUT,
+  bindingKey,
+  bindingMember,
+  parseBindingMember,
+  queueListKey,
+  toRedisEnvelope,
+  type KombuRedisLayout,
+} from '../../celery/kombu-redis.js';
+import { RedisConnections, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+
+export interface RedisBrokerOptions extends RedisConnectionOptions {
+  /** kombu transport options: `global_keyprefix`, `sep`, `priority_steps` */
+  layout?: Partial<KombuRedisLayout>;
+}
+
+export class UnroutableError extends SchedulerError {
+  constructor(exchange: string, routingKey: string) {
+    super(
+      ErrorCode.PUBLISH,
+      `exchange ${JSON.stringify(exchange)} has no queue bound for routing key ${JSON.stringify(routingKey)}; start a worker that declares the queue, or schedule with a queue instead of an exchange`,
+    );
+  }
+}
+
+export class RedisBroker implements Broker {
+  readonly description: string;
+  readonly layout: KombuRedisLayout;
+  readonly #connections: RedisConnections;
+  #client: Promise<Redis> | undefined;
+  /** queues whose default binding we already declared */
+  readonly #declared = new Set<string>();
+
+  constructor(url: string, options: RedisBrokerOptions = {}) {
+    this.#connections = new RedisConnections(url, 'Celery broker (Redis)', options);
+    this.description = redactUrl(url);
+    this.layout = { ...DEFAULT_LAYOUT, ...options.layout };
+  }
+
+  client(): Promise<Redis> {
+    this.#client ??= this.#connections.open().catch((err: unknown) => {
+      this.#client = undefined;
+      throw err;
+    });
+    return this.#client;
+  }
+
+  async publish(messages: readonly TaskMessage[]): Promise<PublishOutcome[]> {
+    if (messages.length === 0) return [];
+    const client = await this.client();
+    try {
+      const targets = await this.#resolveTargets(client, messages);
+      const pipeline = client.pipeline();
+      const declare = new Set<string>();
+      messages.forEach((msg, i) => {
+        const queues = targets[i];
+        if (!queues || queues.length === 0) return;
+        for (const queue of queues) {
+          const delivery = { exchange: msg.routing.exchange, routingKey: msg.routing.exchange === '' ? queue : msg.routing.routingKey };
+          pipeline.lpush(queueListKey(queue, msg.properties.priority, this.layout), toRedisEnvelope(msg, delivery));
+          if (msg.routing.exchange === '' && !this.#declared.has(queue)) declare.add(queue);
+        }
+      });
+      // Declare the queue's default binding, as a Python producer does when it publishes.
+      for (const queue of declare) pipeline.sadd(bindingKey(queue, this.layout), bindingMember(queue, '', queue, this.layout.sep));
+      const replies = (await pipeline.exec()) ?? [];
+      for (const q of declare) this.#declared.add(q);
+
+      const outcomes: PublishOutcome[] = [];
+      let r = 0;
+      messages.forEach((msg, i) => {
+        const queues = targets[i] ?? [];
+        if (queues.length === 0) {
+          outcomes.push({ ok: false, error: new UnroutableError(msg.routing.exchange, msg.routing.routingKey) });
+          return;
+        }
+        let error: Error | undefined;
+        for (let k = 0; k < queues.length; k++, r++) {
+          const [err] = replies[r] ?? [new Error('no reply from Redis')];
+          if (err && !error) error = wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
+        }
+        outcomes.push(error ? { ok: false, error } : { ok: true });
+      });
+      return outcomes;
+    } catch (err) {
+      throw wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
+    }
+  }
+
+  /** The queues each message goes to. */
+  async #resolveTargets(client: Redis, messages: readonly TaskMessage[]): Promise<string[][]> {
+    const exchanges = [...new Set(messages.map((m) => m.routing.exchange).filter((e) => e !== ''))];
+    const bindings = new Map<string, string[]>();
+    if (exchanges.length > 0) {
+      const pipeline = client.pipeline();
+      for (const ex of exchanges) pipeline.smembers(bindingKey(ex, this.layout));
+      const replies = (await pipeline.exec()) ?? [];
+      exchanges.forEach((ex, i) => {
+        const [err, members] = replies[i] ?? [];
+        if (err) throw err;
+        bindings.set(ex, (members as string[]) ?? []);
+      });
+    }
+    return messages.map((m) => {
+      if (m.routing.exchange === '') return [m.routing.queue];
+      return matchBindings(bindings.get(m.routing.exchange) ?? [], m.routing.routingKey, this.layout.sep);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#client = undefined;
+    await this.#connections.closeAll();
+  }
+}
+
+/**
+ * kombu keeps exchange types in process memory only, so we infer: a binding key with `*` or `#`
+ * is matched as a topic pattern (`*` one word, `#` any number of words), otherwise exactly.
+ */
+export function matchBindings(members: readonly string[], routingKey: string, sep: string): string[] {
+  const queues = new Set<string>();
+  for (const member of members) {
+    const b = parseBindingMember(member, sep);
+    if (!b) continue;
+    const isTopic = /[*#]/.test(b.routingKey);
+    if (isTopic ? topicMatches(b.routingKey, routingKey) : b.routingKey === routingKey) queues.add(b.queue);
+  }
+  return [...queues];
+}
+
+function topicMatches(pattern: string, key: string): boolean {
+  const words = pattern.split('.').map((w) => (w === '*' ? '[^.]+' : w === '#' ? '.*?' : w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  const re = new RegExp(`^${words.join('\\.').replace(/\\\.\.\*\?/g, '(?:\\..*)?').replace(/^\.\*\?\\\./, '(?:.*\\.)?')}$`);
+  return re.test(key);
+}

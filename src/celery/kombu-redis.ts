@@ -1,0 +1,83 @@
+/**
+ * kombu's Redis transport layout (protocol doc §2): the JSON envelope, the priority lists and
+ * the binding sets. Pure functions; the broker adapter does the I/O.
+ */
+import { randomUUID } from 'node:crypto';
+import type { TaskMessage } from './message.js';
+
+/** kombu's separator between a queue name and its priority step (two raw bytes 0x06 0x16). */
+export const DEFAULT_SEP = '\x06\x16';
+export const DEFAULT_PRIORITY_STEPS: readonly number[] = [0, 3, 6, 9];
+
+export interface KombuRedisLayout {
+  /** kombu's `global_keyprefix`: prepended to every key, no separator added */
+  keyPrefix: string;
+  sep: string;
+  prioritySteps: readonly number[];
+}
+
+export const DEFAULT_LAYOUT: KombuRedisLayout = { keyPrefix: '', sep: DEFAULT_SEP, prioritySteps: DEFAULT_PRIORITY_STEPS };
+
+/** The list a message with `priority` goes to: the largest step <= priority (clamped to 0..9). */
+export function queueListKey(queue: string, priority: number | undefined, layout: KombuRedisLayout = DEFAULT_LAYOUT): string {
+  const p = Number.isInteger(priority) ? Math.min(9, Math.max(0, priority as number)) : 0;
+  let step = layout.prioritySteps[0] ?? 0;
+  for (const s of layout.prioritySteps) if (s <= p) step = s;
+  return step === 0 ? `${layout.keyPrefix}${queue}` : `${layout.keyPrefix}${queue}${layout.sep}${step}`;
+}
+
+/** The binding set of an exchange: members are `routing_key SEP pattern SEP queue`. */
+export function bindingKey(exchange: string, layout: KombuRedisLayout = DEFAULT_LAYOUT): string {
+  return `${layout.keyPrefix}_kombu.binding.${exchange}`;
+}
+
+export function bindingMember(routingKey: string, pattern: string, queue: string, sep = DEFAULT_SEP): string {
+  return `${routingKey}${sep}${pattern}${sep}${queue}`;
+}
+
+export function parseBindingMember(member: string, sep = DEFAULT_SEP): { routingKey: string; pattern: string; queue: string } | undefined {
+  const parts = member.split(sep);
+  if (parts.length !== 3) return undefined;
+  const [routingKey = '', pattern = '', queue = ''] = parts;
+  return { routingKey, pattern, queue };
+}
+
+/**
+ * The envelope kombu's Redis transport stores (§2.1). The body is base64 of the JSON body; the
+ * delivery tag is a fresh UUID per message (§2.5: shared tags lose messages).
+ */
+export function toRedisEnvelope(msg: TaskMessage, delivery: { exchange: string; routingKey: string }): string {
+  const body = Buffer.from(JSON.stringify(msg.body), 'utf8').toString('base64');
+  return JSON.stringify({
+    body,
+    'content-encoding': msg.contentEncoding,
+    'content-type': msg.contentType,
+    headers: msg.headers,
+    properties: {
+      ...msg.properties,
+      delivery_info: { exchange: delivery.exchange, routing_key: delivery.routingKey },
+      body_encoding: 'base64',
+      delivery_tag: randomUUID(),
+    },
+  });
+}
+
+/** Reads an envelope back (for tests, inspection and the contract suite). */
+export function parseRedisEnvelope(raw: string): {
+  headers: Record<string, unknown>;
+  properties: Record<string, unknown> & { delivery_info: { exchange: string; routing_key: string } };
+  body: [unknown[], Record<string, unknown>, unknown];
+  contentType: string;
+  contentEncoding: string;
+} {
+  const env = JSON.parse(raw) as Record<string, unknown>;
+  const props = env.properties as Record<string, unknown> & { delivery_info: { exchange: string; routing_key: string } };
+  const text = props.body_encoding === 'base64' ? Buffer.from(String(env.body), 'base64').toString('utf8') : String(env.body);
+  return {
+    headers: env.headers as Record<string, unknown>,
+    properties: props,
+    body: JSON.parse(text) as [unknown[], Record<string, unknown>, unknown],
+    contentType: String(env['content-type']),
+    contentEncoding: String(env['content-encoding']),
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * Builds Celery protocol-2 task messages (protocol doc §1, §5), independent of any broker.
+ *
+ * The header set is the one a Python Celery 5.x producer writes (§1.2), with `timelimit` as
+ * `[hard, soft]` (§1.7), times in the `…ffffff+00:00` form (§1.6), and a 3-element body (§1.4).
+ */
+import { hostname } from 'node:os';
+import type { Job, Signature } from '../job.js';
+import { pyRepr, pyTupleRepr } from './py-repr.js';
+import { formatCeleryTime } from './time.js';
+
+export interface TaskMessage {
+  headers: Record<string, unknown>;
+  properties: {
+    correlation_id: string;
+    reply_to: string;
+    delivery_mode: 1 | 2;
+    priority: number;
+    /** milliseconds until `expires`, as a string (set whenever `expires` is) */
+    expiration?: string;
+  };
+  body: [unknown[], Record<string, unknown>, Embed];
+  contentType: 'application/json';
+  contentEncoding: 'utf-8';
+  routing: Routing;
+}
+
+export interface Embed {
+  callbacks: Signature[] | null;
+  errbacks: Signature[] | null;
+  chain: Signature[] | null;
+  chord: Signature | null;
+}
+
+/**
+ * Where the message goes. `exchange: ''` is the default exchange: the routing key is the queue
+ * name, as Celery itself publishes (§3.2). A named exchange routes by its bindings.
+ */
+export interface Routing {
+  exchange: string;
+  routingKey: string;
+  /** the queue for the default exchange */
+  queue: string;
+}
+
+export interface MessageContext {
+  /** the moment of dispatch: relative `expires` counts from it */
+  now: Date;
+  /** the job's due time (unix seconds); written as `eta` only if it is still in the future */
+  dueAt?: number;
+  defaultQueue: string;
+  /** `properties.reply_to`; '' unless the RPC result backend is used */
+  replyTo?: string;
+  /** `headers.origin`, default `gen<pid>@<hostname>` as Python writes it */
+  origin?: string;
+}
+
+let defaultOrigin: string | undefined;
+function originName(): string {
+  defaultOrigin ??= `gen${process.pid}@${hostname()}`;
+  return defaultOrigin;
+}
+
+export function routeFor(job: Pick<Job, 'queue' | 'exchange' | 'routingKey'>, defaultQueue: string): Routing {
+  const queue = job.queue ?? defaultQueue;
+  if (job.exchange) return { exchange: job.exchange, routingKey: job.routingKey ?? queue, queue };
+  return { exchange: '', routingKey: queue, queue };
+}
+
+export function buildTaskMessage(job: Job, ctx: MessageContext): TaskMessage {
+  const nowMs = ctx.now.getTime();
+  let expiresAt: Date | undefined;
+  if (job.expires?.kind === 'relative') expiresAt = new Date(nowMs + job.expires.seconds * 1000);
+  else if (job.expires?.kind === 'absolute') expiresAt = job.expires.at;
+  const eta = ctx.dueAt !== undefined && ctx.dueAt * 1000 > nowMs ? formatCeleryTime(new Date(ctx.dueAt * 1000)) : null;
+
+  const headers: Record<string, unknown> = {
+    lang: 'py',
+    task: job.task,
+    id: job.id,
+    shadow: job.shadow ?? null,
+    eta,
+    expires: expiresAt ? formatCeleryTime(expiresAt) : null,
+    group: null,
+    group_index: null,
+    retries: 0,
+    timelimit: [job.timeLimit ?? null, job.softTimeLimit ?? null],
+    root_id: job.id,
+    parent_id: null,
+    argsrepr: pyTupleRepr(job.args),
+    kwargsrepr: pyRepr(job.kwargs),
+    origin: ctx.origin ?? originName(),
+    ignore_result: job.ignoreResult ?? false,
+    replaced_task_nesting: 0,
+    stamped_headers: null,
+    stamps: {},
+    ...job.headers,
+  };
+  const properties: TaskMessage['properties'] = {
+    correlation_id: job.id,
+    reply_to: ctx.replyTo ?? '',
+    delivery_mode: 2,
+    priority: job.priority ?? 0,
+  };
+  if (expiresAt) properties.expiration = String(Math.max(0, expiresAt.getTime() - nowMs));
+  return {
+    headers,
+    properties,
+    body: [
+      job.args,
+      job.kwargs,
+      {
+        callbacks: job.link.length ? job.link : null,
+        errbacks: job.linkError.length ? job.linkError : null,
+        chain: null,
+        chord: null,
+      },
+    ],
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    routing: routeFor(job, ctx.defaultQueue),
+  };
+}

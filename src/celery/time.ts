@@ -1,0 +1,75 @@
+/**
+ * Time handling for the Celery wire format.
+ *
+ * Every time we write is `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`: UTC, explicit offset, six fraction digits.
+ * That is the one form every Celery 5.x parses correctly (protocol doc §1.6): JavaScript's
+ * `toISOString()` (`.sssZ`) runs up to 1 s early on 5.0-5.2 and is rejected on 5.3.0-5.3.4.
+ */
+import { ValidationError } from '../errors.js';
+
+/** `Date` → Celery's universal ISO form. */
+export function formatCeleryTime(date: Date): string {
+  const iso = date.toISOString(); // 2026-11-23T19:18:52.679Z
+  return `${iso.slice(0, 23)}000+00:00`;
+}
+
+/** Unix seconds (fractions allowed) → Celery's universal ISO form. */
+export function formatUnixSeconds(seconds: number): string {
+  return formatCeleryTime(new Date(Math.round(seconds * 1000)));
+}
+
+// An ISO-8601 date-time that carries an explicit offset (Z or ±HH:MM / ±HHMM / ±HH).
+const ISO_WITH_OFFSET =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)$/;
+
+/**
+ * Parses an ISO-8601 string that MUST carry a UTC offset. A bare local time is ambiguous across
+ * machines, so it is refused rather than guessed. `what` names the option in the error.
+ */
+export function parseIsoWithOffset(value: string, what: string): Date {
+  const m = ISO_WITH_OFFSET.exec(value.trim());
+  if (!m) {
+    const naive = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(value.trim());
+    throw new ValidationError([
+      naive
+        ? `${what} ${JSON.stringify(value)} has no UTC offset; add one, e.g. ${JSON.stringify(`${value.trim()}Z`)} or "+02:00"`
+        : `${what} ${JSON.stringify(value)} is not an ISO-8601 date-time; pass e.g. "2031-03-04T05:06:07Z" or "2031-03-04T07:06:07+02:00"`,
+    ]);
+  }
+  const [, y, mo, d, h, mi, s = '0', frac = '', off = 'Z'] = m;
+  const ms = Number((frac + '000').slice(0, 3));
+  const offsetMinutes = parseOffset(off);
+  const utc = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), ms);
+  const date = new Date(utc - offsetMinutes * 60_000);
+  const check = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)));
+  if (
+    Number.isNaN(date.getTime()) ||
+    check.getUTCMonth() !== Number(mo) - 1 ||
+    check.getUTCDate() !== Number(d) ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s) > 59
+  ) {
+    throw new ValidationError([`${what} ${JSON.stringify(value)} is not a real calendar date-time; check the numbers`]);
+  }
+  return date;
+}
+
+function parseOffset(off: string): number {
+  if (off === 'Z' || off === 'z') return 0;
+  const sign = off.startsWith('-') ? -1 : 1;
+  const digits = off.slice(1).replace(':', '');
+  const hours = Number(digits.slice(0, 2));
+  const minutes = digits.length > 2 ? Number(digits.slice(2, 4)) : 0;
+  return sign * (hours * 60 + minutes);
+}
+
+/** Accepts a Date or an ISO string with offset; returns a valid Date or throws a ValidationError. */
+export function toDate(value: Date | string, what: string): Date {
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) throw new ValidationError([`${what} is an invalid Date; pass a valid Date or ISO-8601 string`]);
+    return value;
+  }
+  if (typeof value === 'string') return parseIsoWithOffset(value, what);
+  throw new ValidationError([`${what} must be a Date or an ISO-8601 string with a UTC offset, got ${typeof value}`]);
+}

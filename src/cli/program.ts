@@ -1,0 +1,209 @@
+/**
+ * The command line. The only module that reads the environment or decides exit codes;
+ * `runCli` takes them as arguments so tests can run it in-process.
+ *
+ * Exit codes: 0 ok, 1 failure or not found, 2 usage error (bad flags or bad input).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { Celery, CELERY_DEFAULTS } from '../app.js';
+import { SchedulerError, ValidationError, ErrorCode, redactUrlsIn } from '../errors.js';
+import { isScheduled, type TaskOptions } from '../job.js';
+import { getScheduler } from '../scheduler.js';
+import { parseIsoWithOffset } from '../celery/time.js';
+import { acquireLock } from './lockfile.js';
+import { createCliLogger, type LogFormat } from './log.js';
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+}
+
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
+
+interface GlobalOptions {
+  broker?: string;
+  backend?: string;
+  keyPrefix?: string;
+  defaultQueue?: string;
+  logFormat: LogFormat;
+}
+
+class ExitWith extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.OK;
+  } catch (err) {
+    if (err instanceof ExitWith) return err.code;
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') return EXIT.OK;
+      return EXIT.USAGE; // commander already printed the message
+    }
+    return reportError(err, io);
+  }
+}
+
+function reportError(err: unknown, io: CliIo): number {
+  const message = err instanceof Error ? err.message : String(err);
+  io.stderr(`error: ${redactUrlsIn(message.split('\n', 1)[0] ?? message)}\n`);
+  if (err instanceof ValidationError) return EXIT.USAGE;
+  if (err instanceof SchedulerError && err.code === ErrorCode.INVALID_ARGUMENT) return EXIT.USAGE;
+  return EXIT.FAILURE;
+}
+
+function buildProgram(io: CliIo): Command {
+  const program = new Command('celery-longterm-scheduler')
+    .description('Schedule Celery tasks far in the future: a separate store, and a dispatcher that sends each job to the broker when it is due.')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError('(run with --help for usage)')
+    .option('--broker <url>', `Celery broker URL [env CELERY_BROKER_URL] (default ${CELERY_DEFAULTS.broker})`)
+    .option('--backend <url>', `long-term store URL [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`)
+    .option('--key-prefix <prefix>', 'prefix for every store key, to share a Redis database [env CELERY_LONGTERM_SCHEDULER_KEY_PREFIX] (default none: the original layout)')
+    .option('--default-queue <name>', "Celery's task_default_queue [env CELERY_TASK_DEFAULT_QUEUE] (default celery)")
+    .addOption(new Option('--log-format <format>', 'log lines on stderr as text or json').choices(['text', 'json']).default('text'));
+
+  const app = (): Celery => {
+    const g = program.opts<GlobalOptions>();
+    return new Celery({
+      broker: g.broker ?? io.env.CELERY_BROKER_URL ?? CELERY_DEFAULTS.broker,
+      longtermSchedulerBackend: g.backend ?? io.env.CELERY_LONGTERM_SCHEDULER_BACKEND ?? CELERY_DEFAULTS.longtermSchedulerBackend,
+      longtermSchedulerKeyPrefix: g.keyPrefix ?? io.env.CELERY_LONGTERM_SCHEDULER_KEY_PREFIX ?? '',
+      taskDefaultQueue: g.defaultQueue ?? io.env.CELERY_TASK_DEFAULT_QUEUE ?? CELERY_DEFAULTS.taskDefaultQueue,
+    });
+  };
+  const withApp = async <T>(fn: (a: Celery) => Promise<T>): Promise<T> => {
+    const a = app();
+    try {
+      return await fn(a);
+    } finally {
+      await a.close();
+    }
+  };
+
+  program
+    .command('schedule')
+    .description('store a task to be sent when due; prints its task id')
+    .argument('<task>', 'registered Celery task name, e.g. proj.tasks.add')
+    .option('--args <json>', 'positional arguments as a JSON array', '[]')
+    .option('--kwargs <json>', 'keyword arguments as a JSON object', '{}')
+    .option('--eta <iso8601>', 'when to send it, with a UTC offset, e.g. 2031-03-04T05:06:07Z')
+    .option('--countdown <seconds>', 'send it this many seconds from now')
+    .option('--id <id>', 'the Celery task id (default: a random UUID)')
+    .option('--queue <queue>', 'the queue to send it to')
+    .option('--routing-key <key>', 'routing key (with --exchange)')
+    .option('--exchange <name>', 'exchange to publish to (default: the default exchange, by queue name)')
+    .option('--priority <n>', 'message priority, an integer 0-255 (Redis: 0-9, 0 first)')
+    .option('--expires <iso8601|seconds>', 'an ISO-8601 time, or seconds counted from dispatch')
+    .addHelpText('after', '\nExample:\n  celery-longterm-scheduler schedule proj.tasks.add --args "[1, 2]" --countdown 3600\n')
+    .action(async (task: string, o: Record<string, string | undefined>) => {
+      const options = scheduleOptions(o);
+      if (!isScheduled(options)) throw new ValidationError(['pass --eta ISO8601 or --countdown SECONDS; to publish at once use Celery itself']);
+      const args = parseJson(o.args ?? '[]', '--args', 'a JSON array, e.g. \'[1, 2]\'');
+      const kwargs = parseJson(o.kwargs ?? '{}', '--kwargs', 'a JSON object, e.g. \'{"y": 2}\'');
+      const result = await withApp((a) => a.sendTask(task, args as unknown[], kwargs as Record<string, unknown>, options));
+      io.stdout(`${result.id}\n`);
+    });
+
+  program
+    .command('revoke')
+    .description('delete scheduled jobs for good; exits 1 naming any id that was not scheduled')
+    .argument('<id...>', 'task ids')
+    .option('--json', 'print {"revoked": [...], "notFound": [...]}')
+    .action(async (ids: string[], o: { json?: boolean }) => {
+      const notFound: string[] = [];
+      const revoked: string[] = [];
+      await withApp(async (a) => {
+        const scheduler = getScheduler(a);
+        for (const id of ids) ((await scheduler.revoke(id)) ? revoked : notFound).push(id);
+      });
+      if (o.json) io.stdout(`${JSON.stringify({ revoked, notFound })}\n`);
+      else if (revoked.length) io.stdout(`revoked ${revoked.length} job${revoked.length === 1 ? '' : 's'}\n`);
+      if (notFound.length) {
+        io.stderr(`not scheduled (unknown, or already sent): ${notFound.join(', ')}\n`);
+        throw new ExitWith(EXIT.FAILURE);
+      }
+    });
+
+  program
+    .command('dispatch')
+    .description('send every job due at or before --timestamp to the broker (run it from cron, or use a daemon)')
+    .option('--timestamp <iso8601|now>', 'send jobs due at or before this time', 'now')
+    .option('--lockfile <path>', 'refuse to run while another run holds this lock file')
+    .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
+    .option('--json', 'print the summary as JSON')
+    .action(async (o: { timestamp: string; lockfile?: string; batchSize: string; json?: boolean }) => {
+      const until = o.timestamp === 'now' ? undefined : parseIsoWithOffset(o.timestamp, '--timestamp');
+      const batchSize = positiveInt(o.batchSize, '--batch-size');
+      const lock = o.lockfile ? acquireLock(o.lockfile) : undefined;
+      const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
+      try {
+        const summary = await withApp((a) => getScheduler(a).dispatchDue(until, { batchSize, logger }));
+        const { sent, failed, corrupt, elapsedMs } = summary;
+        if (o.json) {
+          io.stdout(`${JSON.stringify({ sent, failed, corrupt, elapsedMs: Math.round(elapsedMs * 10) / 10, ...(summary.error && { error: redactUrlsIn(summary.error.message) }) })}\n`);
+        } else {
+          io.stdout(`sent ${sent}, failed ${failed}, corrupt moved aside ${corrupt}, elapsed ${formatMs(elapsedMs)}\n`);
+        }
+        if (summary.error) {
+          io.stderr(`error: ${redactUrlsIn(summary.error.message)}\n`);
+          throw new ExitWith(EXIT.FAILURE);
+        }
+        if (failed > 0) throw new ExitWith(EXIT.FAILURE);
+      } finally {
+        lock?.release();
+      }
+    });
+
+  return program;
+}
+
+function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {
+  const options: TaskOptions = {};
+  const problems: string[] = [];
+  if (o.eta !== undefined) options.eta = o.eta;
+  if (o.countdown !== undefined) {
+    const n = Number(o.countdown);
+    if (o.countdown.trim() === '' || Number.isNaN(n)) problems.push(`--countdown ${JSON.stringify(o.countdown)} is not a number of seconds`);
+    else options.countdown = n;
+  }
+  if (o.id !== undefined) options.taskId = o.id;
+  if (o.queue !== undefined) options.queue = o.queue;
+  if (o.routingKey !== undefined) options.routingKey = o.routingKey;
+  if (o.exchange !== undefined) options.exchange = o.exchange;
+  if (o.priority !== undefined) {
+    const n = Number(o.priority);
+    if (!/^\d+$/.test(o.priority.trim())) problems.push(`--priority ${JSON.stringify(o.priority)} is not an integer from 0 to 255`);
+    else options.priority = n;
+  }
+  if (o.expires !== undefined) {
+    options.expires = /^\d+(\.\d+)?$/.test(o.expires.trim()) ? Number(o.expires) : o.expires;
+  }
+  if (problems.length) throw new ValidationError(problems);
+  return options;
+}
+
+function parseJson(text: string, flag: string, expected: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ValidationError([`${flag} is not valid JSON; pass ${expected}`]);
+  }
+}
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new ValidationError([`${flag} must be a positive integer, got ${JSON.stringify(text)}`]);
+  return n;
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}

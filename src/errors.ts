@@ -1,0 +1,105 @@
+/**
+ * Every error this package throws on purpose is a `SchedulerError` with a stable `code`.
+ * Driver errors are wrapped (kept as `cause`), never rewritten.
+ * Messages are one line: what was wrong, and what to do instead.
+ */
+
+export const ErrorCode = {
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  CONNECTION: 'CONNECTION',
+  CORRUPT_ENTRY: 'CORRUPT_ENTRY',
+  UNSUPPORTED_PICKLE: 'UNSUPPORTED_PICKLE',
+  DUPLICATE_JOB: 'DUPLICATE_JOB',
+  LOCKED: 'LOCKED',
+  PUBLISH: 'PUBLISH',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class SchedulerError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Bad input from the caller. Lists every problem found, each with the fix. */
+export class ValidationError extends SchedulerError {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(ErrorCode.INVALID_ARGUMENT, problems.join('; '));
+    this.problems = problems;
+  }
+}
+
+/** A store or broker could not be reached. `url` has its password redacted. */
+export class ConnectionError extends SchedulerError {
+  readonly url: string;
+  constructor(what: string, url: string, cause?: unknown) {
+    const safe = redactUrl(url);
+    const reason = cause instanceof Error ? `: ${firstLine(cause.message)}` : '';
+    super(
+      ErrorCode.CONNECTION,
+      `cannot reach the ${what} at ${safe}${reason}; check that it is running and that the URL is right`,
+      { cause },
+    );
+    this.url = safe;
+  }
+}
+
+/** A stored entry that cannot be turned into a Celery message. */
+export class CorruptEntryError extends SchedulerError {
+  readonly taskId: string;
+  constructor(taskId: string, reason: string, cause?: unknown) {
+    super(ErrorCode.CORRUPT_ENTRY, `stored job ${JSON.stringify(taskId)} is corrupt: ${reason}`, { cause });
+    this.taskId = taskId;
+  }
+}
+
+/** A `__python_pickle__` value holding something other than the date/time types we decode. */
+export class UnsupportedPickleError extends SchedulerError {
+  constructor(reason: string) {
+    super(ErrorCode.UNSUPPORTED_PICKLE, `unsupported pickled value: ${reason}`);
+  }
+}
+
+/** A job with this id is already scheduled. */
+export class DuplicateJobError extends SchedulerError {
+  readonly taskId: string;
+  constructor(taskId: string) {
+    super(
+      ErrorCode.DUPLICATE_JOB,
+      `a job with id ${JSON.stringify(taskId)} is already scheduled; revoke it first or pass another taskId`,
+    );
+    this.taskId = taskId;
+  }
+}
+
+/** Another dispatcher holds the lock file. */
+export class LockedError extends SchedulerError {
+  constructor(path: string, holder?: string) {
+    super(
+      ErrorCode.LOCKED,
+      `another dispatch run holds the lock file ${path}${holder ? ` (pid ${holder})` : ''}; wait for it to finish or remove the file if that process is gone`,
+    );
+  }
+}
+
+/** Replaces the password (and a lone user-info token) in a URL with `***`. Never throws. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*)@/i, (_m, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    if (colon === -1) return userinfo === '' ? `${scheme}@` : `${scheme}***@`;
+    return `${scheme}${userinfo.slice(0, colon)}:***@`;
+  });
+}
+
+/** Redacts every URL found inside free text (driver messages sometimes echo the URL). */
+export function redactUrlsIn(text: string): string {
+  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s'"]+/gi, (u) => redactUrl(u));
+}
+
+function firstLine(s: string): string {
+  return redactUrlsIn(s.split('\n', 1)[0] ?? '');
+}

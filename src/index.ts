@@ -1,0 +1,29 @@
+/**
+ * celery-longterm-scheduler: schedule Celery tasks far in the future.
+ *
+ * Jobs wait in a separate store (Redis, in the Python package's layout) and a dispatcher hands
+ * each one to the Celery broker, as an ordinary protocol-2 message, only when it is due.
+ */
+export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig } from './app.js';
+export { Scheduler, getScheduler } from './scheduler.js';
+export { Dispatcher, DISPATCH_DEFAULTS, type DispatcherOptions, type DispatchSummary } from './dispatcher.js';
+export { signature, type Signature, type TaskOptions, type Job } from './job.js';
+export { createStore, createBroker } from './connect.js';
+export type { ScheduleStore, ClaimedJob, StoreCounts } from './store.js';
+export type { Broker, PublishOutcome } from './broker.js';
+export type { Logger } from './logger.js';
+export { RedisStore, INDEX_KEY, IN_FLIGHT_KEY, CORRUPT_KEY, type RedisStoreOptions } from './stores/redis/redis-store.js';
+export { RedisBroker, UnroutableError, type RedisBrokerOptions } from './brokers/redis/redis-broker.js';
+export { buildTaskMessage, type TaskMessage } from './celery/message.js';
+export { formatCeleryTime } from './celery/time.js';
+export {
+  SchedulerError,
+  ValidationError,
+  ConnectionError,
+  CorruptEntryError,
+  UnsupportedPickleError,
+  DuplicateJobError,
+  LockedError,
+  ErrorCode,
+  redactUrl,
+} from './errors.js';

@@ -1,0 +1,444 @@
+/**
+ * The scheduled job: what the caller asks for, how it is validated, and how it is stored.
+ *
+ * Terminology:
+ * - **job**: one scheduled Celery task call, identified by its Celery task id.
+ * - **entry**: the job's stored form, the original package's JSON `[[task name], {send_task kwargs}]`.
+ * - **due time**: when the job must be handed to the broker, in unix seconds (fractions allowed).
+ *
+ * Entries we write hold only JSON (never a pickle), omit unset options (so a small job stays small),
+ * and use only keyword names that Celery's `send_task` accepts, so the Python package's own
+ * dispatcher can send them too.
+ */
+import { randomUUID } from 'node:crypto';
+import { CorruptEntryError, UnsupportedPickleError, ValidationError } from './errors.js';
+import { decodePickledDatetime, isPickled } from './celery/pickle.js';
+import { formatCeleryTime, toDate } from './celery/time.js';
+
+/** A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError` carry. */
+export interface Signature {
+  task: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  options: Record<string, unknown>;
+  subtask_type: string | null;
+  immutable: boolean;
+}
+
+/** Builds a plain task signature, like Python's `app.signature(name, args, kwargs)`. */
+export function signature(
+  task: string,
+  args: unknown[] = [],
+  kwargs: Record<string, unknown> = {},
+  options: { immutable?: boolean; options?: Record<string, unknown> } = {},
+): Signature {
+  return { task, args, kwargs, options: options.options ?? {}, subtask_type: null, immutable: options.immutable ?? false };
+}
+
+/** The options of `applyAsync` / `sendTask`, named as in Celery (camelCase). */
+export interface TaskOptions {
+  /** When to run: a Date or an ISO-8601 string with a UTC offset. `null` means "now" (publish at once). */
+  eta?: Date | string | null;
+  /** Seconds from now; diverts to the long-term store like `eta`. */
+  countdown?: number;
+  taskId?: string;
+  queue?: string;
+  routingKey?: string;
+  exchange?: string;
+  /** 0-255; on Redis 0 is consumed first, on RabbitMQ 255 is. */
+  priority?: number;
+  /** Absolute (Date or ISO string with offset) or seconds counted from the moment of dispatch. */
+  expires?: Date | string | number;
+  headers?: Record<string, unknown>;
+  link?: Signature | Signature[];
+  linkError?: Signature | Signature[];
+  shadow?: string;
+  /** Hard time limit in seconds. */
+  timeLimit?: number;
+  /** Soft time limit in seconds. */
+  softTimeLimit?: number;
+  ignoreResult?: boolean;
+}
+
+/** The stored keyword arguments: a subset of Python's `send_task` keywords, unset ones omitted. */
+export interface StoredOptions {
+  args?: unknown[];
+  kwargs?: Record<string, unknown> | null;
+  task_id: string;
+  queue?: string | null;
+  routing_key?: string | null;
+  exchange?: string | null;
+  priority?: number | null;
+  expires?: number | string | null;
+  headers?: Record<string, unknown> | null;
+  link?: Signature | Signature[] | null;
+  link_error?: Signature | Signature[] | null;
+  shadow?: string | null;
+  time_limit?: number | null;
+  soft_time_limit?: number | null;
+  ignore_result?: boolean | null;
+  [other: string]: unknown;
+}
+
+/** `expires` as the dispatcher needs it. */
+export type Expiry = { kind: 'absolute'; at: Date } | { kind: 'relative'; seconds: number };
+
+/** A job read back from the store, ready to become a Celery message. */
+export interface Job {
+  id: string;
+  task: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  queue?: string;
+  routingKey?: string;
+  exchange?: string;
+  priority?: number;
+  expires?: Expiry;
+  headers?: Record<string, unknown>;
+  link: Signature[];
+  linkError: Signature[];
+  shadow?: string;
+  timeLimit?: number;
+  softTimeLimit?: number;
+  ignoreResult?: boolean;
+}
+
+/** A validated job ready to be stored. */
+export interface NewJob {
+  id: string;
+  /** unix seconds */
+  dueAt: number;
+  /** the stored JSON string */
+  entry: string;
+}
+
+const OPTION_NAMES = new Set<string>([
+  'eta', 'countdown', 'taskId', 'queue', 'routingKey', 'exchange', 'priority', 'expires', 'headers',
+  'link', 'linkError', 'shadow', 'timeLimit', 'softTimeLimit', 'ignoreResult',
+]);
+
+/** True when the options ask for the long-term store (an eta or countdown is given). */
+export function isScheduled(options: TaskOptions): boolean {
+  return (options.eta !== undefined && options.eta !== null) || options.countdown !== undefined;
+}
+
+/**
+ * Validates a task call and resolves its options. Collects every problem before throwing one
+ * `ValidationError`, so a caller fixes them all at once. Returns the Job and, if an eta or
+ * countdown was given, its due time.
+ */
+export function resolveTaskCall(
+  task: string,
+  args: unknown = [],
+  kwargs: unknown = {},
+  options: TaskOptions = {},
+  now: Date = new Date(),
+): { job: Job; dueAt: number | undefined } {
+  const problems: string[] = [];
+  if (typeof task !== 'string' || task.trim() === '') problems.push('task name is empty; pass the registered Celery task name, e.g. "proj.tasks.add"');
+  if (options === null || typeof options !== 'object') problems.push('options must be an object');
+  const opts: TaskOptions = options && typeof options === 'object' ? options : {};
+
+  for (const key of Object.keys(opts)) {
+    if (!OPTION_NAMES.has(key)) problems.push(`unknown option ${JSON.stringify(key)}; valid options are ${[...OPTION_NAMES].join(', ')}`);
+  }
+  const argsList = args === undefined || args === null ? [] : args;
+  if (!Array.isArray(argsList)) problems.push(`args must be an array, got ${describe(argsList)}; wrap a single argument as [value]`);
+  else checkJsonValue(argsList, 'args', problems);
+  const kw = kwargs === undefined || kwargs === null ? {} : kwargs;
+  if (typeof kw !== 'object' || Array.isArray(kw)) problems.push(`kwargs must be an object, got ${describe(kw)}; pass e.g. {"y": 2}`);
+  else checkJsonValue(kw, 'kwargs', problems);
+
+  let dueAt: number | undefined;
+  if (opts.eta !== undefined && opts.eta !== null && opts.countdown !== undefined) {
+    problems.push('pass either eta or countdown, not both');
+  } else if (opts.eta !== undefined && opts.eta !== null) {
+    dueAt = collect(problems, () => toDate(opts.eta as Date | string, 'eta').getTime() / 1000);
+  } else if (opts.countdown !== undefined) {
+    if (typeof opts.countdown !== 'number' || !Number.isFinite(opts.countdown) || opts.countdown < 0) {
+      problems.push(`countdown must be a finite number of seconds >= 0, got ${describe(opts.countdown)}`);
+    } else {
+      dueAt = now.getTime() / 1000 + opts.countdown;
+    }
+  }
+
+  const id = opts.taskId ?? randomUUID();
+  if (typeof id !== 'string' || id === '') problems.push('taskId must be a non-empty string; omit it to get a random UUID');
+  for (const name of ['queue', 'routingKey', 'exchange', 'shadow'] as const) {
+    const v = opts[name];
+    if (v !== undefined && (typeof v !== 'string' || (name === 'queue' && v === ''))) problems.push(`${name} must be a non-empty string, got ${describe(v)}`);
+  }
+  if (opts.priority !== undefined && (!Number.isInteger(opts.priority) || opts.priority < 0 || opts.priority > 255)) {
+    problems.push(`priority must be an integer from 0 to 255 (Redis uses 0-9, 0 first), got ${describe(opts.priority)}`);
+  }
+  for (const name of ['timeLimit', 'softTimeLimit'] as const) {
+    const v = opts[name];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)) problems.push(`${name} must be a positive number of seconds, got ${describe(v)}`);
+  }
+  if (opts.ignoreResult !== undefined && typeof opts.ignoreResult !== 'boolean') problems.push(`ignoreResult must be a boolean, got ${describe(opts.ignoreResult)}`);
+  if (opts.headers !== undefined) {
+    if (opts.headers === null || typeof opts.headers !== 'object' || Array.isArray(opts.headers)) problems.push(`headers must be an object, got ${describe(opts.headers)}`);
+    else checkJsonValue(opts.headers, 'headers', problems);
+  }
+  const expires = collect(problems, () => resolveExpires(opts.expires));
+  const link = collect(problems, () => toSignatureList(opts.link, 'link')) ?? [];
+  const linkError = collect(problems, () => toSignatureList(opts.linkError, 'linkError')) ?? [];
+
+  if (problems.length > 0) throw new ValidationError(problems);
+  const job: Job = {
+    id,
+    task,
+    args: argsList as unknown[],
+    kwargs: kw as Record<string, unknown>,
+    link,
+    linkError,
+    ...(opts.queue !== undefined && { queue: opts.queue }),
+    ...(opts.routingKey !== undefined && { routingKey: opts.routingKey }),
+    ...(opts.exchange !== undefined && { exchange: opts.exchange }),
+    ...(opts.priority !== undefined && { priority: opts.priority }),
+    ...(expires !== undefined && { expires }),
+    ...(opts.headers !== undefined && { headers: opts.headers }),
+    ...(opts.shadow !== undefined && { shadow: opts.shadow }),
+    ...(opts.timeLimit !== undefined && { timeLimit: opts.timeLimit }),
+    ...(opts.softTimeLimit !== undefined && { softTimeLimit: opts.softTimeLimit }),
+    ...(opts.ignoreResult !== undefined && { ignoreResult: opts.ignoreResult }),
+  };
+  return { job, dueAt };
+}
+
+function resolveExpires(value: TaskOptions['expires']): Expiry | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value) || value < 0) throw new ValidationError([`expires must be a Date, an ISO-8601 string with offset, or seconds >= 0, got ${describe(value)}`]);
+    return { kind: 'relative', seconds: value };
+  }
+  return { kind: 'absolute', at: toDate(value, 'expires') };
+}
+
+function toSignatureList(value: Signature | Signature[] | undefined | null, what: string): Signature[] {
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((sig, i) => {
+    const where = Array.isArray(value) ? `${what}[${i}]` : what;
+    if (!sig || typeof sig !== 'object' || typeof sig.task !== 'string' || sig.task === '') {
+      throw new ValidationError([`${where} must be a signature {task, args, kwargs, options, subtask_type, immutable}; build one with signature("proj.tasks.cb", [..])`]);
+    }
+    const normalized: Signature = {
+      task: sig.task,
+      args: sig.args ?? [],
+      kwargs: sig.kwargs ?? {},
+      options: sig.options ?? {},
+      subtask_type: sig.subtask_type ?? null,
+      immutable: sig.immutable ?? false,
+    };
+    const problems: string[] = [];
+    checkJsonValue(normalized, where, problems);
+    if (!Array.isArray(normalized.args)) problems.push(`${where}.args must be an array`);
+    if (problems.length) throw new ValidationError(problems);
+    return normalized;
+  });
+}
+
+/** The stored entry for a job (JSON string). Only set options are written. */
+export function encodeEntry(job: Job): string {
+  const kw: StoredOptions = { args: job.args, task_id: job.id };
+  if (Object.keys(job.kwargs).length > 0) kw.kwargs = job.kwargs;
+  if (job.queue !== undefined) kw.queue = job.queue;
+  if (job.routingKey !== undefined) kw.routing_key = job.routingKey;
+  if (job.exchange !== undefined) kw.exchange = job.exchange;
+  if (job.priority !== undefined) kw.priority = job.priority;
+  if (job.expires !== undefined) kw.expires = job.expires.kind === 'relative' ? job.expires.seconds : formatCeleryTime(job.expires.at);
+  if (job.headers !== undefined) kw.headers = job.headers;
+  if (job.link.length > 0) kw.link = job.link.length === 1 ? job.link[0] : job.link;
+  if (job.linkError.length > 0) kw.link_error = job.linkError.length === 1 ? job.linkError[0] : job.linkError;
+  if (job.shadow !== undefined) kw.shadow = job.shadow;
+  if (job.timeLimit !== undefined) kw.time_limit = job.timeLimit;
+  if (job.softTimeLimit !== undefined) kw.soft_time_limit = job.softTimeLimit;
+  if (job.ignoreResult !== undefined) kw.ignore_result = job.ignoreResult;
+  return JSON.stringify([[job.task], kw]);
+}
+
+/**
+ * Reads a stored entry, ours or the Python package's. Throws `CorruptEntryError` when it is not
+ * JSON, has the wrong shape, or holds a pickle other than an aware datetime in `expires`.
+ * `task_type` (a pickled Python task object, routing hints only) is ignored.
+ */
+export function decodeEntry(id: string, raw: string | null): Job {
+  if (raw === null) throw new CorruptEntryError(id, 'its key is missing (the index names a job that has no entry)');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new CorruptEntryError(id, 'not JSON', err);
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2 || !Array.isArray(parsed[0]) || !isPlainObject(parsed[1])) {
+    throw new CorruptEntryError(id, 'expected [[task name], {options}]');
+  }
+  const [positional, kw] = parsed as [unknown[], Record<string, unknown>];
+  const task = positional[0];
+  if (typeof task !== 'string' || task === '') throw new CorruptEntryError(id, 'the task name is missing');
+  if (positional.length > 1) throw new CorruptEntryError(id, 'extra positional send_task arguments are not supported');
+
+  const taskId = kw.task_id ?? id;
+  if (typeof taskId !== 'string') throw new CorruptEntryError(id, 'task_id is not a string');
+  const args = kw.args ?? [];
+  if (!Array.isArray(args)) throw new CorruptEntryError(id, 'args is not a list');
+  const kwargs = kw.kwargs ?? {};
+  if (!isPlainObject(kwargs)) throw new CorruptEntryError(id, 'kwargs is not an object');
+
+  const job: Job = { id: taskId, task, args, kwargs, link: [], linkError: [] };
+  for (const [key, value] of Object.entries(kw)) {
+    if (value === null || value === undefined) continue;
+    if (isPickled(value) && key !== 'expires') {
+      if (key === 'task_type') continue; // routing hints only; the stored queue/routing options win
+      throw new CorruptEntryError(id, `option ${key} holds a Python pickle; only expires may be a pickled datetime`);
+    }
+    applyStoredOption(job, id, key, value);
+  }
+  return job;
+}
+
+function applyStoredOption(job: Job, id: string, key: string, value: unknown): void {
+  const str = (): string => {
+    if (typeof value !== 'string') throw new CorruptEntryError(id, `${key} is not a string`);
+    return value;
+  };
+  const num = (): number => {
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw new CorruptEntryError(id, `${key} is not a number`);
+    return value;
+  };
+  switch (key) {
+    case 'args': case 'kwargs': case 'task_id': case 'task_type':
+    // client-side or per-connection options of send_task: never on the wire
+    case 'producer': case 'serializer': case 'compression': case 'delivery_mode': case 'immediate': case 'mandatory':
+    case 'retry': case 'retry_policy': case 'connection': case 'router': case 'result_cls': case 'add_to_parent':
+      return;
+    case 'queue': job.queue = str(); return;
+    case 'routing_key': job.routingKey = str(); return;
+    case 'exchange': job.exchange = str(); return;
+    case 'shadow': job.shadow = str(); return;
+    case 'priority': job.priority = num(); return;
+    case 'time_limit': job.timeLimit = num(); return;
+    case 'soft_time_limit': job.softTimeLimit = num(); return;
+    case 'ignore_result': job.ignoreResult = Boolean(value); return;
+    case 'headers':
+      if (!isPlainObject(value)) throw new CorruptEntryError(id, 'headers is not an object');
+      job.headers = value;
+      return;
+    case 'link': job.link = storedSignatures(id, key, value); return;
+    case 'link_error': job.linkError = storedSignatures(id, key, value); return;
+    case 'expires': job.expires = storedExpiry(id, value); return;
+    default:
+      // Unknown keys (future Celery options) are kept out of the message rather than guessed at.
+      return;
+  }
+}
+
+function storedExpiry(id: string, value: unknown): Expiry {
+  if (typeof value === 'number' && Number.isFinite(value)) return { kind: 'relative', seconds: value };
+  if (isPickled(value)) {
+    try {
+      return { kind: 'absolute', at: decodePickledDatetime(value) };
+    } catch (err) {
+      const reason = err instanceof UnsupportedPickleError ? err.message : 'undecodable pickle';
+      throw new CorruptEntryError(id, `expires: ${reason}`, err);
+    }
+  }
+  if (typeof value === 'string') {
+    try {
+      return { kind: 'absolute', at: toDate(value, 'expires') };
+    } catch {
+      // Python's own dispatcher reads a naive string as UTC (protocol doc §1.6); do the same.
+      const asUtc = new Date(`${value}Z`);
+      if (!Number.isNaN(asUtc.getTime())) return { kind: 'absolute', at: asUtc };
+      throw new CorruptEntryError(id, `expires ${JSON.stringify(value)} is not an ISO-8601 date-time`);
+    }
+  }
+  throw new CorruptEntryError(id, 'expires is neither seconds nor a date-time');
+}
+
+function storedSignatures(id: string, key: string, value: unknown): Signature[] {
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((sig) => {
+    if (!isPlainObject(sig) || typeof sig.task !== 'string') throw new CorruptEntryError(id, `${key} is not a signature`);
+    return {
+      task: sig.task,
+      args: Array.isArray(sig.args) ? sig.args : [],
+      kwargs: isPlainObject(sig.kwargs) ? sig.kwargs : {},
+      options: isPlainObject(sig.options) ? sig.options : {},
+      subtask_type: typeof sig.subtask_type === 'string' ? sig.subtask_type : null,
+      immutable: sig.immutable === true,
+    };
+  });
+}
+
+/**
+ * Checks that `value` survives a JSON round trip unchanged in meaning: no BigInt, functions,
+ * symbols, undefined inside arrays, non-finite numbers, cycles, or kombu's reserved
+ * `{"__type__", "__value__"}` shape (a Python worker on kombu >= 5.3 would decode or drop it).
+ */
+export function checkJsonValue(value: unknown, path: string, problems: string[]): void {
+  const seen = new Set<object>();
+  const visit = (v: unknown, p: string): void => {
+    switch (typeof v) {
+      case 'string': case 'boolean': return;
+      case 'number':
+        if (!Number.isFinite(v)) problems.push(`${p} is ${v}, which JSON cannot hold; use null or a finite number`);
+        return;
+      case 'bigint': problems.push(`${p} is a BigInt, which JSON cannot hold; convert it to a number or a string`); return;
+      case 'function': problems.push(`${p} is a function, which JSON cannot hold; pass data only`); return;
+      case 'symbol': problems.push(`${p} is a symbol, which JSON cannot hold`); return;
+      case 'undefined': problems.push(`${p} is undefined, which JSON cannot hold; use null`); return;
+    }
+    if (v === null) return;
+    const obj = v as object;
+    if (seen.has(obj)) {
+      problems.push(`${p} refers back to itself (a cycle), which JSON cannot hold`);
+      return;
+    }
+    if (obj instanceof Date) {
+      if (Number.isNaN(obj.getTime())) problems.push(`${p} is an invalid Date`);
+      return; // JSON writes it as an ISO string
+    }
+    seen.add(obj);
+    if (Array.isArray(obj)) {
+      obj.forEach((item, i) => visit(item, `${p}[${i}]`));
+    } else {
+      const entries = Object.entries(obj);
+      const keys = entries.map(([k]) => k);
+      if (keys.length === 2 && keys.includes('__type__') && keys.includes('__value__')) {
+        problems.push(`${p} has exactly the keys __type__ and __value__, which Celery workers on kombu >= 5.3 treat as a tagged value; rename a key`);
+      }
+      for (const [k, item] of entries) {
+        if (item === undefined) continue; // JSON drops undefined object members, as JS users expect
+        visit(item, `${p}.${k}`);
+      }
+    }
+    seen.delete(obj);
+  };
+  visit(value, path);
+}
+
+function collect<T>(problems: string[], fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ValidationError) {
+      problems.push(...err.problems);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'number') return String(v);
+  return typeof v;
+}

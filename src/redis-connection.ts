@@ -1,0 +1,124 @@
+/**
+ * Opening Redis connections for the store and the Redis broker, with the original package's
+ * connection options (`redis_socket_timeout`, `redis_socket_connect_timeout`,
+ * `redis_max_connections`) and errors that name the URL with its password redacted.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { ConnectionError, ValidationError, redactUrl } from './errors.js';
+
+export interface RedisConnectionOptions {
+  /** seconds a command may wait for a reply before failing (Celery's `redis_socket_timeout`); default 120 */
+  socketTimeout?: number;
+  /** seconds to wait for a connection (Celery's `redis_socket_connect_timeout`); default 10 */
+  socketConnectTimeout?: number;
+  /**
+   * The most connections this client opens to one server (Celery's `redis_max_connections`).
+   * Commands are pipelined over a single connection, so 1 suffices; the value is validated and
+   * enforced by `RedisConnections`.
+   */
+  maxConnections?: number;
+}
+
+export const REDIS_DEFAULTS = { socketTimeout: 120, socketConnectTimeout: 10, maxConnections: 10 } as const satisfies Required<RedisConnectionOptions>;
+
+const REDIS_SCHEMES = new Set(['redis:', 'rediss:']);
+
+export function isRedisUrl(url: string): boolean {
+  try {
+    return REDIS_SCHEMES.has(new URL(url).protocol);
+  } catch {
+    return false;
+  }
+}
+
+export function validateRedisOptions(opts: RedisConnectionOptions): Required<RedisConnectionOptions> {
+  const merged = { ...REDIS_DEFAULTS, ...stripUndefined(opts) };
+  const problems: string[] = [];
+  for (const key of ['socketTimeout', 'socketConnectTimeout'] as const) {
+    const v = merged[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) problems.push(`${key} must be a positive number of seconds, got ${String(v)}`);
+  }
+  if (!Number.isInteger(merged.maxConnections) || merged.maxConnections < 1) {
+    problems.push(`maxConnections must be an integer >= 1, got ${String(merged.maxConnections)}`);
+  }
+  if (problems.length) throw new ValidationError(problems);
+  return merged;
+}
+
+/**
+ * Opens connections to one Redis URL and never more than `maxConnections` of them.
+ * `open()` connects eagerly and fails fast with a `ConnectionError` rather than queueing forever.
+ */
+export class RedisConnections {
+  readonly url: string;
+  readonly #options: Required<RedisConnectionOptions>;
+  readonly #what: string;
+  readonly #open = new Set<Redis>();
+
+  constructor(url: string, what: string, options: RedisConnectionOptions = {}) {
+    if (!isRedisUrl(url)) {
+      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is not a Redis URL; use redis://host:port/db or rediss://…`]);
+    }
+    this.url = url;
+    this.#what = what;
+    this.#options = validateRedisOptions(options);
+  }
+
+  async open(extra: RedisOptions = {}): Promise<Redis> {
+    if (this.#open.size >= this.#options.maxConnections) {
+      throw new ValidationError([
+        `the ${this.#what} needs more than maxConnections=${this.#options.maxConnections} Redis connections; raise maxConnections`,
+      ]);
+    }
+    const client = new Redis(this.url, {
+      lazyConnect: true,
+      connectTimeout: this.#options.socketConnectTimeout * 1000,
+      socketTimeout: this.#options.socketTimeout * 1000,
+      commandTimeout: this.#options.socketTimeout * 1000,
+      maxRetriesPerRequest: 2,
+      // reconnect with capped backoff once connected; the first connect fails fast (below)
+      retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+      ...extra,
+    });
+    // Errors are reported through the promises of the commands that hit them; an unhandled
+    // 'error' event would crash the process, so it is observed here.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+    } catch (err) {
+      client.disconnect();
+      throw new ConnectionError(this.#what, this.url, err);
+    }
+    this.#open.add(client);
+    client.once('end', () => this.#open.delete(client));
+    return client;
+  }
+
+  async closeAll(): Promise<void> {
+    const clients = [...this.#open];
+    this.#open.clear();
+    await Promise.all(
+      clients.map(async (c) => {
+        try {
+          await c.quit();
+        } catch {
+          c.disconnect();
+        }
+      }),
+    );
+  }
+}
+
+/** Wraps a failing command's error with the redacted URL, for one-line CLI messages. */
+export function wrapRedisError(err: unknown, what: string, url: string): Error {
+  if (err instanceof ConnectionError || err instanceof ValidationError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/ECONNREFUSED|ETIMEDOUT|ENOTFOUND|Connection is closed|Command timed out|Socket timeout|max retries/i.test(msg)) {
+    return new ConnectionError(what, url, err);
+  }
+  return err instanceof Error ? err : new Error(msg);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,44 @@
+/**
+ * `getScheduler(app)`: the operations on scheduled jobs, as in the original package.
+ */
+import type { Celery } from './app.js';
+import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
+import type { Logger } from './logger.js';
+
+export class Scheduler {
+  readonly #app: Celery;
+  constructor(app: Celery) {
+    this.#app = app;
+  }
+
+  /** Deletes a scheduled job for good: true when found and deleted, false when not there (e.g. already sent). */
+  revoke(id: string): Promise<boolean> {
+    return this.#app.store.remove(id);
+  }
+
+  /** Sends every job due at or before `until` (default: now) to the broker. */
+  dispatchDue(until?: Date, options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs'>> & { logger?: Logger } = {}): Promise<DispatchSummary> {
+    return this.dispatcher(options).dispatchDue(until);
+  }
+
+  dispatcher(options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs'>> & { logger?: Logger } = {}): Dispatcher {
+    return new Dispatcher({
+      store: this.#app.store,
+      broker: this.#app.broker,
+      defaultQueue: this.#app.config.taskDefaultQueue,
+      clock: () => this.#app.now(),
+      ...options,
+    });
+  }
+}
+
+const schedulers = new WeakMap<Celery, Scheduler>();
+
+export function getScheduler(app: Celery): Scheduler {
+  let s = schedulers.get(app);
+  if (!s) {
+    s = new Scheduler(app);
+    schedulers.set(app, s);
+  }
+  return s;
+}

@@ -1,0 +1,130 @@
+/**
+ * The one way tests get a service.
+ *
+ * - The URL comes from the environment (`TEST_REDIS_URL`, then `REDIS_URL`), else the local default.
+ * - If nothing listens there but `redis-server` is installed, a private server is started on a free port.
+ * - If there is still no service: the test skips locally, and FAILS when `CI=true`, so a green CI never
+ *   hides a skipped backend.
+ *
+ * Isolation without FLUSHALL: `uniquePrefix()` for shared servers; `privateRedis()` for tests that need
+ * the bare (unprefixed) layout of the original package, which gets a whole server to itself.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
+
+export interface RedisService {
+  /** e.g. redis://127.0.0.1:6379 (no database path) */
+  url: string;
+  /** `url` with a database number appended */
+  urlFor(db: number): string;
+  /** stops the server if this helper started it */
+  stop(): Promise<void>;
+}
+
+const started: ChildProcess[] = [];
+process.once('exit', () => {
+  for (const p of started) p.kill('SIGKILL');
+});
+
+function parseHostPort(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  return { host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) };
+}
+
+export function canConnect(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('error', () => done(false));
+    s.connect(port, host, () => done(true));
+  });
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function hasBinary(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
+}
+
+async function startPrivateRedis(): Promise<RedisService> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'cls-redis-'));
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
+  started.push(child);
+  const deadline = Date.now() + 5000;
+  while (!(await canConnect('127.0.0.1', port, 200))) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('private redis-server did not start');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const url = `redis://127.0.0.1:${port}`;
+  return {
+    url,
+    urlFor: (db) => `${url}/${db}`,
+    stop: async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The shared Redis (env URL or local default), or a private one when nothing listens there.
+ * Returns `undefined` when no Redis can be had; call `requireService` with it.
+ */
+export async function sharedRedis(): Promise<RedisService | undefined> {
+  const url = (process.env.TEST_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379').replace(/\/\d*$/, '');
+  const { host, port } = parseHostPort(url);
+  if (await canConnect(host, port)) return { url, urlFor: (db) => `${url}/${db}`, stop: async () => {} };
+  if (hasBinary('redis-server')) return startPrivateRedis();
+  return undefined;
+}
+
+/** A Redis server for this test file alone (bare keys are safe there). */
+export async function privateRedis(): Promise<RedisService | undefined> {
+  if (hasBinary('redis-server')) return startPrivateRedis();
+  return undefined;
+}
+
+/** A key prefix no other test run uses. */
+export function uniquePrefix(label = 't'): string {
+  return `cls-test:${label}:${randomBytes(4).toString('hex')}:`;
+}
+
+/**
+ * Skip-or-fail policy. Use as `const skip = requireService(redis, 'Redis')` and
+ * `describe.skipIf(skip)(...)`. Throws under CI when the service is missing.
+ */
+export function requireService<T>(service: T | undefined, name: string): boolean {
+  if (service !== undefined) return false;
+  if (IN_CI) throw new Error(`${name} is required when CI=true, but none could be reached or started`);
+  console.warn(`[skip] ${name} not available: its tests are skipped (they fail when CI=true)`);
+  return true;
+}

@@ -1,0 +1,162 @@
+/**
+ * The Redis store against a real Redis: the original package's layout, atomic writes,
+ * claims with leases, and revocation.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Celery, DuplicateJobError, RedisStore, getScheduler } from '../../src/index.js';
+import { encodeEntry, resolveTaskCall } from '../../src/job.js';
+import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';
+
+const shared = await sharedRedis();
+const isolated = await privateRedis();
+const skip = requireService(shared, 'Redis');
+
+function newJob(task: string, args: unknown[], dueAt: number, taskId?: string) {
+  const { job } = resolveTaskCall(task, args, {}, taskId ? { taskId } : {});
+  return { id: job.id, dueAt, entry: encodeEntry(job) };
+}
+
+describe.skipIf(skip || !isolated)('the original layout, on a Redis of its own', () => {
+  let server: RedisService;
+  let raw: Redis;
+  let app: Celery;
+  beforeAll(() => {
+    server = isolated as RedisService;
+    raw = new Redis(server.urlFor(1));
+    app = new Celery({ broker: server.urlFor(0), longtermSchedulerBackend: server.urlFor(1) });
+  });
+  afterAll(async () => {
+    await app.close();
+    raw.disconnect();
+    await server.stop();
+  });
+
+  it('writes SET <task id> <[[name], {send_task kwargs}]> and ZADD scheduled_task_id_by_time <due> <id>, no prefix', async () => {
+    const eta = new Date('2031-03-04T05:06:07.250Z');
+    const result = await app.task('bench.add').applyAsync([1, 2], {}, { eta, taskId: 'layout-1' });
+    expect(result.id).toBe('layout-1');
+    expect(await raw.get('layout-1')).toBe('[["bench.add"],{"args":[1,2],"task_id":"layout-1"}]');
+    expect(Number(await raw.zscore('scheduled_task_id_by_time', 'layout-1'))).toBeCloseTo(eta.getTime() / 1000, 3);
+    const keys = (await raw.keys('*')).sort();
+    expect(keys).toEqual(['layout-1', 'scheduled_task_id_by_time']);
+  });
+
+  it('does not touch the broker when scheduling', async () => {
+    const brokerDb = new Redis(server.urlFor(0));
+    await app.task('bench.add').applyAsync([1], {}, { countdown: 60 });
+    expect(await brokerDb.dbsize()).toBe(0);
+    brokerDb.disconnect();
+  });
+
+  it('writes only JSON: never the __python_pickle__ marker, even with every option set', async () => {
+    const cb = app.task('tasks.notify').s(['done']);
+    await app.task('bench.add').applyAsync([1], { y: 2 }, {
+      countdown: 10, taskId: 'all-opts', queue: 'q', routingKey: 'rk', exchange: 'ex', priority: 3,
+      expires: new Date('2031-03-05T00:00:00Z'), headers: { 'x-a': 1 }, link: cb, linkError: [cb],
+      shadow: 'sh', timeLimit: 30, softTimeLimit: 20, ignoreResult: true,
+    });
+    const value = (await raw.get('all-opts')) ?? '';
+    expect(value).not.toContain('__python_pickle__');
+    const [[name], kw] = JSON.parse(value) as [[string], Record<string, unknown>];
+    expect(name).toBe('bench.add');
+    // every key is a keyword of Python's Celery.send_task
+    const sendTaskKeywords = ['args', 'kwargs', 'task_id', 'queue', 'routing_key', 'exchange', 'priority', 'expires', 'headers', 'link', 'link_error', 'shadow', 'time_limit', 'soft_time_limit', 'ignore_result'];
+    for (const key of Object.keys(kw)) expect(sendTaskKeywords).toContain(key);
+    expect(kw.expires).toBe('2031-03-05T00:00:00.000000+00:00');
+    expect(kw.time_limit).toBe(30);
+  });
+
+  it('revoke deletes key and index entry and returns true, then false', async () => {
+    await app.task('bench.add').applyAsync([9], {}, { countdown: 60, taskId: 'to-revoke' });
+    const scheduler = getScheduler(app);
+    expect(await scheduler.revoke('to-revoke')).toBe(true);
+    expect(await raw.exists('to-revoke')).toBe(0);
+    expect(await raw.zscore('scheduled_task_id_by_time', 'to-revoke')).toBeNull();
+    expect(await scheduler.revoke('to-revoke')).toBe(false);
+    expect(await scheduler.revoke('never-existed')).toBe(false);
+  });
+});
+
+describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => {
+  const prefix = uniquePrefix('store');
+  let store: RedisStore;
+  let raw: Redis;
+  beforeAll(() => {
+    store = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: prefix });
+    raw = new Redis((shared as RedisService).urlFor(0));
+  });
+  afterAll(async () => {
+    const keys = await raw.keys(`${prefix}*`);
+    if (keys.length) await raw.del(...keys);
+    raw.disconnect();
+    await store.close();
+  });
+
+  it('puts every key under the prefix', async () => {
+    await store.add([newJob('t.a', [1], 100, 'p1')]);
+    expect(await raw.get(`${prefix}p1`)).toContain('"t.a"');
+    expect(await raw.zscore(`${prefix}scheduled_task_id_by_time`, 'p1')).toBe('100');
+    expect(await raw.exists('p1')).toBe(0);
+  });
+
+  it('refuses a second job with the same id and writes nothing of a batch that holds one', async () => {
+    await store.add([newJob('t.a', [1], 100, 'dup')]);
+    const before = await store.count();
+    await expect(store.add([newJob('t.b', [2], 50, 'fresh-1'), newJob('t.a', [3], 200, 'dup')])).rejects.toBeInstanceOf(DuplicateJobError);
+    expect(await store.count()).toEqual(before);
+    expect(await raw.exists(`${prefix}fresh-1`)).toBe(0);
+    expect(await raw.get(`${prefix}dup`)).toContain('[1]');
+  });
+
+  it('claims due jobs in due order, moves them in flight, and leaves future jobs alone', async () => {
+    await store.add([newJob('t.c', [], 300, 'c-late'), newJob('t.c', [], 250, 'c-early'), newJob('t.c', [], 10_000, 'c-future')]);
+    const claimed = await store.claimDue({ until: 400, now: 400, limit: 100, leaseMs: 60_000 });
+    const ids = claimed.map((c) => c.id);
+    expect(ids.indexOf('c-early')).toBeLessThan(ids.indexOf('c-late'));
+    expect(ids).not.toContain('c-future');
+    expect((await store.get('c-early'))?.state).toBe('in_flight');
+    expect((await store.get('c-future'))?.state).toBe('scheduled');
+    // a second claim finds none of them: they are leased
+    const again = await store.claimDue({ until: 400, now: 400, limit: 100, leaseMs: 60_000 });
+    expect(again.map((c) => c.id)).not.toContain('c-early');
+    // an in-flight job cannot be revoked: it may already be on its way
+    expect(await store.remove('c-early')).toBe(false);
+    await store.acknowledge(ids);
+    expect(await store.get('c-early')).toBeUndefined();
+    expect(await raw.exists(`${prefix}c-early`)).toBe(0);
+  });
+
+  it('claims a job again once its lease expired (its dispatcher died)', async () => {
+    await store.add([newJob('t.d', [], 1000, 'lease-1')]);
+    const first = await store.claimDue({ until: 1000, now: 1000, limit: 10, leaseMs: 30_000 });
+    expect(first.map((c) => c.id)).toContain('lease-1');
+    const during = await store.claimDue({ until: 1000, now: 1020, limit: 10, leaseMs: 30_000 });
+    expect(during.map((c) => c.id)).not.toContain('lease-1');
+    const after = await store.claimDue({ until: 1000, now: 1031, limit: 10, leaseMs: 30_000 });
+    const reclaimed = after.find((c) => c.id === 'lease-1');
+    expect(reclaimed?.entry).toContain('"t.d"');
+    await store.acknowledge(['lease-1']);
+  });
+
+  it('release puts claimed jobs back at their due time', async () => {
+    await store.add([newJob('t.e', [], 500, 'rel-1')]);
+    const claimed = await store.claimDue({ until: 500, now: 500, limit: 10, leaseMs: 60_000 });
+    const mine = claimed.filter((c) => c.id === 'rel-1');
+    await store.release(mine);
+    expect(await store.get('rel-1')).toMatchObject({ state: 'scheduled', dueAt: 500 });
+    expect(await store.remove('rel-1')).toBe(true);
+  });
+
+  it('quarantine moves a corrupt job aside with its raw entry and reason', async () => {
+    await raw.set(`${prefix}bad-1`, 'not json {');
+    await raw.zadd(`${prefix}scheduled_task_id_by_time`, 5, 'bad-1');
+    const [claim] = (await store.claimDue({ until: 5, now: 5, limit: 10, leaseMs: 60_000 })).filter((c) => c.id === 'bad-1');
+    expect(claim?.entry).toBe('not json {');
+    await store.quarantine(claim!, 'not JSON');
+    const record = JSON.parse((await raw.hget(`${prefix}celery_longterm_scheduler:corrupt`, 'bad-1')) ?? '{}') as Record<string, unknown>;
+    expect(record).toMatchObject({ entry: 'not json {', dueAt: 5, reason: 'not JSON' });
+    expect(await raw.exists(`${prefix}bad-1`)).toBe(0);
+    expect(await store.count()).toMatchObject({ inFlight: 0 });
+  });
+});
