@@ -242,7 +242,9 @@ function fixedOffset(what: string, offsetMicros: number): FixedOffsetZone {
 function stdlibTimezone(args: readonly PyValue[]): FixedOffsetZone {
   checkArgCount('datetime.timezone', args, 1, 2);
   const offset = args[0];
-  if (!(offset instanceof PyTimedelta)) throw fail(`datetime.timezone offset must be a timedelta, got ${describe(offset ?? null)}`);
+  if (!(offset instanceof PyTimedelta)) {
+    throw fail(`datetime.timezone offset must be a timedelta, got ${describe(offset ?? null)}`);
+  }
   if (args.length === 2) stringArg('datetime.timezone name', args[1]);
   return fixedOffset('datetime.timezone', offset.micros);
 }
@@ -324,7 +326,8 @@ function stdlibDatetime(args: readonly PyValue[]): PyDateTime {
   if (!(state instanceof Uint8Array) || state.length !== 10) {
     throw fail('datetime.datetime is only allowed with its 10-byte pickled state');
   }
-  const [yearHi = 0, yearLo = 0, monthByte = 0, day = 0, hour = 0, minute = 0, second = 0, us1 = 0, us2 = 0, us3 = 0] = state;
+  const [yearHi = 0, yearLo = 0, monthByte = 0, day = 0, hour = 0, minute = 0, second = 0] = state;
+  const [us1 = 0, us2 = 0, us3 = 0] = state.subarray(7);
   const wall: WallClock = {
     year: yearHi * 256 + yearLo,
     month: monthByte & 0x7f,
@@ -387,7 +390,9 @@ function daysInMonth(year: number, month: number): number {
 function toInstant(dt: PyDateTime): Date {
   const { wall, tz } = dt;
   if (!tz) {
-    throw fail(`naive datetime: ${formatWall(wall)} has no time zone, so the instant is ambiguous; pass an aware datetime`);
+    throw fail(
+      `naive datetime: ${formatWall(wall)} has no time zone, so the instant is ambiguous; pass an aware datetime`,
+    );
   }
   const wallMs = utcMillis(wall.year, wall.month, wall.day, wall.hour, wall.minute, wall.second);
   const offsetMicros = tz instanceof FixedOffsetZone ? tz.offsetMicros : zoneOffsetMs(tz.key, wallMs, wall.fold) * 1000;
@@ -399,7 +404,8 @@ function toInstant(dt: PyDateTime): Date {
 function formatWall(wall: WallClock): string {
   const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
   const micros = wall.microsecond ? `.${pad(wall.microsecond, 6)}` : '';
-  return `${pad(wall.year, 4)}-${pad(wall.month)}-${pad(wall.day)}T${pad(wall.hour)}:${pad(wall.minute)}:${pad(wall.second)}${micros}`;
+  const date = `${pad(wall.year, 4)}-${pad(wall.month)}-${pad(wall.day)}`;
+  return `${date}T${pad(wall.hour)}:${pad(wall.minute)}:${pad(wall.second)}${micros}`;
 }
 
 /** Milliseconds since the epoch of a UTC wall time; unlike Date.UTC, years 1-99 are taken literally. */
@@ -825,7 +831,9 @@ class SafeUnpickler {
   private newObject(withKeywords: boolean): void {
     if (withKeywords) {
       const kwargs = this.pop();
-      if (!(kwargs instanceof PyDict) || kwargs.entries.length !== 0) throw fail('NEWOBJ_EX keyword arguments are not supported');
+      if (!(kwargs instanceof PyDict) || kwargs.entries.length !== 0) {
+        throw fail('NEWOBJ_EX keyword arguments are not supported');
+      }
     }
     const [cls, args] = this.popMany(2);
     if (!(args instanceof PyTuple)) throw fail(`NEWOBJ arguments must be a tuple, got ${describe(args ?? null)}`);

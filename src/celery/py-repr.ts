@@ -6,15 +6,22 @@
 const MAX_REPR = 1024;
 
 export function pyRepr(value: unknown, maxLength = MAX_REPR): string {
-  const out = reprValue(value, 0);
-  return out.length > maxLength ? `${out.slice(0, maxLength - 3)}...` : out;
+  return truncate(reprValue(value, 0), maxLength);
 }
 
 /** Python's repr of a tuple, used for `argsrepr`: `(1,)`, `(2, 3)`, `()`. */
 export function pyTupleRepr(items: readonly unknown[], maxLength = MAX_REPR): string {
   const inner = items.map((v) => reprValue(v, 1)).join(', ');
-  const out = items.length === 1 ? `(${inner},)` : `(${inner})`;
-  return out.length > maxLength ? `${out.slice(0, maxLength - 3)}...` : out;
+  return truncate(items.length === 1 ? `(${inner},)` : `(${inner})`, maxLength);
+}
+
+/** Cuts to `maxLength` UTF-16 units ending in `...`, never between the two halves of a surrogate pair. */
+function truncate(out: string, maxLength: number): string {
+  if (out.length <= maxLength) return out;
+  let end = maxLength - 3;
+  const last = out.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${out.slice(0, end)}...`;
 }
 
 function reprValue(value: unknown, depth: number): string {
