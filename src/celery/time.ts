@@ -61,6 +61,7 @@ function parseOffset(off: string): number {
   const digits = off.slice(1).replace(':', '');
   const hours = Number(digits.slice(0, 2));
   const minutes = digits.length > 2 ? Number(digits.slice(2, 4)) : 0;
+  if (hours > 23 || minutes > 59) return Number.NaN; // Python refuses these too; the caller reports it
   return sign * (hours * 60 + minutes);
 }
 

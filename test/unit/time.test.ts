@@ -99,6 +99,18 @@ describe('parseIsoWithOffset', () => {
     },
   );
 
+  it.each(['2031-03-04T05:06:07+24:00', '2031-03-04T05:06:07+25', '2031-03-04T05:06:07-0560', '2031-03-04T05:06:07+05:99'])(
+    'refuses the out-of-range offset in %s instead of shifting the instant',
+    (input) => {
+      expect(validationProblem(() => parseIsoWithOffset(input, 'eta'))).toContain('is not a real calendar date-time');
+    },
+  );
+
+  it('accepts the largest valid offsets', () => {
+    expect(parseIsoWithOffset('2031-03-04T23:59:00+23:59', 'eta').toISOString()).toBe('2031-03-04T00:00:00.000Z');
+    expect(parseIsoWithOffset('2031-03-04T00:00:00-23:59', 'eta').toISOString()).toBe('2031-03-04T23:59:00.000Z');
+  });
+
   it('accepts 29 February in a leap year', () => {
     expect(parseIsoWithOffset('2032-02-29T12:00:00Z', 'eta').toISOString()).toBe('2032-02-29T12:00:00.000Z');
   });
