@@ -122,3 +122,12 @@ export function wrapRedisError(err: unknown, what: string, url: string): Error {
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** A Redis server's identity: `run_id` is unique per server process. */
+export async function serverId(client: Redis): Promise<string> {
+  const info = await client.info('server');
+  const m = /run_id:(\w+)/.exec(info);
+  if (!m?.[1]) throw new Error('INFO server has no run_id');
+  return m[1];
+}
+

@@ -122,7 +122,7 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     expect(again.map((c) => c.id)).not.toContain('c-early');
     // an in-flight job cannot be revoked: it may already be on its way
     expect(await store.remove('c-early')).toBe(false);
-    await store.acknowledge(ids);
+    await store.acknowledge(claimed);
     expect(await store.get('c-early')).toBeUndefined();
     expect(await raw.exists(`${prefix}c-early`)).toBe(0);
   });
@@ -136,13 +136,54 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     const after = await store.claimDue({ until: 1000, now: 1031, limit: 10, leaseMs: 30_000 });
     const reclaimed = after.find((c) => c.id === 'lease-1');
     expect(reclaimed?.entry).toContain('"t.d"');
-    await store.acknowledge(['lease-1']);
+    // the first claimant woke up late: its acknowledgement must not touch the new claim
+    await store.acknowledge(first.filter((c) => c.id === 'lease-1'));
+    expect((await store.get('lease-1'))?.state).toBe('in_flight');
+    await store.release(first.filter((c) => c.id === 'lease-1'));
+    expect((await store.get('lease-1'))?.state).toBe('in_flight');
+    await store.acknowledge([reclaimed!]);
+    expect(await store.get('lease-1')).toBeUndefined();
+  });
+
+  it('nextDueAt is the earliest due time or lease end, and undefined when empty', async () => {
+    const other = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: `${prefix}next:` });
+    try {
+      expect(await other.nextDueAt()).toBeUndefined();
+      await other.add([newJob('t.n', [], 900, 'n1'), newJob('t.n', [], 700, 'n2')]);
+      expect(await other.nextDueAt()).toBe(700);
+      await other.claimDue({ until: 700, now: 100, limit: 10, leaseMs: 5_000 });
+      expect(await other.nextDueAt()).toBe(105); // n2's lease ends before n1 is due
+    } finally {
+      const keys = await raw.keys(`${prefix}next:*`);
+      if (keys.length) await raw.del(...keys);
+      await other.close();
+    }
+  });
+
+  it('watch reports a job added sooner than every other, from another client', async () => {
+    const other = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: `${prefix}watch:` });
+    const seen: number[] = [];
+    const stop = await other.watch((due) => seen.push(due));
+    try {
+      const writer = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: `${prefix}watch:` });
+      await writer.add([newJob('t.w', [], 5000, 'w1')]);
+      await writer.add([newJob('t.w', [], 6000, 'w2')]); // later than w1: no wake-up
+      await writer.add([newJob('t.w', [], 4000.5, 'w3')]);
+      await writer.close();
+      await expect.poll(() => seen).toEqual([5000, 4000.5]);
+    } finally {
+      await stop();
+      const keys = await raw.keys(`${prefix}watch:*`);
+      if (keys.length) await raw.del(...keys);
+      await other.close();
+    }
   });
 
   it('release puts claimed jobs back at their due time', async () => {
     await store.add([newJob('t.e', [], 500, 'rel-1')]);
     const claimed = await store.claimDue({ until: 500, now: 500, limit: 10, leaseMs: 60_000 });
     const mine = claimed.filter((c) => c.id === 'rel-1');
+    expect(mine).toHaveLength(1);
     await store.release(mine);
     expect(await store.get('rel-1')).toMatchObject({ state: 'scheduled', dueAt: 500 });
     expect(await store.remove('rel-1')).toBe(true);

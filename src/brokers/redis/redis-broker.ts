@@ -16,7 +16,8 @@ import {
   toRedisEnvelope,
   type KombuRedisLayout,
 } from '../../celery/kombu-redis.js';
-import { RedisConnections, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import { RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import type { RedisPush } from '../../redis-handoff.js';
 
 export interface RedisBrokerOptions extends RedisConnectionOptions {
   /** kombu transport options: `global_keyprefix`, `sep`, `priority_steps` */
@@ -56,44 +57,68 @@ export class RedisBroker implements Broker {
 
   async publish(messages: readonly TaskMessage[]): Promise<PublishOutcome[]> {
     if (messages.length === 0) return [];
+    const prepared = await this.prepareRedisPushes(messages);
     const client = await this.client();
     try {
-      const targets = await this.#resolveTargets(client, messages);
       const pipeline = client.pipeline();
-      const declare = new Set<string>();
-      messages.forEach((msg, i) => {
-        const queues = targets[i];
-        if (!queues || queues.length === 0) return;
-        for (const queue of queues) {
-          const delivery = { exchange: msg.routing.exchange, routingKey: msg.routing.exchange === '' ? queue : msg.routing.routingKey };
-          pipeline.lpush(queueListKey(queue, msg.properties.priority, this.layout), toRedisEnvelope(msg, delivery));
-          if (msg.routing.exchange === '' && !this.#declared.has(queue)) declare.add(queue);
-        }
-      });
-      // Declare the queue's default binding, as a Python producer does when it publishes.
-      for (const queue of declare) pipeline.sadd(bindingKey(queue, this.layout), bindingMember(queue, '', queue, this.layout.sep));
+      for (const p of prepared) if (!(p instanceof Error)) for (const push of p) pipeline.lpush(push.key, push.value);
       const replies = (await pipeline.exec()) ?? [];
-      for (const q of declare) this.#declared.add(q);
-
-      const outcomes: PublishOutcome[] = [];
       let r = 0;
-      messages.forEach((msg, i) => {
-        const queues = targets[i] ?? [];
-        if (queues.length === 0) {
-          outcomes.push({ ok: false, error: new UnroutableError(msg.routing.exchange, msg.routing.routingKey) });
-          return;
-        }
+      return prepared.map((p): PublishOutcome => {
+        if (p instanceof Error) return { ok: false, error: p };
         let error: Error | undefined;
-        for (let k = 0; k < queues.length; k++, r++) {
+        for (let k = 0; k < p.length; k++, r++) {
           const [err] = replies[r] ?? [new Error('no reply from Redis')];
           if (err && !error) error = wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
         }
-        outcomes.push(error ? { ok: false, error } : { ok: true });
+        return error ? { ok: false, error } : { ok: true };
       });
-      return outcomes;
     } catch (err) {
       throw wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
     }
+  }
+
+  /**
+   * Routes each message and builds its envelope(s): one LPUSH per target queue, or an
+   * `UnroutableError`. Declares each new queue's default binding as a Python producer does.
+   */
+  async prepareRedisPushes(messages: readonly TaskMessage[]): Promise<(RedisPush[] | Error)[]> {
+    const client = await this.client();
+    try {
+      const { db } = await this.redisLocation();
+      const targets = await this.#resolveTargets(client, messages);
+      const declare = new Set<string>();
+      const out = messages.map((msg, i): RedisPush[] | Error => {
+        const queues = targets[i] ?? [];
+        if (queues.length === 0) return new UnroutableError(msg.routing.exchange, msg.routing.routingKey);
+        return queues.map((queue) => {
+          if (msg.routing.exchange === '' && !this.#declared.has(queue)) declare.add(queue);
+          const delivery = { exchange: msg.routing.exchange, routingKey: msg.routing.exchange === '' ? queue : msg.routing.routingKey };
+          return { db, key: queueListKey(queue, msg.properties.priority, this.layout), value: toRedisEnvelope(msg, delivery) };
+        });
+      });
+      if (declare.size > 0) {
+        const pipeline = client.pipeline();
+        for (const queue of declare) pipeline.sadd(bindingKey(queue, this.layout), bindingMember(queue, '', queue, this.layout.sep));
+        await pipeline.exec();
+        for (const q of declare) this.#declared.add(q);
+      }
+      return out;
+    } catch (err) {
+      throw wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
+    }
+  }
+
+  #location: Promise<{ server: string; db: number }> | undefined;
+  /** This broker's Redis server identity (`run_id`) and database number. */
+  redisLocation(): Promise<{ server: string; db: number }> {
+    this.#location ??= this.client()
+      .then(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 }))
+      .catch((err: unknown) => {
+        this.#location = undefined;
+        throw err;
+      });
+    return this.#location;
   }
 
   /** The queues each message goes to. */

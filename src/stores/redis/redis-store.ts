@@ -4,25 +4,31 @@
  *   <prefix><task id>                              SET  the entry JSON [[task name], {send_task kwargs}]
  *   <prefix>scheduled_task_id_by_time              ZSET task id -> due time (unix seconds)
  *   <prefix>celery_longterm_scheduler:in_flight    ZSET task id -> lease deadline (ours)
+ *   <prefix>celery_longterm_scheduler:lease        HASH task id -> claim token (ours)
  *   <prefix>celery_longterm_scheduler:corrupt      HASH task id -> {entry, dueAt, reason, movedAt} (ours)
+ *   <prefix>celery_longterm_scheduler:wakeup       pub/sub channel: the due time of a job sooner than all others
  *
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { DuplicateJobError, redactUrl } from '../../errors.js';
 import type { NewJob } from '../../job.js';
-import { RedisConnections, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import { RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import type { RedisPush } from '../../redis-handoff.js';
 import type { ClaimOptions, ClaimedJob, ScheduleStore, StoreCounts } from '../../store.js';
 
 export const INDEX_KEY = 'scheduled_task_id_by_time';
 export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
 export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
+export const LEASE_KEY = 'celery_longterm_scheduler:lease';
+export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 1;
+const SCRIPT_VERSION = 2;
 /** Jobs per add script call: bounds how long one call blocks Redis. */
 const ADD_CHUNK = 1000;
 
@@ -34,10 +40,11 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 const SCRIPTS = {
   add: { file: 'add-1.lua', keys: 1 },
   remove: { file: 'remove-1.lua', keys: 1 },
-  claim: { file: 'claim-2.lua', keys: 2 },
-  ack: { file: 'ack-1.lua', keys: 1 },
-  release: { file: 'release-2.lua', keys: 2 },
-  quarantine: { file: 'quarantine-2.lua', keys: 2 },
+  claim: { file: 'claim-3.lua', keys: 3 },
+  ack: { file: 'ack-2.lua', keys: 2 },
+  release: { file: 'release-3.lua', keys: 3 },
+  quarantine: { file: 'quarantine-3.lua', keys: 3 },
+  handoff: { file: 'handoff-2.lua', keys: 2 },
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 
@@ -65,10 +72,20 @@ function script(client: Redis, name: ScriptName): ScriptCall {
   return fn.bind(client);
 }
 
+function byToken<T extends { token: string }>(claims: readonly T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const c of claims) {
+    const g = groups.get(c.token);
+    if (g) g.push(c);
+    else groups.set(c.token, [c]);
+  }
+  return groups;
+}
+
 export class RedisStore implements ScheduleStore {
   readonly description: string;
   readonly prefix: string;
-  readonly keys: { index: string; inFlight: string; corrupt: string };
+  readonly keys: { index: string; inFlight: string; lease: string; corrupt: string; wakeup: string };
   readonly #connections: RedisConnections;
   #client: Promise<Redis> | undefined;
   #closed = false;
@@ -80,7 +97,9 @@ export class RedisStore implements ScheduleStore {
     this.keys = {
       index: `${this.prefix}${INDEX_KEY}`,
       inFlight: `${this.prefix}${IN_FLIGHT_KEY}`,
+      lease: `${this.prefix}${LEASE_KEY}`,
       corrupt: `${this.prefix}${CORRUPT_KEY}`,
+      wakeup: `${this.prefix}${WAKEUP_CHANNEL}`,
     };
   }
 
@@ -119,7 +138,7 @@ export class RedisStore implements ScheduleStore {
     await this.#run(async (client) => {
       const add = script(client, 'add');
       for (let i = 0; i < jobs.length; i += ADD_CHUNK) {
-        const args: (string | number)[] = [this.keys.index, this.prefix];
+        const args: (string | number)[] = [this.keys.index, this.prefix, this.keys.wakeup];
         for (const job of jobs.slice(i, i + ADD_CHUNK)) args.push(job.id, job.dueAt, job.entry);
         const taken = await add(...args);
         if (taken !== 0) throw new DuplicateJobError(String(taken));
@@ -133,30 +152,89 @@ export class RedisStore implements ScheduleStore {
 
   async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
     const deadline = o.now + o.leaseMs / 1000;
+    const token = randomUUID();
     const flat = await this.#run(
       async (client) =>
-        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.prefix, o.until, o.now, o.limit, deadline)) as (string | null)[],
+        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.keys.lease, this.prefix, o.until, o.now, o.limit, deadline, token)) as (string | null)[],
     );
     const out: ClaimedJob[] = [];
     for (let i = 0; i < flat.length; i += 3) {
-      out.push({ id: String(flat[i]), dueAt: Number(flat[i + 1]), entry: flat[i + 2] ?? null });
+      out.push({ id: String(flat[i]), dueAt: Number(flat[i + 1]), entry: flat[i + 2] ?? null, token });
     }
     return out;
   }
 
-  async acknowledge(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#run((client) => script(client, 'ack')(this.keys.inFlight, this.prefix, ...ids));
+  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+    await this.#run(async (client) => {
+      const ack = script(client, 'ack');
+      for (const [token, ids] of byToken(claims)) await ack(this.keys.inFlight, this.keys.lease, this.prefix, token, ...ids.map((c) => c.id));
+    });
   }
 
-  async release(jobs: readonly Pick<ClaimedJob, 'id' | 'dueAt'>[]): Promise<void> {
-    if (jobs.length === 0) return;
-    await this.#run((client) => script(client, 'release')(this.keys.index, this.keys.inFlight, ...jobs.flatMap((j) => [j.id, j.dueAt])));
+  async release(claims: readonly ClaimedJob[]): Promise<void> {
+    await this.#run(async (client) => {
+      const release = script(client, 'release');
+      for (const [token, group] of byToken(claims)) {
+        await release(this.keys.index, this.keys.inFlight, this.keys.lease, token, ...group.flatMap((c) => [c.id, c.dueAt]));
+      }
+    });
   }
 
-  async quarantine(job: ClaimedJob, reason: string): Promise<void> {
-    const record = JSON.stringify({ entry: job.entry, dueAt: job.dueAt, reason, movedAt: Date.now() / 1000 });
-    await this.#run((client) => script(client, 'quarantine')(this.keys.inFlight, this.keys.corrupt, this.prefix, job.id, record));
+  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+    const record = JSON.stringify({ entry: claim.entry, dueAt: claim.dueAt, reason, movedAt: Date.now() / 1000 });
+    await this.#run((client) =>
+      script(client, 'quarantine')(this.keys.inFlight, this.keys.lease, this.keys.corrupt, this.prefix, claim.token, claim.id, record),
+    );
+  }
+
+  async handOff(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<boolean[]> {
+    const { db } = await this.redisLocation();
+    return this.#run(async (client) => {
+      const handoff = script(client, 'handoff');
+      const done: boolean[] = [];
+      for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })))) {
+        const args: (string | number)[] = [this.keys.inFlight, this.keys.lease, this.prefix, token, db];
+        for (const c of group) {
+          const list = pushes[c.i] ?? [];
+          args.push(c.id, list.length);
+          for (const p of list) args.push(p.db, p.key, p.value);
+        }
+        const results = (await handoff(...args)) as number[];
+        group.forEach((c, k) => (done[c.i] = results[k] === 1));
+      }
+      return done;
+    });
+  }
+
+  #location: Promise<{ server: string; db: number }> | undefined;
+  /** This store's Redis server identity (`run_id`) and database number. */
+  redisLocation(): Promise<{ server: string; db: number }> {
+    this.#location ??= this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 }));
+    return this.#location;
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    return this.#run(async (client) => {
+      const [[, due], [, lease]] = (await client.multi().zrange(this.keys.index, 0, 0, 'WITHSCORES').zrange(this.keys.inFlight, 0, 0, 'WITHSCORES').exec()) as [
+        [unknown, string[]],
+        [unknown, string[]],
+      ];
+      const times = [due[1], lease[1]].filter((t): t is string => t !== undefined).map(Number);
+      return times.length ? Math.min(...times) : undefined;
+    });
+  }
+
+  async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
+    const subscriber = await this.#connections.open({ maxRetriesPerRequest: null });
+    subscriber.on('message', (_channel: string, message: string) => onSooner(Number(message)));
+    await subscriber.subscribe(this.keys.wakeup);
+    return async () => {
+      try {
+        await subscriber.quit();
+      } catch {
+        subscriber.disconnect();
+      }
+    };
   }
 
   async get(id: string): Promise<{ dueAt: number; entry: string; state: 'scheduled' | 'in_flight' } | undefined> {
