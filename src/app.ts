@@ -8,7 +8,8 @@
 import type { Broker } from './broker.js';
 import { buildTaskMessage } from './celery/message.js';
 import { createBroker, createStore } from './connect.js';
-import { encodeEntry, resolveTaskCall, signature, type Signature, type TaskOptions } from './job.js';
+import { ValidationError } from './errors.js';
+import { encodeEntry, resolveTaskCall, signature, type NewJob, type Signature, type TaskOptions } from './job.js';
 import type { ScheduleStore } from './store.js';
 import { DISPATCH_DEFAULTS } from './dispatcher.js';
 import { validateRedisOptions } from './redis-connection.js';
@@ -38,6 +39,14 @@ export const CELERY_DEFAULTS = {
   longtermSchedulerKeyPrefix: '',
   taskDefaultQueue: DISPATCH_DEFAULTS.defaultQueue,
 } as const;
+
+/** One call of `sendTasks`. */
+export interface TaskCall {
+  name: string;
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  options: TaskOptions;
+}
 
 /** What `applyAsync` / `sendTask` return. `id` is the Celery task id the worker will see. */
 export class AsyncResult {
@@ -134,6 +143,34 @@ export class Celery {
     const [outcome] = await this.broker.publish([message]);
     if (outcome && !outcome.ok) throw outcome.error;
     return new AsyncResult(job.id);
+  }
+
+  /**
+   * Schedules many jobs in one round trip, all or none: every call is validated first, and each
+   * must have an `eta` or `countdown`. Returns one result per call, in order.
+   */
+  async sendTasks(calls: readonly TaskCall[]): Promise<AsyncResult[]> {
+    const now = this.#clock();
+    const problems: string[] = [];
+    const jobs: NewJob[] = [];
+    calls.forEach((call, i) => {
+      try {
+        const { job, dueAt } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
+        if (dueAt === undefined) throw new ValidationError(['needs an eta or countdown (sendTasks only schedules)']);
+        jobs.push({ id: job.id, dueAt, entry: encodeEntry(job) });
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        problems.push(...err.problems.map((p) => `calls[${i}]: ${p}`));
+      }
+    });
+    if (problems.length) throw new ValidationError(problems);
+    const ids = new Set<string>();
+    for (const j of jobs) {
+      if (ids.has(j.id)) throw new ValidationError([`taskId ${JSON.stringify(j.id)} appears twice in one sendTasks call`]);
+      ids.add(j.id);
+    }
+    await this.store.add(jobs);
+    return jobs.map((j) => new AsyncResult(j.id, new Date(j.dueAt * 1000)));
   }
 
   /** Closes every connection this app opened. Safe to call twice. */

@@ -4,15 +4,16 @@
  * Jobs wait in a separate store (Redis, in the Python package's layout) and a dispatcher hands
  * each one to the Celery broker, as an ordinary protocol-2 message, only when it is due.
  */
-export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig } from './app.js';
-export { Scheduler, getScheduler } from './scheduler.js';
-export { Dispatcher, DISPATCH_DEFAULTS, type DispatcherOptions, type DispatchSummary } from './dispatcher.js';
+export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig, type TaskCall } from './app.js';
+export { Scheduler, getScheduler, type RunOptions } from './scheduler.js';
+export { Dispatcher, DISPATCH_DEFAULTS, type DispatcherOptions, type DispatchSummary, type HandoffMode } from './dispatcher.js';
+export { DispatcherDaemon, DAEMON_DEFAULTS, MAX_TIMER_MS, type DaemonOptions } from './dispatcher-daemon.js';
 export { signature, type Signature, type TaskOptions, type Job } from './job.js';
 export { createStore, createBroker } from './connect.js';
 export type { ScheduleStore, ClaimedJob, StoreCounts } from './store.js';
 export type { Broker, PublishOutcome } from './broker.js';
 export type { Logger } from './logger.js';
-export { RedisStore, INDEX_KEY, IN_FLIGHT_KEY, CORRUPT_KEY, type RedisStoreOptions } from './stores/redis/redis-store.js';
+export { RedisStore, INDEX_KEY, IN_FLIGHT_KEY, LEASE_KEY, CORRUPT_KEY, WAKEUP_CHANNEL, type RedisStoreOptions } from './stores/redis/redis-store.js';
 export { RedisBroker, UnroutableError, type RedisBrokerOptions } from './brokers/redis/redis-broker.js';
 export { buildTaskMessage, type TaskMessage } from './celery/message.js';
 export { formatCeleryTime } from './celery/time.js';

@@ -3,6 +3,7 @@
  */
 import type { Celery } from './app.js';
 import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
+import { DispatcherDaemon, type DaemonOptions } from './dispatcher-daemon.js';
 import type { Logger } from './logger.js';
 
 export class Scheduler {
@@ -21,6 +22,17 @@ export class Scheduler {
     return this.dispatcher(options).dispatchDue(until);
   }
 
+  /** The long-running dispatcher; `await daemon.run(signal)` until the signal aborts. */
+  daemon(options: RunOptions = {}): DispatcherDaemon {
+    return new DispatcherDaemon({
+      store: this.#app.store,
+      broker: this.#app.broker,
+      defaultQueue: this.#app.config.taskDefaultQueue,
+      clock: () => this.#app.now(),
+      ...options,
+    });
+  }
+
   dispatcher(options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs'>> & { logger?: Logger } = {}): Dispatcher {
     return new Dispatcher({
       store: this.#app.store,
@@ -31,6 +43,9 @@ export class Scheduler {
     });
   }
 }
+
+/** Options of `Scheduler.daemon` (store, broker, queue and clock come from the app). */
+export type RunOptions = Partial<Omit<DaemonOptions, 'store' | 'broker' | 'defaultQueue'>>;
 
 const schedulers = new WeakMap<Celery, Scheduler>();
 

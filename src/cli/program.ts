@@ -17,6 +17,10 @@ export interface CliIo {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
   env: Record<string, string | undefined>;
+  /** subscribes to SIGINT/SIGTERM (for `run`); returns an unsubscribe function */
+  onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void;
+  /** exits the process at once (a second signal during `run`) */
+  exitNow?: (code: number) => void;
 }
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
@@ -159,6 +163,38 @@ function buildProgram(io: CliIo): Command {
         if (failed > 0) throw new ExitWith(EXIT.FAILURE);
       } finally {
         lock?.release();
+      }
+    });
+
+  program
+    .command('run')
+    .description('run the dispatcher as a service: sends each job when it is due; SIGTERM/SIGINT stops it gracefully')
+    .option('--poll-interval-ms <ms>', 'longest sleep between two looks at the store (finds jobs written by other tools)', '1000')
+    .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
+    .option('--lease-ms <ms>', "how long a claim is exclusive; a dead dispatcher's jobs are sent again after it", '60000')
+    .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string }) => {
+      const options = {
+        pollIntervalMs: positiveInt(o.pollIntervalMs, '--poll-interval-ms'),
+        batchSize: positiveInt(o.batchSize, '--batch-size'),
+        leaseMs: positiveInt(o.leaseMs, '--lease-ms'),
+      };
+      const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
+      const stop = new AbortController();
+      let signals = 0;
+      const unsubscribe = io.onSignal?.((signal) => {
+        signals++;
+        if (signals === 1) {
+          logger.info('stopping: finishing the batch in flight (send the signal again to exit at once)', { signal });
+          stop.abort();
+        } else {
+          logger.warn('exiting at once; leases return any claimed jobs', { signal });
+          io.exitNow?.(signal === 'SIGINT' ? 130 : 143);
+        }
+      });
+      try {
+        await withApp((a) => getScheduler(a).daemon({ ...options, logger }).run(stop.signal));
+      } finally {
+        unsubscribe?.();
       }
     });
 

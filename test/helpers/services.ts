@@ -25,6 +25,10 @@ export interface RedisService {
   urlFor(db: number): string;
   /** stops the server if this helper started it */
   stop(): Promise<void>;
+  /** private servers only: kill the server (SIGKILL), to simulate an outage */
+  kill?(): Promise<void>;
+  /** private servers only: start it again on the same port (after `kill`) */
+  restart?(): Promise<void>;
 }
 
 const started: ChildProcess[] = [];
@@ -69,28 +73,38 @@ function hasBinary(name: string): boolean {
 async function startPrivateRedis(): Promise<RedisService> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'cls-redis-'));
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  started.push(child);
-  const deadline = Date.now() + 5000;
-  while (!(await canConnect('127.0.0.1', port, 200))) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('private redis-server did not start');
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      { stdio: 'ignore' },
+    );
+    started.push(child);
+    const deadline = Date.now() + 5000;
+    while (!(await canConnect('127.0.0.1', port, 200))) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error('private redis-server did not start');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return child;
+  };
+  const halt = async (child: ChildProcess, signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await exited;
+  };
+  let child = await launch();
   const url = `redis://127.0.0.1:${port}`;
   return {
     url,
     urlFor: (db) => `${url}/${db}`,
     stop: async () => {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await halt(child, 'SIGTERM');
       rmSync(dir, { recursive: true, force: true });
+    },
+    kill: () => halt(child, 'SIGKILL'),
+    restart: async () => {
+      child = await launch();
     },
   };
 }
