@@ -18,6 +18,7 @@ import type { Broker } from './broker.js';
 import { CorruptEntryError } from './errors.js';
 import { decodeEntry } from './job.js';
 import { silentLogger, type Logger } from './logger.js';
+import type { RedisPush } from './redis-handoff.js';
 import type { ClaimedJob, ScheduleStore } from './store.js';
 
 export interface DispatcherOptions {
@@ -80,24 +81,56 @@ export class Dispatcher {
   /**
    * Sends every job due at or before `until` (default: now). Stops after the current batch when
    * `signal` aborts. Broker trouble ends the run with `summary.error`; store trouble throws.
+   *
+   * Two batches overlap: while the store/broker sends batch k, batch k+1 is already claimed and
+   * its messages are built here, so Node and Redis work side by side.
    */
   async dispatchDue(until?: Date, signal?: AbortSignal): Promise<DispatchSummary> {
     const started = performance.now();
     const summary: DispatchSummary = { sent: 0, failed: 0, corrupt: 0, elapsedMs: 0 };
     const refused: ClaimedJob[] = [];
+    const claim = () => {
+      const now = this.#clock();
+      const claims = this.#store.claimDue({
+        until: (until ?? now).getTime() / 1000,
+        now: now.getTime() / 1000,
+        limit: this.#batchSize,
+        leaseMs: this.#leaseMs,
+      });
+      return { now, claims };
+    };
+    let next: { now: Date; claims: Promise<ClaimedJob[]> } | undefined = claim();
+    let sending: Promise<void> | undefined;
     try {
-      for (;;) {
-        const now = this.#clock();
-        const claimed = await this.#store.claimDue({
-          until: (until ?? now).getTime() / 1000,
-          now: now.getTime() / 1000,
-          limit: this.#batchSize,
-          leaseMs: this.#leaseMs,
-        });
+      while (next) {
+        const { now, claims } = next;
+        next = undefined;
+        const claimed = await claims;
         if (claimed.length === 0) break;
-        await this.#sendBatch(claimed, now, summary, refused);
-        if (summary.error || claimed.length < this.#batchSize || signal?.aborted) break;
+        let batch: Batch | undefined;
+        try {
+          batch = await this.#prepare(claimed, now, summary, refused);
+        } catch (err) {
+          if (!(err instanceof BrokerFailure)) throw err;
+          this.#brokerDown(err, claimed, summary, refused);
+        }
+        if (sending) await sending;
+        if (summary.error) {
+          if (batch) this.#brokerDown(undefined, batch.ready.map((r) => r.claim), summary, refused);
+          break;
+        }
+        if (claimed.length === this.#batchSize && !signal?.aborted) next = claim(); // queued before the send below
+        if (batch) {
+          const b = batch;
+          sending = this.#send(b, summary, refused).catch((err: unknown) => {
+            if (!(err instanceof BrokerFailure)) throw err;
+            this.#brokerDown(err, b.ready.map((r) => r.claim), summary, refused);
+          });
+          // observed here, awaited before the next send or at the end
+          sending.catch(() => {});
+        }
       }
+      if (sending) await sending;
     } finally {
       if (refused.length > 0) {
         try {
@@ -114,8 +147,9 @@ export class Dispatcher {
     return summary;
   }
 
-  async #sendBatch(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[]): Promise<void> {
-    const ready: { claim: ClaimedJob; message: TaskMessage }[] = [];
+  /** Decodes and builds a batch (moving corrupt entries aside); in atomic mode also routes it. */
+  async #prepare(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[]): Promise<Batch | undefined> {
+    const ready: Batch['ready'] = [];
     for (const claim of claimed) {
       try {
         const job = decodeEntry(claim.id, claim.entry);
@@ -127,28 +161,42 @@ export class Dispatcher {
         this.#log.warn('moved a corrupt job aside', { id: claim.id, reason });
       }
     }
-    if (ready.length === 0) return;
-
-    try {
-      if ((await this.#handoffMode()) === 'atomic') await this.#handOff(ready, summary, refused);
-      else await this.#publishThenAck(ready, summary, refused);
-    } catch (err) {
-      if (err instanceof BrokerFailure) {
-        // Nothing was published: give the batch back and end this run.
-        refused.push(...ready.map((r) => r.claim));
-        summary.failed += ready.length;
-        summary.error = err.cause instanceof Error ? err.cause : err;
-        return;
+    if (ready.length === 0) return undefined;
+    if ((await this.#handoffMode()) === 'publish-then-ack') return { ready };
+    const prepare = this.#broker.prepareRedisPushes?.bind(this.#broker);
+    if (!prepare) throw new Error('atomic hand-off needs a Redis broker');
+    const prepared = await brokerCall(() => prepare(ready.map((r) => r.message)));
+    const routable: Batch['ready'] = [];
+    const pushes: RedisPush[][] = [];
+    prepared.forEach((p, i) => {
+      const r = ready[i];
+      if (!r) return;
+      if (p instanceof Error) this.#refuse(r, p, summary, refused);
+      else {
+        routable.push(r);
+        pushes.push(p);
       }
-      throw err;
-    }
+    });
+    return routable.length ? { ready: routable, pushes } : undefined;
   }
 
-  async #publishThenAck(ready: { claim: ClaimedJob; message: TaskMessage }[], summary: DispatchSummary, refused: ClaimedJob[]): Promise<void> {
-    const outcomes = await brokerCall(() => this.#broker.publish(ready.map((r) => r.message)));
+  /** Publishes and removes a prepared batch: in one atomic step, or publish then acknowledge. */
+  async #send(batch: Batch, summary: DispatchSummary, refused: ClaimedJob[]): Promise<void> {
+    if (batch.pushes) {
+      const handOff = this.#store.handOff?.bind(this.#store);
+      if (!handOff) throw new Error('atomic hand-off needs a Redis store');
+      const done = await handOff(
+        batch.ready.map((r) => r.claim),
+        batch.pushes,
+      );
+      // A job not handed off lost its lease to another dispatcher, which now sends it.
+      summary.sent += done.filter(Boolean).length;
+      return;
+    }
+    const outcomes = await brokerCall(() => this.#broker.publish(batch.ready.map((r) => r.message)));
     const accepted: ClaimedJob[] = [];
     outcomes.forEach((outcome, i) => {
-      const r = ready[i];
+      const r = batch.ready[i];
       if (!r) return;
       if (outcome.ok) accepted.push(r.claim);
       else this.#refuse(r, outcome.error, summary, refused);
@@ -157,25 +205,11 @@ export class Dispatcher {
     summary.sent += accepted.length;
   }
 
-  async #handOff(ready: { claim: ClaimedJob; message: TaskMessage }[], summary: DispatchSummary, refused: ClaimedJob[]): Promise<void> {
-    const prepare = this.#broker.prepareRedisPushes?.bind(this.#broker);
-    const handOff = this.#store.handOff?.bind(this.#store);
-    if (!prepare || !handOff) throw new Error('atomic hand-off needs a Redis store and a Redis broker');
-    const prepared = await brokerCall(() => prepare(ready.map((r) => r.message)));
-    const routable: { claim: ClaimedJob; pushes: Exclude<(typeof prepared)[number], Error> }[] = [];
-    prepared.forEach((p, i) => {
-      const r = ready[i];
-      if (!r) return;
-      if (p instanceof Error) this.#refuse(r, p, summary, refused);
-      else routable.push({ claim: r.claim, pushes: p });
-    });
-    if (routable.length === 0) return;
-    const done = await handOff(
-      routable.map((r) => r.claim),
-      routable.map((r) => r.pushes),
-    );
-    // A job not handed off lost its lease to another dispatcher, which now sends it.
-    summary.sent += done.filter(Boolean).length;
+  /** The broker could not be reached: nothing of these was published; give them back, end the run. */
+  #brokerDown(err: BrokerFailure | undefined, claims: ClaimedJob[], summary: DispatchSummary, refused: ClaimedJob[]): void {
+    refused.push(...claims);
+    summary.failed += claims.length;
+    if (err && !summary.error) summary.error = err.cause instanceof Error ? err.cause : err;
   }
 
   #refuse(r: { claim: ClaimedJob; message: TaskMessage }, error: Error, summary: DispatchSummary, refused: ClaimedJob[]): void {
@@ -196,6 +230,12 @@ export class Dispatcher {
     this.#mode = s.server === b.server ? 'atomic' : 'publish-then-ack';
     return this.#mode;
   }
+}
+
+interface Batch {
+  ready: { claim: ClaimedJob; message: TaskMessage }[];
+  /** set in atomic mode: the LPUSHes of each message, in `ready` order */
+  pushes?: RedisPush[][];
 }
 
 /** Marks an error as the broker's, so a run can tell a broker outage from a store outage. */

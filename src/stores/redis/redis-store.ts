@@ -4,7 +4,6 @@
  *   <prefix><task id>                              SET  the entry JSON [[task name], {send_task kwargs}]
  *   <prefix>scheduled_task_id_by_time              ZSET task id -> due time (unix seconds)
  *   <prefix>celery_longterm_scheduler:in_flight    ZSET task id -> lease deadline (ours)
- *   <prefix>celery_longterm_scheduler:lease        HASH task id -> claim token (ours)
  *   <prefix>celery_longterm_scheduler:corrupt      HASH task id -> {entry, dueAt, reason, movedAt} (ours)
  *   <prefix>celery_longterm_scheduler:wakeup       pub/sub channel: the due time of a job sooner than all others
  *
@@ -25,10 +24,9 @@ import type { ClaimOptions, ClaimedJob, ScheduleStore, StoreCounts } from '../..
 export const INDEX_KEY = 'scheduled_task_id_by_time';
 export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
 export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
-export const LEASE_KEY = 'celery_longterm_scheduler:lease';
 export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 2;
+const SCRIPT_VERSION = 3;
 /** Jobs per add script call: bounds how long one call blocks Redis. */
 const ADD_CHUNK = 1000;
 
@@ -40,11 +38,11 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 const SCRIPTS = {
   add: { file: 'add-1.lua', keys: 1 },
   remove: { file: 'remove-1.lua', keys: 1 },
-  claim: { file: 'claim-3.lua', keys: 3 },
-  ack: { file: 'ack-2.lua', keys: 2 },
-  release: { file: 'release-3.lua', keys: 3 },
-  quarantine: { file: 'quarantine-3.lua', keys: 3 },
-  handoff: { file: 'handoff-2.lua', keys: 2 },
+  claim: { file: 'claim-2.lua', keys: 2 },
+  ack: { file: 'ack-1.lua', keys: 1 },
+  release: { file: 'release-2.lua', keys: 2 },
+  quarantine: { file: 'quarantine-2.lua', keys: 2 },
+  handoff: { file: 'handoff-1.lua', keys: 1 },
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 
@@ -85,7 +83,7 @@ function byToken<T extends { token: string }>(claims: readonly T[]): Map<string,
 export class RedisStore implements ScheduleStore {
   readonly description: string;
   readonly prefix: string;
-  readonly keys: { index: string; inFlight: string; lease: string; corrupt: string; wakeup: string };
+  readonly keys: { index: string; inFlight: string; corrupt: string; wakeup: string };
   readonly #connections: RedisConnections;
   #client: Promise<Redis> | undefined;
   #closed = false;
@@ -97,7 +95,6 @@ export class RedisStore implements ScheduleStore {
     this.keys = {
       index: `${this.prefix}${INDEX_KEY}`,
       inFlight: `${this.prefix}${IN_FLIGHT_KEY}`,
-      lease: `${this.prefix}${LEASE_KEY}`,
       corrupt: `${this.prefix}${CORRUPT_KEY}`,
       wakeup: `${this.prefix}${WAKEUP_CHANNEL}`,
     };
@@ -151,11 +148,13 @@ export class RedisStore implements ScheduleStore {
   }
 
   async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
-    const deadline = o.now + o.leaseMs / 1000;
-    const token = randomUUID();
+    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
+    // The lease deadline is the claim's token (see claim-2.lua); whole milliseconds keep its
+    // decimal form short and exact.
+    const token = String(Math.round(o.now * 1000 + o.leaseMs) / 1000);
     const flat = await this.#run(
       async (client) =>
-        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.keys.lease, this.prefix, o.until, o.now, o.limit, deadline, token)) as (string | null)[],
+        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.prefix, o.until, o.now, o.limit, token)) as (string | null)[],
     );
     const out: ClaimedJob[] = [];
     for (let i = 0; i < flat.length; i += 3) {
@@ -167,7 +166,7 @@ export class RedisStore implements ScheduleStore {
   async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
       const ack = script(client, 'ack');
-      for (const [token, ids] of byToken(claims)) await ack(this.keys.inFlight, this.keys.lease, this.prefix, token, ...ids.map((c) => c.id));
+      for (const [token, group] of byToken(claims)) await ack(this.keys.inFlight, this.prefix, token, ...group.map((c) => c.id));
     });
   }
 
@@ -175,29 +174,30 @@ export class RedisStore implements ScheduleStore {
     await this.#run(async (client) => {
       const release = script(client, 'release');
       for (const [token, group] of byToken(claims)) {
-        await release(this.keys.index, this.keys.inFlight, this.keys.lease, token, ...group.flatMap((c) => [c.id, c.dueAt]));
+        await release(this.keys.index, this.keys.inFlight, token, ...group.flatMap((c) => [c.id, c.dueAt]));
       }
     });
   }
 
   async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
     const record = JSON.stringify({ entry: claim.entry, dueAt: claim.dueAt, reason, movedAt: Date.now() / 1000 });
-    await this.#run((client) =>
-      script(client, 'quarantine')(this.keys.inFlight, this.keys.lease, this.keys.corrupt, this.prefix, claim.token, claim.id, record),
-    );
+    await this.#run((client) => script(client, 'quarantine')(this.keys.inFlight, this.keys.corrupt, this.prefix, claim.token, claim.id, record));
   }
 
   async handOff(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<boolean[]> {
     const { db } = await this.redisLocation();
+    const brokerDbs = new Set(pushes.flatMap((list) => list.map((p) => p.db)));
+    if (brokerDbs.size > 1) throw new Error('one hand-off goes to one broker database');
+    const brokerDb = brokerDbs.values().next().value ?? db;
     return this.#run(async (client) => {
       const handoff = script(client, 'handoff');
       const done: boolean[] = [];
       for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })))) {
-        const args: (string | number)[] = [this.keys.inFlight, this.keys.lease, this.prefix, token, db];
+        const args: (string | number)[] = [this.keys.inFlight, this.prefix, token, db, brokerDb];
         for (const c of group) {
           const list = pushes[c.i] ?? [];
           args.push(c.id, list.length);
-          for (const p of list) args.push(p.db, p.key, p.value);
+          for (const p of list) args.push(p.key, p.value);
         }
         const results = (await handoff(...args)) as number[];
         group.forEach((c, k) => (done[c.i] = results[k] === 1));

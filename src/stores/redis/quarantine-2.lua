@@ -3,21 +3,20 @@
   entry, due time and the reason) goes into a hash, and the job leaves the in-flight set and
   its key.
 
-  KEYS[1]  the in-flight set
-  KEYS[2]  the lease owners hash
-  KEYS[3]  the corrupt-job hash, <prefix>celery_longterm_scheduler:corrupt (id -> record JSON)
+  KEYS[1]  the in-flight set (id -> lease deadline)
+  KEYS[2]  the corrupt-job hash, <prefix>celery_longterm_scheduler:corrupt (id -> record JSON)
   ARGV[1]  key prefix
-  ARGV[2]  the claim token
+  ARGV[2]  the claim token (its lease deadline)
   ARGV[3]  task id
   ARGV[4]  record JSON
 
   Returns 1 when moved, 0 when the job is no longer leased to this claim.
 ]]
 local id = ARGV[3]
-if redis.call('HGET', KEYS[2], id) == ARGV[2] then
+local score = redis.call('ZSCORE', KEYS[1], id)
+if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HSET', KEYS[3], id, ARGV[4])
+  redis.call('HSET', KEYS[2], id, ARGV[4])
   redis.call('DEL', ARGV[1] .. id)
   return 1
 end

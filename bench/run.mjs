@@ -1,0 +1,272 @@
+// `npm run bench`: throughput, memory and lateness, each next to a floor measured in the same run.
+//
+// Runs against a private redis-server on a free port (so memory figures and FLUSHDB are safe),
+// never the shared one. Absolute numbers on these machines are noisy; read the ratios.
+// Set BENCH_SCALE=0.1 for a quick run (fewer jobs; the 1M-job rows use 100k).
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { Celery, Dispatcher, RedisBroker, RedisStore, buildTaskMessage, getScheduler } from '../dist/index.js';
+import { encodeEntry, resolveTaskCall } from '../dist/job.js';
+import { queueListKey, toRedisEnvelope, parseRedisEnvelope } from '../dist/celery/kombu-redis.js';
+
+const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+const N_DUE = Math.round(100_000 * SCALE);
+const N_FUTURE = Math.round(1_000_000 * SCALE);
+const QUEUE = 'bench';
+const root = fileURLToPath(new URL('..', import.meta.url));
+const rows = [];
+const row = (name, value, reference, ratio, target) => {
+  rows.push({ name, value, reference, ratio, target });
+  console.error(`  ${name}: ${value}${reference ? `  (ref ${reference})` : ''}${ratio ? `  ratio ${ratio}` : ''}`);
+};
+const fmtRate = (n, ms) => `${Math.round((n / ms) * 1000).toLocaleString('en-US')} jobs/s`;
+const rate = (n, ms) => (n / ms) * 1000;
+
+// --- a private Redis --------------------------------------------------------------------------
+const port = await new Promise((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => {
+    const p = s.address().port;
+    s.close(() => resolve(p));
+  });
+});
+const dir = mkdtempSync(join(tmpdir(), 'cls-bench-'));
+const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+process.on('exit', () => server.kill('SIGKILL'));
+const url = `redis://127.0.0.1:${port}`;
+const admin = new Redis(`${url}/0`);
+for (let i = 0; i < 100; i++) {
+  try {
+    await admin.ping();
+    break;
+  } catch {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+const redisVersion = /redis_version:(\S+)/.exec(await admin.info('server'))?.[1];
+console.error(`bench: private Redis ${redisVersion} on port ${port}, scale ${SCALE}`);
+
+const smallJob = (dueAt, task = 'bench.add') => {
+  const { job } = resolveTaskCall(task, [1, 2], {}, { queue: QUEUE });
+  return { id: job.id, dueAt, entry: encodeEntry(job) };
+};
+async function seed(store, n, dueAt) {
+  for (let i = 0; i < n; i += 5000) {
+    const chunk = [];
+    for (let k = i; k < Math.min(n, i + 5000); k++) chunk.push(smallJob(typeof dueAt === 'function' ? dueAt(k) : dueAt));
+    await store.add(chunk);
+  }
+}
+async function flush() {
+  await admin.flushall();
+}
+
+// --- 1. dispatch rate vs the LPUSH floor ----------------------------------------------------------
+async function dispatchRate(futureCount, label) {
+  await flush();
+  const store = new RedisStore(`${url}/1`);
+  const broker = new RedisBroker(`${url}/0`);
+  if (futureCount) {
+    console.error(`  seeding ${futureCount.toLocaleString('en-US')} future jobs…`);
+    await seed(store, futureCount, (k) => 4e9 + k);
+  }
+  await seed(store, N_DUE, 1000);
+  const dispatcher = new Dispatcher({ store, broker, batchSize: 1000 });
+  const t = performance.now();
+  const summary = await dispatcher.dispatchDue();
+  const ms = performance.now() - t;
+  if (summary.sent !== N_DUE) throw new Error(`${label}: sent ${summary.sent} of ${N_DUE}`);
+  const mode = dispatcher.mode;
+  await store.close();
+  await broker.close();
+  return { ms, mode };
+}
+
+async function lpushFloor() {
+  await flush();
+  const messages = [];
+  for (let i = 0; i < N_DUE; i++) {
+    const { job } = resolveTaskCall('bench.add', [1, 2], {}, { queue: QUEUE });
+    const msg = buildTaskMessage(job, { now: new Date(), defaultQueue: 'celery' });
+    messages.push(toRedisEnvelope(msg, { exchange: '', routingKey: QUEUE }));
+  }
+  const client = new Redis(`${url}/0`);
+  const key = queueListKey(QUEUE, 0);
+  const t = performance.now();
+  for (let i = 0; i < messages.length; i += 1000) {
+    const p = client.pipeline();
+    for (const m of messages.slice(i, i + 1000)) p.lpush(key, m);
+    await p.exec();
+  }
+  const ms = performance.now() - t;
+  client.disconnect();
+  return ms;
+}
+
+// --- 3. an empty pass with many jobs stored -------------------------------------------------------
+async function emptyPass() {
+  // reuses the 1M future jobs seeded by the previous step: nothing is due now
+  const store = new RedisStore(`${url}/1`);
+  const broker = new RedisBroker(`${url}/0`);
+  const dispatcher = new Dispatcher({ store, broker });
+  await dispatcher.dispatchDue();
+  const times = [];
+  for (let i = 0; i < 300; i++) {
+    const t = performance.now();
+    await dispatcher.dispatchDue();
+    await store.nextDueAt(); // what the daemon does after every pass
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  const stored = (await store.count()).scheduled;
+  await store.close();
+  await broker.close();
+  return { p50: times[150], p99: times[297], stored };
+}
+
+// --- 4. scheduling rate -----------------------------------------------------------------------------
+async function schedulingRates() {
+  await flush();
+  const app = new Celery({ broker: `${url}/0`, longtermSchedulerBackend: `${url}/1` });
+  const add = app.task('bench.add');
+  const out = {};
+  let n = Math.round(5000 * Math.max(SCALE, 0.2));
+  let t = performance.now();
+  for (let i = 0; i < n; i++) await add.applyAsync([1, 2], {}, { countdown: 3600 });
+  out.single = rate(n, performance.now() - t);
+
+  n = Math.round(50_000 * Math.max(SCALE, 0.2));
+  t = performance.now();
+  for (let i = 0; i < n; i += 100) {
+    await Promise.all(Array.from({ length: 100 }, () => add.applyAsync([1, 2], {}, { countdown: 3600 })));
+  }
+  out.concurrent = rate(n, performance.now() - t);
+
+  n = N_DUE;
+  t = performance.now();
+  for (let i = 0; i < n; i += 1000) {
+    await app.sendTasks(Array.from({ length: 1000 }, () => ({ name: 'bench.add', args: [1, 2], options: { countdown: 3600 } })));
+  }
+  out.bulk = rate(n, performance.now() - t);
+
+  // the floor for one-at-a-time: an awaited raw SET + ZADD pair in MULTI
+  const raw = new Redis(`${url}/2`);
+  n = Math.round(5000 * Math.max(SCALE, 0.2));
+  t = performance.now();
+  for (let i = 0; i < n; i++) {
+    const id = randomUUID();
+    await raw.multi().set(id, `[["bench.add"],{"args":[1,2],"task_id":"${id}"}]`).zadd('scheduled_task_id_by_time', 4e9, id).exec();
+  }
+  out.rawSingle = rate(n, performance.now() - t);
+  raw.disconnect();
+  await app.close();
+  return out;
+}
+
+// --- 5. memory per stored job -------------------------------------------------------------------------
+async function memoryPerJob() {
+  const n = N_DUE;
+  await flush();
+  const used = async () => Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1]);
+  const base = await used();
+  const app = new Celery({ broker: `${url}/0`, longtermSchedulerBackend: `${url}/0` });
+  for (let i = 0; i < n; i += 1000) {
+    await app.sendTasks(Array.from({ length: 1000 }, () => ({ name: 'bench.add', args: [1, 2], options: { countdown: 3600 } })));
+  }
+  const ours = ((await used()) - base) / n;
+  await app.close();
+  await flush();
+  const base2 = await used();
+  const raw = new Redis(`${url}/0`);
+  for (let i = 0; i < n; i += 1000) {
+    const p = raw.pipeline();
+    for (let k = 0; k < 1000; k++) {
+      const id = randomUUID();
+      p.set(id, `[["bench.add"],{"args":[1,2],"task_id":"${id}"}]`).zadd('scheduled_task_id_by_time', 4e9 + i + k, id);
+    }
+    await p.exec();
+  }
+  const floor = ((await used()) - base2) / n;
+  raw.disconnect();
+  return { ours, floor };
+}
+
+// --- 6. lateness of `run` ----------------------------------------------------------------------------------
+async function lateness() {
+  await flush();
+  const n = Math.round(10_000 * Math.max(SCALE, 0.1));
+  const spreadMs = 10_000;
+  const app = new Celery({ broker: `${url}/0`, longtermSchedulerBackend: `${url}/1` });
+  const start = Date.now() + 2000; // time for the daemon to start
+  const due = new Map();
+  for (let i = 0; i < n; i += 1000) {
+    const calls = [];
+    for (let k = i; k < Math.min(n, i + 1000); k++) calls.push({ name: 'bench.add', args: [k], options: { eta: new Date(start + (k * spreadMs) / n), queue: QUEUE } });
+    const results = await app.sendTasks(calls);
+    for (const r of results) due.set(r.id, r.dueAt.getTime());
+  }
+  await app.close();
+  const child = spawn(process.execPath, [join(root, 'dist/cli/main.js'), '--backend', `${url}/1`, '--broker', `${url}/0`, 'run'], { stdio: 'ignore' });
+  const reader = new Redis(`${url}/0`);
+  const late = [];
+  const deadline = start + spreadMs + 15_000;
+  while (late.length < n && Date.now() < deadline) {
+    const got = await reader.brpop(QUEUE, 1);
+    if (!got) continue;
+    const arrived = Date.now();
+    late.push(arrived - due.get(String(parseRedisEnvelope(got[1]).headers.id)));
+  }
+  child.kill('SIGTERM');
+  reader.disconnect();
+  late.sort((a, b) => a - b);
+  const q = (p) => late[Math.min(late.length - 1, Math.floor(p * late.length))];
+  return { n, received: late.length, p50: q(0.5), p99: q(0.99), max: late[late.length - 1] };
+}
+
+// --- run them all -------------------------------------------------------------------------------------------
+console.error('1. dispatch rate vs the raw LPUSH floor');
+const floorMs = await lpushFloor();
+const atomic = await dispatchRate(0, 'no future jobs');
+row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`, fmtRate(N_DUE, atomic.ms), `LPUSH floor ${fmtRate(N_DUE, floorMs)}`, (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2), '>= 0.50');
+
+console.error('2. dispatch with many future jobs stored');
+const crowded = await dispatchRate(N_FUTURE, 'with future jobs');
+row(`dispatch with ${N_FUTURE.toLocaleString('en-US')} future stored`, fmtRate(N_DUE, crowded.ms), `no future stored ${fmtRate(N_DUE, atomic.ms)}`, (rate(N_DUE, crowded.ms) / rate(N_DUE, atomic.ms)).toFixed(2), '>= 0.90');
+
+console.error('3. empty pass');
+const empty = await emptyPass();
+row(`empty pass, ${empty.stored.toLocaleString('en-US')} stored (p50 / p99)`, `${empty.p50.toFixed(2)} / ${empty.p99.toFixed(2)} ms`, '', '', '< 2 ms');
+
+console.error('4. scheduling');
+const sched = await schedulingRates();
+row('schedule one at a time, awaited', `${Math.round(sched.single).toLocaleString('en-US')} jobs/s`, `raw MULTI SET+ZADD ${Math.round(sched.rawSingle).toLocaleString('en-US')}/s`, (sched.single / sched.rawSingle).toFixed(2), '');
+row('schedule 100 concurrent', `${Math.round(sched.concurrent).toLocaleString('en-US')} jobs/s`, '', '', '');
+row('schedule in bulk (sendTasks, 1,000 per call)', `${Math.round(sched.bulk).toLocaleString('en-US')} jobs/s`, '', '', '');
+
+console.error('5. memory');
+const mem = await memoryPerJob();
+row('Redis memory per stored job (args [1, 2])', `${Math.round(mem.ours)} B`, `raw SET+ZADD ${Math.round(mem.floor)} B`, (mem.ours / mem.floor).toFixed(3), '<= 1.10');
+
+console.error('6. lateness of `run`');
+const lat = await lateness();
+row(`lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`, `${lat.p50} / ${lat.p99} / ${lat.max} ms`, `${lat.received} received`, '', 'p99 < 20 ms');
+
+admin.disconnect();
+server.kill('SIGTERM');
+rmSync(dir, { recursive: true, force: true });
+
+// --- the table ---------------------------------------------------------------------------------------------------
+const headers = ['benchmark', 'result', 'same-run reference', 'ratio', 'target'];
+const table = rows.map((r) => [r.name, r.value, r.reference, r.ratio, r.target]);
+const widths = headers.map((h, i) => Math.max(h.length, ...table.map((t) => String(t[i]).length)));
+const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
+const cpu = cpus()[0]?.model ?? 'unknown CPU';
+console.log(`\nMachine: ${cpus().length} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, Redis ${redisVersion}\n`);
+console.log(line(headers));
+console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+for (const t of table) console.log(line(t));
