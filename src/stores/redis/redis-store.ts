@@ -26,7 +26,7 @@ export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
 export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
 export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 3;
+const SCRIPT_VERSION = 4;
 /** Jobs per add script call: bounds how long one call blocks Redis. */
 const ADD_CHUNK = 1000;
 
