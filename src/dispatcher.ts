@@ -15,7 +15,7 @@
  */
 import { buildTaskMessage, type TaskMessage } from './celery/message.js';
 import type { Broker } from './broker.js';
-import { CorruptEntryError } from './errors.js';
+import { ConnectionError, CorruptEntryError } from './errors.js';
 import { decodeEntry } from './job.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { RedisPush } from './redis-handoff.js';
@@ -195,12 +195,19 @@ export class Dispatcher {
     }
     const outcomes = await brokerCall(() => this.#broker.publish(batch.ready.map((r) => r.message)));
     const accepted: ClaimedJob[] = [];
+    const lost: ClaimedJob[] = [];
+    let outage: ConnectionError | undefined;
     outcomes.forEach((outcome, i) => {
       const r = batch.ready[i];
       if (!r) return;
       if (outcome.ok) accepted.push(r.claim);
-      else this.#refuse(r, outcome.error, summary, refused);
+      else if (outcome.error instanceof ConnectionError) {
+        // the connection died mid-batch: an outage, reported once by the caller, not a refusal
+        outage ??= outcome.error;
+        lost.push(r.claim);
+      } else this.#refuse(r, outcome.error, summary, refused);
     });
+    if (outage) this.#brokerDown(new BrokerFailure(outage), lost, summary, refused);
     await this.#store.acknowledge(accepted);
     summary.sent += accepted.length;
   }

@@ -94,29 +94,40 @@ export class RedisConnections {
     return client;
   }
 
+  /** Closes one connection this opened (once: a second QUIT would leave ioredis's reply timer running). */
+  async close(client: Redis): Promise<void> {
+    if (!this.#open.delete(client)) return;
+    await quit(client);
+  }
+
   async closeAll(): Promise<void> {
     const clients = [...this.#open];
     this.#open.clear();
-    await Promise.all(
-      clients.map(async (c) => {
-        try {
-          await c.quit();
-        } catch {
-          c.disconnect();
-        }
-      }),
-    );
+    await Promise.all(clients.map(quit));
   }
+}
+
+async function quit(client: Redis): Promise<void> {
+  if (client.status === 'end' || client.status === 'close') return;
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+}
+
+/** True for errors that mean "the server cannot be reached", as opposed to a refused command. */
+export function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof ConnectionError) return true;
+  const msg = err instanceof Error ? err.message : String(err);
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|Connection is closed|Command timed out|Socket timeout|max retries/i.test(msg);
 }
 
 /** Wraps a failing command's error with the redacted URL, for one-line CLI messages. */
 export function wrapRedisError(err: unknown, what: string, url: string): Error {
   if (err instanceof ConnectionError || err instanceof ValidationError) return err;
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/ECONNREFUSED|ETIMEDOUT|ENOTFOUND|Connection is closed|Command timed out|Socket timeout|max retries/i.test(msg)) {
-    return new ConnectionError(what, url, err);
-  }
-  return err instanceof Error ? err : new Error(msg);
+  if (isConnectionFailure(err)) return new ConnectionError(what, url, err);
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -228,13 +228,7 @@ export class RedisStore implements ScheduleStore {
     const subscriber = await this.#connections.open({ maxRetriesPerRequest: null });
     subscriber.on('message', (_channel: string, message: string) => onSooner(Number(message)));
     await subscriber.subscribe(this.keys.wakeup);
-    return async () => {
-      try {
-        await subscriber.quit();
-      } catch {
-        subscriber.disconnect();
-      }
-    };
+    return () => this.#connections.close(subscriber);
   }
 
   async get(id: string): Promise<{ dueAt: number; entry: string; state: 'scheduled' | 'in_flight' } | undefined> {
