@@ -24,23 +24,21 @@ export class Scheduler {
 
   /** The long-running dispatcher; `await daemon.run(signal)` until the signal aborts. */
   daemon(options: RunOptions = {}): DispatcherDaemon {
-    return new DispatcherDaemon({
-      store: this.#app.store,
-      broker: this.#app.broker,
-      defaultQueue: this.#app.config.taskDefaultQueue,
-      clock: () => this.#app.now(),
-      ...options,
-    });
+    return new DispatcherDaemon({ ...this.#wiring(), ...options });
   }
 
   dispatcher(options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs'>> & { logger?: Logger } = {}): Dispatcher {
-    return new Dispatcher({
+    return new Dispatcher({ ...this.#wiring(), ...options });
+  }
+
+  /** What every dispatcher of this app shares: its store, broker, default queue and clock. */
+  #wiring(): Pick<DispatcherOptions, 'store' | 'broker' | 'defaultQueue' | 'clock'> {
+    return {
       store: this.#app.store,
       broker: this.#app.broker,
       defaultQueue: this.#app.config.taskDefaultQueue,
       clock: () => this.#app.now(),
-      ...options,
-    });
+    };
   }
 }
 

@@ -6,27 +6,18 @@
  * A private Redis server keeps the original's bare layout (store in db 1, broker in db 0) and
  * plain queue names without colliding with anything else on the machine.
  */
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Celery, getScheduler, type DispatchSummary } from '../../src/index.js';
 import { pythonCeleryAvailable, startCeleryWorker, type CeleryWorker, type WorkerRecord } from '../helpers/celery-worker.js';
 import { privateRedis, requireService, type RedisService } from '../helpers/services.js';
+import { fixture } from '../helpers/fixture.js';
 
 const server = await privateRedis();
 const skip =
   requireService(server, 'redis-server (for a private Redis)') ||
   requireService(pythonCeleryAvailable() ? true : undefined, 'Python Celery (/usr/bin/python3 -m celery)');
 
-interface FixtureEntry {
-  description: string;
-  key: string;
-  score: number;
-  value: string;
-}
-const fixture = JSON.parse(readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8')) as {
-  entries: FixtureEntry[];
-};
 const SEP = '\x06\x16';
 
 describe.skipIf(skip)('a real Python Celery worker runs what we scheduled and dispatched', () => {

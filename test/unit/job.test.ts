@@ -1,5 +1,4 @@
 import { describe, it, expect } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { CorruptEntryError, ValidationError } from '../../src/errors.js';
 import {
   decodeEntry,
@@ -11,20 +10,11 @@ import {
   type Signature,
   type TaskOptions,
 } from '../../src/job.js';
+import { fixture, type FixtureEntry } from '../helpers/fixture.js';
 
 const NOW = new Date('2031-03-04T05:06:07.089Z');
 const NOW_S = NOW.getTime() / 1000;
 
-interface FixtureEntry {
-  description: string;
-  key: string;
-  score: number;
-  value: string;
-}
-
-const fixture = JSON.parse(
-  readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8'),
-) as { entries: FixtureEntry[] };
 
 function fixtureEntry(prefix: string): FixtureEntry {
   const entry = fixture.entries.find((e) => e.description.startsWith(prefix));

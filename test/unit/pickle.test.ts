@@ -1,21 +1,12 @@
 import { describe, it, expect } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { UnsupportedPickleError } from '../../src/errors.js';
 import { PICKLE_MARKER, decodePickledDatetime, isPickled } from '../../src/celery/pickle.js';
+import { fixture, type FixtureEntry } from '../helpers/fixture.js';
 
-interface FixtureEntry {
-  description: string;
-  key: string;
-  score: number;
-  value: string;
-}
-
-const fixture = JSON.parse(
-  readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8'),
-) as { entries: FixtureEntry[] };
 
 function optionsOf(entry: FixtureEntry): Record<string, unknown> {
   const [, options] = JSON.parse(entry.value) as [unknown, Record<string, unknown>];

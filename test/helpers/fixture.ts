@@ -1,0 +1,19 @@
+/**
+ * The entries the Python package `celery_longterm_scheduler` 1.x wrote into Redis, captured for
+ * tests (a copy of shared/fixtures: tests must not read outside the repository).
+ */
+import { readFileSync } from 'node:fs';
+
+export interface FixtureEntry {
+  description: string;
+  /** the Redis key: the task id */
+  key: string;
+  /** the score in scheduled_task_id_by_time */
+  score: number;
+  /** the stored JSON string */
+  value: string;
+}
+
+export const fixture = JSON.parse(
+  readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8'),
+) as { entries: FixtureEntry[] };
