@@ -179,6 +179,20 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     }
   });
 
+  it('keeps an in-flight job\'s id reserved, and its entry in the in-flight hash until acknowledged', async () => {
+    const j = newJob('t.f', [7], 600, 'fl-1');
+    await store.add([j]);
+    const claimed = (await store.claimDue({ until: 600, now: 600, limit: 10, leaseMs: 60_000 })).filter((c) => c.id === 'fl-1');
+    expect(claimed[0]?.entry).toBe(j.entry);
+    expect(await raw.exists(`${prefix}fl-1`)).toBe(0); // moved out of its key while in flight
+    expect(await raw.hget(`${prefix}celery_longterm_scheduler:in_flight_entries`, 'fl-1')).toBe(j.entry);
+    expect(await store.get('fl-1')).toEqual({ dueAt: expect.any(Number), entry: j.entry, state: 'in_flight' });
+    await expect(store.add([newJob('t.f', [8], 900, 'fl-1')])).rejects.toBeInstanceOf(DuplicateJobError);
+    await store.acknowledge(claimed);
+    expect(await raw.hexists(`${prefix}celery_longterm_scheduler:in_flight_entries`, 'fl-1')).toBe(0);
+    expect(await store.get('fl-1')).toBeUndefined();
+  });
+
   it('release puts claimed jobs back at their due time', async () => {
     await store.add([newJob('t.e', [], 500, 'rel-1')]);
     const claimed = await store.claimDue({ until: 500, now: 500, limit: 10, leaseMs: 60_000 });
@@ -186,6 +200,7 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     expect(mine).toHaveLength(1);
     await store.release(mine);
     expect(await store.get('rel-1')).toMatchObject({ state: 'scheduled', dueAt: 500 });
+    expect(await raw.get(`${prefix}rel-1`)).toContain('"t.e"'); // the original layout again
     expect(await store.remove('rel-1')).toBe(true);
   });
 

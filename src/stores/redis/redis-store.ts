@@ -3,7 +3,8 @@
  *
  *   <prefix><task id>                              SET  the entry JSON [[task name], {send_task kwargs}]
  *   <prefix>scheduled_task_id_by_time              ZSET task id -> due time (unix seconds)
- *   <prefix>celery_longterm_scheduler:in_flight    ZSET task id -> lease deadline (ours)
+ *   <prefix>celery_longterm_scheduler:in_flight    ZSET task id -> lease deadline, the claim's token (ours)
+ *   <prefix>celery_longterm_scheduler:in_flight_entries  HASH task id -> entry, while in flight (ours)
  *   <prefix>celery_longterm_scheduler:corrupt      HASH task id -> {entry, dueAt, reason, movedAt} (ours)
  *   <prefix>celery_longterm_scheduler:wakeup       pub/sub channel: the due time of a job sooner than all others
  *
@@ -23,10 +24,11 @@ import type { ClaimOptions, ClaimedJob, ScheduleStore, StoreCounts } from '../..
 
 export const INDEX_KEY = 'scheduled_task_id_by_time';
 export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
+export const IN_FLIGHT_ENTRIES_KEY = 'celery_longterm_scheduler:in_flight_entries';
 export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
 export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 4;
+const SCRIPT_VERSION = 5;
 /** Jobs per add script call: bounds how long one call blocks Redis. */
 const ADD_CHUNK = 1000;
 
@@ -36,13 +38,13 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 }
 
 const SCRIPTS = {
-  add: { file: 'add-1.lua', keys: 1 },
+  add: { file: 'add-2.lua', keys: 2 },
   remove: { file: 'remove-1.lua', keys: 1 },
-  claim: { file: 'claim-2.lua', keys: 2 },
-  ack: { file: 'ack-1.lua', keys: 1 },
-  release: { file: 'release-2.lua', keys: 2 },
-  quarantine: { file: 'quarantine-2.lua', keys: 2 },
-  handoff: { file: 'handoff-1.lua', keys: 1 },
+  claim: { file: 'claim-3.lua', keys: 3 },
+  ack: { file: 'ack-2.lua', keys: 2 },
+  release: { file: 'release-3.lua', keys: 3 },
+  quarantine: { file: 'quarantine-3.lua', keys: 3 },
+  handoff: { file: 'handoff-2.lua', keys: 2 },
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 
@@ -83,7 +85,7 @@ function byToken<T extends { token: string }>(claims: readonly T[]): Map<string,
 export class RedisStore implements ScheduleStore {
   readonly description: string;
   readonly prefix: string;
-  readonly keys: { index: string; inFlight: string; corrupt: string; wakeup: string };
+  readonly keys: { index: string; inFlight: string; inFlightEntries: string; corrupt: string; wakeup: string };
   readonly #connections: RedisConnections;
   #client: Promise<Redis> | undefined;
   #closed = false;
@@ -95,6 +97,7 @@ export class RedisStore implements ScheduleStore {
     this.keys = {
       index: `${this.prefix}${INDEX_KEY}`,
       inFlight: `${this.prefix}${IN_FLIGHT_KEY}`,
+      inFlightEntries: `${this.prefix}${IN_FLIGHT_ENTRIES_KEY}`,
       corrupt: `${this.prefix}${CORRUPT_KEY}`,
       wakeup: `${this.prefix}${WAKEUP_CHANNEL}`,
     };
@@ -135,7 +138,7 @@ export class RedisStore implements ScheduleStore {
     await this.#run(async (client) => {
       const add = script(client, 'add');
       for (let i = 0; i < jobs.length; i += ADD_CHUNK) {
-        const args: (string | number)[] = [this.keys.index, this.prefix, this.keys.wakeup];
+        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.prefix, this.keys.wakeup];
         for (const job of jobs.slice(i, i + ADD_CHUNK)) args.push(job.id, job.dueAt, job.entry);
         const taken = await add(...args);
         if (taken !== 0) throw new DuplicateJobError(String(taken));
@@ -154,7 +157,7 @@ export class RedisStore implements ScheduleStore {
     const token = String(Math.round(o.now * 1000 + o.leaseMs) / 1000);
     const flat = await this.#run(
       async (client) =>
-        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.prefix, o.until, o.now, o.limit, token)) as (string | null)[],
+        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.prefix, o.until, o.now, o.limit, token)) as (string | null)[],
     );
     const out: ClaimedJob[] = [];
     for (let i = 0; i < flat.length; i += 3) {
@@ -166,7 +169,7 @@ export class RedisStore implements ScheduleStore {
   async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
       const ack = script(client, 'ack');
-      for (const [token, group] of byToken(claims)) await ack(this.keys.inFlight, this.prefix, token, ...group.map((c) => c.id));
+      for (const [token, group] of byToken(claims)) await ack(this.keys.inFlight, this.keys.inFlightEntries, this.prefix, token, ...group.map((c) => c.id));
     });
   }
 
@@ -174,14 +177,16 @@ export class RedisStore implements ScheduleStore {
     await this.#run(async (client) => {
       const release = script(client, 'release');
       for (const [token, group] of byToken(claims)) {
-        await release(this.keys.index, this.keys.inFlight, token, ...group.flatMap((c) => [c.id, c.dueAt]));
+        await release(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.prefix, token, ...group.flatMap((c) => [c.id, c.dueAt]));
       }
     });
   }
 
   async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
     const record = JSON.stringify({ entry: claim.entry, dueAt: claim.dueAt, reason, movedAt: Date.now() / 1000 });
-    await this.#run((client) => script(client, 'quarantine')(this.keys.inFlight, this.keys.corrupt, this.prefix, claim.token, claim.id, record));
+    await this.#run((client) =>
+      script(client, 'quarantine')(this.keys.inFlight, this.keys.inFlightEntries, this.keys.corrupt, this.prefix, claim.token, claim.id, record),
+    );
   }
 
   async handOff(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<boolean[]> {
@@ -193,7 +198,7 @@ export class RedisStore implements ScheduleStore {
       const handoff = script(client, 'handoff');
       const done: boolean[] = [];
       for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })))) {
-        const args: (string | number)[] = [this.keys.inFlight, this.prefix, token, db, brokerDb];
+        const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.prefix, token, db, brokerDb];
         for (const c of group) {
           const list = pushes[c.i] ?? [];
           args.push(c.id, list.length);
@@ -233,15 +238,15 @@ export class RedisStore implements ScheduleStore {
 
   async get(id: string): Promise<{ dueAt: number; entry: string; state: 'scheduled' | 'in_flight' } | undefined> {
     return this.#run(async (client) => {
-      const [[, entry], [, due], [, lease]] = (await client
+      const [[, entry], [, due], [, lease], [, inFlightEntry]] = (await client
         .multi()
         .get(`${this.prefix}${id}`)
         .zscore(this.keys.index, id)
         .zscore(this.keys.inFlight, id)
-        .exec()) as [[unknown, unknown], [unknown, string | null], [unknown, string | null]];
-      if (typeof entry !== 'string') return undefined;
-      if (due !== null) return { dueAt: Number(due), entry, state: 'scheduled' as const };
-      if (lease !== null) return { dueAt: Number(lease), entry, state: 'in_flight' as const };
+        .hget(this.keys.inFlightEntries, id)
+        .exec()) as [[unknown, unknown], [unknown, string | null], [unknown, string | null], [unknown, string | null]];
+      if (due !== null && typeof entry === 'string') return { dueAt: Number(due), entry, state: 'scheduled' as const };
+      if (lease !== null && typeof inFlightEntry === 'string') return { dueAt: Number(lease), entry: inFlightEntry, state: 'in_flight' as const };
       return undefined;
     });
   }

@@ -3,7 +3,8 @@
   entries. A job no longer leased to this claim (its lease was taken over) is left alone.
 
   KEYS[1]  the in-flight set (id -> lease deadline)
-  ARGV[1]  key prefix
+  KEYS[2]  the in-flight entries hash (id -> entry)
+  ARGV[1]  key prefix (unused: a claimed job's key is already gone)
   ARGV[2]  the claim token (its lease deadline)
   ARGV[3..] task ids
 
@@ -13,19 +14,18 @@ local CHUNK = 1000
 local token = tonumber(ARGV[2])
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-local mine, keys = {}, {}
+local mine = {}
 for k = 1, #ids, CHUNK do
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
   for j = 1, #scores do
     if scores[j] and tonumber(scores[j]) == token then
       mine[#mine + 1] = ids[k + j - 1]
-      keys[#keys + 1] = ARGV[1] .. ids[k + j - 1]
     end
   end
 end
 for k = 1, #mine, CHUNK do
   local last = math.min(k + CHUNK - 1, #mine)
   redis.call('ZREM', KEYS[1], unpack(mine, k, last))
-  redis.call('DEL', unpack(keys, k, last))
+  redis.call('HDEL', KEYS[2], unpack(mine, k, last))
 end
 return #mine

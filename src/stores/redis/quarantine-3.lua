@@ -4,7 +4,8 @@
   its key.
 
   KEYS[1]  the in-flight set (id -> lease deadline)
-  KEYS[2]  the corrupt-job hash, <prefix>celery_longterm_scheduler:corrupt (id -> record JSON)
+  KEYS[2]  the in-flight entries hash (id -> entry)
+  KEYS[3]  the corrupt-job hash, <prefix>celery_longterm_scheduler:corrupt (id -> record JSON)
   ARGV[1]  key prefix
   ARGV[2]  the claim token (its lease deadline)
   ARGV[3]  task id
@@ -16,8 +17,9 @@ local id = ARGV[3]
 local score = redis.call('ZSCORE', KEYS[1], id)
 if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], id)
-  redis.call('HSET', KEYS[2], id, ARGV[4])
-  redis.call('DEL', ARGV[1] .. id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HSET', KEYS[3], id, ARGV[4])
+  -- a key of another type that stood in for the entry (shared database) is left alone
   return 1
 end
 return 0

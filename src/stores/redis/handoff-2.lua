@@ -5,7 +5,8 @@
   store (sent later, once) or the message in the broker, never both and never neither.
 
   KEYS[1]  the in-flight set (id -> lease deadline)
-  ARGV[1]  key prefix
+  KEYS[2]  the in-flight entries hash (id -> entry)
+  ARGV[1]  key prefix (unused: a claimed job's key is already gone; kept for a stable signature)
   ARGV[2]  the claim token (its lease deadline): a job is still ours when its score equals it
   ARGV[3]  the store's database number
   ARGV[4]  the broker's database number
@@ -25,7 +26,7 @@ while i <= #ARGV do
   i = i + 2 + 2 * tonumber(ARGV[i + 1])
 end
 
-local out, mine, keys = {}, {}, {}
+local out, mine = {}, {}
 for k = 1, #ids, CHUNK do
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
   for j = 1, #scores do
@@ -33,7 +34,6 @@ for k = 1, #ids, CHUNK do
     if scores[j] and tonumber(scores[j]) == token then
       out[n] = 1
       mine[#mine + 1] = ids[n]
-      keys[#keys + 1] = prefix .. ids[n]
     else
       out[n] = 0
     end
@@ -43,7 +43,7 @@ if #mine == 0 then return out end
 for k = 1, #mine, CHUNK do
   local last = math.min(k + CHUNK - 1, #mine)
   redis.call('ZREM', KEYS[1], unpack(mine, k, last))
-  redis.call('DEL', unpack(keys, k, last))
+  redis.call('HDEL', KEYS[2], unpack(mine, k, last))
 end
 
 -- one LPUSH per run of messages for the same list (the same order as one LPUSH each)

@@ -3,6 +3,7 @@
   before every job already scheduled, running dispatchers are told on the wake-up channel.
 
   KEYS[1]  the index, sorted set <prefix>scheduled_task_id_by_time
+  KEYS[2]  the in-flight set: a job being sent still holds its id
   ARGV[1]  key prefix ('' for the original layout)
   ARGV[2]  wake-up channel, <prefix>celery_longterm_scheduler:wakeup
   ARGV[3..] triplets: task id, due time (unix seconds), entry JSON
@@ -12,7 +13,7 @@
 local prefix = ARGV[1]
 local earliest = nil
 for i = 3, #ARGV, 3 do
-  if redis.call('EXISTS', prefix .. ARGV[i]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+  if redis.call('EXISTS', prefix .. ARGV[i]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[i]) or redis.call('ZSCORE', KEYS[2], ARGV[i]) then
     return ARGV[i]
   end
   local due = tonumber(ARGV[i + 1])

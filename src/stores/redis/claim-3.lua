@@ -9,6 +9,7 @@
 
   KEYS[1]  the index, <prefix>scheduled_task_id_by_time
   KEYS[2]  the in-flight set, <prefix>celery_longterm_scheduler:in_flight (id -> lease deadline)
+  KEYS[3]  the in-flight entries, hash <prefix>celery_longterm_scheduler:in_flight_entries (id -> entry)
   ARGV[1]  key prefix
   ARGV[2]  claim jobs due at or before this time (unix seconds)
   ARGV[3]  now (unix seconds): leases that ended at or before it are expired
@@ -17,6 +18,10 @@
 
   Returns a flat array: id, due time, entry (nil when the key is missing or not a string), repeated.
   A re-claimed job reports its old lease deadline as its due time (its real due time has passed).
+
+  A claimed job's entry moves from its key into the in-flight entries hash: the key is deleted
+  here, right after it was read and while it is still in the CPU caches, which in a large
+  keyspace costs far less than deleting it a batch later. Until acknowledged, the entry is kept.
 
   Commands are variadic, one per batch and not one per job, in chunks that stay below Lua's
   unpack() limit.
@@ -31,11 +36,13 @@ local function variadic(cmd, key, args)
 end
 
 local ids, dues = {}, {}
+local reclaimed = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'WITHSCORES', 'LIMIT', 0, limit)
 for i = 1, #expired, 2 do
   ids[#ids + 1] = expired[i]
   dues[#dues + 1] = expired[i + 1]
 end
+reclaimed = #ids
 local room = limit - #ids
 if room > 0 then
   -- Due jobs are the head of the index, so they leave it as one rank range: far cheaper in a
@@ -49,23 +56,47 @@ if room > 0 then
 end
 if #ids == 0 then return {} end
 
-local leased, keys = {}, {}
-for i, id in ipairs(ids) do
+local leased = {}
+for _, id in ipairs(ids) do
   leased[#leased + 1] = deadline
   leased[#leased + 1] = id
-  keys[i] = prefix .. id
 end
 variadic('ZADD', KEYS[2], leased)
 
-local out = {}
-for i = 1, #keys, CHUNK do
+local entries = {}
+-- re-claimed jobs: their entries are already in the in-flight hash
+for i = 1, reclaimed, CHUNK do
+  local part = redis.call('HMGET', KEYS[3], unpack(ids, i, math.min(i + CHUNK - 1, reclaimed)))
+  for k = 1, #part do entries[i + k - 1] = part[k] end
+end
+-- newly claimed jobs: read each key, then move its entry into the hash
+for i = reclaimed + 1, #ids, CHUNK do
+  local last = math.min(i + CHUNK - 1, #ids)
+  local keys, moved = {}, {}
+  for n = i, last do keys[#keys + 1] = prefix .. ids[n] end
   -- MGET reads a key of another type (a shared database) as nil instead of failing
-  local values = redis.call('MGET', unpack(keys, i, math.min(i + CHUNK - 1, #keys)))
+  local values = redis.call('MGET', unpack(keys))
   for k = 1, #values do
     local n = i + k - 1
-    out[#out + 1] = ids[n]
-    out[#out + 1] = dues[n]
-    out[#out + 1] = values[k]
+    entries[n] = values[k]
+    if values[k] then
+      moved[#moved + 1] = ids[n]
+      moved[#moved + 1] = values[k]
+    end
   end
+  if #moved > 0 then
+    redis.call('HSET', KEYS[3], unpack(moved))
+    -- delete only the keys that were strings (and so were moved)
+    local gone = {}
+    for k = 1, #moved, 2 do gone[#gone + 1] = prefix .. moved[k] end
+    redis.call('DEL', unpack(gone))
+  end
+end
+
+local out = {}
+for n = 1, #ids do
+  out[#out + 1] = ids[n]
+  out[#out + 1] = dues[n]
+  out[#out + 1] = entries[n] or false
 end
 return out

@@ -1,0 +1,31 @@
+--[[
+  Gives claimed jobs back: moves them from the in-flight set to the index at their due time,
+  for a later dispatch (used when the broker refused them or could not be reached, or on shutdown).
+  A job no longer leased to this claim is left alone.
+
+  KEYS[1]  the index
+  KEYS[2]  the in-flight set (id -> lease deadline)
+  KEYS[3]  the in-flight entries hash (id -> entry)
+  ARGV[1]  key prefix
+  ARGV[2]  the claim token (its lease deadline)
+  ARGV[3..] pairs: task id, due time (unix seconds)
+
+  The entry goes back to its key, so the job is stored exactly as before it was claimed.
+
+  Returns how many jobs were released.
+]]
+local token = tonumber(ARGV[2])
+local n = 0
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[2], id)
+  if score and tonumber(score) == token then
+    local entry = redis.call('HGET', KEYS[3], id)
+    if entry then redis.call('SET', ARGV[1] .. id, entry) end
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
+    n = n + 1
+  end
+end
+return n
