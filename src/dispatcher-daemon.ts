@@ -9,6 +9,7 @@
  * exponential backoff; nothing is lost while they last.
  */
 import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
+import { ValidationError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 
 /** Node's setTimeout fires at once for delays above this (2^31-1 ms, ~24.8 days). */
@@ -96,6 +97,8 @@ export class DispatcherDaemon {
       return Math.max(0, Math.min(untilNext, this.#poll, MAX_TIMER_MS));
     } catch (err) {
       if (signal.aborted) return 0;
+      // A configuration error (e.g. too few maxConnections) is not an outage: retrying cannot fix it.
+      if (err instanceof ValidationError) throw err;
       this.#setStore('down', err);
       return this.#backoff();
     }

@@ -201,4 +201,20 @@ describe.skipIf(skip)('DispatcherDaemon', () => {
     expect(lines.filter((l) => l.message.startsWith('store unavailable'))).toHaveLength(1);
     expect(lines.filter((l) => l.message.startsWith('store available again'))).toHaveLength(1);
   });
+
+  it('stops with the configuration error instead of retrying it as an outage', async () => {
+    const prefix = uniquePrefix('daemon-config');
+    // run needs a second connection (the wake-up subscriber); one is too few
+    const store = new RedisStore(url, { keyPrefix: prefix, maxConnections: 1 });
+    const broker = new RedisBroker(url);
+    const { logger, lines } = memoryLogger();
+    try {
+      const daemon = new DispatcherDaemon({ store, broker, logger, pollIntervalMs: 50 });
+      await expect(daemon.run(new AbortController().signal)).rejects.toThrow(/raise maxConnections/);
+      expect(lines.filter((l) => l.message.startsWith('store unavailable'))).toHaveLength(0);
+    } finally {
+      await store.close();
+      await broker.close();
+    }
+  });
 });
