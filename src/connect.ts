@@ -3,6 +3,7 @@
  */
 import type { Broker } from './broker.js';
 import { RedisBroker } from './brokers/redis/redis-broker.js';
+import { AmqpBroker, type AmqpBrokerOptions } from './brokers/amqp/amqp-broker.js';
 import { ValidationError, redactUrl } from './errors.js';
 import type { KombuRedisLayout } from './celery/kombu-redis.js';
 import type { RedisConnectionOptions } from './redis-connection.js';
@@ -22,11 +23,16 @@ export function createStore(url: string, options: RedisConnectionOptions & { key
   throw new ValidationError([`store URL scheme "${s}:" is not supported; use redis:// or rediss://`]);
 }
 
-export function createBroker(url: string, options: RedisConnectionOptions & { layout?: Partial<KombuRedisLayout> } = {}): Broker {
+export function createBroker(
+  url: string,
+  options: RedisConnectionOptions & { layout?: Partial<KombuRedisLayout> } & AmqpBrokerOptions = {},
+): Broker {
   const s = scheme(url, 'broker', 'redis://localhost:6379/0');
   if (s === 'redis' || s === 'rediss') return new RedisBroker(url, options);
   if (s === 'amqp' || s === 'amqps' || s === 'pyamqp') {
-    throw new ValidationError([`broker ${redactUrl(url)}: RabbitMQ is not supported yet; use a Redis broker (redis://…)`]);
+    const { heartbeat, ca, cert, key } = options;
+    const connectTimeout = options.connectTimeout ?? options.socketConnectTimeout;
+    return new AmqpBroker(url, { heartbeat, ca, cert, key, connectTimeout });
   }
-  throw new ValidationError([`broker URL scheme "${s}:" is not supported; use redis:// or rediss://`]);
+  throw new ValidationError([`broker URL scheme "${s}:" is not supported; use redis://, rediss://, amqp://, amqps:// or pyamqp://`]);
 }

@@ -76,6 +76,16 @@ export class DuplicateJobError extends SchedulerError {
   }
 }
 
+/** The broker cannot route a message: no queue is bound for it. The job stays scheduled. */
+export class UnroutableError extends SchedulerError {
+  constructor(exchange: string, routingKey: string) {
+    super(
+      ErrorCode.PUBLISH,
+      `exchange ${JSON.stringify(exchange)} has no queue bound for routing key ${JSON.stringify(routingKey)}; start a worker that declares the queue, or schedule with a queue instead of an exchange`,
+    );
+  }
+}
+
 /** Another dispatcher holds the lock file. */
 export class LockedError extends SchedulerError {
   constructor(path: string, holder?: string) {

@@ -14,7 +14,8 @@ export type { ScheduleStore, ClaimedJob, StoreCounts } from './store.js';
 export type { Broker, PublishOutcome } from './broker.js';
 export type { Logger } from './logger.js';
 export { RedisStore, INDEX_KEY, IN_FLIGHT_KEY, IN_FLIGHT_ENTRIES_KEY, CORRUPT_KEY, WAKEUP_CHANNEL, type RedisStoreOptions } from './stores/redis/redis-store.js';
-export { RedisBroker, UnroutableError, type RedisBrokerOptions } from './brokers/redis/redis-broker.js';
+export { RedisBroker, type RedisBrokerOptions } from './brokers/redis/redis-broker.js';
+export { AmqpBroker, parseAmqpUrl, type AmqpBrokerOptions, type AmqpLocation } from './brokers/amqp/amqp-broker.js';
 export { buildTaskMessage, type TaskMessage } from './celery/message.js';
 export { formatCeleryTime } from './celery/time.js';
 export {
@@ -24,6 +25,7 @@ export {
   CorruptEntryError,
   UnsupportedPickleError,
   DuplicateJobError,
+  UnroutableError,
   LockedError,
   ErrorCode,
   redactUrl,

@@ -49,6 +49,10 @@ export interface StartCeleryWorkerOptions {
   recordKey: string;
   resultBackend?: string;
   concurrency?: number;
+  /** Redis for the record list (E2E_RECORD_REDIS_URL); default `brokerUrl`. Required for a non-Redis broker. */
+  recordRedisUrl?: string;
+  /** `task_queue_max_priority` of the worker (E2E_QUEUE_MAX_PRIORITY), e.g. to match a RabbitMQ queue declared with `x-max-priority`. */
+  queueMaxPriority?: number;
 }
 
 const PYTHON = '/usr/bin/python3';
@@ -105,6 +109,10 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
   };
   delete env.E2E_RESULT_BACKEND;
   if (opts.resultBackend) env.E2E_RESULT_BACKEND = opts.resultBackend;
+  delete env.E2E_RECORD_REDIS_URL;
+  if (opts.recordRedisUrl) env.E2E_RECORD_REDIS_URL = opts.recordRedisUrl;
+  delete env.E2E_QUEUE_MAX_PRIORITY;
+  if (opts.queueMaxPriority !== undefined) env.E2E_QUEUE_MAX_PRIORITY = String(opts.queueMaxPriority);
 
   const child = spawn(PYTHON, args, { cwd: PYAPP_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -144,7 +152,9 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
     }, READY_TIMEOUT_MS);
   });
 
-  const redis = new Redis(opts.brokerUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const redis = new Redis(opts.recordRedisUrl ?? opts.brokerUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  // kombu's Redis binding sets exist only when the broker itself is Redis
+  const brokerIsRedis = /^rediss?:/i.test(opts.brokerUrl);
 
   const records = async (): Promise<WorkerRecord[]> => {
     const lines = await redis.lrange(opts.recordKey, 0, -1);
@@ -172,7 +182,7 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
       clearTimeout(timer);
     }
     try {
-      await redis.del(opts.recordKey, ...opts.queues.map((q) => `_kombu.binding.${q}`));
+      await redis.del(opts.recordKey, ...(brokerIsRedis ? opts.queues.map((q) => `_kombu.binding.${q}`) : []));
     } finally {
       redis.disconnect();
     }

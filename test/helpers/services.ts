@@ -142,3 +142,14 @@ export function requireService<T>(service: T | undefined, name: string): boolean
   console.warn(`[skip] ${name} not available: its tests are skipped (they fail when CI=true)`);
   return true;
 }
+
+/**
+ * The RabbitMQ for AMQP tests: `TEST_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672//`.
+ * Returns the URL when its port accepts connections, else `undefined` (call `requireService`).
+ */
+export async function rabbitmq(): Promise<string | undefined> {
+  const url = process.env.TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672//';
+  const u = new URL(url);
+  const port = Number(u.port || (u.protocol === 'amqps:' ? 5671 : 5672));
+  return (await canConnect(u.hostname || '127.0.0.1', port)) ? url : undefined;
+}

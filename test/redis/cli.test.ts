@@ -125,12 +125,13 @@ describe.skipIf(skip)('celery-longterm-scheduler CLI', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
-  it('a RabbitMQ broker URL is refused clearly for now', async () => {
+  it('an unreachable RabbitMQ broker exits 1 with its password redacted, and the job stays scheduled', async () => {
     const id = (await cli('schedule', 'proj.add', '--countdown', '0')).stdout.trim();
-    const r = await cli('--broker', 'amqp://guest:pw@localhost//', 'dispatch');
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/RabbitMQ is not supported yet/);
+    const r = await cli('--broker', 'amqp://guest:pw@127.0.0.1:1//', 'dispatch');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach the Celery broker \(RabbitMQ\) at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1\/\//);
     expect(r.stderr).not.toContain(':pw@');
+    expect(await raw.zscore(`${prefix}scheduled_task_id_by_time`, id)).not.toBeNull();
     await cli('revoke', id);
   });
 

@@ -4,7 +4,7 @@
  * queue name; a named exchange routes through its `_kombu.binding.<exchange>` set.
  */
 import type { Redis } from 'ioredis';
-import { SchedulerError, ErrorCode, redactUrl } from '../../errors.js';
+import { UnroutableError, redactUrl } from '../../errors.js';
 import type { Broker, PublishOutcome } from '../../broker.js';
 import type { TaskMessage } from '../../celery/message.js';
 import {
@@ -22,15 +22,6 @@ import type { RedisPush } from '../../redis-handoff.js';
 export interface RedisBrokerOptions extends RedisConnectionOptions {
   /** kombu transport options: `global_keyprefix`, `sep`, `priority_steps` */
   layout?: Partial<KombuRedisLayout>;
-}
-
-export class UnroutableError extends SchedulerError {
-  constructor(exchange: string, routingKey: string) {
-    super(
-      ErrorCode.PUBLISH,
-      `exchange ${JSON.stringify(exchange)} has no queue bound for routing key ${JSON.stringify(routingKey)}; start a worker that declares the queue, or schedule with a queue instead of an exchange`,
-    );
-  }
 }
 
 export class RedisBroker implements Broker {

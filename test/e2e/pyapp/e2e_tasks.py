@@ -1,7 +1,7 @@
 """Celery app for the end-to-end tests (run as ``/usr/bin/python3 -m celery -A e2e_tasks worker``).
 
 Every task appends ONE JSON line describing its execution to the Redis list named by
-``E2E_RECORD_KEY`` (on the broker's Redis server), so a test can prove that a real Celery
+``E2E_RECORD_KEY`` (on the broker's Redis server, or on ``E2E_RECORD_REDIS_URL``), so a test can prove that a real Celery
 worker ran a message published by our code, and inspect what the worker saw.
 
 Environment:
@@ -9,6 +9,10 @@ Environment:
   E2E_RECORD_KEY      Redis list the records go to, required
   E2E_DEFAULT_QUEUE   task_default_queue (default 'celery')
   E2E_RESULT_BACKEND  result backend URL (default: none)
+  E2E_RECORD_REDIS_URL  Redis the records go to (default: E2E_BROKER_URL, which must then be
+                      Redis); required when the broker is not Redis (e.g. amqp://)
+  E2E_QUEUE_MAX_PRIORITY  task_queue_max_priority (default: unset), so the worker declares its
+                      queues with ``x-max-priority`` as a test declared them on RabbitMQ
 """
 import json
 import os
@@ -19,6 +23,8 @@ from celery import Celery
 
 BROKER_URL = os.environ.get('E2E_BROKER_URL', 'redis://127.0.0.1:6379/0')
 RECORD_KEY = os.environ.get('E2E_RECORD_KEY', 'e2e:records')
+RECORD_REDIS_URL = os.environ.get('E2E_RECORD_REDIS_URL') or BROKER_URL
+_MAX_PRIORITY = os.environ.get('E2E_QUEUE_MAX_PRIORITY')
 
 app = Celery('e2e_tasks', broker=BROKER_URL)
 app.conf.update(
@@ -33,8 +39,10 @@ app.conf.update(
     worker_enable_remote_control=False,
     result_backend=os.environ.get('E2E_RESULT_BACKEND') or None,
 )
+if _MAX_PRIORITY:
+    app.conf.task_queue_max_priority = int(_MAX_PRIORITY)
 
-_redis = redis.Redis.from_url(BROKER_URL)
+_redis = redis.Redis.from_url(RECORD_REDIS_URL)
 
 # Keys Celery itself puts into the request context (protocol-2 headers, body "embed",
 # and what the worker adds). Anything else came from custom message headers.
