@@ -13,6 +13,7 @@ import { encodeEntry, resolveTaskCall, signature, type NewJob, type Signature, t
 import type { ScheduleStore } from './store.js';
 import { DISPATCH_DEFAULTS } from './dispatcher.js';
 import { validateRedisOptions } from './redis-connection.js';
+import { layoutFromTransportOptions } from './celery/kombu-redis.js';
 
 export interface CeleryConfig {
   /** Celery's `broker_url`; default `redis://localhost:6379/0` */
@@ -29,6 +30,13 @@ export interface CeleryConfig {
   redisMaxConnections?: number;
   /** Celery's `task_default_queue` (default 'celery') */
   taskDefaultQueue?: string;
+  /**
+   * Celery's `broker_transport_options`, under Celery's names. Used here: `global_keyprefix`,
+   * `sep`, `priority_steps` (Redis broker, must match the workers') and `master_name` (Sentinel).
+   */
+  brokerTransportOptions?: Record<string, unknown>;
+  /** the Sentinel master name when `longtermSchedulerBackend` is a `sentinel://` URL */
+  longtermSchedulerMasterName?: string;
   /** the current time; injectable for tests */
   clock?: () => Date;
 }
@@ -85,7 +93,7 @@ export class Task {
 }
 
 export class Celery {
-  readonly config: Readonly<Required<Omit<CeleryConfig, 'clock'>>>;
+  readonly config: Readonly<Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName'>>> & { longtermSchedulerMasterName?: string };
   readonly #clock: () => Date;
   #store: ScheduleStore | undefined;
   #broker: Broker | undefined;
@@ -104,19 +112,31 @@ export class Celery {
       redisSocketConnectTimeout: redis.socketConnectTimeout,
       redisMaxConnections: redis.maxConnections,
       taskDefaultQueue: config.taskDefaultQueue ?? CELERY_DEFAULTS.taskDefaultQueue,
+      brokerTransportOptions: config.brokerTransportOptions ?? {},
+      ...(config.longtermSchedulerMasterName !== undefined && { longtermSchedulerMasterName: config.longtermSchedulerMasterName }),
     };
+    layoutFromTransportOptions(this.config.brokerTransportOptions); // validate now: bad options change nothing
     this.#clock = config.clock ?? (() => new Date());
   }
 
   /** The long-term store (opened on first use). */
   get store(): ScheduleStore {
-    this.#store ??= createStore(this.config.longtermSchedulerBackend, { ...this.#redisOptions(), keyPrefix: this.config.longtermSchedulerKeyPrefix });
+    this.#store ??= createStore(this.config.longtermSchedulerBackend, {
+      ...this.#redisOptions(),
+      keyPrefix: this.config.longtermSchedulerKeyPrefix,
+      ...(this.config.longtermSchedulerMasterName !== undefined && { masterName: this.config.longtermSchedulerMasterName }),
+    });
     return this.#store;
   }
 
   /** The Celery broker (opened on first use). */
   get broker(): Broker {
-    this.#broker ??= createBroker(this.config.broker, this.#redisOptions());
+    const t = this.config.brokerTransportOptions;
+    this.#broker ??= createBroker(this.config.broker, {
+      ...this.#redisOptions(),
+      layout: layoutFromTransportOptions(t),
+      ...(typeof t.master_name === 'string' && { masterName: t.master_name }),
+    });
     return this.#broker;
   }
 

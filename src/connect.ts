@@ -17,10 +17,12 @@ function scheme(url: string, what: string, example: string): string {
   return m[1].toLowerCase();
 }
 
+const REDIS_SCHEMES = new Set(['redis', 'rediss', 'sentinel']);
+
 export function createStore(url: string, options: RedisConnectionOptions & { keyPrefix?: string } = {}): ScheduleStore {
   const s = scheme(url, 'store', 'redis://localhost:6379/1');
-  if (s === 'redis' || s === 'rediss') return new RedisStore(url, options);
-  throw new ValidationError([`store URL scheme "${s}:" is not supported; use redis:// or rediss://`]);
+  if (REDIS_SCHEMES.has(s)) return new RedisStore(url, options);
+  throw new ValidationError([`store URL scheme "${s}:" is not supported; use redis://, rediss:// or sentinel://`]);
 }
 
 export function createBroker(
@@ -28,11 +30,11 @@ export function createBroker(
   options: RedisConnectionOptions & { layout?: Partial<KombuRedisLayout> } & AmqpBrokerOptions = {},
 ): Broker {
   const s = scheme(url, 'broker', 'redis://localhost:6379/0');
-  if (s === 'redis' || s === 'rediss') return new RedisBroker(url, options);
+  if (REDIS_SCHEMES.has(s)) return new RedisBroker(url, options);
   if (s === 'amqp' || s === 'amqps' || s === 'pyamqp') {
     const { heartbeat, ca, cert, key } = options;
     const connectTimeout = options.connectTimeout ?? options.socketConnectTimeout;
     return new AmqpBroker(url, { heartbeat, ca, cert, key, connectTimeout });
   }
-  throw new ValidationError([`broker URL scheme "${s}:" is not supported; use redis://, rediss://, amqp://, amqps:// or pyamqp://`]);
+  throw new ValidationError([`broker URL scheme "${s}:" is not supported; use redis://, rediss://, sentinel://, amqp://, amqps:// or pyamqp://`]);
 }

@@ -96,8 +96,16 @@ export class LockedError extends SchedulerError {
   }
 }
 
-/** Replaces the password (and a lone user-info token) in a URL with `***`. Never throws. */
+/**
+ * Replaces the password (and a lone user-info token) in a URL with `***`. Never throws.
+ * A list of URLs joined by `;` (Celery's Sentinel form) is redacted URL by URL.
+ */
 export function redactUrl(url: string): string {
+  if (url.includes(';')) return url.split(';').map(redactOne).join(';');
+  return redactOne(url);
+}
+
+function redactOne(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*)@/i, (_m, scheme: string, userinfo: string) => {
     const colon = userinfo.indexOf(':');
     if (colon === -1) return userinfo === '' ? `${scheme}@` : `${scheme}***@`;

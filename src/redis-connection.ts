@@ -3,10 +3,16 @@
  * connection options (`redis_socket_timeout`, `redis_socket_connect_timeout`,
  * `redis_max_connections`) and errors that name the URL with its password redacted.
  */
+import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, ValidationError, redactUrl } from './errors.js';
 
 export interface RedisConnectionOptions {
+  /**
+   * Sentinel URLs only: the name of the monitored master (Celery's `master_name` transport
+   * option). Required with `sentinel://`.
+   */
+  masterName?: string;
   /** seconds a command may wait for a reply before failing (Celery's `redis_socket_timeout`); default 120 */
   socketTimeout?: number;
   /** seconds to wait for a connection (Celery's `redis_socket_connect_timeout`); default 10 */
@@ -19,19 +25,83 @@ export interface RedisConnectionOptions {
   maxConnections?: number;
 }
 
-export const REDIS_DEFAULTS = { socketTimeout: 120, socketConnectTimeout: 10, maxConnections: 10 } as const satisfies Required<RedisConnectionOptions>;
+export const REDIS_DEFAULTS = { socketTimeout: 120, socketConnectTimeout: 10, maxConnections: 10 } as const satisfies Required<
+  Omit<RedisConnectionOptions, 'masterName'>
+>;
 
-const REDIS_SCHEMES = new Set(['redis:', 'rediss:']);
+const REDIS_SCHEMES = new Set(['redis:', 'rediss:', 'sentinel:']);
 
 export function isRedisUrl(url: string): boolean {
   try {
-    return REDIS_SCHEMES.has(new URL(url).protocol);
+    return REDIS_SCHEMES.has(new URL(url.split(';')[0] ?? '').protocol);
   } catch {
     return false;
   }
 }
 
-export function validateRedisOptions(opts: RedisConnectionOptions): Required<RedisConnectionOptions> {
+/**
+ * Turns a Redis URL as Celery writes it into ioredis options:
+ * - `redis://[user:password@]host[:port][/db]`;
+ * - `rediss://…` (TLS) with Celery's query options `ssl_cert_reqs` (none | optional | required,
+ *   or CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED), `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`
+ *   (file paths);
+ * - `sentinel://[:password@]host:port[/db];sentinel://host2:port2;…` with `masterName`.
+ */
+export function ioredisTarget(url: string, what: string, masterName?: string): RedisOptions {
+  const parts = url.split(';').map((u) => u.trim()).filter(Boolean);
+  const first = new URL(parts[0] ?? url);
+  const db = first.pathname.length > 1 ? Number(first.pathname.slice(1)) : 0;
+  const problems: string[] = [];
+  if (!Number.isInteger(db) || db < 0) problems.push(`${what} URL ${JSON.stringify(redactUrl(url))} has database ${JSON.stringify(first.pathname.slice(1))}; use a number, e.g. /1`);
+  const auth: RedisOptions = {
+    ...(first.username && { username: decodeURIComponent(first.username) }),
+    ...(first.password && { password: decodeURIComponent(first.password) }),
+    db,
+  };
+  if (first.protocol === 'sentinel:') {
+    if (!masterName) problems.push(`${what} URL is a Sentinel URL; also give the master name (Celery's master_name transport option)`);
+    if (problems.length) throw new ValidationError(problems);
+    const sentinels = parts.map((p) => {
+      const u = new URL(p);
+      return { host: u.hostname, port: Number(u.port || 26379) };
+    });
+    return { ...auth, sentinels, name: masterName };
+  }
+  const target: RedisOptions = { ...auth, host: first.hostname || '127.0.0.1', port: Number(first.port || 6379) };
+  if (first.protocol === 'rediss:') target.tls = tlsOptions(first, what, problems);
+  if (problems.length) throw new ValidationError(problems);
+  return target;
+}
+
+function tlsOptions(u: URL, what: string, problems: string[]): NonNullable<RedisOptions['tls']> {
+  const q = u.searchParams;
+  const reqs = (q.get('ssl_cert_reqs') ?? 'required').toLowerCase().replace(/^cert_/, '');
+  if (!['none', 'optional', 'required'].includes(reqs)) {
+    problems.push(`${what} URL has ssl_cert_reqs=${JSON.stringify(q.get('ssl_cert_reqs'))}; use none, optional or required`);
+  }
+  const file = (name: string): Buffer | undefined => {
+    const path = q.get(name);
+    if (!path) return undefined;
+    try {
+      return readFileSync(path);
+    } catch {
+      problems.push(`${what} URL names ${name}=${path}, which cannot be read; check the path`);
+      return undefined;
+    }
+  };
+  const ca = file('ssl_ca_certs');
+  const cert = file('ssl_certfile');
+  const key = file('ssl_keyfile');
+  return {
+    servername: u.hostname,
+    rejectUnauthorized: reqs === 'required',
+    ...(ca && { ca }),
+    ...(cert && { cert }),
+    ...(key && { key }),
+  };
+}
+
+export function validateRedisOptions(opts: RedisConnectionOptions): Required<Omit<RedisConnectionOptions, 'masterName'>> {
   const merged = { ...REDIS_DEFAULTS, ...stripUndefined(opts) };
   const problems: string[] = [];
   for (const key of ['socketTimeout', 'socketConnectTimeout'] as const) {
@@ -51,17 +121,19 @@ export function validateRedisOptions(opts: RedisConnectionOptions): Required<Red
  */
 export class RedisConnections {
   readonly url: string;
-  readonly #options: Required<RedisConnectionOptions>;
+  readonly #options: Required<Omit<RedisConnectionOptions, 'masterName'>>;
+  readonly #target: RedisOptions;
   readonly #what: string;
   readonly #open = new Set<Redis>();
 
   constructor(url: string, what: string, options: RedisConnectionOptions = {}) {
     if (!isRedisUrl(url)) {
-      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is not a Redis URL; use redis://host:port/db or rediss://…`]);
+      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is not a Redis URL; use redis://host:port/db, rediss://… or sentinel://…`]);
     }
     this.url = url;
     this.#what = what;
     this.#options = validateRedisOptions(options);
+    this.#target = ioredisTarget(url, what, options.masterName);
   }
 
   async open(extra: RedisOptions = {}): Promise<Redis> {
@@ -70,7 +142,8 @@ export class RedisConnections {
         `the ${this.#what} needs more than maxConnections=${this.#options.maxConnections} Redis connections; raise maxConnections`,
       ]);
     }
-    const client = new Redis(this.url, {
+    const client = new Redis({
+      ...this.#target,
       lazyConnect: true,
       connectTimeout: this.#options.socketConnectTimeout * 1000,
       socketTimeout: this.#options.socketTimeout * 1000,

@@ -3,6 +3,7 @@
  * the binding sets. Pure functions; the broker adapter does the I/O.
  */
 import { randomUUID } from 'node:crypto';
+import { ValidationError } from '../errors.js';
 import type { TaskMessage } from './message.js';
 
 /** kombu's separator between a queue name and its priority step (two raw bytes 0x06 0x16). */
@@ -17,6 +18,37 @@ export interface KombuRedisLayout {
 }
 
 export const DEFAULT_LAYOUT: KombuRedisLayout = { keyPrefix: '', sep: DEFAULT_SEP, prioritySteps: DEFAULT_PRIORITY_STEPS };
+
+/**
+ * Reads the kombu Redis transport options a producer must share with the workers, under Celery's
+ * names (`broker_transport_options`): `global_keyprefix`, `sep`, `priority_steps`. Other options
+ * (visibility_timeout, …) concern consumers and are ignored here.
+ */
+export function layoutFromTransportOptions(options: Record<string, unknown> = {}): KombuRedisLayout {
+  const problems: string[] = [];
+  const layout: KombuRedisLayout = { ...DEFAULT_LAYOUT };
+  const prefix = options.global_keyprefix;
+  if (prefix !== undefined) {
+    if (typeof prefix !== 'string') problems.push(`global_keyprefix must be a string, got ${typeof prefix}`);
+    else layout.keyPrefix = prefix;
+  }
+  const sep = options.sep;
+  if (sep !== undefined) {
+    if (typeof sep !== 'string' || sep === '') problems.push('sep must be a non-empty string (kombu default "\\x06\\x16")');
+    else layout.sep = sep;
+  }
+  const steps = options.priority_steps;
+  if (steps !== undefined) {
+    const ok =
+      Array.isArray(steps) &&
+      steps.length > 0 &&
+      steps.every((n, i) => Number.isInteger(n) && n >= 0 && n <= 9 && (i === 0 || n > (steps[i - 1] as number)));
+    if (!ok) problems.push(`priority_steps must be ascending integers from 0 to 9, e.g. [0, 3, 6, 9]; got ${JSON.stringify(steps)}`);
+    else layout.prioritySteps = steps as number[];
+  }
+  if (problems.length) throw new ValidationError(problems);
+  return layout;
+}
 
 /** The list a message with `priority` goes to: the largest step <= priority (clamped to 0..9). */
 export function queueListKey(queue: string, priority: number | undefined, layout: KombuRedisLayout = DEFAULT_LAYOUT): string {

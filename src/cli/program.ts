@@ -27,6 +27,8 @@ export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
 
 interface GlobalOptions {
   broker?: string;
+  brokerTransportOptions?: string;
+  backendMasterName?: string;
   backend?: string;
   keyPrefix?: string;
   defaultQueue?: string;
@@ -72,11 +74,24 @@ function buildProgram(io: CliIo): Command {
     .option('--backend <url>', `long-term store URL [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`)
     .option('--key-prefix <prefix>', 'prefix for every store key, to share a Redis database [env CELERY_LONGTERM_SCHEDULER_KEY_PREFIX] (default none: the original layout)')
     .option('--default-queue <name>', "Celery's task_default_queue [env CELERY_TASK_DEFAULT_QUEUE] (default celery)")
+    .option(
+      '--broker-transport-options <json>',
+      'Celery\'s broker_transport_options as JSON, e.g. \'{"global_keyprefix": "pfx:", "master_name": "mymaster"}\' [env CELERY_BROKER_TRANSPORT_OPTIONS]',
+    )
+    .option('--backend-master-name <name>', 'Sentinel master name when --backend is a sentinel:// URL [env CELERY_LONGTERM_SCHEDULER_MASTER_NAME]')
     .addOption(new Option('--log-format <format>', 'log lines on stderr as text or json').choices(['text', 'json']).default('text'));
 
   const app = (): Celery => {
     const g = program.opts<GlobalOptions>();
+    const transport = g.brokerTransportOptions ?? io.env.CELERY_BROKER_TRANSPORT_OPTIONS;
+    const brokerTransportOptions = transport === undefined ? undefined : parseJson(transport, '--broker-transport-options', 'a JSON object');
+    if (brokerTransportOptions !== undefined && (typeof brokerTransportOptions !== 'object' || brokerTransportOptions === null || Array.isArray(brokerTransportOptions))) {
+      throw new ValidationError(['--broker-transport-options must be a JSON object, e.g. \'{"global_keyprefix": "pfx:"}\'']);
+    }
+    const masterName = g.backendMasterName ?? io.env.CELERY_LONGTERM_SCHEDULER_MASTER_NAME;
     return new Celery({
+      ...(brokerTransportOptions !== undefined && { brokerTransportOptions: brokerTransportOptions as Record<string, unknown> }),
+      ...(masterName !== undefined && { longtermSchedulerMasterName: masterName }),
       broker: g.broker ?? io.env.CELERY_BROKER_URL ?? CELERY_DEFAULTS.broker,
       longtermSchedulerBackend: g.backend ?? io.env.CELERY_LONGTERM_SCHEDULER_BACKEND ?? CELERY_DEFAULTS.longtermSchedulerBackend,
       longtermSchedulerKeyPrefix: g.keyPrefix ?? io.env.CELERY_LONGTERM_SCHEDULER_KEY_PREFIX ?? '',

@@ -53,6 +53,8 @@ export interface StartCeleryWorkerOptions {
   recordRedisUrl?: string;
   /** `task_queue_max_priority` of the worker (E2E_QUEUE_MAX_PRIORITY), e.g. to match a RabbitMQ queue declared with `x-max-priority`. */
   queueMaxPriority?: number;
+  /** Celery's `broker_transport_options` for the worker (E2E_BROKER_TRANSPORT_OPTIONS), e.g. `{ global_keyprefix: 'pfx:' }`. */
+  transportOptions?: Record<string, unknown>;
 }
 
 const PYTHON = '/usr/bin/python3';
@@ -113,6 +115,8 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
   if (opts.recordRedisUrl) env.E2E_RECORD_REDIS_URL = opts.recordRedisUrl;
   delete env.E2E_QUEUE_MAX_PRIORITY;
   if (opts.queueMaxPriority !== undefined) env.E2E_QUEUE_MAX_PRIORITY = String(opts.queueMaxPriority);
+  delete env.E2E_BROKER_TRANSPORT_OPTIONS;
+  if (opts.transportOptions) env.E2E_BROKER_TRANSPORT_OPTIONS = JSON.stringify(opts.transportOptions);
 
   const child = spawn(PYTHON, args, { cwd: PYAPP_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);

@@ -11,6 +11,7 @@ Environment:
   E2E_RESULT_BACKEND  result backend URL (default: none)
   E2E_RECORD_REDIS_URL  Redis the records go to (default: E2E_BROKER_URL, which must then be
                       Redis); required when the broker is not Redis (e.g. amqp://)
+  E2E_BROKER_TRANSPORT_OPTIONS  broker_transport_options as JSON (default: unset)
   E2E_QUEUE_MAX_PRIORITY  task_queue_max_priority (default: unset), so the worker declares its
                       queues with ``x-max-priority`` as a test declared them on RabbitMQ
 """
@@ -41,6 +42,9 @@ app.conf.update(
 )
 if _MAX_PRIORITY:
     app.conf.task_queue_max_priority = int(_MAX_PRIORITY)
+# kombu transport options shared with the producer (global_keyprefix, sep, priority_steps)
+if os.environ.get('E2E_BROKER_TRANSPORT_OPTIONS'):
+    app.conf.broker_transport_options = json.loads(os.environ['E2E_BROKER_TRANSPORT_OPTIONS'])
 
 _redis = redis.Redis.from_url(RECORD_REDIS_URL)
 
