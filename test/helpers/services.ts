@@ -153,3 +153,64 @@ export async function rabbitmq(): Promise<string | undefined> {
   const port = Number(u.port || (u.protocol === 'amqps:' ? 5671 : 5672));
   return (await canConnect(u.hostname || '127.0.0.1', port)) ? url : undefined;
 }
+
+export interface RabbitService {
+  /** amqp://guest:guest@127.0.0.1:<port>// */
+  url: string;
+  /** stops the node (kept on disk), for `start` to bring it back with its durable queues */
+  halt(): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A RabbitMQ node of this test file's own (its own port, data directory and node name), for
+ * tests that stop and restart the broker without touching the machine's RabbitMQ.
+ * Returns `undefined` when `rabbitmq-server` is not installed.
+ */
+export async function privateRabbitmq(): Promise<RabbitService | undefined> {
+  if (!hasBinary('rabbitmq-server') || !hasBinary('rabbitmqctl')) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'cls-rabbit-'));
+  spawnSync('sh', ['-c', `mkdir -p "${dir}/mnesia" "${dir}/log" && echo '[].' > "${dir}/enabled_plugins" && chown -R rabbitmq:rabbitmq "${dir}" 2>/dev/null; chmod 755 "${dir}"`]);
+  const port = await freePort();
+  const distPort = await freePort();
+  const node = `clstest${randomBytes(3).toString('hex')}@localhost`;
+  const env = {
+    ...process.env,
+    RABBITMQ_NODENAME: node,
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_FEATURE_FLAGS_FILE: join(dir, 'feature_flags'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'none'),
+  };
+  const ctl = (...args: string[]) => spawnSync('rabbitmqctl', ['-n', node, ...args], { env, encoding: 'utf8', timeout: 60_000 });
+  const start = async () => {
+    const child = spawn('rabbitmq-server', [], { env, stdio: 'ignore', detached: false });
+    started.push(child);
+    const deadline = Date.now() + 60_000;
+    while (!(await canConnect('127.0.0.1', port, 200))) {
+      if (Date.now() > deadline) throw new Error('private rabbitmq-server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await start();
+  return {
+    url: `amqp://guest:guest@127.0.0.1:${port}//`,
+    halt: () => void ctl('stop_app'),
+    start: async () => {
+      ctl('start_app');
+      const deadline = Date.now() + 60_000;
+      while (!(await canConnect('127.0.0.1', port, 200))) {
+        if (Date.now() > deadline) throw new Error('private rabbitmq did not come back');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    stop: async () => {
+      ctl('stop');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

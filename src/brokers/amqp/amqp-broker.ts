@@ -111,6 +111,8 @@ interface Link {
   awaitingReturn: Map<string, Array<() => void>>;
   /** named exchanges known to exist on this link */
   exchanges: Set<string>;
+  /** why RabbitMQ blocked this connection (a memory or disk alarm), while it is blocked */
+  blocked: string | undefined;
 }
 
 export class AmqpBroker implements Broker {
@@ -176,6 +178,7 @@ export class AmqpBroker implements Broker {
       onDeath: new Set(),
       awaitingReturn: new Map(),
       exchanges: new Set(),
+      blocked: undefined,
     };
     const die = (err?: Error): void => {
       if (err && !link.cause) link.cause = err;
@@ -196,6 +199,13 @@ export class AmqpBroker implements Broker {
     model.on('close', (err?: Error) => die(err));
     channel.on('error', (err: Error) => die(err));
     channel.on('close', () => die());
+    // A resource alarm blocks every publishing connection: RabbitMQ stops reading from it.
+    model.connection.on('blocked', (reason: string) => {
+      link.blocked = reason || 'resource alarm';
+    });
+    model.connection.on('unblocked', () => {
+      link.blocked = undefined;
+    });
     channel.on('return', (msg: Message) => {
       const id: unknown = msg.properties.correlationId;
       if (typeof id !== 'string') return;
@@ -211,6 +221,15 @@ export class AmqpBroker implements Broker {
   async publish(messages: readonly TaskMessage[]): Promise<PublishOutcome[]> {
     if (messages.length === 0) return [];
     const link = await this.#open();
+    // While RabbitMQ blocks us, start nothing: it would sit unconfirmed in the socket until the
+    // alarm clears. Nothing is written, so this is an outage with nothing to re-send. RabbitMQ
+    // announces the block only once a connection publishes under the alarm, so the batch that
+    // meets it waits for its confirms until the alarm clears (nothing is re-published). An alarm
+    // longer than the job lease could let another dispatcher claim those jobs: extending leases
+    // while waiting is still to do.
+    if (link.blocked) {
+      throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked}); waiting for the alarm to clear`));
+    }
     const missing = await this.#missingExchanges(link, messages);
 
     return new Promise<PublishOutcome[]>((resolve, reject) => {
