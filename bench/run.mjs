@@ -18,6 +18,7 @@ import amqp from 'amqplib';
 import { AmqpBroker, Celery, Dispatcher, RedisBroker, RedisStore, buildTaskMessage, getScheduler } from '../dist/index.js';
 import { encodeEntry, resolveTaskCall } from '../dist/job.js';
 import { queueListKey, toRedisEnvelope, parseRedisEnvelope } from '../dist/celery/kombu-redis.js';
+import { publishOptions } from '../dist/brokers/amqp/amqp-broker.js';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -193,19 +194,7 @@ async function amqpFloor() {
     for (let i = 0; i < N_DUE; i++) {
       const { job } = resolveTaskCall('bench.add', [1, 2], {}, { queue });
       const msg = buildTaskMessage(job, { now: new Date(), defaultQueue: 'celery' });
-      const p = msg.properties;
-      prebuilt.push({
-        body: Buffer.from(JSON.stringify(msg.body), 'utf8'),
-        options: {
-          contentType: msg.contentType,
-          contentEncoding: msg.contentEncoding,
-          headers: msg.headers,
-          correlationId: p.correlation_id,
-          deliveryMode: p.delivery_mode,
-          priority: p.priority,
-          mandatory: true,
-        },
-      });
+      prebuilt.push({ body: Buffer.from(JSON.stringify(msg.body), 'utf8'), options: publishOptions(msg) });
     }
     const conn = await amqp.connect(AMQP_URL);
     const confirm = await conn.createConfirmChannel();

@@ -364,7 +364,7 @@ function target(msg: TaskMessage): { exchange: string; routingKey: string } {
 }
 
 /** The basic properties a Python producer writes (§1.3, §3.3), plus `mandatory`. */
-function publishOptions(msg: TaskMessage): Options.Publish {
+export function publishOptions(msg: TaskMessage): Options.Publish {
   const p = msg.properties;
   const options: Options.Publish = {
     contentType: msg.contentType,
