@@ -207,6 +207,29 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/**
+ * A value made on first use and then kept, except a failure: a rejected attempt is forgotten, so
+ * the next call tries again (a server that was down at first use must not stay "down" forever).
+ */
+export class Lazy<T> {
+  readonly #make: () => Promise<T>;
+  #value: Promise<T> | undefined;
+  constructor(make: () => Promise<T>) {
+    this.#make = make;
+  }
+  get(): Promise<T> {
+    this.#value ??= this.#make().catch((err: unknown) => {
+      this.#value = undefined;
+      throw err;
+    });
+    return this.#value;
+  }
+  /** Forgets the value (e.g. on close). */
+  reset(): void {
+    this.#value = undefined;
+  }
+}
+
 /** A Redis server's identity: `run_id` is unique per server process. */
 export async function serverId(client: Redis): Promise<string> {
   const info = await client.info('server');

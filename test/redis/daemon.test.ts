@@ -219,4 +219,35 @@ describe.skipIf(skip)('DispatcherDaemon', () => {
       await broker.close();
     }
   });
+
+  it('starts while the store is down, and dispatches once it comes up', async () => {
+    const storeServer = await privateRedis();
+    if (!storeServer) return expect(process.env.CI).not.toBe('true');
+    const queue = `${uniquePrefix('daemon-late-store')}q`;
+    await storeServer.kill?.();
+    const store = new RedisStore(storeServer.urlFor(0), { socketConnectTimeout: 1 });
+    const broker = new RedisBroker(url);
+    const { logger, lines } = memoryLogger();
+    const stop = new AbortController();
+    const done = new DispatcherDaemon({ store, broker, logger, pollIntervalMs: 50, backoffInitialMs: 20, backoffMaxMs: 200 }).run(stop.signal);
+    cleanup.push(async () => {
+      stop.abort();
+      await done;
+      await store.close();
+      await broker.close();
+      await storeServer.stop();
+      await raw.del(queue, `_kombu.binding.${queue}`);
+    });
+    await expect.poll(() => lines.some((l) => l.message.startsWith('store unavailable')), { timeout: 5000 }).toBe(true);
+    // a lookup that fails while the store is down must not be remembered as the answer
+    await expect(store.redisLocation()).rejects.toThrow(/cannot reach/);
+    await storeServer.restart?.();
+    expect(await store.redisLocation()).toMatchObject({ db: 0 });
+    const { job } = resolveTaskCall('t.late', [], {}, { queue });
+    const writer = new RedisStore(storeServer.urlFor(0));
+    await writer.add([{ id: job.id, dueAt: Date.now() / 1000, entry: encodeEntry(job) }]);
+    await writer.close();
+    await expect.poll(() => raw.llen(queue), { timeout: 10_000 }).toBe(1);
+    expect(lines.filter((l) => l.message.startsWith('store available again'))).toHaveLength(1);
+  });
 });

@@ -16,7 +16,7 @@ import {
   toRedisEnvelope,
   type KombuRedisLayout,
 } from '../../celery/kombu-redis.js';
-import { RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
 import type { RedisPush } from '../../redis-handoff.js';
 
 export interface RedisBrokerOptions extends RedisConnectionOptions {
@@ -28,7 +28,8 @@ export class RedisBroker implements Broker {
   readonly description: string;
   readonly layout: KombuRedisLayout;
   readonly #connections: RedisConnections;
-  #client: Promise<Redis> | undefined;
+  readonly #client: Lazy<Redis>;
+  readonly #location: Lazy<{ server: string; db: number }>;
   /** queues whose default binding we already declared */
   readonly #declared = new Set<string>();
 
@@ -36,14 +37,15 @@ export class RedisBroker implements Broker {
     this.#connections = new RedisConnections(url, 'Celery broker (Redis)', options);
     this.description = redactUrl(url);
     this.layout = { ...DEFAULT_LAYOUT, ...options.layout };
+    this.#client = new Lazy(() => this.#connections.open());
+    this.#location = new Lazy(async () => {
+      const client = await this.client();
+      return { server: await serverId(client), db: client.options.db ?? 0 };
+    });
   }
 
   client(): Promise<Redis> {
-    this.#client ??= this.#connections.open().catch((err: unknown) => {
-      this.#client = undefined;
-      throw err;
-    });
-    return this.#client;
+    return this.#client.get();
   }
 
   async publish(messages: readonly TaskMessage[]): Promise<PublishOutcome[]> {
@@ -100,16 +102,9 @@ export class RedisBroker implements Broker {
     }
   }
 
-  #location: Promise<{ server: string; db: number }> | undefined;
   /** This broker's Redis server identity (`run_id`) and database number. */
   redisLocation(): Promise<{ server: string; db: number }> {
-    this.#location ??= this.client()
-      .then(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 }))
-      .catch((err: unknown) => {
-        this.#location = undefined;
-        throw err;
-      });
-    return this.#location;
+    return this.#location.get();
   }
 
   /** The queues each message goes to. */
@@ -133,7 +128,8 @@ export class RedisBroker implements Broker {
   }
 
   async close(): Promise<void> {
-    this.#client = undefined;
+    this.#client.reset();
+    this.#location.reset();
     await this.#connections.closeAll();
   }
 }

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { DuplicateJobError, redactUrl } from '../../errors.js';
 import type { NewJob } from '../../job.js';
-import { RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
 import type { RedisPush } from '../../redis-handoff.js';
 import type { ClaimOptions, ClaimedJob, ScheduleStore, StoreCounts } from '../../store.js';
 
@@ -87,7 +87,10 @@ export class RedisStore implements ScheduleStore {
   readonly prefix: string;
   readonly keys: { index: string; inFlight: string; inFlightEntries: string; corrupt: string; wakeup: string };
   readonly #connections: RedisConnections;
-  #client: Promise<Redis> | undefined;
+  readonly #client = new Lazy(() => this.#connect());
+  readonly #location = new Lazy(() =>
+    this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 })),
+  );
   #closed = false;
 
   constructor(url: string, options: RedisStoreOptions = {}) {
@@ -106,22 +109,16 @@ export class RedisStore implements ScheduleStore {
   /** The connected client (connects on first use, once). */
   client(): Promise<Redis> {
     if (this.#closed) return Promise.reject(new Error('the store is closed'));
-    this.#client ??= this.#connect();
-    return this.#client;
+    return this.#client.get();
   }
 
   async #connect(): Promise<Redis> {
-    try {
-      const client = await this.#connections.open();
-      const sources = loadScripts();
-      for (const [name, s] of Object.entries(SCRIPTS) as [ScriptName, (typeof SCRIPTS)[ScriptName]][]) {
-        client.defineCommand(commandName(name), { numberOfKeys: s.keys, lua: sources[name] });
-      }
-      return client;
-    } catch (err) {
-      this.#client = undefined; // let the next call try again
-      throw err;
+    const client = await this.#connections.open();
+    const sources = loadScripts();
+    for (const [name, s] of Object.entries(SCRIPTS) as [ScriptName, (typeof SCRIPTS)[ScriptName]][]) {
+      client.defineCommand(commandName(name), { numberOfKeys: s.keys, lua: sources[name] });
     }
+    return client;
   }
 
   async #run<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
@@ -211,11 +208,9 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
-  #location: Promise<{ server: string; db: number }> | undefined;
   /** This store's Redis server identity (`run_id`) and database number. */
   redisLocation(): Promise<{ server: string; db: number }> {
-    this.#location ??= this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 }));
-    return this.#location;
+    return this.#location.get();
   }
 
   async nextDueAt(): Promise<number | undefined> {
@@ -261,7 +256,8 @@ export class RedisStore implements ScheduleStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#client = undefined;
+    this.#client.reset();
+    this.#location.reset();
     await this.#connections.closeAll();
   }
 }
