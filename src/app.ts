@@ -13,7 +13,7 @@ import { encodeEntry, resolveTaskCall, signature, type NewJob, type Signature, t
 import type { ScheduleStore } from './store.js';
 import { DISPATCH_DEFAULTS } from './dispatcher.js';
 import { validateRedisOptions } from './redis-connection.js';
-import { layoutFromTransportOptions } from './celery/kombu-redis.js';
+import { layoutFromTransportOptions, type KombuRedisLayout } from './celery/kombu-redis.js';
 
 export interface CeleryConfig {
   /** Celery's `broker_url`; default `redis://localhost:6379/0` */
@@ -95,6 +95,8 @@ export class Task {
 export class Celery {
   readonly config: Readonly<Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName'>>> & { longtermSchedulerMasterName?: string };
   readonly #clock: () => Date;
+  /** the kombu layout from `brokerTransportOptions`, parsed (and so validated) once */
+  readonly #layout: KombuRedisLayout;
   #store: ScheduleStore | undefined;
   #broker: Broker | undefined;
 
@@ -115,7 +117,7 @@ export class Celery {
       brokerTransportOptions: config.brokerTransportOptions ?? {},
       ...(config.longtermSchedulerMasterName !== undefined && { longtermSchedulerMasterName: config.longtermSchedulerMasterName }),
     };
-    layoutFromTransportOptions(this.config.brokerTransportOptions); // validate now: bad options change nothing
+    this.#layout = layoutFromTransportOptions(this.config.brokerTransportOptions); // bad options fail here, changing nothing
     this.#clock = config.clock ?? (() => new Date());
   }
 
@@ -134,7 +136,7 @@ export class Celery {
     const t = this.config.brokerTransportOptions;
     this.#broker ??= createBroker(this.config.broker, {
       ...this.#redisOptions(),
-      layout: layoutFromTransportOptions(t),
+      layout: this.#layout,
       ...(typeof t.master_name === 'string' && { masterName: t.master_name }),
     });
     return this.#broker;

@@ -6,7 +6,7 @@ import { RedisBroker } from './brokers/redis/redis-broker.js';
 import { AmqpBroker, type AmqpBrokerOptions } from './brokers/amqp/amqp-broker.js';
 import { ValidationError, redactUrl } from './errors.js';
 import type { KombuRedisLayout } from './celery/kombu-redis.js';
-import type { RedisConnectionOptions } from './redis-connection.js';
+import { isRedisScheme, type RedisConnectionOptions } from './redis-connection.js';
 import type { ScheduleStore } from './store.js';
 import { RedisStore } from './stores/redis/redis-store.js';
 
@@ -17,11 +17,9 @@ function scheme(url: string, what: string, example: string): string {
   return m[1].toLowerCase();
 }
 
-const REDIS_SCHEMES = new Set(['redis', 'rediss', 'sentinel']);
-
 export function createStore(url: string, options: RedisConnectionOptions & { keyPrefix?: string } = {}): ScheduleStore {
   const s = scheme(url, 'store', 'redis://localhost:6379/1');
-  if (REDIS_SCHEMES.has(s)) return new RedisStore(url, options);
+  if (isRedisScheme(s)) return new RedisStore(url, options);
   throw new ValidationError([`store URL scheme "${s}:" is not supported; use redis://, rediss:// or sentinel://`]);
 }
 
@@ -30,7 +28,7 @@ export function createBroker(
   options: RedisConnectionOptions & { layout?: Partial<KombuRedisLayout> } & AmqpBrokerOptions = {},
 ): Broker {
   const s = scheme(url, 'broker', 'redis://localhost:6379/0');
-  if (REDIS_SCHEMES.has(s)) return new RedisBroker(url, options);
+  if (isRedisScheme(s)) return new RedisBroker(url, options);
   if (s === 'amqp' || s === 'amqps' || s === 'pyamqp') {
     const { heartbeat, ca, cert, key } = options;
     const connectTimeout = options.connectTimeout ?? options.socketConnectTimeout;

@@ -9,7 +9,7 @@
  * exponential backoff; nothing is lost while they last.
  */
 import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
-import { ValidationError } from './errors.js';
+import { ValidationError, errorMessage } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 
 /** Node's setTimeout fires at once for delays above this (2^31-1 ms, ~24.8 days). */
@@ -24,7 +24,7 @@ export interface DaemonOptions extends DispatcherOptions {
   backoffMaxMs?: number;
   /** injectable sleep (tests use a virtual clock); resolves early when `signal` aborts */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** called after every pass that did something, and on every state change (tests, metrics) */
+  /** called after every pass that sent, refused or moved aside a job (tests, metrics) */
   onPass?: (summary: DispatchSummary) => void;
 }
 
@@ -136,14 +136,14 @@ export class DispatcherDaemon {
   #setStore(health: Health, err?: unknown): void {
     if (health === this.#store) return;
     this.#store = health;
-    if (health === 'down') this.#log.error('store unavailable; retrying with backoff', { store: this.#o.store.description, error: errorText(err) });
+    if (health === 'down') this.#log.error('store unavailable; retrying with backoff', { store: this.#o.store.description, error: errorMessage(err) });
     else this.#log.info('store available again', { store: this.#o.store.description });
   }
 
   #setBroker(health: Health, err?: unknown): void {
     if (health === this.#broker) return;
     this.#broker = health;
-    if (health === 'down') this.#log.error('broker unavailable; jobs stay scheduled, retrying with backoff', { broker: this.#o.broker.description, error: errorText(err) });
+    if (health === 'down') this.#log.error('broker unavailable; jobs stay scheduled, retrying with backoff', { broker: this.#o.broker.description, error: errorMessage(err) });
     else this.#log.info('broker available again', { broker: this.#o.broker.description });
   }
 }
@@ -166,6 +166,3 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

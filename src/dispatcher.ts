@@ -15,7 +15,7 @@
  */
 import { buildTaskMessage, type TaskMessage } from './celery/message.js';
 import type { Broker } from './broker.js';
-import { ConnectionError, CorruptEntryError } from './errors.js';
+import { ConnectionError, CorruptEntryError, errorMessage } from './errors.js';
 import { decodeEntry } from './job.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { RedisPush } from './redis-handoff.js';
@@ -138,7 +138,7 @@ export class Dispatcher {
         } catch (err) {
           this.#log.error('could not give refused jobs back; they will be claimed again when their lease ends', {
             count: refused.length,
-            error: errorText(err),
+            error: errorMessage(err),
           });
         }
       }
@@ -155,7 +155,7 @@ export class Dispatcher {
         const job = decodeEntry(claim.id, claim.entry);
         ready.push({ claim, message: buildTaskMessage(job, { now, dueAt: claim.dueAt, defaultQueue: this.#defaultQueue }) });
       } catch (err) {
-        const reason = err instanceof CorruptEntryError ? err.message : `cannot build a message: ${errorText(err)}`;
+        const reason = err instanceof CorruptEntryError ? err.message : `cannot build a message: ${errorMessage(err)}`;
         await this.#store.quarantine(claim, reason);
         summary.corrupt++;
         this.#log.warn('moved a corrupt job aside', { id: claim.id, reason });
@@ -222,7 +222,7 @@ export class Dispatcher {
   #refuse(r: { claim: ClaimedJob; message: TaskMessage }, error: Error, summary: DispatchSummary, refused: ClaimedJob[]): void {
     refused.push(r.claim);
     summary.failed++;
-    this.#log.warn('broker refused a job; it stays scheduled', { id: r.claim.id, task: r.message.headers.task, error: errorText(error) });
+    this.#log.warn('broker refused a job; it stays scheduled', { id: r.claim.id, task: r.message.headers.task, error: errorMessage(error) });
   }
 
   async #handoffMode(): Promise<HandoffMode> {
@@ -248,7 +248,7 @@ interface Batch {
 /** Marks an error as the broker's, so a run can tell a broker outage from a store outage. */
 class BrokerFailure extends Error {
   constructor(cause: unknown) {
-    super(errorText(cause), { cause });
+    super(errorMessage(cause), { cause });
   }
 }
 
@@ -260,6 +260,3 @@ async function brokerCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

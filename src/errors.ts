@@ -118,6 +118,11 @@ export function redactUrlsIn(text: string): string {
   return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s'"]+/gi, (u) => redactUrl(u));
 }
 
+/** The message of anything thrown, for logs and summaries. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 function firstLine(s: string): string {
   return redactUrlsIn(s.split('\n', 1)[0] ?? '');
 }

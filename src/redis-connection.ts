@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
-import { ConnectionError, ValidationError, redactUrl } from './errors.js';
+import { ConnectionError, ValidationError, errorMessage, redactUrl } from './errors.js';
 
 export interface RedisConnectionOptions {
   /**
@@ -29,11 +29,16 @@ export const REDIS_DEFAULTS = { socketTimeout: 120, socketConnectTimeout: 10, ma
   Omit<RedisConnectionOptions, 'masterName'>
 >;
 
-const REDIS_SCHEMES = new Set(['redis:', 'rediss:', 'sentinel:']);
+const REDIS_SCHEMES = new Set(['redis', 'rediss', 'sentinel']);
+
+/** True for the URL schemes (without the colon) of Redis servers: redis, rediss, sentinel. */
+export function isRedisScheme(scheme: string): boolean {
+  return REDIS_SCHEMES.has(scheme.toLowerCase());
+}
 
 export function isRedisUrl(url: string): boolean {
   try {
-    return REDIS_SCHEMES.has(new URL(url.split(';')[0] ?? '').protocol);
+    return isRedisScheme(new URL(url.split(';')[0] ?? '').protocol.slice(0, -1));
   } catch {
     return false;
   }
@@ -128,7 +133,7 @@ export class RedisConnections {
 
   constructor(url: string, what: string, options: RedisConnectionOptions = {}) {
     if (!isRedisUrl(url)) {
-      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is not a Redis URL; use redis://host:port/db, rediss://… or sentinel://…`]);
+      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is not a valid Redis URL; use redis://host:port/db, rediss://… or sentinel://…`]);
     }
     this.url = url;
     this.#what = what;
@@ -192,8 +197,7 @@ async function quit(client: Redis): Promise<void> {
 /** True for errors that mean "the server cannot be reached", as opposed to a refused command. */
 export function isConnectionFailure(err: unknown): boolean {
   if (err instanceof ConnectionError) return true;
-  const msg = err instanceof Error ? err.message : String(err);
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|Connection is closed|Command timed out|Socket timeout|max retries/i.test(msg);
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|Connection is closed|Command timed out|Socket timeout|max retries/i.test(errorMessage(err));
 }
 
 /** Wraps a failing command's error with the redacted URL, for one-line CLI messages. */

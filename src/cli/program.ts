@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { Celery, CELERY_DEFAULTS } from '../app.js';
-import { SchedulerError, ValidationError, ErrorCode, redactUrlsIn } from '../errors.js';
+import { SchedulerError, ValidationError, ErrorCode, errorMessage, redactUrlsIn } from '../errors.js';
 import { isScheduled, type TaskOptions } from '../job.js';
 import { getScheduler } from '../scheduler.js';
 import { parseIsoWithOffset } from '../celery/time.js';
@@ -57,7 +57,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 }
 
 function reportError(err: unknown, io: CliIo): number {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   io.stderr(`error: ${redactUrlsIn(message.split('\n', 1)[0] ?? message)}\n`);
   if (err instanceof ValidationError) return EXIT.USAGE;
   if (err instanceof SchedulerError && err.code === ErrorCode.INVALID_ARGUMENT) return EXIT.USAGE;
