@@ -12,6 +12,7 @@ export const ErrorCode = {
   DUPLICATE_JOB: 'DUPLICATE_JOB',
   LOCKED: 'LOCKED',
   PUBLISH: 'PUBLISH',
+  SCHEMA_VERSION: 'SCHEMA_VERSION',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -83,6 +84,25 @@ export class UnroutableError extends SchedulerError {
       ErrorCode.PUBLISH,
       `exchange ${JSON.stringify(exchange)} has no queue bound for routing key ${JSON.stringify(routingKey)}; start a worker that declares the queue, or schedule with a queue instead of an exchange`,
     );
+  }
+}
+
+/**
+ * A database store's schema is not the version this code needs. `found` is undefined when the
+ * schema was never created. Nothing is changed: migrations run only when asked for.
+ */
+export class SchemaVersionError extends SchedulerError {
+  readonly found: number | undefined;
+  readonly expected: number;
+  constructor(where: string, found: number | undefined, expected: number) {
+    const fix =
+      found === undefined || found < expected
+        ? 'run `celery-longterm-scheduler migrate-schema --store <url>` (or start with --migrate) to bring it up to date'
+        : 'upgrade celery-longterm-scheduler to a version that knows this schema';
+    const state = found === undefined ? 'has no scheduler schema yet' : `has schema version ${found}`;
+    super(ErrorCode.SCHEMA_VERSION, `the store ${where} ${state}, this code needs version ${expected}; ${fix}`);
+    this.found = found;
+    this.expected = expected;
   }
 }
 

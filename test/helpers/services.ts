@@ -161,6 +161,8 @@ export interface RabbitService {
   halt(): void;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** runs `rabbitmqctl -n <this node> ...args`; returns its output, throws when it fails */
+  ctl(...args: string[]): string;
 }
 
 /**
@@ -199,6 +201,11 @@ export async function privateRabbitmq(): Promise<RabbitService | undefined> {
   await start();
   return {
     url: `amqp://guest:guest@127.0.0.1:${port}//`,
+    ctl: (...args: string[]) => {
+      const r = ctl(...args);
+      if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+      return r.stdout;
+    },
     halt: () => void ctl('stop_app'),
     start: async () => {
       ctl('start_app');

@@ -186,7 +186,7 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     expect(claimed[0]?.entry).toBe(j.entry);
     expect(await raw.exists(`${prefix}fl-1`)).toBe(0); // moved out of its key while in flight
     expect(await raw.hget(`${prefix}celery_longterm_scheduler:in_flight_entries`, 'fl-1')).toBe(j.entry);
-    expect(await store.get('fl-1')).toEqual({ dueAt: expect.any(Number), entry: j.entry, state: 'in_flight' });
+    expect(await store.get('fl-1')).toEqual({ id: 'fl-1', dueAt: expect.any(Number), entry: j.entry, state: 'in_flight' });
     await expect(store.add([newJob('t.f', [8], 900, 'fl-1')])).rejects.toBeInstanceOf(DuplicateJobError);
     await store.acknowledge(claimed);
     expect(await raw.hexists(`${prefix}celery_longterm_scheduler:in_flight_entries`, 'fl-1')).toBe(0);

@@ -6,25 +6,33 @@
   KEYS[2]  the in-flight set: a job being sent still holds its id
   ARGV[1]  key prefix ('' for the original layout)
   ARGV[2]  wake-up channel, <prefix>celery_longterm_scheduler:wakeup
-  ARGV[3..] triplets: task id, due time (unix seconds), entry JSON
+  ARGV[3]  'reject': a taken id (a key, an index entry, in flight, or twice here) adds nothing;
+           'skip': a taken id is left alone and the others are added
+  ARGV[4..] triplets: task id, due time (unix seconds), entry JSON
 
-  Returns 0 on success, or the first task id that already has a key (nothing is written then).
+  Returns {added, taken}: how many jobs were added, and in 'reject' mode the first taken id
+  (then added is 0), else false.
 ]]
-local prefix = ARGV[1]
+local prefix, skip = ARGV[1], ARGV[3] == 'skip'
+local seen, fresh = {}, {}
 local earliest = nil
-for i = 3, #ARGV, 3 do
-  if redis.call('EXISTS', prefix .. ARGV[i]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[i]) or redis.call('ZSCORE', KEYS[2], ARGV[i]) then
-    return ARGV[i]
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  if seen[id] or redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
+    if not skip then return {0, id} end
+  else
+    seen[id] = true
+    fresh[#fresh + 1] = i
+    local due = tonumber(ARGV[i + 1])
+    if earliest == nil or due < earliest then earliest = due end
   end
-  local due = tonumber(ARGV[i + 1])
-  if earliest == nil or due < earliest then earliest = due end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-for i = 3, #ARGV, 3 do
+for _, i in ipairs(fresh) do
   redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
   redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
 end
 if earliest ~= nil and (first[2] == nil or earliest < tonumber(first[2])) then
   redis.call('PUBLISH', ARGV[2], tostring(earliest))
 end
-return 0
+return {#fresh, false}

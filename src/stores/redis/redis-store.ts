@@ -20,7 +20,20 @@ import { DuplicateJobError, redactUrl } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
 import type { RedisPush } from '../../redis-handoff.js';
-import type { ClaimOptions, ClaimedJob, ScheduleStore, StoreCounts } from '../../store.js';
+import {
+  compareDue,
+  cursorAfter,
+  parseCursor,
+  type AddOptions,
+  type ClaimOptions,
+  type ClaimedJob,
+  type JobPage,
+  type ListOptions,
+  type RenewOptions,
+  type ScheduleStore,
+  type StoreCounts,
+  type StoredJob,
+} from '../../store.js';
 
 export const INDEX_KEY = 'scheduled_task_id_by_time';
 export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
@@ -28,8 +41,11 @@ export const IN_FLIGHT_ENTRIES_KEY = 'celery_longterm_scheduler:in_flight_entrie
 export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
 export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 5;
-/** Jobs per add script call: bounds how long one call blocks Redis. */
+const SCRIPT_VERSION = 6;
+/**
+ * Jobs per add script call when duplicates are skipped (each job stands alone then): bounds how
+ * long one call blocks Redis. A rejecting add is one call, so it stays all or nothing.
+ */
 const ADD_CHUNK = 1000;
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
@@ -40,6 +56,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 const SCRIPTS = {
   add: { file: 'add-2.lua', keys: 2 },
   remove: { file: 'remove-1.lua', keys: 1 },
+  reschedule: { file: 'reschedule-1.lua', keys: 1 },
+  renew: { file: 'renew-1.lua', keys: 1 },
   claim: { file: 'claim-3.lua', keys: 3 },
   ack: { file: 'ack-2.lua', keys: 2 },
   release: { file: 'release-3.lua', keys: 3 },
@@ -130,21 +148,49 @@ export class RedisStore implements ScheduleStore {
     }
   }
 
-  async add(jobs: readonly NewJob[]): Promise<void> {
-    if (jobs.length === 0) return;
-    await this.#run(async (client) => {
+  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
+    if (jobs.length === 0) return 0;
+    const mode = options.duplicates ?? 'reject';
+    const chunk = mode === 'skip' ? ADD_CHUNK : jobs.length;
+    return this.#run(async (client) => {
       const add = script(client, 'add');
-      for (let i = 0; i < jobs.length; i += ADD_CHUNK) {
-        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.prefix, this.keys.wakeup];
-        for (const job of jobs.slice(i, i + ADD_CHUNK)) args.push(job.id, job.dueAt, job.entry);
-        const taken = await add(...args);
-        if (taken !== 0) throw new DuplicateJobError(String(taken));
+      let added = 0;
+      for (let i = 0; i < jobs.length; i += chunk) {
+        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.prefix, this.keys.wakeup, mode];
+        for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry);
+        const [n, taken] = (await add(...args)) as [number, string | null];
+        if (taken) throw new DuplicateJobError(String(taken));
+        added += n;
       }
+      return added;
     });
   }
 
   async remove(id: string): Promise<boolean> {
     return this.#run(async (client) => (await script(client, 'remove')(this.keys.index, this.prefix, id)) === 1);
+  }
+
+  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    return this.#run(
+      async (client) => (await script(client, 'reschedule')(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1,
+    );
+  }
+
+  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
+    const token = String(Math.round(o.now * 1000 + o.leaseMs) / 1000);
+    return this.#run(async (client) => {
+      const renew = script(client, 'renew');
+      const out: ClaimedJob[] = [];
+      for (const [old, group] of byToken(claims)) {
+        if (Number(token) <= Number(old)) {
+          out.push(...group); // never shortens a lease; these are checked when settled
+          continue;
+        }
+        const kept = new Set((await renew(this.keys.inFlight, old, token, ...group.map((c) => c.id))) as string[]);
+        for (const c of group) if (kept.has(c.id)) out.push({ ...c, token });
+      }
+      return out;
+    });
   }
 
   async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
@@ -231,7 +277,7 @@ export class RedisStore implements ScheduleStore {
     return () => this.#connections.close(subscriber);
   }
 
-  async get(id: string): Promise<{ dueAt: number; entry: string; state: 'scheduled' | 'in_flight' } | undefined> {
+  async get(id: string): Promise<StoredJob | undefined> {
     return this.#run(async (client) => {
       const [[, entry], [, due], [, lease], [, inFlightEntry]] = (await client
         .multi()
@@ -240,9 +286,45 @@ export class RedisStore implements ScheduleStore {
         .zscore(this.keys.inFlight, id)
         .hget(this.keys.inFlightEntries, id)
         .exec()) as [[unknown, unknown], [unknown, string | null], [unknown, string | null], [unknown, string | null]];
-      if (due !== null && typeof entry === 'string') return { dueAt: Number(due), entry, state: 'scheduled' as const };
-      if (lease !== null && typeof inFlightEntry === 'string') return { dueAt: Number(lease), entry: inFlightEntry, state: 'in_flight' as const };
+      if (due !== null && typeof entry === 'string') return { id, dueAt: Number(due), entry, state: 'scheduled' as const };
+      if (lease !== null && typeof inFlightEntry === 'string') return { id, dueAt: Number(lease), entry: inFlightEntry, state: 'in_flight' as const };
       return undefined;
+    });
+  }
+
+  /**
+   * Pages through the index by score; ties come back in member (byte) order, which is the
+   * contract's due order. Jobs at the cursor's own due time are skipped up to the cursor's id.
+   */
+  async list(o: ListOptions): Promise<JobPage> {
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const min = Math.max(o.from ?? -Infinity, after?.dueAt ?? -Infinity);
+    const max = o.to ?? Infinity;
+    if (min > max) return { jobs: [] };
+    const bound = (x: number) => (x === Infinity ? '+inf' : x === -Infinity ? '-inf' : String(x));
+    return this.#run(async (client) => {
+      const wanted = o.limit + 1;
+      const found: { id: string; dueAt: number }[] = [];
+      for (let offset = 0; found.length < wanted; ) {
+        const count = Math.max(wanted, 100);
+        const flat = await client.zrangebyscore(this.keys.index, bound(min), bound(max), 'WITHSCORES', 'LIMIT', offset, count);
+        for (let i = 0; i < flat.length && found.length < wanted; i += 2) {
+          const j = { id: flat[i]!, dueAt: Number(flat[i + 1]) };
+          if (!after || compareDue(j, after) > 0) found.push(j);
+        }
+        if (flat.length < count * 2) break;
+        offset += count;
+      }
+      const page = found.slice(0, o.limit);
+      const entries = page.length ? await client.mget(page.map((j) => `${this.prefix}${j.id}`)) : [];
+      const jobs: StoredJob[] = [];
+      page.forEach((j, i) => {
+        const entry = entries[i];
+        // a job claimed between the two reads is in flight now, not scheduled
+        if (typeof entry === 'string') jobs.push({ ...j, entry, state: 'scheduled' });
+      });
+      const last = page.at(-1);
+      return found.length > o.limit && last ? { jobs, cursor: cursorAfter(last) } : { jobs };
     });
   }
 

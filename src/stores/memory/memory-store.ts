@@ -1,0 +1,223 @@
+/**
+ * A store in this process's memory: for tests and for trying the library out. It keeps the
+ * whole contract (see src/store.ts), including leases and wake-ups, but nothing survives the
+ * process and other processes cannot see it.
+ */
+import { DuplicateJobError } from '../../errors.js';
+import type { NewJob } from '../../job.js';
+import {
+  compareDue,
+  cursorAfter,
+  parseCursor,
+  type AddOptions,
+  type ClaimOptions,
+  type ClaimedJob,
+  type JobPage,
+  type ListOptions,
+  type RenewOptions,
+  type ScheduleStore,
+  type StoreCounts,
+  type StoredJob,
+} from '../../store.js';
+
+interface Leased {
+  deadline: number;
+  entry: string | null;
+}
+
+function leaseToken(now: number, leaseMs: number): string {
+  return String(Math.round(now * 1000 + leaseMs) / 1000);
+}
+
+/** What several handles of one memory store share. */
+class MemoryData {
+  readonly scheduled = new Map<string, { dueAt: number; entry: string }>();
+  readonly inFlight = new Map<string, Leased>();
+  readonly watchers = new Set<(dueAt: number) => void>();
+  readonly corrupt = new Map<string, { entry: string | null; dueAt: number; reason: string }>();
+}
+
+export class MemoryStore implements ScheduleStore {
+  readonly description = 'memory://';
+  readonly #data: MemoryData;
+  readonly #scheduled: Map<string, { dueAt: number; entry: string }>;
+  readonly #inFlight: Map<string, Leased>;
+  readonly #watchers: Set<(dueAt: number) => void>;
+  readonly #mine = new Set<(dueAt: number) => void>();
+  /** quarantined entries, by id */
+  readonly corrupt: Map<string, { entry: string | null; dueAt: number; reason: string }>;
+  #closed = false;
+
+  constructor(data = new MemoryData()) {
+    this.#data = data;
+    this.#scheduled = data.scheduled;
+    this.#inFlight = data.inFlight;
+    this.#watchers = data.watchers;
+    this.corrupt = data.corrupt;
+  }
+
+  /** Another handle on the same jobs (closing one leaves the other open), as a second process would have. */
+  handle(): MemoryStore {
+    return new MemoryStore(this.#data);
+  }
+
+  #open(): void {
+    if (this.#closed) throw new Error('the store is closed');
+  }
+
+  /** scheduled jobs in due order */
+  #ordered(): StoredJob[] {
+    return [...this.#scheduled].map(([id, j]) => ({ id, dueAt: j.dueAt, entry: j.entry, state: 'scheduled' as const })).sort(compareDue);
+  }
+
+  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
+    this.#open();
+    const taken = (id: string) => this.#scheduled.has(id) || this.#inFlight.has(id);
+    const fresh: NewJob[] = [];
+    const seen = new Set<string>();
+    for (const job of jobs) {
+      if (taken(job.id) || seen.has(job.id)) {
+        if (options.duplicates === 'skip') continue;
+        throw new DuplicateJobError(job.id);
+      }
+      seen.add(job.id);
+      fresh.push(job);
+    }
+    if (fresh.length === 0) return 0;
+    const first = this.#ordered()[0]?.dueAt;
+    const earliest = Math.min(...fresh.map((j) => j.dueAt));
+    for (const job of fresh) this.#scheduled.set(job.id, { dueAt: job.dueAt, entry: job.entry });
+    if (first === undefined || earliest < first) for (const w of this.#watchers) w(earliest);
+    return fresh.length;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    this.#open();
+    return this.#scheduled.delete(id);
+  }
+
+  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    this.#open();
+    const job = this.#scheduled.get(id);
+    if (!job) return false;
+    const first = this.#ordered()[0]?.dueAt;
+    this.#scheduled.set(id, { dueAt, entry: entry ?? job.entry });
+    if (first === undefined || dueAt < first) for (const w of this.#watchers) w(dueAt);
+    return true;
+  }
+
+  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
+    this.#open();
+    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
+    const token = leaseToken(o.now, o.leaseMs);
+    const deadline = Number(token);
+    const out: ClaimedJob[] = [];
+    const expired = [...this.#inFlight]
+      .filter(([, l]) => l.deadline <= o.now)
+      .map(([id, l]) => ({ id, dueAt: l.deadline, entry: l.entry }))
+      .sort(compareDue);
+    for (const e of expired.slice(0, o.limit)) {
+      this.#inFlight.set(e.id, { deadline, entry: e.entry });
+      out.push({ ...e, token });
+    }
+    for (const j of this.#ordered()) {
+      if (out.length >= o.limit || j.dueAt > o.until) break;
+      this.#scheduled.delete(j.id);
+      this.#inFlight.set(j.id, { deadline, entry: j.entry });
+      out.push({ id: j.id, dueAt: j.dueAt, entry: j.entry, token });
+    }
+    return out;
+  }
+
+  #held(c: ClaimedJob): Leased | undefined {
+    const l = this.#inFlight.get(c.id);
+    return l && l.deadline === Number(c.token) ? l : undefined;
+  }
+
+  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
+    this.#open();
+    const token = leaseToken(o.now, o.leaseMs);
+    const out: ClaimedJob[] = [];
+    for (const c of claims) {
+      const l = this.#held(c);
+      if (!l) continue;
+      if (Number(token) <= l.deadline) {
+        out.push(c); // never shortens a lease
+        continue;
+      }
+      l.deadline = Number(token);
+      out.push({ ...c, token });
+    }
+    return out;
+  }
+
+  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+    this.#open();
+    for (const c of claims) if (this.#held(c)) this.#inFlight.delete(c.id);
+  }
+
+  async release(claims: readonly ClaimedJob[]): Promise<void> {
+    this.#open();
+    for (const c of claims) {
+      const l = this.#held(c);
+      if (!l) continue;
+      this.#inFlight.delete(c.id);
+      if (l.entry !== null) this.#scheduled.set(c.id, { dueAt: c.dueAt, entry: l.entry });
+    }
+  }
+
+  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+    this.#open();
+    const l = this.#held(claim);
+    if (!l) return;
+    this.#inFlight.delete(claim.id);
+    this.corrupt.set(claim.id, { entry: claim.entry, dueAt: claim.dueAt, reason });
+  }
+
+  async get(id: string): Promise<StoredJob | undefined> {
+    this.#open();
+    const s = this.#scheduled.get(id);
+    if (s) return { id, dueAt: s.dueAt, entry: s.entry, state: 'scheduled' };
+    const l = this.#inFlight.get(id);
+    if (l && l.entry !== null) return { id, dueAt: l.deadline, entry: l.entry, state: 'in_flight' };
+    return undefined;
+  }
+
+  async list(o: ListOptions): Promise<JobPage> {
+    this.#open();
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const jobs = this.#ordered()
+      .filter((j) => (o.from === undefined || j.dueAt >= o.from) && (o.to === undefined || j.dueAt <= o.to))
+      .filter((j) => after === undefined || compareDue(j, after) > 0);
+    const page = jobs.slice(0, o.limit);
+    const last = page.at(-1);
+    return jobs.length > o.limit && last ? { jobs: page, cursor: cursorAfter(last) } : { jobs: page };
+  }
+
+  async count(): Promise<StoreCounts> {
+    this.#open();
+    return { scheduled: this.#scheduled.size, inFlight: this.#inFlight.size };
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    this.#open();
+    const times = [...this.#scheduled.values()].map((j) => j.dueAt).concat([...this.#inFlight.values()].map((l) => l.deadline));
+    return times.length ? Math.min(...times) : undefined;
+  }
+
+  async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
+    this.#open();
+    this.#watchers.add(onSooner);
+    this.#mine.add(onSooner);
+    return async () => {
+      this.#watchers.delete(onSooner);
+      this.#mine.delete(onSooner);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const w of this.#mine) this.#watchers.delete(w);
+    this.#mine.clear();
+  }
+}

@@ -1,0 +1,372 @@
+/**
+ * The store contract: ONE suite, run unchanged against every store (memory, Redis, SQLite,
+ * PostgreSQL). A new store is done when it passes. It is the executable form of src/store.ts.
+ *
+ * Each store registers a harness in its own `*.contract.test.ts` file. `create()` makes a fresh,
+ * isolated, empty store (a key prefix, a temp file, a schema); `reopen()` opens a second handle on
+ * the same data, as another process would.
+ *
+ * The original package's contract tests (seed.md §6: schedule → stored under the id and indexed by
+ * due time; dispatch sends due jobs and deletes them; future jobs stay; revoke deletes) are the
+ * first cases; the rest pin down what the dispatcher relies on: leases, tokens, order and paging.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DuplicateJobError, ValidationError } from '../../src/errors.js';
+import type { NewJob } from '../../src/job.js';
+import type { ClaimedJob, ScheduleStore } from '../../src/store.js';
+import { requireService } from '../helpers/services.js';
+
+export interface StoreHarness {
+  /** false when the backing service is missing: the suite skips locally and fails under CI=true */
+  available: boolean;
+  serviceName: string;
+  /** a fresh, empty, isolated store */
+  create(): Promise<StoreUnderTest>;
+}
+
+export interface StoreUnderTest {
+  store: ScheduleStore;
+  /** another handle on the same data, as another process would open it */
+  reopen(): Promise<ScheduleStore>;
+  /** removes what create() made (file, schema, keys) */
+  destroy(): Promise<void>;
+}
+
+const T0 = 1_800_000_000; // a fixed "now", unix seconds
+const LEASE = 30_000;
+
+function job(id: string, dueAt: number, extra: Record<string, unknown> = {}): NewJob {
+  return { id, dueAt, entry: JSON.stringify([['contract.task'], { task_id: id, args: [id], ...extra }]) };
+}
+
+function ids(jobs: readonly { id: string }[]): string[] {
+  return jobs.map((j) => j.id);
+}
+
+export function storeContract(name: string, harness: StoreHarness): void {
+  const skip = requireService(harness.available ? true : undefined, harness.serviceName);
+
+  describe.skipIf(skip)(`store contract: ${name}`, () => {
+    let sut: StoreUnderTest;
+    let store: ScheduleStore;
+    const extra: ScheduleStore[] = [];
+
+    beforeEach(async () => {
+      sut = await harness.create();
+      store = sut.store;
+    });
+    afterEach(async () => {
+      for (const s of extra.splice(0)) await s.close();
+      await store.close();
+      await sut.destroy();
+    });
+
+    async function second(): Promise<ScheduleStore> {
+      const s = await sut.reopen();
+      extra.push(s);
+      return s;
+    }
+
+    const claimAt = (now: number, limit = 100, s = store) => s.claimDue({ until: now, now, limit, leaseMs: LEASE });
+
+    describe('the original package (seed.md §6)', () => {
+      it('a scheduled job is stored under its id with its due time, and counted', async () => {
+        const j = job('a', T0 + 60);
+        expect(await store.add([j])).toBe(1);
+        expect(await store.get('a')).toEqual({ id: 'a', dueAt: T0 + 60, entry: j.entry, state: 'scheduled' });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+      });
+
+      it('dispatch takes due jobs and leaves future ones; acknowledged jobs are gone', async () => {
+        await store.add([job('due', T0 - 1), job('now', T0), job('future', T0 + 1)]);
+        const claims = await claimAt(T0);
+        expect(ids(claims)).toEqual(['due', 'now']);
+        await store.acknowledge(claims);
+        expect(await store.get('due')).toBeUndefined();
+        expect(await store.get('now')).toBeUndefined();
+        expect((await store.get('future'))?.state).toBe('scheduled');
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+      });
+
+      it('revoke deletes a scheduled job for good', async () => {
+        await store.add([job('r', T0)]);
+        expect(await store.remove('r')).toBe(true);
+        expect(await store.get('r')).toBeUndefined();
+        expect(await claimAt(T0 + 3600)).toEqual([]);
+        expect(await store.remove('r')).toBe(false);
+        expect(await store.remove('never-existed')).toBe(false);
+      });
+    });
+
+    describe('add', () => {
+      it('keeps entries byte for byte, including unicode, and fractional due times exactly', async () => {
+        const j = { id: 'ünï-😀', dueAt: T0 + 0.123456, entry: JSON.stringify([['t'], { kwargs: { s: 'ß\u2028😀"\\' }, task_id: 'ünï-😀' }]) };
+        await store.add([j]);
+        expect(await store.get(j.id)).toEqual({ ...j, state: 'scheduled' });
+      });
+
+      it('is all or nothing: a taken id rejects the whole batch with DuplicateJobError', async () => {
+        await store.add([job('taken', T0)]);
+        const err = await store.add([job('new1', T0), job('taken', T0 + 5), job('new2', T0)]).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(DuplicateJobError);
+        expect((err as DuplicateJobError).taskId).toBe('taken');
+        expect(await store.get('new1')).toBeUndefined();
+        expect(await store.get('new2')).toBeUndefined();
+        expect((await store.get('taken'))?.dueAt).toBe(T0);
+      });
+
+      it('rejects an id given twice in one batch', async () => {
+        await expect(store.add([job('twice', T0), job('twice', T0 + 1)])).rejects.toBeInstanceOf(DuplicateJobError);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      });
+
+      it('rejects the id of a job in flight', async () => {
+        await store.add([job('busy', T0)]);
+        await claimAt(T0);
+        await expect(store.add([job('busy', T0 + 100)])).rejects.toBeInstanceOf(DuplicateJobError);
+        expect((await store.get('busy'))?.state).toBe('in_flight');
+      });
+
+      it("duplicates: 'skip' adds the rest and leaves the existing job alone", async () => {
+        await store.add([job('keep', T0)]);
+        const added = await store.add([job('keep', T0 + 99, { changed: true }), job('k2', T0), job('k3', T0)], { duplicates: 'skip' });
+        expect(added).toBe(2);
+        expect(await store.get('keep')).toMatchObject({ dueAt: T0, entry: job('keep', T0).entry });
+        expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0 });
+      });
+
+      it('adds an empty batch as a no-op', async () => {
+        expect(await store.add([])).toBe(0);
+      });
+
+      it('adds 5,000 jobs in one bulk call', async () => {
+        const many = Array.from({ length: 5000 }, (_, i) => job(`bulk-${String(i).padStart(5, '0')}`, T0 + i));
+        expect(await store.add(many)).toBe(5000);
+        expect((await store.count()).scheduled).toBe(5000);
+        expect(await store.nextDueAt()).toBe(T0);
+      });
+    });
+
+    describe('reschedule', () => {
+      it('moves a scheduled job to a new due time, and optionally a new entry, in due order', async () => {
+        await store.add([job('x', T0 + 10), job('y', T0 + 20)]);
+        expect(await store.reschedule('y', T0 + 5)).toBe(true);
+        expect(ids((await store.list({ limit: 10 })).jobs)).toEqual(['y', 'x']);
+        const entry = job('x', 0, { args: ['new'] }).entry;
+        expect(await store.reschedule('x', T0 + 1, entry)).toBe(true);
+        expect(await store.get('x')).toEqual({ id: 'x', dueAt: T0 + 1, entry, state: 'scheduled' });
+        expect(await store.get('y')).toMatchObject({ dueAt: T0 + 5, entry: job('y', 0).entry });
+      });
+
+      it('returns false and changes nothing for an unknown or in-flight job', async () => {
+        expect(await store.reschedule('ghost', T0)).toBe(false);
+        expect(await store.get('ghost')).toBeUndefined();
+        await store.add([job('f', T0)]);
+        const [claim] = await claimAt(T0);
+        expect(await store.reschedule('f', T0 + 999)).toBe(false);
+        expect((await store.get('f'))?.state).toBe('in_flight');
+        await store.acknowledge([claim!]);
+        expect(await store.reschedule('f', T0 + 999)).toBe(false);
+        expect(await store.get('f')).toBeUndefined();
+      });
+
+      it('makes a job claimable sooner (run now) or later', async () => {
+        await store.add([job('later', T0 + 3600), job('sooner', T0 - 5)]);
+        await store.reschedule('later', T0);
+        await store.reschedule('sooner', T0 + 3600);
+        expect(ids(await claimAt(T0))).toEqual(['later']);
+      });
+    });
+
+    describe('claim, lease, acknowledge, release', () => {
+      it('claims in due order (due time, then id) up to the limit', async () => {
+        await store.add([job('c', T0 - 1), job('b', T0 - 2), job('a2', T0 - 1), job('a1', T0 - 1), job('z', T0 - 3)]);
+        const first = await claimAt(T0, 3);
+        expect(ids(first)).toEqual(['z', 'b', 'a1']);
+        expect(first.map((c) => c.dueAt)).toEqual([T0 - 3, T0 - 2, T0 - 1]);
+        expect(first.every((c) => c.token === first[0]!.token && c.entry !== null)).toBe(true);
+        expect(ids(await claimAt(T0, 3))).toEqual(['a2', 'c']);
+      });
+
+      it('claims only jobs due at or before `until`', async () => {
+        await store.add([job('p', T0 + 10), job('q', T0 + 11)]);
+        expect(await store.claimDue({ until: T0 + 10, now: T0, limit: 10, leaseMs: LEASE }).then(ids)).toEqual(['p']);
+      });
+
+      it('a claimed job is in flight: not claimable, not removable, not listed, counted', async () => {
+        await store.add([job('j', T0)]);
+        const [claim] = await claimAt(T0);
+        expect(claim?.entry).toBe(job('j', T0).entry);
+        expect(await claimAt(T0 + 1)).toEqual([]);
+        expect(await store.remove('j')).toBe(false);
+        expect((await store.list({ limit: 10 })).jobs).toEqual([]);
+        expect(await store.get('j')).toMatchObject({ state: 'in_flight', entry: job('j', T0).entry });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 1 });
+      });
+
+      it('release puts jobs back at their due time, entry intact', async () => {
+        await store.add([job('back', T0 - 7)]);
+        const claims = await claimAt(T0);
+        await store.release(claims);
+        expect(await store.get('back')).toEqual({ id: 'back', dueAt: T0 - 7, entry: job('back', 0).entry, state: 'scheduled' });
+        expect(ids(await claimAt(T0))).toEqual(['back']);
+      });
+
+      it('an expired lease is claimed again, first, with a new token; the old holder can no longer touch it', async () => {
+        await store.add([job('slow', T0), job('fresh', T0 + 100)]);
+        const [old] = await claimAt(T0);
+        const later = T0 + LEASE / 1000;
+        const again = await claimAt(later + 100);
+        expect(ids(again)).toEqual(['slow', 'fresh']);
+        const retaken = again[0]!;
+        expect(retaken.token).not.toBe(old!.token);
+        expect(retaken.dueAt).toBeLessThanOrEqual(later);
+        expect(retaken.entry).toBe(job('slow', 0).entry);
+        await store.acknowledge([old!]);
+        await store.release([old!]);
+        await store.quarantine(old!, 'stale');
+        expect(await store.get('slow')).toMatchObject({ state: 'in_flight' });
+        await store.acknowledge([retaken]);
+        expect(await store.get('slow')).toBeUndefined();
+      });
+
+      it('renew extends a held lease and changes its token; a stale claim is left out', async () => {
+        await store.add([job('long', T0), job('other', T0)]);
+        const claims = await claimAt(T0);
+        const renewed = await store.renew(claims, { now: T0 + 20, leaseMs: LEASE });
+        expect(ids(renewed).sort()).toEqual(['long', 'other']);
+        expect(renewed[0]!.token).not.toBe(claims[0]!.token);
+        // past the first lease, within the renewed one: nobody can take them
+        expect(await claimAt(T0 + LEASE / 1000 + 1)).toEqual([]);
+        expect(await store.nextDueAt()).toBe(T0 + 20 + LEASE / 1000);
+        // the old tokens no longer hold them
+        expect(await store.renew(claims, { now: T0 + 21, leaseMs: LEASE })).toEqual([]);
+        await store.acknowledge(claims);
+        expect((await store.count()).inFlight).toBe(2);
+        await store.acknowledge(renewed);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      });
+
+      it('quarantine moves a claimed job aside: neither scheduled nor claimable', async () => {
+        await store.add([job('bad', T0)]);
+        const [claim] = await claimAt(T0);
+        await store.quarantine(claim!, 'not JSON');
+        expect(await store.get('bad')).toBeUndefined();
+        expect(await claimAt(T0 + 10 * LEASE)).toEqual([]);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      });
+
+      it('acknowledging an unknown claim is a no-op', async () => {
+        const ghost: ClaimedJob = { id: 'ghost', dueAt: T0, entry: null, token: String(T0 + 30) };
+        await store.acknowledge([ghost]);
+        await store.release([ghost]);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      });
+
+      it('racing claims from two handles never share a job and miss none', async () => {
+        const other = await second();
+        const n = 600;
+        await store.add(Array.from({ length: n }, (_, i) => job(`race-${i}`, T0 - (i % 7))));
+        const seen: string[] = [];
+        async function drain(s: ScheduleStore): Promise<void> {
+          for (;;) {
+            const got = await claimAt(T0, 25, s);
+            if (got.length === 0) return;
+            seen.push(...ids(got));
+            await s.acknowledge(got);
+          }
+        }
+        await Promise.all([drain(store), drain(other), drain(store), drain(other)]);
+        expect(seen.length).toBe(n);
+        expect(new Set(seen).size).toBe(n);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      });
+    });
+
+    describe('list', () => {
+      it('pages scheduled jobs in due order with a cursor, ties broken by id', async () => {
+        const all = Array.from({ length: 25 }, (_, i) => job(`l${String(24 - i).padStart(2, '0')}`, T0 + Math.floor(i / 5)));
+        await store.add(all);
+        const expected = [...all].sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : 1)).map((j) => j.id);
+        const got: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = await store.list({ limit: 10, cursor });
+          expect(page.jobs.length).toBeLessThanOrEqual(10);
+          expect(page.jobs.every((j) => j.state === 'scheduled')).toBe(true);
+          got.push(...ids(page.jobs));
+          cursor = page.cursor;
+          pages++;
+        } while (cursor !== undefined);
+        expect(pages).toBe(3);
+        expect(got).toEqual(expected);
+      });
+
+      it('filters by due time, both ends inclusive, and gives no cursor on the last page', async () => {
+        await store.add([job('e1', T0), job('e2', T0 + 10), job('e3', T0 + 20), job('e4', T0 + 30)]);
+        const page = await store.list({ from: T0 + 10, to: T0 + 20, limit: 2 });
+        expect(ids(page.jobs)).toEqual(['e2', 'e3']);
+        expect(page.cursor).toBeUndefined();
+        expect(page.jobs[0]).toEqual({ id: 'e2', dueAt: T0 + 10, entry: job('e2', 0).entry, state: 'scheduled' });
+        const first = await store.list({ from: T0 + 10, limit: 1 });
+        expect(ids(first.jobs)).toEqual(['e2']);
+        expect(ids((await store.list({ from: T0 + 10, limit: 5, cursor: first.cursor })).jobs)).toEqual(['e3', 'e4']);
+      });
+
+      it('a page survives jobs added or removed between pages', async () => {
+        await store.add([job('m1', T0 + 1), job('m2', T0 + 2), job('m3', T0 + 3)]);
+        const first = await store.list({ limit: 1 });
+        await store.remove('m1');
+        await store.add([job('m0', T0)]);
+        expect(ids((await store.list({ limit: 10, cursor: first.cursor })).jobs)).toEqual(['m2', 'm3']);
+      });
+
+      it('rejects a cursor it did not make with ValidationError', async () => {
+        await expect(store.list({ limit: 1, cursor: 'garbage' })).rejects.toBeInstanceOf(ValidationError);
+      });
+    });
+
+    describe('next due time and wake-up', () => {
+      it('nextDueAt: undefined when empty, else the earliest due time or lease end', async () => {
+        expect(await store.nextDueAt()).toBeUndefined();
+        await store.add([job('n1', T0 + 50), job('n2', T0 + 40)]);
+        expect(await store.nextDueAt()).toBe(T0 + 40);
+        await store.claimDue({ until: T0 + 45, now: T0, limit: 1, leaseMs: 1000 });
+        expect(await store.nextDueAt()).toBe(T0 + 1);
+      });
+
+      it('watch: tells every handle when a job due before all others is added, and only then', async () => {
+        if (!store.watch) return; // polled stores have no watch; the daemon polls them
+        const other = await second();
+        const heard: number[] = [];
+        const stop = await other.watch!((dueAt) => heard.push(dueAt));
+        try {
+          await store.add([job('w1', T0 + 100)]);
+          await waitFor(() => heard.length >= 1);
+          await store.add([job('w2', T0 + 200)]); // not sooner
+          await store.add([job('w3', T0 + 50)]);
+          await waitFor(() => heard.length >= 2);
+          await new Promise((r) => setTimeout(r, 100));
+          expect(heard).toEqual([T0 + 100, T0 + 50]);
+        } finally {
+          await stop();
+        }
+      });
+    });
+
+    it('a closed store rejects further calls', async () => {
+      await store.close();
+      await store.close(); // idempotent
+      await expect(store.add([job('late', T0)])).rejects.toThrow(/closed/);
+    });
+  });
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for a wake-up');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
