@@ -12,6 +12,9 @@
  *   other due jobs from being sent.
  * - Jobs the broker refused are given back at the end of the run, not during it, so one run never
  *   loops on a message the broker keeps refusing.
+ * - Leases are renewed every third of the lease while this run still holds its claims (a broker
+ *   slow to confirm, a RabbitMQ connection blocked by a memory alarm), so a healthy dispatcher's
+ *   jobs are never re-claimed and sent twice by another one, however long the broker stalls.
  */
 import { buildTaskMessage, type TaskMessage } from './celery/message.js';
 import type { Broker } from './broker.js';
@@ -99,17 +102,18 @@ export class Dispatcher {
       });
       return { now, claims };
     };
+    const leases = new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.#log);
     let next: { now: Date; claims: Promise<ClaimedJob[]> } | undefined = claim();
     let sending: Promise<void> | undefined;
     try {
       while (next) {
         const { now, claims } = next;
         next = undefined;
-        const claimed = await claims;
+        const claimed = leases.hold(await claims);
         if (claimed.length === 0) break;
         let batch: Batch | undefined;
         try {
-          batch = await this.#prepare(claimed, now, summary, refused);
+          batch = await this.#prepare(claimed, now, summary, refused, leases);
         } catch (err) {
           if (!(err instanceof BrokerFailure)) throw err;
           this.#brokerDown(err, claimed, summary, refused);
@@ -122,7 +126,7 @@ export class Dispatcher {
         if (claimed.length === this.#batchSize && !signal?.aborted) next = claim(); // queued before the send below
         if (batch) {
           const b = batch;
-          sending = this.#send(b, summary, refused).catch((err: unknown) => {
+          sending = this.#send(b, summary, refused, leases).catch((err: unknown) => {
             if (!(err instanceof BrokerFailure)) throw err;
             this.#brokerDown(err, b.ready.map((r) => r.claim), summary, refused);
           });
@@ -132,9 +136,10 @@ export class Dispatcher {
       }
       if (sending) await sending;
     } finally {
+      leases.stop();
       if (refused.length > 0) {
         try {
-          await this.#store.release(refused);
+          await leases.settle(refused, () => this.#store.release(refused));
         } catch (err) {
           this.#log.error('could not give refused jobs back; they will be claimed again when their lease ends', {
             count: refused.length,
@@ -148,7 +153,7 @@ export class Dispatcher {
   }
 
   /** Decodes and builds a batch (moving corrupt entries aside); in atomic mode also routes it. */
-  async #prepare(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[]): Promise<Batch | undefined> {
+  async #prepare(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper): Promise<Batch | undefined> {
     const ready: Batch['ready'] = [];
     for (const claim of claimed) {
       try {
@@ -156,7 +161,7 @@ export class Dispatcher {
         ready.push({ claim, message: buildTaskMessage(job, { now, dueAt: claim.dueAt, defaultQueue: this.#defaultQueue }) });
       } catch (err) {
         const reason = err instanceof CorruptEntryError ? err.message : `cannot build a message: ${errorMessage(err)}`;
-        await this.#store.quarantine(claim, reason);
+        await leases.settle([claim], () => this.#store.quarantine(claim, reason));
         summary.corrupt++;
         this.#log.warn('moved a corrupt job aside', { id: claim.id, reason });
       }
@@ -181,14 +186,13 @@ export class Dispatcher {
   }
 
   /** Publishes and removes a prepared batch: in one atomic step, or publish then acknowledge. */
-  async #send(batch: Batch, summary: DispatchSummary, refused: ClaimedJob[]): Promise<void> {
+  async #send(batch: Batch, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper): Promise<void> {
+    const claims = batch.ready.map((r) => r.claim);
     if (batch.pushes) {
       const handOff = this.#store.handOff?.bind(this.#store);
       if (!handOff) throw new Error('atomic hand-off needs a Redis store');
-      const done = await handOff(
-        batch.ready.map((r) => r.claim),
-        batch.pushes,
-      );
+      const pushes = batch.pushes;
+      const done = await leases.settle(claims, () => handOff(claims, pushes));
       // A job not handed off lost its lease to another dispatcher, which now sends it.
       summary.sent += done.filter(Boolean).length;
       return;
@@ -208,7 +212,7 @@ export class Dispatcher {
       } else this.#refuse(r, outcome.error, summary, refused);
     });
     if (outage) this.#brokerDown(new BrokerFailure(outage), lost, summary, refused);
-    await this.#store.acknowledge(accepted);
+    await leases.settle(accepted, () => this.#store.acknowledge(accepted));
     summary.sent += accepted.length;
   }
 
@@ -236,6 +240,75 @@ export class Dispatcher {
     const [s, b] = await Promise.all([storeAt(), brokerCall(brokerAt)]);
     this.#mode = s.server === b.server ? 'atomic' : 'publish-then-ack';
     return this.#mode;
+  }
+}
+
+/**
+ * Keeps a run's claims leased until each is settled (acknowledged, handed off, released or moved
+ * aside). Every third of the lease it renews the claims still held; the store gives each a new
+ * token, written into the claim object, so the settling call that follows uses it. Renewals and
+ * settling calls never overlap: a settle with a token a renewal just replaced would do nothing.
+ */
+class LeaseKeeper {
+  readonly #held = new Set<ClaimedJob>();
+  readonly #timer: NodeJS.Timeout;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: ScheduleStore,
+    private readonly leaseMs: number,
+    private readonly clock: () => Date,
+    private readonly log: Logger,
+  ) {
+    this.#timer = setInterval(() => void this.renew(), Math.max(1, leaseMs / 3));
+    this.#timer.unref();
+  }
+
+  hold(claims: ClaimedJob[]): ClaimedJob[] {
+    for (const c of claims) this.#held.add(c);
+    return claims;
+  }
+
+  /** Runs a call that settles `claims` (with their current tokens), then stops renewing them. */
+  settle<T>(claims: readonly ClaimedJob[], fn: () => Promise<T>): Promise<T> {
+    return this.#exclusive(async () => {
+      try {
+        return await fn();
+      } finally {
+        for (const c of claims) this.#held.delete(c);
+      }
+    });
+  }
+
+  renew(): Promise<void> {
+    return this.#exclusive(async () => {
+      const claims = [...this.#held];
+      if (claims.length === 0) return;
+      try {
+        const renewed = new Map((await this.store.renew(claims, { now: this.clock().getTime() / 1000, leaseMs: this.leaseMs })).map((c) => [c.id, c.token]));
+        let lost = 0;
+        for (const c of claims) {
+          const token = renewed.get(c.id);
+          if (token === undefined) {
+            this.#held.delete(c);
+            lost++;
+          } else c.token = token;
+        }
+        if (lost > 0) this.log.warn('lost the lease of claimed jobs; another dispatcher may send them too', { count: lost });
+      } catch (err) {
+        this.log.warn('could not renew leases; will try again', { count: claims.length, error: errorMessage(err) });
+      }
+    });
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * RabbitMQ faults that would disturb other tests on the machine's broker, on a RabbitMQ node of
- * this file's own: the broker going away and coming back. Jobs stay scheduled while RabbitMQ
- * cannot take them, and each is sent exactly once afterwards.
+ * this file's own: the broker going away and coming back, and a memory alarm that blocks
+ * publishers. Jobs stay scheduled while RabbitMQ cannot take them, and each is sent exactly once
+ * afterwards.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import amqp from 'amqplib';
@@ -69,5 +70,41 @@ describe.skipIf(skip)('a private RabbitMQ that restarts', () => {
     await node.start();
     expect(await d.dispatchDue()).toMatchObject({ sent: 250, failed: 0 });
     expect((await queued()).sort()).toEqual(ids.sort());
+  }, 90_000);
+
+  it('a memory alarm longer than the lease: the dispatcher keeps its leases, a rival takes nothing, each job is sent once', async () => {
+    const ids = await seed(50);
+    // RabbitMQ stops reading from publishers while the alarm lasts; confirms wait until it clears
+    node.ctl('set_vm_memory_high_watermark', '0.0000001');
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!/memory/.test(node.ctl('eval', 'rabbit_alarm:get_alarms().'))) {
+        if (Date.now() > deadline) throw new Error('the memory alarm did not go off');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const leaseMs = 1500;
+      const run = new Dispatcher({ store, broker, batchSize: 100, leaseMs }).dispatchDue();
+      const rival = new RedisStore((redis as RedisService).urlFor(0), { keyPrefix: prefix });
+      const stolen: string[] = [];
+      try {
+        for (const end = Date.now() + 3 * leaseMs + 500; Date.now() < end; ) {
+          await new Promise((r) => setTimeout(r, 250));
+          const now = Date.now() / 1000;
+          stolen.push(...(await rival.claimDue({ until: now, now, limit: 100, leaseMs })).map((c) => c.id));
+        }
+      } finally {
+        await rival.close();
+      }
+      expect(stolen).toEqual([]);
+      expect(await store.count()).toEqual({ scheduled: 0, inFlight: 50 });
+      node.ctl('set_vm_memory_high_watermark', '0.4');
+      expect(await run).toMatchObject({ sent: 50, failed: 0 });
+    } finally {
+      node.ctl('set_vm_memory_high_watermark', '0.4');
+    }
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    const got = await queued();
+    expect(got.length).toBe(50);
+    expect(got.sort()).toEqual(ids.sort());
   }, 90_000);
 });
