@@ -10,7 +10,8 @@ export { Dispatcher, DISPATCH_DEFAULTS, type DispatcherOptions, type DispatchSum
 export { DispatcherDaemon, DAEMON_DEFAULTS, MAX_TIMER_MS, type DaemonOptions } from './dispatcher-daemon.js';
 export { signature, type Signature, type TaskOptions, type Job } from './job.js';
 export { createStore, createBroker } from './connect.js';
-export type { ScheduleStore, ClaimedJob, StoreCounts } from './store.js';
+export type { ScheduleStore, ClaimedJob, StoreCounts, StoredJob, AddOptions, ListOptions, JobPage, RenewOptions, ClaimOptions } from './store.js';
+export { MemoryStore } from './stores/memory/memory-store.js';
 export type { Broker, PublishOutcome } from './broker.js';
 export type { Logger } from './logger.js';
 export { RedisStore, INDEX_KEY, IN_FLIGHT_KEY, IN_FLIGHT_ENTRIES_KEY, CORRUPT_KEY, WAKEUP_CHANNEL, type RedisStoreOptions } from './stores/redis/redis-store.js';
@@ -27,6 +28,7 @@ export {
   DuplicateJobError,
   UnroutableError,
   LockedError,
+  SchemaVersionError,
   ErrorCode,
   redactUrl,
 } from './errors.js';

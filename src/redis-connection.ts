@@ -3,9 +3,9 @@
  * connection options (`redis_socket_timeout`, `redis_socket_connect_timeout`,
  * `redis_max_connections`) and errors that name the URL with its password redacted.
  */
-import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, ValidationError, errorMessage, redactUrl } from './errors.js';
+import { tlsFromCeleryQuery } from './tls.js';
 
 export interface RedisConnectionOptions {
   /**
@@ -47,9 +47,7 @@ export function isRedisUrl(url: string): boolean {
 /**
  * Turns a Redis URL as Celery writes it into ioredis options:
  * - `redis://[user:password@]host[:port][/db]`;
- * - `rediss://…` (TLS) with Celery's query options `ssl_cert_reqs` (none | optional | required,
- *   or CERT_NONE / CERT_OPTIONAL / CERT_REQUIRED), `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`
- *   (file paths);
+ * - `rediss://…` (TLS) with Celery's query options (see tls.ts);
  * - `sentinel://[:password@]host:port[/db];sentinel://host2:port2;…` with `masterName`.
  */
 export function ioredisTarget(url: string, what: string, masterName?: string): RedisOptions {
@@ -73,37 +71,9 @@ export function ioredisTarget(url: string, what: string, masterName?: string): R
     return { ...auth, sentinels, name: masterName };
   }
   const target: RedisOptions = { ...auth, host: first.hostname || '127.0.0.1', port: Number(first.port || 6379) };
-  if (first.protocol === 'rediss:') target.tls = tlsOptions(first, what, problems);
+  if (first.protocol === 'rediss:') target.tls = tlsFromCeleryQuery(first, what, problems);
   if (problems.length) throw new ValidationError(problems);
   return target;
-}
-
-function tlsOptions(u: URL, what: string, problems: string[]): NonNullable<RedisOptions['tls']> {
-  const q = u.searchParams;
-  const reqs = (q.get('ssl_cert_reqs') ?? 'required').toLowerCase().replace(/^cert_/, '');
-  if (!['none', 'optional', 'required'].includes(reqs)) {
-    problems.push(`${what} URL has ssl_cert_reqs=${JSON.stringify(q.get('ssl_cert_reqs'))}; use none, optional or required`);
-  }
-  const file = (name: string): Buffer | undefined => {
-    const path = q.get(name);
-    if (!path) return undefined;
-    try {
-      return readFileSync(path);
-    } catch {
-      problems.push(`${what} URL names ${name}=${path}, which cannot be read; check the path`);
-      return undefined;
-    }
-  };
-  const ca = file('ssl_ca_certs');
-  const cert = file('ssl_certfile');
-  const key = file('ssl_keyfile');
-  return {
-    servername: u.hostname,
-    rejectUnauthorized: reqs === 'required',
-    ...(ca && { ca }),
-    ...(cert && { cert }),
-    ...(key && { key }),
-  };
 }
 
 export function validateRedisOptions(opts: RedisConnectionOptions): Required<Omit<RedisConnectionOptions, 'masterName'>> {

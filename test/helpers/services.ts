@@ -12,7 +12,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, Socket } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -163,6 +163,15 @@ export interface RabbitService {
   stop(): Promise<void>;
   /** runs `rabbitmqctl -n <this node> ...args`; returns its output, throws when it fails */
   ctl(...args: string[]): string;
+  /** with `tls`: amqps://guest:guest@localhost:<tls port>// */
+  tlsUrl?: string;
+}
+
+export interface RabbitTlsFiles {
+  /** PEM files, readable by the rabbitmq user */
+  cacertfile: string;
+  certfile: string;
+  keyfile: string;
 }
 
 /**
@@ -170,12 +179,25 @@ export interface RabbitService {
  * tests that stop and restart the broker without touching the machine's RabbitMQ.
  * Returns `undefined` when `rabbitmq-server` is not installed.
  */
-export async function privateRabbitmq(): Promise<RabbitService | undefined> {
+export async function privateRabbitmq(options: { tls?: RabbitTlsFiles } = {}): Promise<RabbitService | undefined> {
   if (!hasBinary('rabbitmq-server') || !hasBinary('rabbitmqctl')) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'cls-rabbit-'));
-  spawnSync('sh', ['-c', `mkdir -p "${dir}/mnesia" "${dir}/log" && echo '[].' > "${dir}/enabled_plugins" && chown -R rabbitmq:rabbitmq "${dir}" 2>/dev/null; chmod 755 "${dir}"`]);
   const port = await freePort();
   const distPort = await freePort();
+  const tlsPort = options.tls ? await freePort() : undefined;
+  const config = [`listeners.tcp.default = ${port}`];
+  if (options.tls && tlsPort) {
+    config.push(
+      `listeners.ssl.default = ${tlsPort}`,
+      `ssl_options.cacertfile = ${options.tls.cacertfile}`,
+      `ssl_options.certfile = ${options.tls.certfile}`,
+      `ssl_options.keyfile = ${options.tls.keyfile}`,
+      'ssl_options.verify = verify_none',
+      'ssl_options.fail_if_no_peer_cert = false',
+    );
+  }
+  writeFileSync(join(dir, 'rabbitmq.conf'), `${config.join('\n')}\n`);
+  spawnSync('sh', ['-c', `mkdir -p "${dir}/mnesia" "${dir}/log" && echo '[].' > "${dir}/enabled_plugins" && chown -R rabbitmq:rabbitmq "${dir}" 2>/dev/null; chmod 755 "${dir}"`]);
   const node = `clstest${randomBytes(3).toString('hex')}@localhost`;
   const env = {
     ...process.env,
@@ -186,7 +208,7 @@ export async function privateRabbitmq(): Promise<RabbitService | undefined> {
     RABBITMQ_LOG_BASE: join(dir, 'log'),
     RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
     RABBITMQ_FEATURE_FLAGS_FILE: join(dir, 'feature_flags'),
-    RABBITMQ_CONFIG_FILE: join(dir, 'none'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
   };
   const ctl = (...args: string[]) => spawnSync('rabbitmqctl', ['-n', node, ...args], { env, encoding: 'utf8', timeout: 60_000 });
   const start = async () => {
@@ -201,6 +223,7 @@ export async function privateRabbitmq(): Promise<RabbitService | undefined> {
   await start();
   return {
     url: `amqp://guest:guest@127.0.0.1:${port}//`,
+    ...(tlsPort && { tlsUrl: `amqps://guest:guest@localhost:${tlsPort}//` }),
     ctl: (...args: string[]) => {
       const r = ctl(...args);
       if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(' ')} failed: ${r.stderr || r.stdout}`);

@@ -8,31 +8,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Celery, getScheduler } from '../../src/index.js';
+import { makeTestCertificates, opensslAvailable, type TestCertificates } from '../helpers/certs.js';
 import { canConnect, freePort, requireService } from '../helpers/services.js';
 
-const tools = spawnSync('sh', ['-c', 'command -v openssl && command -v redis-server']).status === 0 ? true : undefined;
+const tools = opensslAvailable && spawnSync('sh', ['-c', 'command -v redis-server']).status === 0 ? true : undefined;
 const skip = requireService(tools, 'openssl and redis-server (for a private TLS Redis)');
-
-function openssl(dir: string, ...args: string[]): void {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
-}
 
 describe.skipIf(skip)('rediss:// with certificate options', () => {
   let dir: string;
   let server: ChildProcess;
   let port: number;
+  let certs: TestCertificates;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cls-tls-'));
-    openssl(dir, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test-ca', '-keyout', 'ca.key', '-out', 'ca.pem');
-    openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr');
-    openssl(dir, 'x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-out', 'server.pem');
+    certs = makeTestCertificates(dir);
     port = await freePort();
     server = spawn(
       'redis-server',
-      ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', join(dir, 'server.pem'), '--tls-key-file', join(dir, 'server.key'),
-        '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no', '--dir', dir],
+      ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', certs.cert, '--tls-key-file', certs.key,
+        '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no', '--dir', dir],
       { stdio: 'ignore' },
     );
     const deadline = Date.now() + 5000;
@@ -45,7 +40,7 @@ describe.skipIf(skip)('rediss:// with certificate options', () => {
   });
 
   it('schedules and dispatches over TLS when the CA is given', async () => {
-    const url = (db: number) => `rediss://localhost:${port}/${db}?ssl_cert_reqs=required&ssl_ca_certs=${join(dir, 'ca.pem')}`;
+    const url = (db: number) => `rediss://localhost:${port}/${db}?ssl_cert_reqs=required&ssl_ca_certs=${certs.ca}`;
     const app = new Celery({ broker: url(0), longtermSchedulerBackend: url(1) });
     try {
       await app.task('t.tls').applyAsync([1], {}, { countdown: 0, queue: 'tlsq' });

@@ -27,6 +27,7 @@ import { readFileSync } from 'node:fs';
 import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import type { Broker, PublishOutcome } from '../../broker.js';
+import { tlsFromCeleryQuery, type TlsSettings } from '../../tls.js';
 import type { TaskMessage } from '../../celery/message.js';
 import { ConnectionError, ErrorCode, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
 
@@ -37,11 +38,11 @@ export interface AmqpBrokerOptions {
   heartbeat?: number;
   /** seconds to wait for the TCP/TLS connection; default 10 */
   connectTimeout?: number;
-  /** amqps: file path of the CA bundle (PEM) */
+  /** amqps: file path of the CA bundle (PEM); overrides the URL's `ssl_ca_certs` */
   ca?: string;
-  /** amqps: file path of the client certificate (PEM) */
+  /** amqps: file path of the client certificate (PEM); overrides the URL's `ssl_certfile` */
   cert?: string;
-  /** amqps: file path of the client key (PEM) */
+  /** amqps: file path of the client key (PEM); overrides the URL's `ssl_keyfile` */
   key?: string;
 }
 
@@ -54,6 +55,8 @@ export interface AmqpLocation {
   password: string;
   vhost: string;
   heartbeat: number | undefined;
+  /** amqps only: from Celery's `ssl_*` query options (see tls.ts) */
+  tls: TlsSettings | undefined;
 }
 
 /**
@@ -94,8 +97,9 @@ export function parseAmqpUrl(url: string): AmqpLocation {
     heartbeat = Number(hb);
     if (!Number.isInteger(heartbeat) || heartbeat < 0) problems.push(`broker URL heartbeat=${hb} must be a whole number of seconds >= 0`);
   }
+  const tls = protocol === 'amqps' ? tlsFromCeleryQuery(u, 'broker', problems) : undefined;
   if (problems.length > 0) throw new ValidationError(problems);
-  return { protocol, hostname: u.hostname.replace(/^\[|\]$/g, ''), port, username, password, vhost, heartbeat };
+  return { protocol, hostname: u.hostname.replace(/^\[|\]$/g, ''), port, username, password, vhost, heartbeat, tls };
 }
 
 /** One open connection with its confirm channel. `dead` once either closed or failed. */
@@ -157,7 +161,8 @@ export class AmqpBroker implements Broker {
     if (heartbeat !== undefined) connectOptions.heartbeat = heartbeat;
     // amqplib's socket options are passed through to net/tls.connect (untyped there).
     const socketOptions: Record<string, unknown> = { timeout: (this.#options.connectTimeout ?? 10) * 1000 };
-    if (loc.protocol === 'amqps') {
+    if (loc.tls) {
+      Object.assign(socketOptions, loc.tls);
       if (this.#options.ca) socketOptions.ca = [readFileSync(this.#options.ca)];
       if (this.#options.cert) socketOptions.cert = readFileSync(this.#options.cert);
       if (this.#options.key) socketOptions.key = readFileSync(this.#options.key);
