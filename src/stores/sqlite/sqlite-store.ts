@@ -1,0 +1,508 @@
+/**
+ * The SQLite store: one database file on the dispatcher's host, for setups without Redis.
+ * Several dispatcher processes on that host may share the file; SQLite's locks keep them apart.
+ *
+ *   jobs     id TEXT PRIMARY KEY, due_at REAL, entry TEXT (the entry JSON), lease REAL NULL
+ *              lease NULL: scheduled, due at due_at
+ *              lease set:  in flight until that deadline, which is also the claim's token (as in
+ *                          the other stores: holding a claim means lease == Number(token))
+ *            index jobs_due   (due_at, id) WHERE lease IS NULL      claim and list in due order
+ *            index jobs_lease (lease, id)  WHERE lease IS NOT NULL  expired leases first
+ *   corrupt  id TEXT PRIMARY KEY, entry TEXT, due_at REAL, reason TEXT, moved_at REAL
+ *
+ * Guarantees:
+ * - Every change is one transaction, and every write transaction takes the write lock first
+ *   (BEGIN IMMEDIATE): dispatcher processes sharing the file never claim the same job.
+ * - WAL mode with `synchronous=FULL` (the default): once `add` resolves, the job survives a
+ *   crash or a power loss. `?synchronous=normal` is faster; a power loss may then lose the last
+ *   commits, but never corrupts the file.
+ * - The schema version is `PRAGMA user_version` and `PRAGMA application_id` marks the file as
+ *   ours. A new file is created (mode 0600) with the schema, an older schema is migrated on open,
+ *   a newer one is refused (`SchemaVersionError`), and another application's database is left alone.
+ * - Ids compare as bytes (SQLite's BINARY collation), which is `compareIds`'s order.
+ *
+ * Wake-ups: SQLite has no notifications. `watch` hears about jobs made due sooner than all
+ * others by `add` or `reschedule` through any SqliteStore in THIS process on the same file; jobs
+ * added by other processes are found by the dispatcher daemon's poll, at most a second later.
+ */
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { ConnectionError, DuplicateJobError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
+import type { NewJob } from '../../job.js';
+import {
+  cursorAfter,
+  parseCursor,
+  type AddOptions,
+  type ClaimOptions,
+  type ClaimedJob,
+  type JobPage,
+  type ListOptions,
+  type RenewOptions,
+  type ScheduleStore,
+  type StoreCounts,
+  type StoredJob,
+} from '../../store.js';
+
+export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
+/** The schema this code writes; `PRAGMA user_version` of a file it made. */
+export const SQLITE_SCHEMA_VERSION = 1;
+/** `PRAGMA application_id` of a file this code made: 'CLTS'. */
+export const SQLITE_APPLICATION_ID = 0x434c5453;
+
+const WHAT = 'long-term scheduler store (SQLite)';
+const FORMS = 'use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite://:memory:';
+/** Page cache per connection, in KiB (negative for KiB in the pragma): keeps bulk adds fast. */
+const CACHE_KIB = 32 * 1024;
+
+/** Each step brings the schema from version i to i + 1. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE jobs (id TEXT PRIMARY KEY, due_at REAL NOT NULL, entry TEXT NOT NULL, lease REAL);
+   CREATE INDEX jobs_due ON jobs (due_at, id) WHERE lease IS NULL;
+   CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
+   CREATE TABLE corrupt (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, moved_at REAL NOT NULL);`,
+];
+
+export type SqliteSynchronous = 'normal' | 'full';
+
+export interface SqliteStoreOptions {
+  /** `full` (the default): a job survives power loss once `add` resolves; `normal`: faster. Overrides `?synchronous=`. */
+  synchronous?: SqliteSynchronous;
+  /** How long to wait for another process's write lock, in ms (default 5000). Overrides `?busy_timeout=`. */
+  busyTimeoutMs?: number;
+}
+
+export interface SqliteLocation {
+  /** the absolute file path, or ':memory:' for a private in-memory database */
+  file: string;
+  synchronous: SqliteSynchronous;
+  busyTimeoutMs: number;
+}
+
+/**
+ * Reads a store URL in SQLAlchemy's form: `sqlite:///relative/path.db` (relative to `cwd`),
+ * `sqlite:////absolute/path.db`, or `sqlite://:memory:`. Query options: `synchronous=normal|full`
+ * and `busy_timeout=<ms>`. A `ValidationError` for anything else.
+ */
+export function parseSqliteUrl(url: string, cwd: string = process.cwd()): SqliteLocation {
+  const m = /^sqlite:\/\/([^?#]*)(?:\?([^#]*))?$/i.exec(url);
+  if (!m) throw new ValidationError([`store URL ${JSON.stringify(url)} is not a SQLite URL; ${FORMS}`]);
+  const rest = m[1] ?? '';
+  let file: string;
+  if (rest === ':memory:' || rest === '/:memory:') file = ':memory:';
+  else if (!rest.startsWith('/')) {
+    const why = rest === '' ? 'has no file path' : 'names a host, which SQLite has none of';
+    throw new ValidationError([`store URL ${JSON.stringify(url)} ${why}; ${FORMS}`]);
+  } else {
+    let path: string;
+    try {
+      path = decodeURIComponent(rest.slice(1));
+    } catch {
+      throw new ValidationError([`store URL ${JSON.stringify(url)} has a bad %-escape in its path; ${FORMS}`]);
+    }
+    if (path === '' || path.endsWith('/')) throw new ValidationError([`store URL ${JSON.stringify(url)} names no file; ${FORMS}`]);
+    file = isAbsolute(path) ? path : resolve(cwd, path);
+  }
+
+  const problems: string[] = [];
+  let synchronous: SqliteSynchronous = 'full';
+  let busyTimeoutMs = 5000;
+  for (const [key, value] of new URLSearchParams(m[2] ?? '')) {
+    if (key === 'synchronous') {
+      const v = value.toLowerCase();
+      if (v === 'normal' || v === 'full') synchronous = v;
+      else problems.push(`store URL option synchronous=${value} is not supported; use synchronous=full (the default) or synchronous=normal`);
+    } else if (key === 'busy_timeout') {
+      if (/^\d+$/.test(value)) busyTimeoutMs = Number(value);
+      else problems.push(`store URL option busy_timeout=${value} is not a whole number of milliseconds; e.g. busy_timeout=5000`);
+    } else {
+      problems.push(`store URL option ${JSON.stringify(key)} is not known; SQLite URLs take synchronous=normal|full and busy_timeout=<ms>`);
+    }
+  }
+  if (problems.length) throw new ValidationError(problems);
+  return { file, synchronous, busyTimeoutMs };
+}
+
+/* In-process wake-ups: watchers by database file, shared by every SqliteStore in this process. */
+const watchersByFile = new Map<string, Set<(dueAt: number) => void>>();
+let memoryDatabases = 0;
+
+function notify(key: string, dueAt: number): void {
+  for (const w of [...(watchersByFile.get(key) ?? [])]) {
+    // A watcher is a hint (the daemon also polls): its failure must not turn a committed change
+    // into a reported failure.
+    try {
+      w(dueAt);
+    } catch {
+      /* ignored */
+    }
+  }
+}
+
+function leaseToken(now: number, leaseMs: number): string {
+  return String(Math.round(now * 1000 + leaseMs) / 1000);
+}
+
+function sqliteCode(err: unknown): string | undefined {
+  return err instanceof Database.SqliteError ? err.code : undefined;
+}
+
+interface Row {
+  id: string;
+  dueAt: number;
+  entry: string;
+}
+
+/** The open database and its prepared statements and transactions. */
+class Connection {
+  readonly db: Database.Database;
+  readonly insert: Database.Statement<[string, number, string]>;
+  readonly insertOrIgnore: Database.Statement<[string, number, string]>;
+  readonly firstDue: Database.Statement<[], number>;
+  readonly remove: Database.Statement<[string]>;
+  readonly reschedule: Database.Statement<[number, string | null, string]>;
+  readonly expired: Database.Statement<[number, number], Row>;
+  readonly due: Database.Statement<[number, number], Row>;
+  readonly lease: Database.Statement<[number, string]>;
+  readonly renew: Database.Statement<[number, string, number]>;
+  readonly ack: Database.Statement<[string, number]>;
+  readonly release: Database.Statement<[number, string, number]>;
+  readonly take: Database.Statement<[string, number], string>;
+  readonly corrupt: Database.Statement<[string, string | null, number, string, number]>;
+  readonly get: Database.Statement<[string], { dueAt: number; entry: string; lease: number | null }>;
+  readonly listFrom: Database.Statement<[number, number, number], Row>;
+  readonly listAfter: Database.Statement<[number, string, number, number], Row>;
+  readonly count: Database.Statement<[], StoreCounts>;
+  readonly nextDue: Database.Statement<[], { due: number | null; lease: number | null }>;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    const jobColumns = 'id, due_at AS dueAt, entry';
+    this.insert = db.prepare('INSERT INTO jobs (id, due_at, entry) VALUES (?, ?, ?)');
+    this.insertOrIgnore = db.prepare('INSERT OR IGNORE INTO jobs (id, due_at, entry) VALUES (?, ?, ?)');
+    this.firstDue = db.prepare<[], number>('SELECT due_at FROM jobs WHERE lease IS NULL ORDER BY due_at, id LIMIT 1').pluck();
+    this.remove = db.prepare('DELETE FROM jobs WHERE id = ? AND lease IS NULL');
+    this.reschedule = db.prepare('UPDATE jobs SET due_at = ?, entry = coalesce(?, entry) WHERE id = ? AND lease IS NULL');
+    this.expired = db.prepare('SELECT id, lease AS dueAt, entry FROM jobs WHERE lease IS NOT NULL AND lease <= ? ORDER BY lease, id LIMIT ?');
+    this.due = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
+    this.lease = db.prepare('UPDATE jobs SET lease = ? WHERE id = ?');
+    this.renew = db.prepare('UPDATE jobs SET lease = ? WHERE id = ? AND lease = ?');
+    this.ack = db.prepare('DELETE FROM jobs WHERE id = ? AND lease = ?');
+    this.release = db.prepare('UPDATE jobs SET lease = NULL, due_at = ? WHERE id = ? AND lease = ?');
+    this.take = db.prepare<[string, number], string>('DELETE FROM jobs WHERE id = ? AND lease = ? RETURNING entry').pluck();
+    this.corrupt = db.prepare('INSERT OR REPLACE INTO corrupt (id, entry, due_at, reason, moved_at) VALUES (?, ?, ?, ?, ?)');
+    this.get = db.prepare('SELECT due_at AS dueAt, entry, lease FROM jobs WHERE id = ?');
+    // two forms, so that the index range starts where the page does
+    this.listFrom = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at >= ? AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
+    this.listAfter = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND (due_at, id) > (?, ?) AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
+    this.count = db.prepare(
+      'SELECT (SELECT count(*) FROM jobs WHERE lease IS NULL) AS scheduled, (SELECT count(*) FROM jobs WHERE lease IS NOT NULL) AS inFlight',
+    );
+    this.nextDue = db.prepare('SELECT (SELECT min(due_at) FROM jobs WHERE lease IS NULL) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease');
+  }
+
+  /** Runs `fn` in a write transaction that takes the write lock first (BEGIN IMMEDIATE). */
+  write<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+}
+
+export class SqliteStore implements ScheduleStore {
+  readonly description: string;
+  /** the database file's absolute path, or ':memory:' */
+  readonly file: string;
+  readonly synchronous: SqliteSynchronous;
+  readonly busyTimeoutMs: number;
+  readonly #url: string;
+  /** the in-process wake-up registry's key: the file, or a private name for :memory: */
+  readonly #key: string;
+  readonly #watchers = new Set<(dueAt: number) => void>();
+  #connection: Connection | undefined;
+  #closed = false;
+
+  constructor(url: string, options: SqliteStoreOptions = {}) {
+    const location = parseSqliteUrl(url);
+    const problems: string[] = [];
+    if (options.synchronous !== undefined && options.synchronous !== 'normal' && options.synchronous !== 'full') {
+      problems.push(`synchronous must be 'full' or 'normal', not ${JSON.stringify(options.synchronous)}`);
+    }
+    if (options.busyTimeoutMs !== undefined && !(Number.isInteger(options.busyTimeoutMs) && options.busyTimeoutMs >= 0)) {
+      problems.push(`busyTimeoutMs must be a whole number of milliseconds >= 0, not ${String(options.busyTimeoutMs)}`);
+    }
+    if (problems.length) throw new ValidationError(problems);
+    this.#url = url;
+    this.description = url;
+    this.file = location.file;
+    this.synchronous = options.synchronous ?? location.synchronous;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? location.busyTimeoutMs;
+    this.#key = this.file === ':memory:' ? `:memory:${++memoryDatabases}` : this.file;
+  }
+
+  /** The open connection; opens (and creates or migrates) the file on first use. */
+  #open(): Connection {
+    if (this.#closed) throw new Error('the store is closed');
+    this.#connection ??= this.#connect();
+    return this.#connection;
+  }
+
+  #connect(): Connection {
+    if (this.file !== ':memory:') this.#createFile();
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(this.file, { timeout: this.busyTimeoutMs });
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (this.file !== ':memory:' && mode !== 'wal') throw new Error(`the database cannot use WAL mode (it stays in ${String(mode)} mode)`);
+      db.pragma(`synchronous = ${this.synchronous.toUpperCase()}`);
+      db.pragma(`cache_size = -${CACHE_KIB}`);
+      this.#migrate(db);
+      return new Connection(db);
+    } catch (err) {
+      db?.close();
+      throw this.#wrap(err);
+    }
+  }
+
+  /** Creates a missing file readable by its owner only (SQLite's -wal and -shm files inherit the mode). */
+  #createFile(): void {
+    if (existsSync(this.file)) return;
+    try {
+      closeSync(openSync(this.file, 'wx', 0o600));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return; // another process just made it
+      const cause = code === 'ENOENT' ? new Error(`the directory ${dirname(this.file)} does not exist; create it first`, { cause: err }) : err;
+      throw new ConnectionError(WHAT, this.#url, cause);
+    }
+  }
+
+  /** Creates or migrates the schema; refuses a newer schema or another application's database. */
+  #migrate(db: Database.Database): void {
+    db.transaction(() => {
+      const version = db.pragma('user_version', { simple: true }) as number;
+      const app = db.pragma('application_id', { simple: true }) as number;
+      const tables = db.prepare<[], number>("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").pluck().get() ?? 0;
+      const ours = app === SQLITE_APPLICATION_ID || (app === 0 && version === 0 && tables === 0);
+      if (app !== 0 && !ours) throw this.#foreign();
+      if (version > SQLITE_SCHEMA_VERSION) throw new SchemaVersionError(this.description, version, SQLITE_SCHEMA_VERSION);
+      if (!ours) throw this.#foreign();
+      if (version === SQLITE_SCHEMA_VERSION) return;
+      for (let v = version; v < SQLITE_SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION}`);
+      db.pragma(`application_id = ${SQLITE_APPLICATION_ID}`);
+    }).immediate();
+  }
+
+  #foreign(): ValidationError {
+    return new ValidationError([`${this.file} holds another application's database; point the store URL at a file of its own`]);
+  }
+
+  /** Turns driver errors into this package's errors, one line each. */
+  #wrap(err: unknown): unknown {
+    if (err instanceof SchedulerError) return err;
+    const code = sqliteCode(err);
+    if (code === undefined) return err;
+    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+      const locked = new Error(`the database is locked by another process (waited ${this.busyTimeoutMs} ms); retry, or raise ?busy_timeout=`, { cause: err });
+      return new ConnectionError(WHAT, this.#url, locked);
+    }
+    if (code === 'SQLITE_NOTADB') {
+      return new ValidationError([`${this.file} is not a SQLite database; point the store URL at the scheduler's own file`]);
+    }
+    return new ConnectionError(WHAT, this.#url, err);
+  }
+
+  /** Runs a synchronous database step with the connection, wrapping driver errors. */
+  #run<T>(fn: (c: Connection) => T): T {
+    const c = this.#open();
+    try {
+      return fn(c);
+    } catch (err) {
+      throw this.#wrap(err);
+    }
+  }
+
+  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
+    this.#open();
+    if (jobs.length === 0) return 0;
+    for (const job of jobs) {
+      if (typeof job.id !== 'string' || typeof job.entry !== 'string' || !Number.isFinite(job.dueAt)) {
+        throw new ValidationError([`job ${JSON.stringify(job.id)} needs a string id and entry and a finite due time`]);
+      }
+    }
+    const skip = options.duplicates === 'skip';
+    const { added, sooner } = this.#run((c) =>
+      c.write(() => {
+        const first = c.firstDue.get();
+        let added = 0;
+        let earliest = Infinity;
+        for (const job of jobs) {
+          if (skip) {
+            if (c.insertOrIgnore.run(job.id, job.dueAt, job.entry).changes === 0) continue;
+          } else {
+            try {
+              c.insert.run(job.id, job.dueAt, job.entry);
+            } catch (err) {
+              if (sqliteCode(err) === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new DuplicateJobError(job.id);
+              throw err;
+            }
+          }
+          added++;
+          if (job.dueAt < earliest) earliest = job.dueAt;
+        }
+        return { added, sooner: added > 0 && (first === undefined || earliest < first) ? earliest : undefined };
+      }),
+    );
+    if (sooner !== undefined) notify(this.#key, sooner);
+    return added;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    return this.#run((c) => c.remove.run(id).changes === 1);
+  }
+
+  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    if (!Number.isFinite(dueAt)) throw new ValidationError([`the new due time of job ${JSON.stringify(id)} must be a finite number of unix seconds`]);
+    const sooner = this.#run((c) =>
+      c.write(() => {
+        const first = c.firstDue.get();
+        if (c.reschedule.run(dueAt, entry ?? null, id).changes === 0) return undefined;
+        return first === undefined || dueAt < first ? dueAt : null;
+      }),
+    );
+    if (sooner === undefined) return false;
+    if (sooner !== null) notify(this.#key, sooner);
+    return true;
+  }
+
+  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
+    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
+    const limit = Math.floor(o.limit);
+    const token = leaseToken(o.now, o.leaseMs);
+    const deadline = Number(token);
+    return this.#run((c) => {
+      if (!(limit > 0)) return [];
+      return c.write(() => {
+        let rows = c.expired.all(o.now, limit);
+        if (rows.length < limit) rows = rows.concat(c.due.all(o.until, limit - rows.length));
+        const out: ClaimedJob[] = [];
+        for (const r of rows) {
+          c.lease.run(deadline, r.id);
+          out.push({ id: r.id, dueAt: r.dueAt, entry: r.entry, token });
+        }
+        return out;
+      });
+    });
+  }
+
+  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
+    const token = leaseToken(o.now, o.leaseMs);
+    const deadline = Number(token);
+    return this.#run((c) =>
+      c.write(() =>
+        claims.flatMap((claim) => {
+          if (Number(claim.token) >= deadline) return [claim]; // never shortens a lease
+          return c.renew.run(deadline, claim.id, Number(claim.token)).changes === 1 ? [{ ...claim, token }] : [];
+        }),
+      ),
+    );
+  }
+
+  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+    this.#run((c) =>
+      c.write(() => {
+        for (const claim of claims) c.ack.run(claim.id, Number(claim.token));
+      }),
+    );
+  }
+
+  async release(claims: readonly ClaimedJob[]): Promise<void> {
+    this.#run((c) =>
+      c.write(() => {
+        for (const claim of claims) c.release.run(claim.dueAt, claim.id, Number(claim.token));
+      }),
+    );
+  }
+
+  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+    this.#run((c) =>
+      c.write(() => {
+        const entry = c.take.get(claim.id, Number(claim.token));
+        if (entry !== undefined) c.corrupt.run(claim.id, entry, claim.dueAt, reason, Date.now() / 1000);
+      }),
+    );
+  }
+
+  /** Quarantined jobs (see `quarantine`), oldest first: for inspection. */
+  async corrupt(): Promise<{ id: string; entry: string | null; dueAt: number; reason: string; movedAt: number }[]> {
+    return this.#run((c) =>
+      c.db
+        .prepare<[], { id: string; entry: string | null; dueAt: number; reason: string; movedAt: number }>(
+          'SELECT id, entry, due_at AS dueAt, reason, moved_at AS movedAt FROM corrupt ORDER BY moved_at, id',
+        )
+        .all(),
+    );
+  }
+
+  async get(id: string): Promise<StoredJob | undefined> {
+    const row = this.#run((c) => c.get.get(id));
+    if (!row) return undefined;
+    return row.lease === null
+      ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' }
+      : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
+  }
+
+  async list(o: ListOptions): Promise<JobPage> {
+    if (!(Number.isInteger(o.limit) && o.limit >= 1)) throw new ValidationError([`list limit must be a whole number >= 1, not ${String(o.limit)}`]);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const from = o.from ?? -Infinity;
+    const to = o.to ?? Infinity;
+    // past the cursor, every job is due at or after it: start there unless `from` is later
+    const rows = this.#run((c) =>
+      after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, o.limit + 1) : c.listFrom.all(from, to, o.limit + 1),
+    );
+    const jobs: StoredJob[] = rows.slice(0, o.limit).map((r) => ({ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }));
+    const last = jobs.at(-1);
+    return rows.length > o.limit && last ? { jobs, cursor: cursorAfter(last) } : { jobs };
+  }
+
+  async count(): Promise<StoreCounts> {
+    return this.#run((c) => c.count.get()!);
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    const { due, lease } = this.#run((c) => c.nextDue.get()!);
+    if (due === null) return lease ?? undefined;
+    return lease === null ? due : Math.min(due, lease);
+  }
+
+  /**
+   * Calls `onSooner(dueAt)` when an `add` or `reschedule` through any SqliteStore in this process,
+   * on this file, makes a job due before every other. Changes made by other processes are not
+   * heard: the dispatcher daemon finds them by polling (at most a second later).
+   */
+  async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new Error('the store is closed');
+    const listener = (dueAt: number) => onSooner(dueAt);
+    let set = watchersByFile.get(this.#key);
+    if (!set) watchersByFile.set(this.#key, (set = new Set()));
+    set.add(listener);
+    this.#watchers.add(listener);
+    return async () => this.#unwatch(listener);
+  }
+
+  #unwatch(listener: (dueAt: number) => void): void {
+    this.#watchers.delete(listener);
+    const set = watchersByFile.get(this.#key);
+    set?.delete(listener);
+    if (set?.size === 0) watchersByFile.delete(this.#key);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of [...this.#watchers]) this.#unwatch(w);
+    const c = this.#connection;
+    this.#connection = undefined;
+    c?.db.close();
+  }
+}
