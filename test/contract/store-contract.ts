@@ -247,6 +247,17 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
       });
 
+      it('renew never shortens a lease', async () => {
+        await store.add([job('keep-long', T0)]);
+        const claims = await claimAt(T0); // lease ends at T0 + 30
+        const same = await store.renew(claims, { now: T0 + 1, leaseMs: 1000 }); // would end at T0 + 2
+        expect(same.map((c) => c.token)).toEqual(claims.map((c) => c.token));
+        expect(await store.nextDueAt()).toBe(T0 + LEASE / 1000);
+        expect(await claimAt(T0 + 5)).toEqual([]);
+        await store.acknowledge(same);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      });
+
       it('quarantine moves a claimed job aside: neither scheduled nor claimable', async () => {
         await store.add([job('bad', T0)]);
         const [claim] = await claimAt(T0);

@@ -244,3 +244,92 @@ export async function privateRabbitmq(options: { tls?: RabbitTlsFiles } = {}): P
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------------
+
+export interface PostgresService {
+  /** e.g. postgres://postgres@127.0.0.1:5432/test */
+  url: string;
+  /** stops the server if this helper started it */
+  stop(): Promise<void>;
+}
+
+function postgresBinDir(): string | undefined {
+  const r = spawnSync('sh', ['-c', 'ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1'], { encoding: 'utf8' });
+  const dir = r.stdout.trim();
+  return dir && spawnSync('test', ['-x', join(dir, 'postgres')]).status === 0 && spawnSync('test', ['-x', join(dir, 'initdb')]).status === 0 ? dir : undefined;
+}
+
+/** PostgreSQL refuses to run as root: as root, run it as the `postgres` user. */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout.trim());
+  const gid = Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim());
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0) throw new Error('running as root, and there is no postgres user to run a private PostgreSQL as');
+  return { uid, gid };
+}
+
+async function startPrivatePostgres(bin: string): Promise<PostgresService> {
+  const user = postgresUser();
+  const dir = mkdtempSync(join(tmpdir(), 'cls-pg-'));
+  if (user) spawnSync('chown', ['-R', `${user.uid}:${user.gid}`, dir]);
+  const data = join(dir, 'data');
+  const init = spawnSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C'], {
+    encoding: 'utf8',
+    ...user,
+  });
+  if (init.status !== 0) throw new Error(`initdb failed for a private PostgreSQL: ${init.stderr}`);
+  const port = await freePort();
+  const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+  // A watchdog shell: the server gets a fast shutdown when our end of its stdin closes, so it
+  // also goes away (with its directory) when the test process is killed without exit handlers.
+  const child = spawn(
+    'sh',
+    ['-c', 'exec 3<&0; "$0" "$@" </dev/null & pid=$!; (read _ <&3; kill -INT "$pid" 2>/dev/null) & wait "$pid"; rm -rf "$CLS_PG_DIR"', join(bin, 'postgres'), ...args],
+    { stdio: ['pipe', 'ignore', 'ignore'], env: { ...process.env, CLS_PG_DIR: dir }, ...user },
+  );
+  started.push(child);
+  const deadline = Date.now() + 15_000;
+  while (!(await canConnect('127.0.0.1', port, 200))) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('private PostgreSQL did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // accepting TCP is not yet accepting logins: wait until a query works
+  for (;;) {
+    const ready = spawnSync(join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)]);
+    if (ready.status === 0) break;
+    if (Date.now() > deadline) throw new Error('private PostgreSQL did not become ready');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.stdin?.end(); // the watchdog shuts the server down
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The PostgreSQL for tests: `TEST_POSTGRES_URL`, then `DATABASE_URL`, else
+ * postgres://postgres@127.0.0.1:5432/test. When nothing listens there and PostgreSQL is installed,
+ * a private server is started on a free port. `undefined` when none can be had (call `requireService`).
+ */
+export async function postgres(): Promise<PostgresService | undefined> {
+  const url = process.env.TEST_POSTGRES_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const u = new URL(url);
+  if (await canConnect(u.hostname || '127.0.0.1', Number(u.port || 5432))) return { url, stop: async () => {} };
+  const bin = postgresBinDir();
+  return bin ? startPrivatePostgres(bin) : undefined;
+}
+
+/** A schema name no other test uses; drop it (CASCADE) when done. */
+export function uniqueSchema(label = 't'): string {
+  return `${label}_${randomBytes(5).toString('hex')}`;
+}

@@ -1,0 +1,120 @@
+/**
+ * The PostgreSQL store's schema, as numbered migrations. Each runs once, in order, inside one
+ * transaction with `search_path` set to the store's schema (so the SQL names no schema), under an
+ * advisory lock so two processes migrating at once do not race. Applied versions are recorded in
+ * `<schema>.schema_migrations`.
+ *
+ * Never edit a released migration: add a new one with the next version.
+ */
+import pg from 'pg';
+import { SchemaVersionError } from '../../errors.js';
+import { connectionConfig, parsePostgresUrl, quoteIdent, wrapPgError, type PostgresUrlOptions } from './connection.js';
+
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE jobs (
+        id     text COLLATE "C" PRIMARY KEY,
+        due_at double precision NOT NULL,
+        entry  text NOT NULL,
+        lease  double precision NULL
+      );
+      CREATE INDEX jobs_scheduled_idx ON jobs (due_at, id) WHERE lease IS NULL;
+      CREATE INDEX jobs_in_flight_idx ON jobs (lease, id) WHERE lease IS NOT NULL;
+      CREATE TABLE corrupt (
+        id       text COLLATE "C" PRIMARY KEY,
+        entry    text NULL,
+        due_at   double precision NOT NULL,
+        reason   text NOT NULL,
+        moved_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+];
+
+/** The schema version this code needs. */
+export const SCHEMA_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
+
+/** The recorded schema version, or undefined when the schema (or its version table) is missing. */
+export async function currentVersion(client: pg.ClientBase, schema: string): Promise<number | undefined> {
+  // Read pg_class as a table (this statement's snapshot), not with to_regclass, whose catalog
+  // cache may not yet show a table another session created while we waited for the lock.
+  const { rows } = await client.query<{ exists: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = $1 AND c.relname = 'schema_migrations') AS exists`,
+    [schema],
+  );
+  if (!rows[0]?.exists) return undefined;
+  const v = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${quoteIdent(schema)}.schema_migrations`);
+  return v.rows[0]?.v ?? undefined;
+}
+
+/**
+ * Applies the pending migrations on `client` in one transaction. Throws `SchemaVersionError`
+ * when the schema is newer than this code (nothing is changed then).
+ */
+export async function applyMigrations(client: pg.ClientBase, schema: string, where: string): Promise<{ from: number | undefined; to: number }> {
+  const s = quoteIdent(schema);
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`celery_longterm_scheduler.migrate:${schema}`]);
+    const from = await currentVersion(client, schema);
+    if (from !== undefined && from > SCHEMA_VERSION) throw new SchemaVersionError(where, from, SCHEMA_VERSION);
+    if (from === SCHEMA_VERSION) {
+      await client.query('COMMIT'); // up to date: no DDL, so no CREATE privilege needed
+      return { from, to: SCHEMA_VERSION };
+    }
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+    await client.query(`SET LOCAL search_path TO ${s}`);
+    await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+    for (const m of MIGRATIONS) {
+      if (from !== undefined && m.version <= from) continue;
+      await client.query(m.sql);
+      await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [m.version]);
+    }
+    await client.query('COMMIT');
+    return { from, to: SCHEMA_VERSION };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/** Runs `fn` with a client of its own, connected to `url`, closing it afterwards. */
+async function withClient<T>(url: string, options: PostgresUrlOptions, fn: (client: pg.Client, where: string, schema: string) => Promise<T>): Promise<T> {
+  const target = parsePostgresUrl(url, options);
+  const client = new pg.Client(connectionConfig(target));
+  client.on('error', () => {}); // reported by the failing query instead
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw wrapPgError(err, target.url);
+  }
+  try {
+    return await fn(client, `${target.description} (schema ${target.schema})`, target.schema);
+  } catch (err) {
+    throw wrapPgError(err, target.url);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/**
+ * Brings the store's schema up to date (creating it when missing). Running it again is a no-op.
+ * `from` is the version found (undefined when there was none), `to` the version now.
+ */
+export function migrateSchema(url: string, options: PostgresUrlOptions = {}): Promise<{ from: number | undefined; to: number }> {
+  return withClient(url, options, (client, where, schema) => applyMigrations(client, schema, where));
+}
+
+/** The schema version found (undefined when none) and the one this code needs; changes nothing. */
+export function schemaStatus(url: string, options: PostgresUrlOptions = {}): Promise<{ current: number | undefined; expected: number }> {
+  return withClient(url, options, async (client, _where, schema) => ({ current: await currentVersion(client, schema), expected: SCHEMA_VERSION }));
+}

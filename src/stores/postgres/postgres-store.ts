@@ -1,0 +1,403 @@
+/**
+ * The PostgreSQL store. Everything lives in one schema (default `celery_longterm_scheduler`):
+ *
+ *   jobs(id text COLLATE "C" PRIMARY KEY, due_at float8, entry text, lease float8 NULL)
+ *     lease NULL: the job is scheduled, due at `due_at`;
+ *     lease set:  the job is in flight, and `lease` is the lease deadline, which is also the
+ *                 claim's token (token = String(lease), as in the other stores).
+ *     jobs_scheduled_idx (due_at, id) WHERE lease IS NULL     -- claim and list, in due order
+ *     jobs_in_flight_idx (lease, id)  WHERE lease IS NOT NULL -- expired leases
+ *   corrupt(id, entry, due_at, reason, moved_at)              -- quarantined entries
+ *   schema_migrations(version, applied_at)                    -- see migrations.ts
+ *
+ * Ids compare by bytes (COLLATE "C"), so due order (due_at, id) is the same as in every store,
+ * and the partial indexes keep a claim an index range scan with millions of future jobs.
+ *
+ * Claiming is one statement: expired leases (oldest first), then due jobs in due order, both
+ * `FOR UPDATE SKIP LOCKED` with a LIMIT, then one UPDATE setting the new lease. Two dispatchers
+ * racing never get the same row: one skips the rows the other holds, and a row whose lease was
+ * set meanwhile no longer matches `lease IS NULL` when it is re-checked. Acknowledge, release,
+ * renew and quarantine touch only rows whose lease still equals their claim's token, so a
+ * dispatcher whose lease expired cannot undo the work of the one that took over.
+ *
+ * Each add (all of it, or none: one transaction) and each reschedule sends `pg_notify` on the
+ * `<schema>_wakeup` channel when it makes a job due before every other scheduled one; the
+ * payload is the due time. PostgreSQL delivers it on commit, to `watch()`ers in any process.
+ */
+import pg from 'pg';
+import { DuplicateJobError, SchemaVersionError, ValidationError } from '../../errors.js';
+import type { NewJob } from '../../job.js';
+import {
+  cursorAfter,
+  parseCursor,
+  type AddOptions,
+  type ClaimOptions,
+  type ClaimedJob,
+  type JobPage,
+  type ListOptions,
+  type RenewOptions,
+  type ScheduleStore,
+  type StoreCounts,
+  type StoredJob,
+} from '../../store.js';
+import { connectionConfig, parsePostgresUrl, quoteIdent, wrapPgError, type PostgresTarget, type PostgresUrlOptions } from './connection.js';
+import { applyMigrations, currentVersion, SCHEMA_VERSION } from './migrations.js';
+
+export interface PostgresStoreOptions extends PostgresUrlOptions {
+  /** apply pending schema migrations on first use (default: false, a `SchemaVersionError` instead) */
+  migrate?: boolean;
+  /** the most connections in the pool (default 10) */
+  maxConnections?: number;
+}
+
+/** Rows per INSERT statement of an add (all in one transaction). */
+const ADD_CHUNK = 5000;
+
+function leaseToken(now: number, leaseMs: number): string {
+  return String(Math.round(now * 1000 + leaseMs) / 1000);
+}
+
+/** float8 columns come back as strings; PostgreSQL prints the shortest exact form. */
+const num = (v: string | number): number => Number(v);
+
+export class PostgresStore implements ScheduleStore {
+  readonly description: string;
+  readonly schema: string;
+  readonly #target: PostgresTarget;
+  readonly #migrate: boolean;
+  readonly #pool: pg.Pool;
+  readonly #jobs: string;
+  readonly #corrupt: string;
+  readonly #channel: string;
+  readonly #watchers = new Set<() => Promise<void>>();
+  #ready: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(url: string, options: PostgresStoreOptions = {}) {
+    this.#target = parsePostgresUrl(url, options);
+    const max = options.maxConnections ?? 10;
+    if (!Number.isInteger(max) || max < 1) throw new ValidationError([`maxConnections must be a whole number >= 1, not ${max}`]);
+    this.description = this.#target.description;
+    this.schema = this.#target.schema;
+    this.#migrate = options.migrate ?? false;
+    const s = quoteIdent(this.schema);
+    this.#jobs = `${s}.jobs`;
+    this.#corrupt = `${s}.corrupt`;
+    this.#channel = `${this.schema}_wakeup`;
+    this.#pool = new pg.Pool(connectionConfig(this.#target, { max }));
+    this.#pool.on('error', () => {}); // an idle client died; the next query reports it
+  }
+
+  /** where the store is, for messages */
+  get #where(): string {
+    return `${this.description} (schema ${this.schema})`;
+  }
+
+  /** Checks (or, with `migrate`, brings up to date) the schema version, once. */
+  #prepare(): Promise<void> {
+    this.#ready ??= (async () => {
+      const client = await this.#pool.connect();
+      try {
+        let found = await currentVersion(client, this.schema);
+        if (this.#migrate && (found === undefined || found < SCHEMA_VERSION)) {
+          found = (await applyMigrations(client, this.schema, this.#where)).to;
+        }
+        if (found !== SCHEMA_VERSION) throw new SchemaVersionError(this.#where, found, SCHEMA_VERSION);
+      } finally {
+        client.release();
+      }
+    })().catch((err: unknown) => {
+      this.#ready = undefined; // try again next time (the server may be back, or migrated)
+      throw err;
+    });
+    return this.#ready;
+  }
+
+  async #query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {
+    return this.#run(async () => (await this.#pool.query<R>(sql, params)).rows);
+  }
+
+  async #run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error('the store is closed');
+    try {
+      await this.#prepare();
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === '42P01' || code === '3F000') {
+        // the tables or the schema were dropped under us
+        this.#ready = undefined;
+        throw new SchemaVersionError(this.#where, undefined, SCHEMA_VERSION);
+      }
+      throw wrapPgError(err, this.#target.url);
+    }
+  }
+
+  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
+    if (this.#closed) throw new Error('the store is closed');
+    if (jobs.length === 0) return 0;
+    const skip = options.duplicates === 'skip';
+    if (!skip) {
+      const seen = new Set<string>();
+      for (const j of jobs) {
+        if (seen.has(j.id)) throw new DuplicateJobError(j.id);
+        seen.add(j.id);
+      }
+    }
+    // Each chunk: insert, then notify when the earliest job added beats every job scheduled
+    // before this statement (a CTE sees the table as it was when the statement began).
+    const sql = `
+      WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
+      added AS (
+        INSERT INTO ${this.#jobs} (id, due_at, entry)
+        SELECT * FROM unnest($1::text[], $2::float8[], $3::text[])
+        ${skip ? 'ON CONFLICT (id) DO NOTHING' : ''}
+        RETURNING due_at
+      ),
+      first AS (SELECT count(*) AS n, min(due_at) AS d FROM added)
+      SELECT first.n::int AS n, CASE WHEN first.n > 0 AND (prior.d IS NULL OR first.d < prior.d)
+        THEN pg_notify($4, first.d::text) END AS told
+      FROM first, prior`;
+    const chunk = (i: number) => {
+      const part = jobs.slice(i, i + ADD_CHUNK);
+      return [part.map((j) => j.id), part.map((j) => j.dueAt), part.map((j) => j.entry), this.#channel];
+    };
+    return this.#run(async () => {
+      try {
+        if (jobs.length <= ADD_CHUNK) {
+          const { rows } = await this.#pool.query<{ n: number }>(sql, chunk(0));
+          return rows[0]?.n ?? 0;
+        }
+        return await this.#transaction(async (client) => {
+          let added = 0;
+          for (let i = 0; i < jobs.length; i += ADD_CHUNK) {
+            const { rows } = await client.query<{ n: number }>(sql, chunk(i));
+            added += rows[0]?.n ?? 0;
+          }
+          return added;
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code === '23505') throw new DuplicateJobError(await this.#firstTaken(jobs));
+        throw err;
+      }
+    });
+  }
+
+  /** The first of `jobs` whose id is stored (after an add failed on a unique violation). */
+  async #firstTaken(jobs: readonly NewJob[]): Promise<string> {
+    const { rows } = await this.#pool.query<{ id: string }>(
+      `SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
+       WHERE EXISTS (SELECT 1 FROM ${this.#jobs} j WHERE j.id = u.id) ORDER BY u.n LIMIT 1`,
+      [jobs.map((j) => j.id)],
+    );
+    return rows[0]?.id ?? jobs[0]!.id; // removed again meanwhile: name the first
+  }
+
+  async #transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const rows = await this.#query(`DELETE FROM ${this.#jobs} WHERE id = $1 AND lease IS NULL RETURNING id`, [id]);
+    return rows.length === 1;
+  }
+
+  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    const rows = await this.#query<{ n: number }>(
+      `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
+       moved AS (
+         UPDATE ${this.#jobs} SET due_at = $2, entry = coalesce($3, entry)
+         WHERE id = $1 AND lease IS NULL RETURNING due_at
+       )
+       SELECT count(*)::int AS n, CASE WHEN count(*) > 0 AND (min(prior.d) IS NULL OR $2 < min(prior.d))
+         THEN pg_notify($4, $2::float8::text) END AS told
+       FROM moved, prior`,
+      [id, dueAt, entry ?? null, this.#channel],
+    );
+    return (rows[0]?.n ?? 0) > 0;
+  }
+
+  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
+    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
+    const token = leaseToken(o.now, o.leaseMs);
+    const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
+      `WITH expired AS (
+         SELECT id, lease AS due_at FROM ${this.#jobs}
+         WHERE lease IS NOT NULL AND lease <= $2
+         ORDER BY lease, id LIMIT $3 FOR UPDATE SKIP LOCKED
+       ),
+       due AS (
+         SELECT id, due_at FROM ${this.#jobs}
+         WHERE lease IS NULL AND due_at <= $1
+         ORDER BY due_at, id LIMIT greatest($3 - (SELECT count(*) FROM expired), 0) FOR UPDATE SKIP LOCKED
+       ),
+       picked AS (
+         SELECT id, due_at, 0 AS k FROM expired UNION ALL SELECT id, due_at, 1 AS k FROM due
+       ),
+       claimed AS (
+         UPDATE ${this.#jobs} j SET lease = $4 FROM picked p WHERE j.id = p.id
+         RETURNING j.id, p.due_at, p.k, j.entry
+       )
+       SELECT id, due_at, entry FROM claimed ORDER BY k, due_at, id`,
+      [o.until, o.now, o.limit, token],
+    );
+    return rows.map((r) => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, token }));
+  }
+
+  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
+    const token = leaseToken(o.now, o.leaseMs);
+    const longer = claims.filter((c) => Number(c.token) >= Number(token)); // never shortens a lease
+    claims = claims.filter((c) => Number(c.token) < Number(token));
+    if (claims.length === 0) return longer;
+    const rows = await this.#query<{ id: string }>(
+      `UPDATE ${this.#jobs} j SET lease = $3
+       FROM unnest($1::text[], $2::float8[]) AS c(id, lease)
+       WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id`,
+      [claims.map((c) => c.id), claims.map((c) => Number(c.token)), token],
+    );
+    const kept = new Set(rows.map((r) => r.id));
+    return [...longer, ...claims.filter((c) => kept.has(c.id)).map((c) => ({ ...c, token }))];
+  }
+
+  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+    if (claims.length === 0) return;
+    await this.#query(
+      `DELETE FROM ${this.#jobs} j USING unnest($1::text[], $2::float8[]) AS c(id, lease)
+       WHERE j.id = c.id AND j.lease = c.lease`,
+      [claims.map((c) => c.id), claims.map((c) => Number(c.token))],
+    );
+  }
+
+  async release(claims: readonly ClaimedJob[]): Promise<void> {
+    if (claims.length === 0) return;
+    await this.#query(
+      `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at
+       FROM unnest($1::text[], $2::float8[], $3::float8[]) AS c(id, lease, due_at)
+       WHERE j.id = c.id AND j.lease = c.lease`,
+      [claims.map((c) => c.id), claims.map((c) => Number(c.token)), claims.map((c) => c.dueAt)],
+    );
+  }
+
+  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+    await this.#query(
+      `WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = $1 AND lease = $2 RETURNING id, entry)
+       INSERT INTO ${this.#corrupt} (id, entry, due_at, reason)
+       SELECT id, entry, $3, $4 FROM gone
+       ON CONFLICT (id) DO UPDATE SET entry = excluded.entry, due_at = excluded.due_at, reason = excluded.reason, moved_at = now()`,
+      [claim.id, Number(claim.token), claim.dueAt, reason],
+    );
+  }
+
+  async get(id: string): Promise<StoredJob | undefined> {
+    const [row] = await this.#query<{ due_at: string; entry: string; lease: string | null }>(
+      `SELECT due_at, entry, lease FROM ${this.#jobs} WHERE id = $1`,
+      [id],
+    );
+    if (!row) return undefined;
+    return row.lease === null
+      ? { id, dueAt: num(row.due_at), entry: row.entry, state: 'scheduled' }
+      : { id, dueAt: num(row.lease), entry: row.entry, state: 'in_flight' };
+  }
+
+  async list(o: ListOptions): Promise<JobPage> {
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const where = ['lease IS NULL'];
+    const params: unknown[] = [];
+    const param = (v: unknown) => `$${params.push(v)}`;
+    if (o.from !== undefined) where.push(`due_at >= ${param(o.from)}`);
+    if (o.to !== undefined) where.push(`due_at <= ${param(o.to)}`);
+    if (after) where.push(`(due_at, id) > (${param(after.dueAt)}::float8, ${param(after.id)}::text COLLATE "C")`);
+    const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
+      `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(o.limit + 1)}`,
+      params,
+    );
+    const jobs = rows.slice(0, o.limit).map((r): StoredJob => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, state: 'scheduled' }));
+    const last = jobs.at(-1);
+    return rows.length > o.limit && last ? { jobs, cursor: cursorAfter(last) } : { jobs };
+  }
+
+  async count(): Promise<StoreCounts> {
+    const [row] = await this.#query<{ scheduled: number; in_flight: number }>(
+      `SELECT (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NULL)::int AS scheduled,
+              (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NOT NULL)::int AS in_flight`,
+    );
+    return { scheduled: row?.scheduled ?? 0, inFlight: row?.in_flight ?? 0 };
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    const [row] = await this.#query<{ t: string | null }>(
+      `SELECT least((SELECT min(due_at) FROM ${this.#jobs} WHERE lease IS NULL),
+                    (SELECT min(lease) FROM ${this.#jobs} WHERE lease IS NOT NULL)) AS t`,
+    );
+    return row?.t == null ? undefined : num(row.t);
+  }
+
+  /**
+   * LISTENs on a connection of its own. When that connection dies it reconnects (every second
+   * until it can); wake-ups sent meanwhile are lost, which is why the daemon also polls.
+   */
+  async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new Error('the store is closed');
+    let stopped = false;
+    let client: pg.Client | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    const listen = async (): Promise<void> => {
+      const c = new pg.Client(connectionConfig(this.#target));
+      const lost = () => {
+        if (client !== c) return;
+        client = undefined;
+        void c.end().catch(() => {});
+        if (!stopped) retry = setTimeout(reconnect, 1000);
+      };
+      c.on('error', lost);
+      c.on('end', lost);
+      c.on('notification', (n) => {
+        const dueAt = Number(n.payload);
+        if (n.channel === this.#channel && Number.isFinite(dueAt)) onSooner(dueAt);
+      });
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${quoteIdent(this.#channel)}`);
+      } catch (err) {
+        await c.end().catch(() => {});
+        throw wrapPgError(err, this.#target.url);
+      }
+      if (stopped) return void (await c.end().catch(() => {}));
+      client = c;
+    };
+    const reconnect = () => {
+      retry = undefined;
+      if (!stopped) listen().catch(() => (retry = stopped ? undefined : setTimeout(reconnect, 1000)));
+    };
+    await listen();
+    const stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      this.#watchers.delete(stop);
+      clearTimeout(retry);
+      const c = client;
+      client = undefined;
+      await c?.end().catch(() => {});
+    };
+    this.#watchers.add(stop);
+    return stop;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#watchers].map((stop) => stop()));
+    await this.#pool.end();
+  }
+}

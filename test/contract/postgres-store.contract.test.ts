@@ -1,0 +1,29 @@
+import pg from 'pg';
+import { afterAll } from 'vitest';
+import { migrateSchema } from '../../src/stores/postgres/migrations.js';
+import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
+import { postgres, requireService, uniqueSchema } from '../helpers/services.js';
+import { storeContract } from './store-contract.js';
+
+const service = await postgres();
+afterAll(() => service?.stop());
+
+storeContract('postgres', {
+  available: service !== undefined && !requireService(service, 'PostgreSQL'),
+  serviceName: 'PostgreSQL',
+  async create() {
+    const url = service!.url;
+    const schema = uniqueSchema('contract');
+    await migrateSchema(url, { schema });
+    return {
+      store: new PostgresStore(url, { schema }),
+      reopen: async () => new PostgresStore(url, { schema }),
+      async destroy() {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      },
+    };
+  },
+});
