@@ -1,14 +1,14 @@
-// `npm run demo`: the whole life of long-term jobs in a few seconds, against a real Redis.
+// `npm run demo`: the whole life of long-term jobs in a few seconds.
 //
+// Jobs wait in the embedded default store, the SQLite file celery-longterm-scheduler.db in the
+// working directory; the Celery broker is the Redis at REDIS_URL (default redis://127.0.0.1:6379/0).
 // Schedules three tasks 1-3 s ahead, revokes one, runs the dispatcher as cron would (every
-// 500 ms), and shows the other two arriving in the Celery broker queue as protocol-2 messages.
-// Uses REDIS_URL (default redis://127.0.0.1:6379/0), a key prefix and a queue of its own, and
-// cleans up after itself.
+// 500 ms), and shows the other two arriving in the broker queue as protocol-2 messages. Uses a
+// queue of its own and cleans up after itself.
 import { Redis } from 'ioredis';
 import { Celery, getScheduler, redactUrl } from '../dist/index.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
-const prefix = `cls-demo:${process.pid}:`;
 const queue = `cls-demo-${process.pid}`;
 
 const probe = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -21,15 +21,15 @@ try {
   process.exit(1);
 }
 
-const app = new Celery({ broker: url, longtermSchedulerBackend: url, longtermSchedulerKeyPrefix: prefix });
+const app = new Celery({ broker: url }); // no store configured: the SQLite default
 const scheduler = getScheduler(app);
 const add = app.task('proj.tasks.add');
 const t0 = Date.now();
 const at = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`.padStart(6);
 
+const jobs = [];
 try {
-  console.log(`Redis: ${redactUrl(url)}   store prefix: ${prefix}   broker queue: ${queue}\n`);
-  const jobs = [];
+  console.log(`store: ${app.store.description}   broker: ${redactUrl(url)}   queue: ${queue}\n`);
   for (const [i, args] of [[1, 2], [3, 4], [5, 6]].entries()) {
     const result = await add.applyAsync(args, {}, { countdown: i + 1, queue });
     jobs.push({ id: result.id, args, due: result.dueAt });
@@ -51,12 +51,12 @@ try {
       seen++;
     }
   }
-  const counts = await app.store.count();
-  console.log(`\n${seen} messages reached the broker (the revoked one never did); ${counts.scheduled} jobs left in the store.`);
+  const left = (await Promise.all(jobs.map((j) => app.store.get(j.id)))).filter(Boolean).length;
+  console.log(`\n${seen} messages reached the broker (the revoked one never did); ${left} of the demo's jobs left in the store.`);
   console.log('A Celery worker consuming that queue would now run them.');
 } finally {
-  const keys = await probe.keys(`${prefix}*`);
-  await probe.del(queue, `_kombu.binding.${queue}`, ...keys);
+  for (const j of jobs) await app.store.remove(j.id);
+  await probe.del(queue, `_kombu.binding.${queue}`);
   probe.disconnect();
   await app.close();
 }

@@ -7,7 +7,7 @@
  */
 import type { Broker } from './broker.js';
 import { buildTaskMessage } from './celery/message.js';
-import { createBroker, createStore } from './connect.js';
+import { DEFAULT_STORE_URL, createBroker, createStore } from './connect.js';
 import { ValidationError } from './errors.js';
 import { encodeEntry, resolveTaskCall, signature, type NewJob, type Signature, type TaskOptions } from './job.js';
 import type { ScheduleStore } from './store.js';
@@ -18,8 +18,13 @@ import { layoutFromTransportOptions, type KombuRedisLayout } from './celery/komb
 export interface CeleryConfig {
   /** Celery's `broker_url`; default `redis://localhost:6379/0` */
   broker?: string;
-  /** the original's `longterm_scheduler_backend`; default `redis://localhost:6379/1` */
+  /**
+   * Where jobs wait (the original's `longterm_scheduler_backend`): `sqlite://`, `postgres://` or
+   * `redis://`. Default `sqlite:///celery-longterm-scheduler.db`, a file in the working directory.
+   */
   longtermSchedulerBackend?: string;
+  /** PostgreSQL store: apply pending schema migrations on first use instead of failing (default false) */
+  longtermSchedulerMigrate?: boolean;
   /** a key prefix for the store, to share a Redis database; default '' (the original's layout) */
   longtermSchedulerKeyPrefix?: string;
   /** seconds; Celery's `redis_socket_timeout` (default 120) */
@@ -43,7 +48,7 @@ export interface CeleryConfig {
 
 export const CELERY_DEFAULTS = {
   broker: 'redis://localhost:6379/0',
-  longtermSchedulerBackend: 'redis://localhost:6379/1',
+  longtermSchedulerBackend: DEFAULT_STORE_URL,
   longtermSchedulerKeyPrefix: '',
   taskDefaultQueue: DISPATCH_DEFAULTS.defaultQueue,
 } as const;
@@ -93,7 +98,10 @@ export class Task {
 }
 
 export class Celery {
-  readonly config: Readonly<Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName'>>> & { longtermSchedulerMasterName?: string };
+  readonly config: Readonly<Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate'>>> & {
+    longtermSchedulerMasterName?: string;
+    longtermSchedulerMigrate?: boolean;
+  };
   readonly #clock: () => Date;
   /** the kombu layout from `brokerTransportOptions`, parsed (and so validated) once */
   readonly #layout: KombuRedisLayout;
@@ -116,6 +124,7 @@ export class Celery {
       taskDefaultQueue: config.taskDefaultQueue ?? CELERY_DEFAULTS.taskDefaultQueue,
       brokerTransportOptions: config.brokerTransportOptions ?? {},
       ...(config.longtermSchedulerMasterName !== undefined && { longtermSchedulerMasterName: config.longtermSchedulerMasterName }),
+      ...(config.longtermSchedulerMigrate !== undefined && { longtermSchedulerMigrate: config.longtermSchedulerMigrate }),
     };
     this.#layout = layoutFromTransportOptions(this.config.brokerTransportOptions); // bad options fail here, changing nothing
     this.#clock = config.clock ?? (() => new Date());
@@ -127,6 +136,7 @@ export class Celery {
       ...this.#redisOptions(),
       keyPrefix: this.config.longtermSchedulerKeyPrefix,
       ...(this.config.longtermSchedulerMasterName !== undefined && { masterName: this.config.longtermSchedulerMasterName }),
+      ...(this.config.longtermSchedulerMigrate !== undefined && { migrate: this.config.longtermSchedulerMigrate }),
     });
     return this.#store;
   }

@@ -9,6 +9,20 @@ import type { KombuRedisLayout } from './celery/kombu-redis.js';
 import { isRedisScheme, type RedisConnectionOptions } from './redis-connection.js';
 import type { ScheduleStore } from './store.js';
 import { RedisStore } from './stores/redis/redis-store.js';
+import { PostgresStore } from './stores/postgres/postgres-store.js';
+import { DEFAULT_SQLITE_FILE, SqliteStore } from './stores/sqlite/sqlite-store.js';
+
+/** The store used when none is configured: a SQLite file in the working directory. */
+export const DEFAULT_STORE_URL = `sqlite:///${DEFAULT_SQLITE_FILE}`;
+
+export interface StoreOptions extends RedisConnectionOptions {
+  /** Redis only: prepended to every key ('' is the original package's layout) */
+  keyPrefix?: string;
+  /** PostgreSQL only: the schema (default `celery_longterm_scheduler`; or `?schema=` in the URL) */
+  schema?: string;
+  /** PostgreSQL only: apply pending schema migrations on first use instead of failing */
+  migrate?: boolean;
+}
 
 function scheme(url: string, what: string, example: string): string {
   if (typeof url !== 'string' || url.trim() === '') throw new ValidationError([`the ${what} URL is empty; pass e.g. ${example}`]);
@@ -17,10 +31,24 @@ function scheme(url: string, what: string, example: string): string {
   return m[1].toLowerCase();
 }
 
-export function createStore(url: string, options: RedisConnectionOptions & { keyPrefix?: string } = {}): ScheduleStore {
-  const s = scheme(url, 'store', 'redis://localhost:6379/1');
+/**
+ * A store for `url`: `sqlite://` (the embedded default), `postgres://` / `postgresql://`, or
+ * `redis://` / `rediss://` / `sentinel://` (the Python package's layout).
+ */
+export function createStore(url: string, options: StoreOptions = {}): ScheduleStore {
+  const s = scheme(url, 'store', DEFAULT_STORE_URL);
   if (isRedisScheme(s)) return new RedisStore(url, options);
-  throw new ValidationError([`store URL scheme "${s}:" is not supported; use redis://, rediss:// or sentinel://`]);
+  if (options.keyPrefix) throw new ValidationError([`a key prefix applies to Redis stores only; remove it for ${redactUrl(url)}`]);
+  if (s === 'sqlite') return new SqliteStore(url);
+  if (s === 'postgres' || s === 'postgresql') {
+    return new PostgresStore(url, {
+      ...(options.schema !== undefined && { schema: options.schema }),
+      ...(options.migrate !== undefined && { migrate: options.migrate }),
+      ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
+      ...(options.socketConnectTimeout !== undefined && { connectTimeoutMs: options.socketConnectTimeout * 1000 }),
+    });
+  }
+  throw new ValidationError([`store URL scheme "${s}:" is not supported; use sqlite://, postgres://, redis://, rediss:// or sentinel://`]);
 }
 
 export function createBroker(

@@ -97,7 +97,7 @@ export class SchemaVersionError extends SchedulerError {
   constructor(where: string, found: number | undefined, expected: number) {
     const fix =
       found === undefined || found < expected
-        ? 'run `celery-longterm-scheduler migrate-schema --store <url>` (or start with --migrate) to bring it up to date'
+        ? 'run `celery-longterm-scheduler migrate-schema --backend <url>` (or start with --migrate) to bring it up to date'
         : 'upgrade celery-longterm-scheduler to a version that knows this schema';
     const state = found === undefined ? 'has no scheduler schema yet' : `has schema version ${found}`;
     super(ErrorCode.SCHEMA_VERSION, `the store ${where} ${state}, this code needs version ${expected}; ${fix}`);

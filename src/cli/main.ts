@@ -14,5 +14,6 @@ const code = await runCli(process.argv.slice(2), {
     };
   },
   exitNow: (code) => process.exit(code),
+  isTty: () => process.stderr.isTTY === true,
 });
 process.exitCode = code;

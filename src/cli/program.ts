@@ -10,6 +10,9 @@ import { SchedulerError, ValidationError, ErrorCode, errorMessage, redactUrlsIn 
 import { isScheduled, type TaskOptions } from '../job.js';
 import { getScheduler } from '../scheduler.js';
 import { parseIsoWithOffset } from '../celery/time.js';
+import { createStore } from '../connect.js';
+import { migrateJobs, type MigrateProgress } from '../migrate.js';
+import { migrateStoreSchema } from '../schema.js';
 import { acquireLock } from './lockfile.js';
 import { createCliLogger, type LogFormat } from './log.js';
 
@@ -21,6 +24,8 @@ export interface CliIo {
   onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void;
   /** exits the process at once (a second signal during `run`) */
   exitNow?: (code: number) => void;
+  /** whether stderr is a terminal (progress bars redraw in place) */
+  isTty?: () => boolean;
 }
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
@@ -32,6 +37,7 @@ interface GlobalOptions {
   backend?: string;
   keyPrefix?: string;
   defaultQueue?: string;
+  migrate?: boolean;
   logFormat: LogFormat;
 }
 
@@ -71,7 +77,7 @@ function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError('(run with --help for usage)')
     .option('--broker <url>', `Celery broker URL [env CELERY_BROKER_URL] (default ${CELERY_DEFAULTS.broker})`)
-    .option('--backend <url>', `long-term store URL [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`)
+    .option('--backend <url>', `long-term store URL: sqlite://, postgres:// or redis:// [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`)
     .option('--key-prefix <prefix>', 'prefix for every store key, to share a Redis database [env CELERY_LONGTERM_SCHEDULER_KEY_PREFIX] (default none: the original layout)')
     .option('--default-queue <name>', "Celery's task_default_queue [env CELERY_TASK_DEFAULT_QUEUE] (default celery)")
     .option(
@@ -79,6 +85,7 @@ function buildProgram(io: CliIo): Command {
       'Celery\'s broker_transport_options as JSON, e.g. \'{"global_keyprefix": "pfx:", "master_name": "mymaster"}\' [env CELERY_BROKER_TRANSPORT_OPTIONS]',
     )
     .option('--backend-master-name <name>', 'Sentinel master name when --backend is a sentinel:// URL [env CELERY_LONGTERM_SCHEDULER_MASTER_NAME]')
+    .option('--migrate', 'PostgreSQL store: apply pending schema migrations on start instead of failing')
     .addOption(new Option('--log-format <format>', 'log lines on stderr as text or json').choices(['text', 'json']).default('text'));
 
   const app = (): Celery => {
@@ -96,6 +103,7 @@ function buildProgram(io: CliIo): Command {
       longtermSchedulerBackend: g.backend ?? io.env.CELERY_LONGTERM_SCHEDULER_BACKEND ?? CELERY_DEFAULTS.longtermSchedulerBackend,
       longtermSchedulerKeyPrefix: g.keyPrefix ?? io.env.CELERY_LONGTERM_SCHEDULER_KEY_PREFIX ?? '',
       taskDefaultQueue: g.defaultQueue ?? io.env.CELERY_TASK_DEFAULT_QUEUE ?? CELERY_DEFAULTS.taskDefaultQueue,
+      ...(g.migrate && { longtermSchedulerMigrate: true }),
     });
   };
   const withApp = async <T>(fn: (a: Celery) => Promise<T>): Promise<T> => {
@@ -213,7 +221,99 @@ function buildProgram(io: CliIo): Command {
       }
     });
 
+  program
+    .command('migrate-schema')
+    .description("create or upgrade the store's schema (PostgreSQL); SQLite files upgrade themselves, Redis has none")
+    .option('--status', 'only print the version found and the version this code needs; change nothing')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { status?: boolean; json?: boolean }) => {
+      const g = program.opts<GlobalOptions>();
+      const url = g.backend ?? io.env.CELERY_LONGTERM_SCHEDULER_BACKEND ?? CELERY_DEFAULTS.longtermSchedulerBackend;
+      const result = await migrateStoreSchema(url, { statusOnly: o.status === true });
+      if (o.json) io.stdout(`${JSON.stringify(result)}\n`);
+      else io.stdout(`${result.message}\n`);
+    });
+
+  program
+    .command('migrate')
+    .description('copy every scheduled job from one store to another (ids, due times and options intact); safe to run twice')
+    .requiredOption('--from <url>', 'the store to copy from (any kind, including a Redis store the Python package wrote)')
+    .requiredOption('--to <url>', 'the store to copy to')
+    .option('--from-key-prefix <prefix>', 'key prefix of a Redis source (default none: the original layout)')
+    .option('--to-key-prefix <prefix>', 'key prefix of a Redis target (default none)')
+    .option('--move', 'remove each job from the source once the target holds it')
+    .option('--batch-size <n>', 'jobs per page', '1000')
+    .option('--after <cursor>', 'resume after this cursor (printed when a run is interrupted)')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', '\nExample:\n  celery-longterm-scheduler migrate --from redis://localhost:6379/1 --to sqlite:///celery-longterm-scheduler.db\n')
+    .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
+      const batchSize = positiveInt(o.batchSize, '--batch-size');
+      const migrate = program.opts<GlobalOptions>().migrate === true;
+      const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }) });
+      const stop = new AbortController();
+      const unsubscribe = io.onSignal?.(() => stop.abort());
+      try {
+        const to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
+        try {
+          const bar = progressBar(io, o.json === true);
+          const summary = await migrateJobs(from, to, {
+            batchSize,
+            ...(o.move && { move: true }),
+            ...(o.after !== undefined && { after: o.after }),
+            onProgress: bar.update,
+            signal: stop.signal,
+          });
+          bar.done();
+          const rate = summary.elapsedMs > 0 ? Math.round((summary.seen / summary.elapsedMs) * 1000) : 0;
+          if (o.json) io.stdout(`${JSON.stringify({ ...summary, elapsedMs: Math.round(summary.elapsedMs) })}\n`);
+          else {
+            io.stdout(
+              `copied ${summary.copied}, already there ${summary.skipped}${o.move ? `, removed from source ${summary.removed}` : ''}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`,
+            );
+          }
+          if (summary.cursor !== undefined) {
+            io.stderr(`interrupted; resume with --after '${summary.cursor}'\n`);
+            throw new ExitWith(EXIT.FAILURE);
+          }
+        } finally {
+          await to.close();
+        }
+      } finally {
+        unsubscribe?.();
+        await from.close();
+      }
+    });
+
   return program;
+}
+
+/** A progress bar on stderr: redrawn in place on a terminal, a line every 10% otherwise. */
+function progressBar(io: CliIo, quiet: boolean): { update: (p: MigrateProgress) => void; done: () => void } {
+  const tty = io.isTty?.() ?? false;
+  let lastDecile = -1;
+  let drawn = false;
+  return {
+    update: (p) => {
+      if (quiet) return;
+      const total = Math.max(p.total, p.seen);
+      const share = total === 0 ? 1 : p.seen / total;
+      const line = `${Math.floor(share * 100)
+        .toString()
+        .padStart(3)}% ${p.seen}/${total} jobs (copied ${p.copied}, already there ${p.skipped})`;
+      if (tty) {
+        const width = 30;
+        const full = Math.round(share * width);
+        io.stderr(`\r[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${line}`);
+        drawn = true;
+      } else if (Math.floor(share * 10) > lastDecile) {
+        lastDecile = Math.floor(share * 10);
+        io.stderr(`${line}\n`);
+      }
+    },
+    done: () => {
+      if (drawn) io.stderr('\n');
+    },
+  };
 }
 
 function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {

@@ -7,7 +7,7 @@
  * 4. Racing daemons share the work and never send a job twice.
  * 5. A broker crash and restart while sending: every job the broker did not already hold arrives.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { RedisStore, INDEX_KEY, IN_FLIGHT_KEY } from '../../src/stores/redis/red
 import { encodeEntry, resolveTaskCall } from '../../src/job.js';
 import { parseRedisEnvelope } from '../../src/celery/kombu-redis.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';
+import { children, drainQueue, duplicates, hasLog, logSummary, sleep, spawnRun, stopRun, waitFor, type RunOptions } from '../helpers/run-process.js';
 
 const shared = await sharedRedis();
 const skip = requireService(shared, 'Redis');
@@ -31,89 +32,6 @@ const TEST_MS = 90_000;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-interface LogLine {
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
-
-interface RunProcess {
-  child: ChildProcess;
-  /** the JSON log lines written so far */
-  logs: LogLine[];
-  /** all of stderr so far (for failure messages) */
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  alive: () => boolean;
-}
-
-interface RunOptions {
-  backend: string;
-  broker: string;
-  prefix: string;
-  batchSize: number;
-  leaseMs: number;
-}
-
-const children = new Set<ChildProcess>();
-
-function spawnRun(o: RunOptions): RunProcess {
-  const argv = [bin, '--backend', o.backend, '--broker', o.broker, '--key-prefix', o.prefix, '--log-format', 'json', 'run'];
-  argv.push('--poll-interval-ms', '100', '--lease-ms', String(o.leaseMs), '--batch-size', String(o.batchSize));
-  const child = spawn(process.execPath, argv, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(child);
-  const logs: LogLine[] = [];
-  let text = '';
-  let partial = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    text += chunk;
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      try {
-        logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        /* not a log line */
-      }
-    }
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  return { child, logs, stderr: () => text, exited, alive: () => child.exitCode === null && child.signalCode === null };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>;
-
-/** Polls `check` until it returns a truthy value, and returns it; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 60_000, intervalMs = 20): Promise<Truthy<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as Truthy<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
-
-function hasLog(p: RunProcess, test: (l: LogLine) => boolean): boolean {
-  return p.logs.some(test);
-}
-
-/** How many log lines of each message a process wrote (for failure messages). */
-function logSummary(p: RunProcess): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const l of p.logs) out[l.msg] = (out[l.msg] ?? 0) + 1;
-  return out;
-}
 
 /** Seeds `n` jobs due a minute ago, for `queue`; returns their ids in order. */
 async function seed(store: RedisStore, queue: string, n: number, label = 't.run'): Promise<string[]> {
@@ -130,16 +48,6 @@ async function seed(store: RedisStore, queue: string, n: number, label = 't.run'
     await store.add(jobs);
   }
   return ids;
-}
-
-/** Pops every message off `queue` and returns their Celery task ids. */
-async function drainQueue(client: Redis, queue: string): Promise<string[]> {
-  const ids: string[] = [];
-  for (;;) {
-    const raws = await client.rpop(queue, 1000);
-    if (!raws || raws.length === 0) return ids;
-    for (const r of raws) ids.push(String(parseRedisEnvelope(r).headers.id));
-  }
 }
 
 /** The ids still in the store: scheduled (index) and in flight. */
@@ -168,26 +76,6 @@ async function waitUntilSettled(raw: Redis, prefix: string, broker: Redis, queue
     250,
   );
   return settled.len;
-}
-
-function duplicates(ids: readonly string[]): number {
-  return ids.length - new Set(ids).size;
-}
-
-/**
- * SIGTERM, then waits for the "dispatcher stopped" line and up to 3 s more for the exit; SIGKILL
- * after that. Returns how it ended. (Whether the exit itself is prompt is the SIGTERM test's subject.)
- */
-async function stopRun(p: RunProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (!p.alive()) return p.exited;
-  p.child.kill('SIGTERM');
-  await waitFor('"dispatcher stopped"', () => hasLog(p, (l) => l.msg === 'dispatcher stopped') || !p.alive(), 15_000);
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), 3000);
-  try {
-    return await p.exited;
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -1,0 +1,72 @@
+/**
+ * Copies scheduled jobs from one store to another (any kind to any kind, including a Redis store
+ * the Python package wrote): ids, due times and entries byte for byte.
+ *
+ * - **Safe to run twice**: jobs already in the target (same id) are left alone and counted as
+ *   skipped, so a second run copies nothing and changes nothing.
+ * - **Resumable**: the copy walks the source in due order; the summary's `cursor` says where it
+ *   stopped, and `after` starts there. Without it, a rerun skips what is already copied.
+ * - **`move`** removes from the source only jobs the target holds (just added, or already there),
+ *   after the target has them, a page at a time: a crash never loses a job, at worst it is in
+ *   both stores, and the next run finishes the move.
+ * - Jobs a source dispatcher has claimed (in flight) are not copied: that dispatcher sends them.
+ */
+import type { ScheduleStore } from './store.js';
+
+export interface MigrateOptions {
+  /** remove each job from the source once the target holds it */
+  move?: boolean;
+  /** jobs per page (per read and per write); default 1,000 */
+  batchSize?: number;
+  /** start after this cursor (a previous summary's `cursor`) */
+  after?: string;
+  /** called after every page */
+  onProgress?: (progress: MigrateProgress) => void;
+  /** stops after the page in flight */
+  signal?: AbortSignal;
+}
+
+export interface MigrateProgress {
+  /** jobs read from the source so far */
+  seen: number;
+  /** scheduled jobs in the source when the copy started (jobs added since may raise `seen` above it) */
+  total: number;
+  copied: number;
+  /** already in the target */
+  skipped: number;
+  /** removed from the source (`move`) */
+  removed: number;
+}
+
+export interface MigrateSummary extends MigrateProgress {
+  elapsedMs: number;
+  /** where the copy stopped when it was aborted: pass as `after` to resume; absent when done */
+  cursor?: string;
+}
+
+export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, options: MigrateOptions = {}): Promise<MigrateSummary> {
+  const started = performance.now();
+  const limit = options.batchSize ?? 1000;
+  const progress: MigrateProgress = { seen: 0, total: (await from.count()).scheduled, copied: 0, skipped: 0, removed: 0 };
+  let cursor = options.after;
+  for (;;) {
+    if (options.signal?.aborted) return { ...progress, elapsedMs: performance.now() - started, ...(cursor !== undefined && { cursor }) };
+    const page = await from.list({ limit, ...(cursor !== undefined && { cursor }) });
+    if (page.jobs.length > 0) {
+      const added = await to.add(
+        page.jobs.map((j) => ({ id: j.id, dueAt: j.dueAt, entry: j.entry })),
+        { duplicates: 'skip' },
+      );
+      progress.seen += page.jobs.length;
+      progress.copied += added;
+      progress.skipped += page.jobs.length - added;
+      if (options.move) {
+        // every job of the page is in the target now (added, or there already)
+        for (const j of page.jobs) if (await from.remove(j.id)) progress.removed++;
+      }
+      options.onProgress?.({ ...progress });
+    }
+    if (page.cursor === undefined) return { ...progress, elapsedMs: performance.now() - started };
+    cursor = page.cursor;
+  }
+}
