@@ -2,7 +2,8 @@
 //
 // Runs against a private redis-server on a free port (so memory figures and FLUSHDB are safe),
 // never the shared one. Absolute numbers on these machines are noisy; read the ratios.
-// Set BENCH_SCALE=0.1 for a quick run (fewer jobs; the 1M-job rows use 100k).
+// Set BENCH_SCALE=0.1 for a quick run (fewer jobs; the 1M-job rows use 100k). Set BENCH_ONLY=stores
+// to run only the SQLite and PostgreSQL store rows (bench/stores.mjs) beside the LPUSH floor.
 // `npm run bench` runs Node with --max-semi-space-size=64, as the CLI's shebang does: the
 // dispatcher allocates many short-lived strings, and a larger young generation spends ~20% less
 // time in garbage collection. Floors and our code run in the same process, under the same flag.
@@ -19,6 +20,7 @@ import { AmqpBroker, Celery, Dispatcher, RedisBroker, RedisStore, buildTaskMessa
 import { encodeEntry, resolveTaskCall } from '../dist/job.js';
 import { queueListKey, toRedisEnvelope, parseRedisEnvelope } from '../dist/celery/kombu-redis.js';
 import { publishOptions } from '../dist/brokers/amqp/amqp-broker.js';
+import { storeBenchmarks } from './stores.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -363,45 +365,51 @@ async function lateness() {
 }
 
 // --- run them all -------------------------------------------------------------------------------------------
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== 'stores') throw new Error(`BENCH_ONLY=${ONLY}: the only subset is 'stores'`);
 console.error('1. dispatch rate vs the raw LPUSH floor (warm-up, then the better of two runs each)');
 await dispatchRate(0, 'warm-up');
 const floorMs = await best(() => lpushFloor());
-const atomic = await best(() => dispatchRate(0, 'no future jobs'));
-row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`, fmtRate(N_DUE, atomic.ms), `LPUSH floor ${fmtRate(N_DUE, floorMs)}`, (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2), '>= 0.50');
+if (ONLY !== 'stores') {
+  const atomic = await best(() => dispatchRate(0, 'no future jobs'));
+  row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`, fmtRate(N_DUE, atomic.ms), `LPUSH floor ${fmtRate(N_DUE, floorMs)}`, (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2), '>= 0.50');
 
-const floor2Ms = await best(() => lpushFloor(`${url2}/0`));
-const separate = await best(() => dispatchRate(0, 'separate broker', `${url2}/0`));
-row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${separate.mode}, broker on another server)`, fmtRate(N_DUE, separate.ms), `LPUSH floor ${fmtRate(N_DUE, floor2Ms)}`, (rate(N_DUE, separate.ms) / rate(N_DUE, floor2Ms)).toFixed(2), '');
+  const floor2Ms = await best(() => lpushFloor(`${url2}/0`));
+  const separate = await best(() => dispatchRate(0, 'separate broker', `${url2}/0`));
+  row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${separate.mode}, broker on another server)`, fmtRate(N_DUE, separate.ms), `LPUSH floor ${fmtRate(N_DUE, floor2Ms)}`, (rate(N_DUE, separate.ms) / rate(N_DUE, floor2Ms)).toFixed(2), '');
 
-if (await amqpReachable()) {
-  const amqpFloorMs = await best(() => amqpFloor());
-  const amqpMs = await best(() => amqpDispatchRate());
-  row(`dispatch ${N_DUE.toLocaleString('en-US')} due to RabbitMQ (confirms)`, fmtRate(N_DUE, amqpMs), `amqplib confirms floor ${fmtRate(N_DUE, amqpFloorMs)}`, (rate(N_DUE, amqpMs) / rate(N_DUE, amqpFloorMs)).toFixed(2), '>= 0.50');
-} else {
-  console.error(`  skipped: dispatch to RabbitMQ (nothing listens at ${AMQP_URL.replace(/:[^:@/]*@/, ':***@')})`);
+  if (await amqpReachable()) {
+    const amqpFloorMs = await best(() => amqpFloor());
+    const amqpMs = await best(() => amqpDispatchRate());
+    row(`dispatch ${N_DUE.toLocaleString('en-US')} due to RabbitMQ (confirms)`, fmtRate(N_DUE, amqpMs), `amqplib confirms floor ${fmtRate(N_DUE, amqpFloorMs)}`, (rate(N_DUE, amqpMs) / rate(N_DUE, amqpFloorMs)).toFixed(2), '>= 0.50');
+  } else {
+    console.error(`  skipped: dispatch to RabbitMQ (nothing listens at ${AMQP_URL.replace(/:[^:@/]*@/, ':***@')})`);
+  }
+
+  console.error('2. dispatch with many future jobs stored');
+  const crowded = await best(() => dispatchRate(N_FUTURE, 'with future jobs'));
+  row(`dispatch with ${N_FUTURE.toLocaleString('en-US')} future stored`, fmtRate(N_DUE, crowded.ms), `no future stored ${fmtRate(N_DUE, atomic.ms)}`, (rate(N_DUE, crowded.ms) / rate(N_DUE, atomic.ms)).toFixed(2), '>= 0.90');
+
+  console.error('3. empty pass');
+  const empty = await emptyPass();
+  row(`empty pass, ${empty.stored.toLocaleString('en-US')} stored (p50 / p99)`, `${empty.p50.toFixed(2)} / ${empty.p99.toFixed(2)} ms`, '', '', '< 2 ms');
+
+  console.error('4. scheduling');
+  const sched = await schedulingRates();
+  row('schedule one at a time, awaited', `${Math.round(sched.single).toLocaleString('en-US')} jobs/s`, `raw MULTI SET+ZADD ${Math.round(sched.rawSingle).toLocaleString('en-US')}/s`, (sched.single / sched.rawSingle).toFixed(2), '');
+  row('schedule 100 concurrent', `${Math.round(sched.concurrent).toLocaleString('en-US')} jobs/s`, '', '', '');
+  row('schedule in bulk (sendTasks, 1,000 per call)', `${Math.round(sched.bulk).toLocaleString('en-US')} jobs/s`, '', '', '');
+
+  console.error('5. memory');
+  const mem = await memoryPerJob();
+  row('Redis memory per stored job (args [1, 2])', `${Math.round(mem.ours)} B`, `raw SET+ZADD ${Math.round(mem.floor)} B`, (mem.ours / mem.floor).toFixed(3), '<= 1.10');
+
+  console.error('6. lateness of `run`');
+  const lat = await lateness();
+  row(`lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`, `${lat.p50} / ${lat.p99} / ${lat.max} ms`, `${lat.received} received`, '', 'p99 < 20 ms');
 }
 
-console.error('2. dispatch with many future jobs stored');
-const crowded = await best(() => dispatchRate(N_FUTURE, 'with future jobs'));
-row(`dispatch with ${N_FUTURE.toLocaleString('en-US')} future stored`, fmtRate(N_DUE, crowded.ms), `no future stored ${fmtRate(N_DUE, atomic.ms)}`, (rate(N_DUE, crowded.ms) / rate(N_DUE, atomic.ms)).toFixed(2), '>= 0.90');
-
-console.error('3. empty pass');
-const empty = await emptyPass();
-row(`empty pass, ${empty.stored.toLocaleString('en-US')} stored (p50 / p99)`, `${empty.p50.toFixed(2)} / ${empty.p99.toFixed(2)} ms`, '', '', '< 2 ms');
-
-console.error('4. scheduling');
-const sched = await schedulingRates();
-row('schedule one at a time, awaited', `${Math.round(sched.single).toLocaleString('en-US')} jobs/s`, `raw MULTI SET+ZADD ${Math.round(sched.rawSingle).toLocaleString('en-US')}/s`, (sched.single / sched.rawSingle).toFixed(2), '');
-row('schedule 100 concurrent', `${Math.round(sched.concurrent).toLocaleString('en-US')} jobs/s`, '', '', '');
-row('schedule in bulk (sendTasks, 1,000 per call)', `${Math.round(sched.bulk).toLocaleString('en-US')} jobs/s`, '', '', '');
-
-console.error('5. memory');
-const mem = await memoryPerJob();
-row('Redis memory per stored job (args [1, 2])', `${Math.round(mem.ours)} B`, `raw SET+ZADD ${Math.round(mem.floor)} B`, (mem.ours / mem.floor).toFixed(3), '<= 1.10');
-
-console.error('6. lateness of `run`');
-const lat = await lateness();
-row(`lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`, `${lat.p50} / ${lat.p99} / ${lat.max} ms`, `${lat.received} received`, '', 'p99 < 20 ms');
+await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
 
 admin.disconnect();
 server.kill('SIGTERM');
