@@ -13,6 +13,10 @@ export const ErrorCode = {
   LOCKED: 'LOCKED',
   PUBLISH: 'PUBLISH',
   SCHEMA_VERSION: 'SCHEMA_VERSION',
+  NOT_SCHEDULED: 'NOT_SCHEDULED',
+  TASK_FAILED: 'TASK_FAILED',
+  TASK_REVOKED: 'TASK_REVOKED',
+  TIMEOUT: 'TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -77,6 +81,21 @@ export class DuplicateJobError extends SchedulerError {
   }
 }
 
+/** A scheduled job already holds this deduplication key (`addKeyed` in `reject` mode). */
+export class JobKeyTakenError extends SchedulerError {
+  readonly key: string;
+  /** the id of the scheduled job holding the key */
+  readonly taskId: string;
+  constructor(key: string, taskId: string) {
+    super(
+      ErrorCode.DUPLICATE_JOB,
+      `a job with key ${JSON.stringify(key)} is already scheduled (id ${JSON.stringify(taskId)}); pass jobKeyMode 'replace' or 'keep', or revoke it first`,
+    );
+    this.key = key;
+    this.taskId = taskId;
+  }
+}
+
 /** The broker cannot route a message: no queue is bound for it. The job stays scheduled. */
 export class UnroutableError extends SchedulerError {
   constructor(exchange: string, routingKey: string) {
@@ -103,6 +122,21 @@ export class SchemaVersionError extends SchedulerError {
     super(ErrorCode.SCHEMA_VERSION, `the store ${where} ${state}, this code needs version ${expected}; ${fix}`);
     this.found = found;
     this.expected = expected;
+  }
+}
+
+/** A change asked of a job that is not (or no longer) waiting in the store. */
+export class NotScheduledError extends SchedulerError {
+  readonly taskId: string;
+  readonly state: 'claimed' | 'unknown';
+  constructor(taskId: string, state: 'claimed' | 'unknown', action: string) {
+    const why =
+      state === 'claimed'
+        ? 'a dispatcher has claimed it and is sending it to the broker now; it can no longer be changed here (revoke it in Celery if it must not run)'
+        : 'it is not scheduled: the id is unknown, or the job was already sent or revoked; check the id with `list` or `show`';
+    super(ErrorCode.NOT_SCHEDULED, `cannot ${action} job ${JSON.stringify(taskId)}: ${why}`);
+    this.taskId = taskId;
+    this.state = state;
   }
 }
 
@@ -145,4 +179,54 @@ export function errorMessage(err: unknown): string {
 
 function firstLine(s: string): string {
   return redactUrlsIn(s.split('\n', 1)[0] ?? '');
+}
+
+/**
+ * A task a worker ran raised an exception (its result has state FAILURE). `excType` is the
+ * Python exception class name (e.g. `ValueError`), `excModule` its module when known,
+ * `excMessage` the message, `traceback` the worker's formatted traceback when stored.
+ */
+export class TaskFailedError extends SchedulerError {
+  readonly taskId: string;
+  readonly excType: string;
+  readonly excMessage: string;
+  readonly excModule: string | undefined;
+  readonly traceback: string | undefined;
+  constructor(taskId: string, failure: { excType: string; excMessage: string; excModule?: string; traceback?: string }) {
+    super(ErrorCode.TASK_FAILED, `task ${JSON.stringify(taskId)} failed: ${failure.excType}: ${firstLine(failure.excMessage)}`);
+    this.taskId = taskId;
+    this.excType = failure.excType;
+    this.excMessage = failure.excMessage;
+    this.excModule = failure.excModule;
+    this.traceback = failure.traceback;
+  }
+}
+
+/** The task was revoked (its result has state REVOKED): it did not run and will not. */
+export class TaskRevokedError extends SchedulerError {
+  readonly taskId: string;
+  /** why, as the worker recorded it (e.g. `revoked`, `expired`), when known */
+  readonly reason: string | undefined;
+  constructor(taskId: string, reason?: string) {
+    super(ErrorCode.TASK_REVOKED, `task ${JSON.stringify(taskId)} was revoked${reason ? ` (${firstLine(reason)})` : ''}; it did not run and will not`);
+    this.taskId = taskId;
+    this.reason = reason;
+  }
+}
+
+/** `AsyncResult.get()` waited `timeoutMs` and the task was still not done. Nothing is changed. */
+export class ResultTimeoutError extends SchedulerError {
+  readonly taskId: string;
+  readonly timeoutMs: number;
+  /** the state when the wait ended (e.g. `SCHEDULED`, `PENDING`, `STARTED`) */
+  readonly state: string;
+  constructor(taskId: string, timeoutMs: number, state: string) {
+    super(
+      ErrorCode.TIMEOUT,
+      `task ${JSON.stringify(taskId)} was not done after waiting ${timeoutMs} ms (state ${state}); wait longer (get({ timeoutMs })) or check that a dispatcher and a worker are running`,
+    );
+    this.taskId = taskId;
+    this.timeoutMs = timeoutMs;
+    this.state = state;
+  }
 }

@@ -77,6 +77,21 @@ export interface JobPage {
   cursor?: string;
 }
 
+/**
+ * What `addKeyed` does when a scheduled job already holds the key: `reject` throws
+ * `JobKeyTakenError`, `keep` leaves that job alone, `replace` swaps it for the new job.
+ */
+export type JobKeyMode = 'reject' | 'replace' | 'keep';
+
+/** What `addKeyed` did: the job now holding the key, and how it came to hold it. */
+export interface KeyedAddResult {
+  /** the id of the scheduled job holding the key now */
+  id: string;
+  outcome: 'added' | 'replaced' | 'kept';
+  /** the job `replace` removed */
+  replacedId?: string;
+}
+
 export interface StoreCounts {
   scheduled: number;
   inFlight: number;
@@ -90,6 +105,19 @@ export interface ScheduleStore {
    * `duplicates: 'skip'`. Resolves to how many jobs were added.
    */
   add(jobs: readonly NewJob[], options?: AddOptions): Promise<number>;
+  /**
+   * Adds one job under a deduplication key, atomically. A key belongs to at most one SCHEDULED
+   * job (a job in flight or sent no longer holds its key). When no scheduled job holds `key`,
+   * adds `job` (`DuplicateJobError` when its id is taken, as `add`): `added`. When a scheduled
+   * job E holds it: `reject` throws `JobKeyTakenError` and changes nothing; `keep` changes
+   * nothing and resolves to E (`kept`); `replace` removes E and adds `job` holding the key in
+   * one atomic step (`replaced`, `replacedId` E's id).
+   *
+   * Removing, claiming or quarantining a job releases its key; `reschedule` keeps it. A claimed
+   * job given back by `release` comes back WITHOUT its key (another job may have taken it
+   * meanwhile), so a later `addKeyed` with that key adds a second job.
+   */
+  addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult>;
   /** Deletes a scheduled job for good; false when it is not scheduled (unknown, in flight or sent). */
   remove(id: string): Promise<boolean>;
   /**

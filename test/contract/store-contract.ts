@@ -11,9 +11,9 @@
  * first cases; the rest pin down what the dispatcher relies on: leases, tokens, order and paging.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DuplicateJobError, ValidationError } from '../../src/errors.js';
+import { DuplicateJobError, ErrorCode, JobKeyTakenError, ValidationError } from '../../src/errors.js';
 import type { NewJob } from '../../src/job.js';
-import type { ClaimedJob, ScheduleStore } from '../../src/store.js';
+import type { ClaimedJob, JobKeyMode, KeyedAddResult, ScheduleStore } from '../../src/store.js';
 import { requireService } from '../helpers/services.js';
 
 export interface StoreHarness {
@@ -363,6 +363,199 @@ export function storeContract(name: string, harness: StoreHarness): void {
         } finally {
           await stop();
         }
+      });
+    });
+
+    describe('job keys', () => {
+      /** The id of the scheduled job holding `key` (asserts that one does; changes nothing). */
+      async function holderOf(key: string, s = store): Promise<string> {
+        const err = await s.addKeyed(job('probe-never-added', T0), key, 'reject').catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(JobKeyTakenError);
+        return (err as JobKeyTakenError).taskId;
+      }
+
+      it("added: a free key adds the job, which then holds the key; 'reject' throws JobKeyTakenError and adds nothing", async () => {
+        const j = job('k1', T0 + 10);
+        expect(await store.addKeyed(j, 'K', 'reject')).toEqual({ id: 'k1', outcome: 'added' });
+        expect(await store.get('k1')).toEqual({ id: 'k1', dueAt: T0 + 10, entry: j.entry, state: 'scheduled' });
+        const err = await store.addKeyed(job('k2', T0 + 1), 'K', 'reject').catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(JobKeyTakenError);
+        expect(err).toMatchObject({ key: 'K', taskId: 'k1', code: ErrorCode.DUPLICATE_JOB });
+        expect((err as Error).message).toMatch(/key "K" is already scheduled \(id "k1"\).*'replace' or 'keep'.*revoke/);
+        expect(await store.get('k2')).toBeUndefined();
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.nextDueAt()).toBe(T0 + 10);
+      });
+
+      it("kept: 'keep' changes nothing and names the job holding the key", async () => {
+        const j = job('k1', T0 + 10);
+        await store.addKeyed(j, 'K', 'keep');
+        expect(await store.addKeyed(job('k2', T0 + 1, { other: true }), 'K', 'keep')).toEqual({ id: 'k1', outcome: 'kept' });
+        expect(await store.get('k1')).toEqual({ id: 'k1', dueAt: T0 + 10, entry: j.entry, state: 'scheduled' });
+        expect(await store.get('k2')).toBeUndefined();
+        expect(ids((await store.list({ limit: 10 })).jobs)).toEqual(['k1']);
+        expect(await holderOf('K')).toBe('k1');
+      });
+
+      it("replaced: 'replace' removes the holder and adds the new job (new id, due time and entry) holding the key", async () => {
+        await store.add([job('plain', T0 + 50)]);
+        await store.addKeyed(job('r1', T0 + 10), 'K', 'replace');
+        const r2 = job('r2', T0 + 99, { version: 2 });
+        expect(await store.addKeyed(r2, 'K', 'replace')).toEqual({ id: 'r2', outcome: 'replaced', replacedId: 'r1' });
+        expect(await store.get('r1')).toBeUndefined();
+        expect(await store.get('r2')).toEqual({ id: 'r2', dueAt: T0 + 99, entry: r2.entry, state: 'scheduled' });
+        expect(ids((await store.list({ limit: 10 })).jobs)).toEqual(['plain', 'r2']);
+        expect(await holderOf('K')).toBe('r2');
+        expect(ids(await claimAt(T0 + 98))).toEqual(['plain']);
+        expect(ids(await claimAt(T0 + 99))).toEqual(['r2']);
+      });
+
+      it("'replace' may give the new job the holder's own id", async () => {
+        await store.addKeyed(job('same', T0 + 1), 'K', 'reject');
+        const again = job('same', T0 + 2, { version: 2 });
+        expect(await store.addKeyed(again, 'K', 'replace')).toEqual({ id: 'same', outcome: 'replaced', replacedId: 'same' });
+        expect(await store.get('same')).toEqual({ id: 'same', dueAt: T0 + 2, entry: again.entry, state: 'scheduled' });
+        expect(await holderOf('K')).toBe('same');
+      });
+
+      it('a taken id is DuplicateJobError in every mode, and changes nothing (a replaced holder stays)', async () => {
+        await store.add([job('taken', T0)]);
+        for (const mode of ['reject', 'keep', 'replace'] as JobKeyMode[]) {
+          await expect(store.addKeyed(job('taken', T0 + 5), `free-${mode}`, mode)).rejects.toBeInstanceOf(DuplicateJobError);
+        }
+        await store.addKeyed(job('holder', T0 + 7), 'K', 'reject');
+        await expect(store.addKeyed(job('taken', T0 + 5), 'K', 'replace')).rejects.toBeInstanceOf(DuplicateJobError);
+        expect(await store.get('holder')).toMatchObject({ dueAt: T0 + 7, state: 'scheduled' });
+        expect(await holderOf('K')).toBe('holder');
+        expect(await store.get('taken')).toMatchObject({ dueAt: T0, entry: job('taken', 0).entry });
+        // the keys a failed add named are still free
+        expect(await store.addKeyed(job('f', T0), 'free-keep', 'reject')).toEqual({ id: 'f', outcome: 'added' });
+        expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0 });
+      });
+
+      it('keys are independent, and a plain add holds none', async () => {
+        await store.add([job('plain', T0)]);
+        expect(await store.addKeyed(job('a', T0), 'A', 'keep')).toEqual({ id: 'a', outcome: 'added' });
+        expect(await store.addKeyed(job('b', T0), 'B', 'keep')).toEqual({ id: 'b', outcome: 'added' });
+        expect([await holderOf('A'), await holderOf('B')]).toEqual(['a', 'b']);
+        expect(await store.addKeyed(job('p2', T0), 'plain', 'reject')).toEqual({ id: 'p2', outcome: 'added' });
+      });
+
+      it('remove frees the key', async () => {
+        await store.addKeyed(job('k1', T0), 'K', 'reject');
+        expect(await store.remove('k1')).toBe(true);
+        expect(await store.addKeyed(job('k2', T0 + 1), 'K', 'reject')).toEqual({ id: 'k2', outcome: 'added' });
+        expect(await holderOf('K')).toBe('k2');
+      });
+
+      it('claim frees the key: a new job takes it while the old one is in flight; acknowledging the old one leaves it', async () => {
+        await store.addKeyed(job('c1', T0), 'K', 'reject');
+        const claims = await claimAt(T0);
+        expect(ids(claims)).toEqual(['c1']);
+        expect(await store.addKeyed(job('c2', T0 + 100), 'K', 'reject')).toEqual({ id: 'c2', outcome: 'added' });
+        expect(await store.get('c1')).toMatchObject({ state: 'in_flight' });
+        await store.acknowledge(claims);
+        expect(await store.get('c1')).toBeUndefined();
+        expect(await holderOf('K')).toBe('c2');
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+      });
+
+      it('acknowledge: once sent, the key is free', async () => {
+        await store.addKeyed(job('s1', T0), 'K', 'keep');
+        await store.acknowledge(await claimAt(T0));
+        expect(await store.addKeyed(job('s2', T0 + 1), 'K', 'keep')).toEqual({ id: 's2', outcome: 'added' });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+      });
+
+      it('quarantine: a quarantined job holds no key', async () => {
+        await store.addKeyed(job('q1', T0), 'K', 'reject');
+        const [claim] = await claimAt(T0);
+        await store.quarantine(claim!, 'corrupt');
+        expect(await store.addKeyed(job('q2', T0 + 1), 'K', 'reject')).toEqual({ id: 'q2', outcome: 'added' });
+      });
+
+      it('a released job never takes back a key another job took meanwhile', async () => {
+        await store.addKeyed(job('r1', T0), 'K', 'reject');
+        const claims = await claimAt(T0);
+        await store.addKeyed(job('r2', T0 + 5), 'K', 'reject');
+        await store.release(claims);
+        expect(await store.get('r1')).toMatchObject({ dueAt: T0, state: 'scheduled' });
+        expect(await holderOf('K')).toBe('r2');
+        expect(await store.addKeyed(job('r3', T0), 'K', 'keep')).toEqual({ id: 'r2', outcome: 'kept' });
+        expect(await store.remove('r1')).toBe(true);
+        expect(await holderOf('K')).toBe('r2');
+      });
+
+      it('reschedule keeps the key', async () => {
+        await store.addKeyed(job('m1', T0 + 10), 'K', 'reject');
+        const entry = job('m1', 0, { moved: true }).entry;
+        expect(await store.reschedule('m1', T0 + 500, entry)).toBe(true);
+        expect(await store.addKeyed(job('m2', T0), 'K', 'keep')).toEqual({ id: 'm1', outcome: 'kept' });
+        expect(await store.get('m1')).toEqual({ id: 'm1', dueAt: T0 + 500, entry, state: 'scheduled' });
+        expect(await store.get('m2')).toBeUndefined();
+      });
+
+      it('watch: a keyed add due before every other job wakes the dispatchers', async () => {
+        if (!store.watch) return;
+        const heard: number[] = [];
+        const stop = await store.watch((dueAt) => heard.push(dueAt));
+        try {
+          await store.addKeyed(job('w1', T0 + 100), 'K', 'replace');
+          await waitFor(() => heard.length >= 1);
+          await store.addKeyed(job('w2', T0 + 40), 'K', 'replace');
+          await waitFor(() => heard.length >= 2);
+          expect(heard).toEqual([T0 + 100, T0 + 40]);
+        } finally {
+          await stop();
+        }
+      });
+
+      /** 20 concurrent addKeyed of one key from two handles */
+      async function race(mode: JobKeyMode): Promise<{ jobs: string[]; settled: PromiseSettledResult<KeyedAddResult>[] }> {
+        const other = await second();
+        const jobs = Array.from({ length: 20 }, (_, i) => `race-${String(i).padStart(2, '0')}`);
+        const settled = await Promise.allSettled(jobs.map((id, i) => (i % 2 ? other : store).addKeyed(job(id, T0 + i), 'RACE', mode)));
+        return { jobs, settled };
+      }
+      const values = (settled: PromiseSettledResult<KeyedAddResult>[]) =>
+        settled.map((r) => {
+          if (r.status === 'rejected') throw r.reason;
+          return r.value;
+        });
+
+      it("racing 'keep' from two handles: exactly one added, every other kept, one job stored", async () => {
+        const { settled } = await race('keep');
+        const results = values(settled);
+        const added = results.filter((r) => r.outcome === 'added');
+        expect(added.length).toBe(1);
+        const winner = added[0]!.id;
+        expect(results.filter((r) => r.outcome === 'kept').every((r) => r.id === winner)).toBe(true);
+        expect(results.filter((r) => r.outcome === 'kept').length).toBe(19);
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await holderOf('RACE')).toBe(winner);
+      });
+
+      it("racing 'replace' from two handles: one job stored at the end, holding the key; every other was replaced once", async () => {
+        const { jobs, settled } = await race('replace');
+        const results = values(settled);
+        expect(results.filter((r) => r.outcome === 'added').length).toBe(1);
+        expect(results.filter((r) => r.outcome === 'replaced').length).toBe(19);
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        const last = await holderOf('RACE');
+        const replaced = results.flatMap((r) => (r.replacedId === undefined ? [] : [r.replacedId]));
+        expect([...replaced, last].sort()).toEqual(jobs);
+        expect(await store.get(last)).toMatchObject({ state: 'scheduled' });
+      });
+
+      it("racing 'reject' from two handles: one added, every other JobKeyTakenError naming it", async () => {
+        const { settled } = await race('reject');
+        const ok = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+        const failed = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+        expect(ok.length).toBe(1);
+        expect(ok[0]!.outcome).toBe('added');
+        expect(failed.length).toBe(19);
+        expect(failed.every((e) => e instanceof JobKeyTakenError && e.taskId === ok[0]!.id)).toBe(true);
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
       });
     });
 

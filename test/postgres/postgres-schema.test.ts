@@ -77,6 +77,21 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     expect(await open(schema).nextDueAt()).toBeUndefined();
   });
 
+  it('version 1 with jobs in it (scheduled and in flight) migrates to job keys, keeping every job', async () => {
+    const schema = fresh();
+    const v1 = MIGRATIONS.find((m) => m.version === 1)!;
+    await sql(url, `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${v1.sql}; INSERT INTO schema_migrations VALUES (1)`);
+    await sql(url, `INSERT INTO "${schema}".jobs (id, due_at, entry, lease) VALUES ('old-1', 10, '[1]', NULL), ('old-2', 20, '[2]', 99)`);
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 1, to: SCHEMA_VERSION });
+    const store = open(schema);
+    expect(await store.get('old-1')).toEqual({ id: 'old-1', dueAt: 10, entry: '[1]', state: 'scheduled' });
+    expect(await store.get('old-2')).toEqual({ id: 'old-2', dueAt: 99, entry: '[2]', state: 'in_flight' });
+    expect(await store.addKeyed({ id: 'k', dueAt: 5, entry: '[3]' }, 'K', 'keep')).toEqual({ id: 'k', outcome: 'added' });
+    expect(await store.addKeyed({ id: 'k2', dueAt: 5, entry: '[3]' }, 'K', 'keep')).toEqual({ id: 'k', outcome: 'kept' });
+    const indexes = await sql<{ indexdef: string }>(url, `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'jobs_job_key_idx'`, [schema]);
+    expect(indexes[0]?.indexdef).toMatch(/UNIQUE INDEX .* \(job_key\) WHERE \(job_key IS NOT NULL\)/);
+  });
+
   it('a newer schema: SchemaVersionError, also with migrate: true, and migrateSchema changes nothing', async () => {
     const schema = fresh();
     await migrateSchema(url, { schema });

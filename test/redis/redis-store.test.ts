@@ -216,3 +216,87 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     expect(await store.count()).toMatchObject({ inFlight: 0 });
   });
 });
+
+describe.skipIf(skip)('RedisStore job keys: our own hashes, never the entry', () => {
+  let raw: Redis;
+  const stores: RedisStore[] = [];
+  const prefixes: string[] = [];
+  beforeAll(() => {
+    raw = new Redis((shared as RedisService).urlFor(0));
+  });
+  afterAll(async () => {
+    for (const s of stores) await s.close();
+    for (const p of prefixes) {
+      const keys = await raw.keys(`${p}*`);
+      if (keys.length) await raw.del(...keys);
+    }
+    raw.disconnect();
+  });
+
+  /** a store on a fresh prefix, and the names of its keys */
+  function fresh() {
+    const prefix = uniquePrefix('keyed');
+    prefixes.push(prefix);
+    const store = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: prefix });
+    stores.push(store);
+    return {
+      store,
+      prefix,
+      index: `${prefix}scheduled_task_id_by_time`,
+      keys: `${prefix}celery_longterm_scheduler:job_keys`,
+      keyOf: `${prefix}celery_longterm_scheduler:job_key_of`,
+    };
+  }
+
+  it('stores the entry byte for byte and the key in two hashes of ours', async () => {
+    const { store, prefix, keys, keyOf, index } = fresh();
+    const job = newJob('t.k', [1], 100, 'k-1');
+    expect(await store.addKeyed(job, 'user:7', 'reject')).toEqual({ id: 'k-1', outcome: 'added' });
+    expect(await raw.get(`${prefix}k-1`)).toBe(job.entry);
+    expect(await raw.hgetall(keys)).toEqual({ 'user:7': 'k-1' });
+    expect(await raw.hgetall(keyOf)).toEqual({ 'k-1': 'user:7' });
+    expect((await raw.keys(`${prefix}*`)).sort()).toEqual([`${prefix}k-1`, keyOf, keys, index].sort());
+  });
+
+  it('claim and remove drop the mappings of the jobs they take; a replaced job leaves none', async () => {
+    const { store, keys, keyOf } = fresh();
+    await store.addKeyed(newJob('t.k', [], 10, 'due'), 'A', 'reject');
+    await store.addKeyed(newJob('t.k', [], 20, 'gone'), 'B', 'reject');
+    await store.addKeyed(newJob('t.k', [], 30, 'old'), 'C', 'reject');
+    await store.addKeyed(newJob('t.k', [], 40, 'new'), 'C', 'replace');
+    await store.add([newJob('t.k', [], 5, 'plain')]);
+    expect((await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 1000 })).map((c) => c.id)).toEqual(['plain', 'due']);
+    expect(await store.remove('gone')).toBe(true);
+    expect(await raw.hgetall(keys)).toEqual({ C: 'new' });
+    expect(await raw.hgetall(keyOf)).toEqual({ new: 'C' });
+  });
+
+  it("treats a mapping whose job was sent or revoked by the Python package (which knows no keys) as free", async () => {
+    const { store, prefix, index, keys } = fresh();
+    await store.addKeyed(newJob('t.k', [], 100, 'py-1'), 'K', 'reject');
+    // the Python dispatcher's send: ZREM + DEL, nothing else
+    await raw.zrem(index, 'py-1');
+    await raw.del(`${prefix}py-1`);
+    expect(await store.addKeyed(newJob('t.k', [], 200, 'py-2'), 'K', 'keep')).toEqual({ id: 'py-2', outcome: 'added' });
+    expect(await raw.hget(keys, 'K')).toBe('py-2');
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+  });
+
+  it('a job re-added under an id whose earlier job left a stale mapping holds no key', async () => {
+    const { store, prefix, index, keyOf } = fresh();
+    await store.addKeyed(newJob('t.k', [], 100, 'again'), 'K', 'reject');
+    await raw.zrem(index, 'again');
+    await raw.del(`${prefix}again`);
+    await store.add([newJob('t.k', [], 150, 'again')]); // plain add: no key
+    expect(await raw.hget(keyOf, 'again')).toBeNull();
+    expect(await store.addKeyed(newJob('t.k', [], 200, 'other'), 'K', 'reject')).toEqual({ id: 'other', outcome: 'added' });
+    expect((await store.get('again'))?.state).toBe('scheduled');
+  });
+
+  it('a claim with no job key in use creates no key hash', async () => {
+    const { store, keys, keyOf } = fresh();
+    await store.add([newJob('t.k', [], 1, 'nk-1'), newJob('t.k', [], 2, 'nk-2')]);
+    expect((await store.claimDue({ until: 5, now: 5, limit: 10, leaseMs: 1000 })).length).toBe(2);
+    expect(await raw.exists(keys, keyOf)).toBe(0);
+  });
+});

@@ -5,6 +5,9 @@
 //                                        until nothing is due; prints `claimed <ids JSON>` per batch
 //   node child.mjs hold <url> <batch>    claims without acknowledging (long lease), forever
 //   node child.mjs add <url> <batch>     adds batches of new jobs, forever; prints `added <n>`
+//   node child.mjs keyed <url> <n> <mode>  waits for "go", then addKeyed's n jobs under the key
+//                                        RACE; prints `result <KeyedAddResult JSON>` or
+//                                        `taken <holder id>` (JobKeyTakenError) per call
 import { SqliteStore } from '../../dist/stores/sqlite/sqlite-store.js';
 
 const [mode, url, batchArg] = process.argv.slice(2);
@@ -36,6 +39,20 @@ if (mode === 'claim') {
     await store.add(jobs);
     await say(`added ${n}`);
   }
+} else if (mode === 'keyed') {
+  await say('ready');
+  await new Promise((resolve) => process.stdin.once('data', resolve));
+  for (let i = 0; i < batch; i++) {
+    const id = `${process.pid}-${i}`;
+    try {
+      await say(`result ${JSON.stringify(await store.addKeyed({ id, dueAt: NOW + i, entry: JSON.stringify([['t'], { id }]) }, 'RACE', process.argv[5]))}`);
+    } catch (err) {
+      if (err?.name !== 'JobKeyTakenError') throw err;
+      await say(`taken ${err.taskId}`);
+    }
+  }
+  await store.close();
+  process.exit(0);
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

@@ -130,6 +130,46 @@ describe('SQLite store: several processes on one file', () => {
     expect(scheduled / BATCH).toBeLessThanOrEqual(told + 1); // at most the batch in progress committed unreported
   });
 
+  /** three processes, ten addKeyed each of the key RACE, all at once */
+  async function keyedRace(mode: string): Promise<{ results: { id: string; outcome: string; replacedId?: string }[]; taken: string[]; ids: string[] }> {
+    const racers = [child('keyed', url, '10', mode), child('keyed', url, '10', mode), child('keyed', url, '10', mode)];
+    children.push(...racers);
+    await Promise.all(racers.map((c) => c.lines$(1)));
+    for (const c of racers) c.proc.stdin!.write('go\n');
+    expect(await Promise.all(racers.map((c) => c.exited))).toEqual([0, 0, 0]);
+    const lines = racers.flatMap((c) => c.lines);
+    const ids = racers.flatMap((c) => Array.from({ length: 10 }, (_, i) => `${c.proc.pid}-${i}`));
+    return {
+      results: lines.filter((l) => l.startsWith('result ')).map((l) => JSON.parse(l.slice('result '.length)) as { id: string; outcome: string; replacedId?: string }),
+      taken: lines.filter((l) => l.startsWith('taken ')).map((l) => l.slice('taken '.length)),
+      ids,
+    };
+  }
+
+  it("three processes adding one job key with 'keep' at once: one job added, every other call kept it", async () => {
+    const { results, taken } = await keyedRace('keep');
+    expect(taken).toEqual([]);
+    const added = results.filter((r) => r.outcome === 'added');
+    expect(added.length).toBe(1);
+    expect(results.filter((r) => r.outcome === 'kept' && r.id === added[0]!.id).length).toBe(29);
+    const store = new SqliteStore(url);
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+    expect((await store.get(added[0]!.id))?.state).toBe('scheduled');
+    await store.close();
+  });
+
+  it("three processes adding one job key with 'replace' at once: one job left, every other replaced exactly once", async () => {
+    const { results, ids } = await keyedRace('replace');
+    expect(results.filter((r) => r.outcome === 'added').length).toBe(1);
+    expect(results.filter((r) => r.outcome === 'replaced').length).toBe(29);
+    const store = new SqliteStore(url);
+    const { jobs } = await store.list({ limit: 100 });
+    await store.close();
+    expect(jobs.length).toBe(1);
+    const replaced = results.flatMap((r) => (r.replacedId === undefined ? [] : [r.replacedId]));
+    expect([...replaced, jobs[0]!.id].sort()).toEqual([...ids].sort());
+  });
+
   it('a process killed while claiming loses no job: its claims come back when their leases end', async () => {
     const ids = await seed(5000);
     const holder = child('hold', url, '100');

@@ -174,6 +174,35 @@ describe('SqliteStore', () => {
     check.close();
   });
 
+  it('a version 1 file (no job keys) is migrated on open, keeping its jobs, scheduled and in flight', async () => {
+    const file = join(dir, 'v1.db');
+    const raw = new Database(file);
+    raw.exec(`CREATE TABLE jobs (id TEXT PRIMARY KEY, due_at REAL NOT NULL, entry TEXT NOT NULL, lease REAL) WITHOUT ROWID;
+      CREATE INDEX jobs_due ON jobs (due_at, id) WHERE lease IS NULL;
+      CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
+      CREATE TABLE corrupt (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, moved_at REAL NOT NULL);
+      INSERT INTO jobs VALUES ('old-1', 10, '[1]', NULL), ('old-2', 20, '[2]', 99);`);
+    raw.pragma('user_version = 1');
+    raw.pragma('application_id = 1129075795');
+    raw.close();
+    const s = store(`sqlite:///${file}`);
+    expect(await s.get('old-1')).toEqual({ id: 'old-1', dueAt: 10, entry: '[1]', state: 'scheduled' });
+    expect(await s.get('old-2')).toEqual({ id: 'old-2', dueAt: 99, entry: '[2]', state: 'in_flight' });
+    expect(await s.addKeyed(job('k', T0), 'K', 'keep')).toEqual({ id: 'k', outcome: 'added' });
+    expect(await s.addKeyed(job('k2', T0), 'K', 'keep')).toEqual({ id: 'k', outcome: 'kept' });
+    const check = new Database(file, { readonly: true });
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(SQLITE_SCHEMA_VERSION);
+      expect(check.prepare('SELECT id, job_key FROM jobs ORDER BY id').all()).toEqual([
+        { id: 'k', job_key: 'K' },
+        { id: 'old-1', job_key: null },
+        { id: 'old-2', job_key: null },
+      ]);
+    } finally {
+      check.close();
+    }
+  });
+
   it('a file with a newer schema version is refused with SchemaVersionError', async () => {
     const file = join(dir, 'future.db');
     const first = store(`sqlite:///${file}`);

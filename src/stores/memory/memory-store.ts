@@ -3,7 +3,7 @@
  * whole contract (see src/store.ts), including leases and wake-ups, but nothing survives the
  * process and other processes cannot see it.
  */
-import { DuplicateJobError } from '../../errors.js';
+import { DuplicateJobError, JobKeyTakenError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
   compareDue,
@@ -12,7 +12,9 @@ import {
   type AddOptions,
   type ClaimOptions,
   type ClaimedJob,
+  type JobKeyMode,
   type JobPage,
+  type KeyedAddResult,
   type ListOptions,
   type RenewOptions,
   type ScheduleStore,
@@ -35,6 +37,17 @@ class MemoryData {
   readonly inFlight = new Map<string, Leased>();
   readonly watchers = new Set<(dueAt: number) => void>();
   readonly corrupt = new Map<string, { entry: string | null; dueAt: number; reason: string }>();
+  /** deduplication key -> id of the scheduled job holding it, and back */
+  readonly keyHolder = new Map<string, string>();
+  readonly keyOf = new Map<string, string>();
+
+  /** Drops the key `id` holds, if any (it was removed or claimed). */
+  dropKeyOf(id: string): void {
+    const key = this.keyOf.get(id);
+    if (key === undefined) return;
+    this.keyOf.delete(id);
+    if (this.keyHolder.get(key) === id) this.keyHolder.delete(key);
+  }
 }
 
 export class MemoryStore implements ScheduleStore {
@@ -72,6 +85,11 @@ export class MemoryStore implements ScheduleStore {
 
   async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
     this.#open();
+    return this.#addNow(jobs, options);
+  }
+
+  /** `add`, synchronously: nothing else runs in between. */
+  #addNow(jobs: readonly NewJob[], options: AddOptions = {}): number {
     const taken = (id: string) => this.#scheduled.has(id) || this.#inFlight.has(id);
     const fresh: NewJob[] = [];
     const seen = new Set<string>();
@@ -91,9 +109,33 @@ export class MemoryStore implements ScheduleStore {
     return fresh.length;
   }
 
+  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    this.#open();
+    const data = this.#data;
+    const holder = data.keyHolder.get(key);
+    if (holder === undefined) {
+      this.#addNow([job]);
+      data.keyHolder.set(key, job.id);
+      data.keyOf.set(job.id, key);
+      return { id: job.id, outcome: 'added' };
+    }
+    if (mode === 'keep') return { id: holder, outcome: 'kept' };
+    if (mode !== 'replace') throw new JobKeyTakenError(key, holder);
+    if (job.id !== holder && (this.#scheduled.has(job.id) || this.#inFlight.has(job.id))) throw new DuplicateJobError(job.id);
+    // one synchronous step: nothing else runs between the removal and the add
+    this.#scheduled.delete(holder);
+    data.dropKeyOf(holder);
+    this.#addNow([job]);
+    data.keyHolder.set(key, job.id);
+    data.keyOf.set(job.id, key);
+    return { id: job.id, outcome: 'replaced', replacedId: holder };
+  }
+
   async remove(id: string): Promise<boolean> {
     this.#open();
-    return this.#scheduled.delete(id);
+    if (!this.#scheduled.delete(id)) return false;
+    this.#data.dropKeyOf(id);
+    return true;
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
@@ -123,6 +165,7 @@ export class MemoryStore implements ScheduleStore {
     for (const j of this.#ordered()) {
       if (out.length >= o.limit || j.dueAt > o.until) break;
       this.#scheduled.delete(j.id);
+      this.#data.dropKeyOf(j.id); // a job in flight holds no key
       this.#inFlight.set(j.id, { deadline, entry: j.entry });
       out.push({ id: j.id, dueAt: j.dueAt, entry: j.entry, token });
     }

@@ -36,6 +36,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    // deduplication keys (addKeyed): the key a scheduled job holds; a claim clears it
+    version: 2,
+    sql: `
+      ALTER TABLE jobs ADD COLUMN job_key text COLLATE "C" NULL;
+      CREATE UNIQUE INDEX jobs_job_key_idx ON jobs (job_key) WHERE job_key IS NOT NULL;
+    `,
+  },
 ];
 
 /** The schema version this code needs. */

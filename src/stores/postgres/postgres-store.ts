@@ -1,12 +1,15 @@
 /**
  * The PostgreSQL store. Everything lives in one schema (default `celery_longterm_scheduler`):
  *
- *   jobs(id text COLLATE "C" PRIMARY KEY, due_at float8, entry text, lease float8 NULL)
+ *   jobs(id text COLLATE "C" PRIMARY KEY, due_at float8, entry text, lease float8 NULL,
+ *        job_key text COLLATE "C" NULL)
  *     lease NULL: the job is scheduled, due at `due_at`;
  *     lease set:  the job is in flight, and `lease` is the lease deadline, which is also the
  *                 claim's token (token = String(lease), as in the other stores).
  *     jobs_scheduled_idx (due_at, id) WHERE lease IS NULL     -- claim and list, in due order
  *     jobs_in_flight_idx (lease, id)  WHERE lease IS NOT NULL -- expired leases
+ *     jobs_job_key_idx UNIQUE (job_key) WHERE job_key IS NOT NULL -- one scheduled job per
+ *       deduplication key; a claim sets job_key NULL, so jobs in flight hold no key
  *   corrupt(id, entry, due_at, reason, moved_at)              -- quarantined entries
  *   schema_migrations(version, applied_at)                    -- see migrations.ts
  *
@@ -23,9 +26,14 @@
  * Each add (all of it, or none: one transaction) and each reschedule sends `pg_notify` on the
  * `<schema>_wakeup` channel when it makes a job due before every other scheduled one; the
  * payload is the due time. PostgreSQL delivers it on commit, to `watch()`ers in any process.
+ *
+ * `addKeyed` is one transaction that first takes a transaction-scoped advisory lock on the key,
+ * so concurrent adds of one key (from any connection or process) run one after another; the
+ * unique index is the backstop. A claim racing with it is serialised by the holder's row lock
+ * (SELECT ... FOR UPDATE): once the claim commits, the row no longer holds the key.
  */
 import pg from 'pg';
-import { DuplicateJobError, SchemaVersionError, ValidationError } from '../../errors.js';
+import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
   cursorAfter,
@@ -33,7 +41,9 @@ import {
   type AddOptions,
   type ClaimOptions,
   type ClaimedJob,
+  type JobKeyMode,
   type JobPage,
+  type KeyedAddResult,
   type ListOptions,
   type RenewOptions,
   type ScheduleStore,
@@ -208,6 +218,39 @@ export class PostgresStore implements ScheduleStore {
     }
   }
 
+  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    if (this.#closed) throw new Error('the store is closed');
+    return this.#run(() =>
+      this.#transaction(async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`celery_longterm_scheduler.job_key:${this.schema}:${key}`]);
+        // FOR UPDATE waits for a claim of the holder in progress; a claimed row no longer matches
+        const { rows } = await client.query<{ id: string }>(`SELECT id FROM ${this.#jobs} WHERE job_key = $1 FOR UPDATE`, [key]);
+        const holder = rows[0]?.id;
+        if (holder !== undefined && mode === 'keep') return { id: holder, outcome: 'kept' } satisfies KeyedAddResult;
+        if (holder !== undefined && mode !== 'replace') throw new JobKeyTakenError(key, holder);
+        if (holder !== undefined) await client.query(`DELETE FROM ${this.#jobs} WHERE id = $1`, [holder]);
+        try {
+          await client.query(
+            `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
+             added AS (INSERT INTO ${this.#jobs} (id, due_at, entry, job_key) VALUES ($1, $2, $3, $4) RETURNING due_at)
+             SELECT CASE WHEN prior.d IS NULL OR added.due_at < prior.d THEN pg_notify($5, added.due_at::text) END AS told
+             FROM added, prior`,
+            [job.id, job.dueAt, job.entry, key, this.#channel],
+          );
+        } catch (err) {
+          // the transaction rolls back: a replaced job stays
+          if ((err as { code?: string; constraint?: string }).code === '23505' && (err as { constraint?: string }).constraint === 'jobs_pkey') {
+            throw new DuplicateJobError(job.id);
+          }
+          throw err;
+        }
+        return holder === undefined
+          ? ({ id: job.id, outcome: 'added' } satisfies KeyedAddResult)
+          : ({ id: job.id, outcome: 'replaced', replacedId: holder } satisfies KeyedAddResult);
+      }),
+    );
+  }
+
   async remove(id: string): Promise<boolean> {
     const rows = await this.#query(`DELETE FROM ${this.#jobs} WHERE id = $1 AND lease IS NULL RETURNING id`, [id]);
     return rows.length === 1;
@@ -246,7 +289,7 @@ export class PostgresStore implements ScheduleStore {
          SELECT id, due_at, 0 AS k FROM expired UNION ALL SELECT id, due_at, 1 AS k FROM due
        ),
        claimed AS (
-         UPDATE ${this.#jobs} j SET lease = $4 FROM picked p WHERE j.id = p.id
+         UPDATE ${this.#jobs} j SET lease = $4, job_key = NULL FROM picked p WHERE j.id = p.id
          RETURNING j.id, p.due_at, p.k, j.entry
        )
        SELECT id, due_at, entry FROM claimed ORDER BY k, due_at, id`,

@@ -7,6 +7,14 @@
  *   <prefix>celery_longterm_scheduler:in_flight_entries  HASH task id -> entry, while in flight (ours)
  *   <prefix>celery_longterm_scheduler:corrupt      HASH task id -> {entry, dueAt, reason, movedAt} (ours)
  *   <prefix>celery_longterm_scheduler:wakeup       pub/sub channel: the due time of a job sooner than all others
+ *   <prefix>celery_longterm_scheduler:job_keys     HASH deduplication key -> id of the scheduled job holding it (ours)
+ *   <prefix>celery_longterm_scheduler:job_key_of   HASH id -> the key it holds (ours)
+ *
+ * Deduplication keys live only in our two hashes, never in the entry (the Python package's
+ * dispatcher passes the entry to send_task as is). A mapping counts only while its holder is in
+ * the index and maps back to the key, so one left behind by something that does not know about
+ * keys (the Python package sending or revoking the job) reads as free. Claim and remove drop the
+ * mappings of the jobs they take; a released job comes back without its key.
  *
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
@@ -16,7 +24,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
-import { DuplicateJobError, redactUrl } from '../../errors.js';
+import { DuplicateJobError, JobKeyTakenError, redactUrl } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
 import type { RedisPush } from '../../redis-handoff.js';
@@ -27,7 +35,9 @@ import {
   type AddOptions,
   type ClaimOptions,
   type ClaimedJob,
+  type JobKeyMode,
   type JobPage,
+  type KeyedAddResult,
   type ListOptions,
   type RenewOptions,
   type ScheduleStore,
@@ -40,8 +50,10 @@ export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
 export const IN_FLIGHT_ENTRIES_KEY = 'celery_longterm_scheduler:in_flight_entries';
 export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
 export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
+export const JOB_KEYS_KEY = 'celery_longterm_scheduler:job_keys';
+export const JOB_KEY_OF_KEY = 'celery_longterm_scheduler:job_key_of';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 6;
+const SCRIPT_VERSION = 7;
 /**
  * Jobs per add script call when duplicates are skipped (each job stands alone then): bounds how
  * long one call blocks Redis. A rejecting add is one call, so it stays all or nothing.
@@ -54,11 +66,12 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 }
 
 const SCRIPTS = {
-  add: { file: 'add-2.lua', keys: 2 },
-  remove: { file: 'remove-1.lua', keys: 1 },
+  add: { file: 'add-3.lua', keys: 3 },
+  addKeyed: { file: 'add-keyed-4.lua', keys: 4 },
+  remove: { file: 'remove-3.lua', keys: 3 },
   reschedule: { file: 'reschedule-1.lua', keys: 1 },
   renew: { file: 'renew-1.lua', keys: 1 },
-  claim: { file: 'claim-3.lua', keys: 3 },
+  claim: { file: 'claim-5.lua', keys: 5 },
   ack: { file: 'ack-2.lua', keys: 2 },
   release: { file: 'release-3.lua', keys: 3 },
   quarantine: { file: 'quarantine-3.lua', keys: 3 },
@@ -103,7 +116,7 @@ function byToken<T extends { token: string }>(claims: readonly T[]): Map<string,
 export class RedisStore implements ScheduleStore {
   readonly description: string;
   readonly prefix: string;
-  readonly keys: { index: string; inFlight: string; inFlightEntries: string; corrupt: string; wakeup: string };
+  readonly keys: { index: string; inFlight: string; inFlightEntries: string; corrupt: string; wakeup: string; jobKeys: string; jobKeyOf: string };
   readonly #connections: RedisConnections;
   readonly #client = new Lazy(() => this.#connect());
   readonly #location = new Lazy(() =>
@@ -121,6 +134,8 @@ export class RedisStore implements ScheduleStore {
       inFlightEntries: `${this.prefix}${IN_FLIGHT_ENTRIES_KEY}`,
       corrupt: `${this.prefix}${CORRUPT_KEY}`,
       wakeup: `${this.prefix}${WAKEUP_CHANNEL}`,
+      jobKeys: `${this.prefix}${JOB_KEYS_KEY}`,
+      jobKeyOf: `${this.prefix}${JOB_KEY_OF_KEY}`,
     };
   }
 
@@ -156,7 +171,7 @@ export class RedisStore implements ScheduleStore {
       const add = script(client, 'add');
       let added = 0;
       for (let i = 0; i < jobs.length; i += chunk) {
-        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.prefix, this.keys.wakeup, mode];
+        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.keys.jobKeyOf, this.prefix, this.keys.wakeup, mode];
         for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry);
         const [n, taken] = (await add(...args)) as [number, string | null];
         if (taken) throw new DuplicateJobError(String(taken));
@@ -166,8 +181,39 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
+  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    const [outcome, id] = await this.#run(
+      async (client) =>
+        (await script(client, 'addKeyed')(
+          this.keys.index,
+          this.keys.inFlight,
+          this.keys.jobKeys,
+          this.keys.jobKeyOf,
+          this.prefix,
+          this.keys.wakeup,
+          key,
+          mode,
+          job.id,
+          job.dueAt,
+          job.entry,
+        )) as [string, string],
+    );
+    switch (outcome) {
+      case 'added':
+        return { id: job.id, outcome: 'added' };
+      case 'replaced':
+        return { id: job.id, outcome: 'replaced', replacedId: id };
+      case 'kept':
+        return { id, outcome: 'kept' };
+      case 'taken':
+        throw new JobKeyTakenError(key, id);
+      default:
+        throw new DuplicateJobError(job.id);
+    }
+  }
+
   async remove(id: string): Promise<boolean> {
-    return this.#run(async (client) => (await script(client, 'remove')(this.keys.index, this.prefix, id)) === 1);
+    return this.#run(async (client) => (await script(client, 'remove')(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.prefix, id)) === 1);
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
@@ -195,12 +241,23 @@ export class RedisStore implements ScheduleStore {
 
   async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
     if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
-    // The lease deadline is the claim's token (see claim-2.lua); whole milliseconds keep its
+    // The lease deadline is the claim's token (see claim-5.lua); whole milliseconds keep its
     // decimal form short and exact.
     const token = String(Math.round(o.now * 1000 + o.leaseMs) / 1000);
     const flat = await this.#run(
       async (client) =>
-        (await script(client, 'claim')(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.prefix, o.until, o.now, o.limit, token)) as (string | null)[],
+        (await script(client, 'claim')(
+          this.keys.index,
+          this.keys.inFlight,
+          this.keys.inFlightEntries,
+          this.keys.jobKeys,
+          this.keys.jobKeyOf,
+          this.prefix,
+          o.until,
+          o.now,
+          o.limit,
+          token,
+        )) as (string | null)[],
     );
     const out: ClaimedJob[] = [];
     for (let i = 0; i < flat.length; i += 3) {

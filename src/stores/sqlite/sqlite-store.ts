@@ -2,7 +2,8 @@
  * The SQLite store: one database file on the dispatcher's host, for setups without Redis.
  * Several dispatcher processes on that host may share the file; SQLite's locks keep them apart.
  *
- *   jobs     id TEXT PRIMARY KEY, due_at REAL, entry TEXT (the entry JSON), lease REAL NULL
+ *   jobs     id TEXT PRIMARY KEY, due_at REAL, entry TEXT (the entry JSON), lease REAL NULL,
+ *            job_key TEXT NULL (the deduplication key a scheduled job holds; see addKeyed)
  *              WITHOUT ROWID: the rows live in the id b-tree itself, so acknowledging or leasing a
  *              job by id touches one b-tree instead of two (random task ids scatter both); a
  *              claim + acknowledge of 100k jobs takes a fifth of the time, a bulk add ~20% more
@@ -11,6 +12,8 @@
  *                          the other stores: holding a claim means lease == Number(token))
  *            index jobs_due   (due_at, id) WHERE lease IS NULL      claim and list in due order
  *            index jobs_lease (lease, id)  WHERE lease IS NOT NULL  expired leases first
+ *            unique index jobs_key (job_key) WHERE job_key IS NOT NULL  one scheduled job per key;
+ *                          a claim sets job_key NULL, so jobs in flight never hold a key
  *   corrupt  id TEXT PRIMARY KEY, entry TEXT, due_at REAL, reason TEXT, moved_at REAL
  *
  * Guarantees:
@@ -31,7 +34,7 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { ConnectionError, DuplicateJobError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
+import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
   cursorAfter,
@@ -39,7 +42,9 @@ import {
   type AddOptions,
   type ClaimOptions,
   type ClaimedJob,
+  type JobKeyMode,
   type JobPage,
+  type KeyedAddResult,
   type ListOptions,
   type RenewOptions,
   type ScheduleStore,
@@ -49,7 +54,7 @@ import {
 
 export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
 /** The schema this code writes; `PRAGMA user_version` of a file it made. */
-export const SQLITE_SCHEMA_VERSION = 1;
+export const SQLITE_SCHEMA_VERSION = 2;
 /** `PRAGMA application_id` of a file this code made: 'CLTS'. */
 export const SQLITE_APPLICATION_ID = 0x434c5453;
 
@@ -64,6 +69,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX jobs_due ON jobs (due_at, id) WHERE lease IS NULL;
    CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
    CREATE TABLE corrupt (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, moved_at REAL NOT NULL);`,
+  // 2: deduplication keys (addKeyed)
+  `ALTER TABLE jobs ADD COLUMN job_key TEXT;
+   CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;`,
 ];
 
 export type SqliteSynchronous = 'normal' | 'full';
@@ -161,6 +169,9 @@ class Connection {
   readonly db: Database.Database;
   readonly insert: Database.Statement<[string, number, string]>;
   readonly insertOrIgnore: Database.Statement<[string, number, string]>;
+  readonly insertKeyed: Database.Statement<[string, number, string, string]>;
+  readonly keyHolder: Database.Statement<[string], string>;
+  readonly removeById: Database.Statement<[string]>;
   readonly firstDue: Database.Statement<[], number>;
   readonly remove: Database.Statement<[string]>;
   readonly reschedule: Database.Statement<[number, string | null, string]>;
@@ -183,12 +194,16 @@ class Connection {
     const jobColumns = 'id, due_at AS dueAt, entry';
     this.insert = db.prepare('INSERT INTO jobs (id, due_at, entry) VALUES (?, ?, ?)');
     this.insertOrIgnore = db.prepare('INSERT OR IGNORE INTO jobs (id, due_at, entry) VALUES (?, ?, ?)');
+    this.insertKeyed = db.prepare('INSERT INTO jobs (id, due_at, entry, job_key) VALUES (?, ?, ?, ?)');
+    this.keyHolder = db.prepare<[string], string>('SELECT id FROM jobs WHERE job_key = ?').pluck();
+    this.removeById = db.prepare('DELETE FROM jobs WHERE id = ?');
     this.firstDue = db.prepare<[], number>('SELECT due_at FROM jobs WHERE lease IS NULL ORDER BY due_at, id LIMIT 1').pluck();
     this.remove = db.prepare('DELETE FROM jobs WHERE id = ? AND lease IS NULL');
     this.reschedule = db.prepare('UPDATE jobs SET due_at = ?, entry = coalesce(?, entry) WHERE id = ? AND lease IS NULL');
     this.expired = db.prepare('SELECT id, lease AS dueAt, entry FROM jobs WHERE lease IS NOT NULL AND lease <= ? ORDER BY lease, id LIMIT ?');
     this.due = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
-    this.lease = db.prepare('UPDATE jobs SET lease = ? WHERE id = ?');
+    // a job in flight holds no deduplication key
+    this.lease = db.prepare('UPDATE jobs SET lease = ?, job_key = NULL WHERE id = ?');
     this.renew = db.prepare('UPDATE jobs SET lease = ? WHERE id = ? AND lease = ?');
     this.ack = db.prepare('DELETE FROM jobs WHERE id = ? AND lease = ?');
     this.release = db.prepare('UPDATE jobs SET lease = NULL, due_at = ? WHERE id = ? AND lease = ?');
@@ -357,6 +372,35 @@ export class SqliteStore implements ScheduleStore {
     );
     if (sooner !== undefined) notify(this.#key, sooner);
     return added;
+  }
+
+  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    this.#open();
+    if (typeof job.id !== 'string' || typeof job.entry !== 'string' || !Number.isFinite(job.dueAt)) {
+      throw new ValidationError([`job ${JSON.stringify(job.id)} needs a string id and entry and a finite due time`]);
+    }
+    if (typeof key !== 'string') throw new ValidationError([`the job key of job ${JSON.stringify(job.id)} must be a string`]);
+    const { result, sooner } = this.#run((c) =>
+      c.write(() => {
+        // inside BEGIN IMMEDIATE: no other connection writes until this commits
+        const holder = c.keyHolder.get(key);
+        if (holder !== undefined && mode === 'keep') return { result: { id: holder, outcome: 'kept' } as KeyedAddResult, sooner: undefined };
+        if (holder !== undefined && mode !== 'replace') throw new JobKeyTakenError(key, holder);
+        if (holder !== undefined) c.removeById.run(holder);
+        const first = c.firstDue.get();
+        try {
+          c.insertKeyed.run(job.id, job.dueAt, job.entry, key);
+        } catch (err) {
+          // thrown inside the transaction: the removal above is rolled back too
+          if (sqliteCode(err) === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new DuplicateJobError(job.id);
+          throw err;
+        }
+        const result: KeyedAddResult = holder === undefined ? { id: job.id, outcome: 'added' } : { id: job.id, outcome: 'replaced', replacedId: holder };
+        return { result, sooner: first === undefined || job.dueAt < first ? job.dueAt : undefined };
+      }),
+    );
+    if (sooner !== undefined) notify(this.#key, sooner);
+    return result;
   }
 
   async remove(id: string): Promise<boolean> {

@@ -10,6 +10,9 @@
   KEYS[1]  the index, <prefix>scheduled_task_id_by_time
   KEYS[2]  the in-flight set, <prefix>celery_longterm_scheduler:in_flight (id -> lease deadline)
   KEYS[3]  the in-flight entries, hash <prefix>celery_longterm_scheduler:in_flight_entries (id -> entry)
+  KEYS[4]  key -> id hash, <prefix>celery_longterm_scheduler:job_keys
+  KEYS[5]  id -> key hash, <prefix>celery_longterm_scheduler:job_key_of: a job in flight holds
+           no deduplication key, so newly claimed jobs drop theirs (one EXISTS when no job has one)
   ARGV[1]  key prefix
   ARGV[2]  claim jobs due at or before this time (unix seconds)
   ARGV[3]  now (unix seconds): leases that ended at or before it are expired
@@ -62,6 +65,30 @@ for _, id in ipairs(ids) do
   leased[#leased + 1] = id
 end
 variadic('ZADD', KEYS[2], leased)
+
+-- newly claimed jobs give up their deduplication keys (re-claimed ones gave them up before)
+if #ids > reclaimed and redis.call('EXISTS', KEYS[5]) == 1 then
+  for i = reclaimed + 1, #ids, CHUNK do
+    local last = math.min(i + CHUNK - 1, #ids)
+    local keys = redis.call('HMGET', KEYS[5], unpack(ids, i, last))
+    local held, heldKeys = {}, {}
+    for k = 1, #keys do
+      if keys[k] then
+        held[#held + 1] = ids[i + k - 1]
+        heldKeys[#heldKeys + 1] = keys[k]
+      end
+    end
+    if #held > 0 then
+      redis.call('HDEL', KEYS[5], unpack(held))
+      local holders = redis.call('HMGET', KEYS[4], unpack(heldKeys))
+      local gone = {}
+      for k = 1, #holders do
+        if holders[k] == held[k] then gone[#gone + 1] = heldKeys[k] end
+      end
+      if #gone > 0 then redis.call('HDEL', KEYS[4], unpack(gone)) end
+    end
+  end
+end
 
 local entries = {}
 -- re-claimed jobs: their entries are already in the in-flight hash

@@ -1,0 +1,51 @@
+--[[
+  Adds one job under a deduplication key, atomically (see ScheduleStore.addKeyed).
+
+  KEYS[1]  the index, <prefix>scheduled_task_id_by_time
+  KEYS[2]  the in-flight set: a job being sent still holds its id
+  KEYS[3]  key -> id of the scheduled job holding it, hash <prefix>celery_longterm_scheduler:job_keys
+  KEYS[4]  id -> the key it holds, hash <prefix>celery_longterm_scheduler:job_key_of
+  ARGV[1]  key prefix ('' for the original layout)
+  ARGV[2]  wake-up channel
+  ARGV[3]  the deduplication key
+  ARGV[4]  'reject', 'keep' or 'replace': what to do when a scheduled job holds the key
+  ARGV[5]  task id
+  ARGV[6]  due time (unix seconds)
+  ARGV[7]  entry JSON (stored as is: the mapping lives in our own hashes, never in the entry)
+
+  A mapping is trusted only while its holder is still in the index and maps back to the key:
+  a job sent or revoked by something that does not know about keys (the Python package's
+  dispatcher, an older version of this one) leaves a stale mapping, which counts as free.
+
+  Returns {outcome, id}: 'added' (id: the new job), 'replaced' (id: the job removed), 'kept' or
+  'taken' (id: the holder; nothing changed), or 'duplicate' (id: the new job's id is taken;
+  nothing changed).
+]]
+local prefix, key, mode, id = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+local holder = redis.call('HGET', KEYS[3], key)
+if holder and not (redis.call('ZSCORE', KEYS[1], holder) and redis.call('HGET', KEYS[4], holder) == key) then
+  if redis.call('HGET', KEYS[4], holder) == key then redis.call('HDEL', KEYS[4], holder) end
+  holder = false
+end
+if holder then
+  if mode == 'keep' then return {'kept', holder} end
+  if mode ~= 'replace' then return {'taken', holder} end
+end
+if holder ~= id and (redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id)) then
+  return {'duplicate', id}
+end
+if holder then
+  redis.call('ZREM', KEYS[1], holder)
+  redis.call('DEL', prefix .. holder)
+  redis.call('HDEL', KEYS[4], holder)
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+redis.call('SET', prefix .. id, ARGV[7])
+redis.call('ZADD', KEYS[1], ARGV[6], id)
+redis.call('HSET', KEYS[3], key, id)
+redis.call('HSET', KEYS[4], id, key)
+if first[2] == nil or tonumber(ARGV[6]) < tonumber(first[2]) then
+  redis.call('PUBLISH', ARGV[2], ARGV[6])
+end
+if holder then return {'replaced', holder} end
+return {'added', id}
