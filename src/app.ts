@@ -14,6 +14,9 @@ import type { ScheduleStore } from './store.js';
 import { DISPATCH_DEFAULTS } from './dispatcher.js';
 import { validateRedisOptions } from './redis-connection.js';
 import { layoutFromTransportOptions, type KombuRedisLayout } from './celery/kombu-redis.js';
+import { AsyncResult, RedisResultBackend } from './results.js';
+
+export { AsyncResult } from './results.js';
 
 export interface CeleryConfig {
   /** Celery's `broker_url`; default `redis://localhost:6379/0` */
@@ -37,11 +40,23 @@ export interface CeleryConfig {
   taskDefaultQueue?: string;
   /**
    * Celery's `broker_transport_options`, under Celery's names. Used here: `global_keyprefix`,
-   * `sep`, `priority_steps` (Redis broker, must match the workers') and `master_name` (Sentinel).
+   * `sep`, `priority_steps`, `fanout_prefix`, `fanout_patterns` (Redis broker, must match the
+   * workers') and `master_name` (Sentinel).
    */
   brokerTransportOptions?: Record<string, unknown>;
   /** the Sentinel master name when `longtermSchedulerBackend` is a `sentinel://` URL */
   longtermSchedulerMasterName?: string;
+  /**
+   * Celery's `result_backend`, for `AsyncResult.state()` / `get()`. Only Redis result backends
+   * (`redis://`, `rediss://`) are supported, e.g. `redis://localhost:6379/1`. Default: none.
+   */
+  resultBackend?: string;
+  /** Celery's `result_backend_transport_options`; used here: `global_keyprefix` (protocol doc §6.3) */
+  resultBackendTransportOptions?: { global_keyprefix?: string };
+  /** seconds; Celery's `result_expires`, for the REVOKED record `revoke()` writes (default 86400) */
+  resultExpires?: number;
+  /** Celery's `control_exchange` (default 'celery'): revoke broadcasts go to `<control_exchange>.pidbox` */
+  controlExchange?: string;
   /** the current time; injectable for tests */
   clock?: () => Date;
 }
@@ -51,7 +66,21 @@ export const CELERY_DEFAULTS = {
   longtermSchedulerBackend: DEFAULT_STORE_URL,
   longtermSchedulerKeyPrefix: '',
   taskDefaultQueue: DISPATCH_DEFAULTS.defaultQueue,
+  controlExchange: 'celery',
 } as const;
+
+/** kombu's Redis `fanout_prefix` / `fanout_patterns` transport options (both default true). */
+function fanoutOptions(t: Record<string, unknown>): { fanoutPrefix?: boolean | string; fanoutPatterns?: boolean } {
+  const problems: string[] = [];
+  const { fanout_prefix: prefix, fanout_patterns: patterns } = t;
+  if (prefix !== undefined && typeof prefix !== 'boolean' && typeof prefix !== 'string') problems.push(`fanout_prefix must be true, false or a string, got ${typeof prefix}`);
+  if (patterns !== undefined && typeof patterns !== 'boolean') problems.push(`fanout_patterns must be true or false, got ${typeof patterns}`);
+  if (problems.length) throw new ValidationError(problems);
+  return {
+    ...(prefix !== undefined && { fanoutPrefix: prefix as boolean | string }),
+    ...(patterns !== undefined && { fanoutPatterns: patterns as boolean }),
+  };
+}
 
 /** One call of `sendTasks`. */
 export interface TaskCall {
@@ -59,20 +88,6 @@ export interface TaskCall {
   args?: unknown[];
   kwargs?: Record<string, unknown>;
   options: TaskOptions;
-}
-
-/** What `applyAsync` / `sendTask` return. `id` is the Celery task id the worker will see. */
-export class AsyncResult {
-  readonly id: string;
-  /** when the job is due (for scheduled jobs), else undefined: it was published at once */
-  readonly dueAt: Date | undefined;
-  constructor(id: string, dueAt?: Date) {
-    this.id = id;
-    this.dueAt = dueAt;
-  }
-  toString(): string {
-    return this.id;
-  }
 }
 
 export class Task {
@@ -98,15 +113,22 @@ export class Task {
 }
 
 export class Celery {
-  readonly config: Readonly<Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate'>>> & {
+  readonly config: Readonly<
+    Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate' | 'resultBackend' | 'resultBackendTransportOptions' | 'resultExpires'>>
+  > & {
     longtermSchedulerMasterName?: string;
     longtermSchedulerMigrate?: boolean;
+    resultBackend?: string;
+    resultBackendTransportOptions?: { global_keyprefix?: string };
+    resultExpires?: number;
   };
   readonly #clock: () => Date;
   /** the kombu layout from `brokerTransportOptions`, parsed (and so validated) once */
   readonly #layout: KombuRedisLayout;
   #store: ScheduleStore | undefined;
   #broker: Broker | undefined;
+  /** validated at construction; connects on first use */
+  #resultBackend: RedisResultBackend | undefined;
 
   constructor(config: CeleryConfig = {}) {
     const redis = validateRedisOptions({
@@ -125,7 +147,24 @@ export class Celery {
       brokerTransportOptions: config.brokerTransportOptions ?? {},
       ...(config.longtermSchedulerMasterName !== undefined && { longtermSchedulerMasterName: config.longtermSchedulerMasterName }),
       ...(config.longtermSchedulerMigrate !== undefined && { longtermSchedulerMigrate: config.longtermSchedulerMigrate }),
+      controlExchange: config.controlExchange ?? CELERY_DEFAULTS.controlExchange,
+      ...(config.resultBackend !== undefined && { resultBackend: config.resultBackend }),
+      ...(config.resultBackendTransportOptions !== undefined && { resultBackendTransportOptions: config.resultBackendTransportOptions }),
+      ...(config.resultExpires !== undefined && { resultExpires: config.resultExpires }),
     };
+    if (typeof this.config.controlExchange !== 'string' || this.config.controlExchange === '') {
+      throw new ValidationError([`controlExchange must be a non-empty string (Celery's control_exchange, default 'celery')`]);
+    }
+    fanoutOptions(this.config.brokerTransportOptions); // bad options fail here, changing nothing
+    if (this.config.resultBackend !== undefined) {
+      this.#resultBackend = new RedisResultBackend(this.config.resultBackend, {
+        ...this.#redisOptions(),
+        ...(this.config.resultBackendTransportOptions?.global_keyprefix !== undefined && {
+          globalKeyprefix: this.config.resultBackendTransportOptions.global_keyprefix,
+        }),
+        ...(this.config.resultExpires !== undefined && { resultExpires: this.config.resultExpires }),
+      });
+    }
     this.#layout = layoutFromTransportOptions(this.config.brokerTransportOptions); // bad options fail here, changing nothing
     this.#clock = config.clock ?? (() => new Date());
   }
@@ -144,12 +183,26 @@ export class Celery {
   /** The Celery broker (opened on first use). */
   get broker(): Broker {
     const t = this.config.brokerTransportOptions;
-    this.#broker ??= createBroker(this.config.broker, {
+    // fanoutPrefix/fanoutPatterns are RedisBrokerOptions; createBroker hands its options to the
+    // Redis broker as they are (the AMQP broker ignores them)
+    const options: Parameters<typeof createBroker>[1] & ReturnType<typeof fanoutOptions> = {
       ...this.#redisOptions(),
       layout: this.#layout,
       ...(typeof t.master_name === 'string' && { masterName: t.master_name }),
-    });
+      ...fanoutOptions(t),
+    };
+    this.#broker ??= createBroker(this.config.broker, options);
     return this.#broker;
+  }
+
+  /** Celery's Redis result backend, when `resultBackend` is configured (connects on first use). */
+  get resultBackend(): RedisResultBackend | undefined {
+    return this.#resultBackend;
+  }
+
+  /** The result of any task id (like Celery's `app.AsyncResult(id)`). */
+  asyncResult(id: string): AsyncResult {
+    return new AsyncResult(this, id);
   }
 
   now(): Date {
@@ -166,15 +219,24 @@ export class Celery {
    */
   async sendTask(name: string, args?: unknown[], kwargs?: Record<string, unknown>, options: TaskOptions = {}): Promise<AsyncResult> {
     const now = this.#clock();
-    const { job, dueAt } = resolveTaskCall(name, args, kwargs, options, now);
+    const { job, dueAt, key } = resolveTaskCall(name, args, kwargs, options, now);
     if (dueAt !== undefined) {
-      await this.store.add([{ id: job.id, dueAt, entry: encodeEntry(job) }]);
-      return new AsyncResult(job.id, new Date(dueAt * 1000));
+      const stored = { id: job.id, dueAt, entry: encodeEntry(job) };
+      if (key) {
+        const r = await this.store.addKeyed(stored, key.key, key.mode); // JobKeyTakenError when 'reject'
+        if (r.outcome === 'kept') {
+          const held = await this.store.get(r.id);
+          return new AsyncResult(this, r.id, held ? { dueAt: new Date(held.dueAt * 1000), keyOutcome: 'kept' } : { keyOutcome: 'kept' });
+        }
+        return new AsyncResult(this, r.id, { dueAt: new Date(dueAt * 1000), keyOutcome: r.outcome, ...(r.replacedId !== undefined && { replacedId: r.replacedId }) });
+      }
+      await this.store.add([stored]);
+      return new AsyncResult(this, job.id, { dueAt: new Date(dueAt * 1000) });
     }
     const message = buildTaskMessage(job, { now, defaultQueue: this.config.taskDefaultQueue });
     const [outcome] = await this.broker.publish([message]);
     if (outcome && !outcome.ok) throw outcome.error;
-    return new AsyncResult(job.id);
+    return new AsyncResult(this, job.id, { published: true });
   }
 
   /**
@@ -187,8 +249,9 @@ export class Celery {
     const jobs: NewJob[] = [];
     calls.forEach((call, i) => {
       try {
-        const { job, dueAt } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
+        const { job, dueAt, key } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
         if (dueAt === undefined) throw new ValidationError(['needs an eta or countdown (sendTasks only schedules)']);
+        if (key) throw new ValidationError(['jobKey is not supported by sendTasks; schedule keyed jobs one at a time with applyAsync or sendTask']);
         jobs.push({ id: job.id, dueAt, entry: encodeEntry(job) });
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
@@ -202,7 +265,7 @@ export class Celery {
       ids.add(j.id);
     }
     await this.store.add(jobs);
-    return jobs.map((j) => new AsyncResult(j.id, new Date(j.dueAt * 1000)));
+    return jobs.map((j) => new AsyncResult(this, j.id, { dueAt: new Date(j.dueAt * 1000) }));
   }
 
   /** Closes every connection this app opened. Safe to call twice. */
@@ -211,7 +274,7 @@ export class Celery {
     const broker = this.#broker;
     this.#store = undefined;
     this.#broker = undefined;
-    await Promise.all([store?.close(), broker?.close()]);
+    await Promise.all([store?.close(), broker?.close(), this.#resultBackend?.close()]);
   }
 
   #redisOptions() {

@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { CorruptEntryError, UnsupportedPickleError, ValidationError } from './errors.js';
 import { decodePickledDatetime, isPickled } from './celery/pickle.js';
 import { formatCeleryTime, toDate } from './celery/time.js';
+import type { JobKeyMode } from './store.js';
 
 /** A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError` carry. */
 export interface Signature {
@@ -58,6 +59,17 @@ export interface TaskOptions {
   /** Soft time limit in seconds. */
   softTimeLimit?: number;
   ignoreResult?: boolean;
+  /**
+   * A deduplication key: at most one scheduled job holds it (a job being sent or sent no longer
+   * does). What a second job with the key does is `jobKeyMode`. Needs an eta or countdown.
+   */
+  jobKey?: string;
+  /**
+   * `reject` (the default): throw `JobKeyTakenError`; `replace`: the new job takes the place of
+   * the scheduled one (new time, arguments and id), atomically; `keep`: leave the scheduled job
+   * alone and return it.
+   */
+  jobKeyMode?: JobKeyMode;
 }
 
 /** The stored keyword arguments: a subset of Python's `send_task` keywords, unset ones omitted. */
@@ -114,8 +126,9 @@ export interface NewJob {
 
 const OPTION_NAMES = new Set<string>([
   'eta', 'countdown', 'taskId', 'queue', 'routingKey', 'exchange', 'priority', 'expires', 'headers',
-  'link', 'linkError', 'shadow', 'timeLimit', 'softTimeLimit', 'ignoreResult',
+  'link', 'linkError', 'shadow', 'timeLimit', 'softTimeLimit', 'ignoreResult', 'jobKey', 'jobKeyMode',
 ]);
+const JOB_KEY_MODES: readonly JobKeyMode[] = ['reject', 'replace', 'keep'];
 
 /** True when the options ask for the long-term store (an eta or countdown is given). */
 export function isScheduled(options: TaskOptions): boolean {
@@ -133,7 +146,7 @@ export function resolveTaskCall(
   kwargs: unknown = {},
   options: TaskOptions = {},
   now: Date = new Date(),
-): { job: Job; dueAt: number | undefined } {
+): { job: Job; dueAt: number | undefined; key?: { key: string; mode: JobKeyMode } } {
   const problems: string[] = [];
   if (typeof task !== 'string' || task.trim() === '') problems.push('task name is empty; pass the registered Celery task name, e.g. "proj.tasks.add"');
   if (options === null || typeof options !== 'object') problems.push('options must be an object');
@@ -160,6 +173,17 @@ export function resolveTaskCall(
     } else {
       dueAt = now.getTime() / 1000 + opts.countdown;
     }
+  }
+
+  let key: { key: string; mode: JobKeyMode } | undefined;
+  if (opts.jobKey !== undefined) {
+    const mode = opts.jobKeyMode ?? 'reject';
+    if (typeof opts.jobKey !== 'string' || opts.jobKey === '') problems.push(`jobKey must be a non-empty string, got ${describe(opts.jobKey)}`);
+    else if (!JOB_KEY_MODES.includes(mode)) problems.push(`jobKeyMode must be 'reject', 'replace' or 'keep', got ${describe(opts.jobKeyMode)}`);
+    else if (opts.eta === undefined && opts.countdown === undefined) problems.push('jobKey needs an eta or countdown: only scheduled jobs hold keys');
+    else key = { key: opts.jobKey, mode };
+  } else if (opts.jobKeyMode !== undefined) {
+    problems.push('jobKeyMode needs a jobKey');
   }
 
   const id = opts.taskId ?? randomUUID();
@@ -203,7 +227,7 @@ export function resolveTaskCall(
     ...(opts.softTimeLimit !== undefined && { softTimeLimit: opts.softTimeLimit }),
     ...(opts.ignoreResult !== undefined && { ignoreResult: opts.ignoreResult }),
   };
-  return { job, dueAt };
+  return key ? { job, dueAt, key } : { job, dueAt };
 }
 
 function resolveExpires(value: TaskOptions['expires']): Expiry | undefined {

@@ -8,6 +8,9 @@
  * - Solo pool by default (fast start); `concurrency > 1` switches to prefork.
  * - No heartbeat, gossip, mingle or remote control, so nothing but the given queues (and the record
  *   key) is touched on a shared Redis. Kombu also BRPOPs the priority lists `<queue>\x06\x16<n>`.
+ * - `remoteControl: true` turns the pidbox on (for revoke broadcasts); give it a unique
+ *   `controlExchange` so other tests' broadcasts do not reach it. `stop()` then also deletes the
+ *   `_kombu.binding.<control_exchange>.pidbox` sets.
  * - `startCeleryWorker` resolves once the worker logs "ready.", and rejects after 30 s with its log.
  * - `stop()` sends SIGTERM, then SIGKILL after 10 s, and deletes the record key and the
  *   `_kombu.binding.<queue>` sets the worker declared. Workers left running are killed when the
@@ -55,6 +58,10 @@ export interface StartCeleryWorkerOptions {
   queueMaxPriority?: number;
   /** Celery's `broker_transport_options` for the worker (E2E_BROKER_TRANSPORT_OPTIONS), e.g. `{ global_keyprefix: 'pfx:' }`. */
   transportOptions?: Record<string, unknown>;
+  /** turn remote control (the pidbox, which hears revoke broadcasts) on (E2E_REMOTE_CONTROL=1); default off */
+  remoteControl?: boolean;
+  /** Celery's `control_exchange` (E2E_CONTROL_EXCHANGE), to isolate a test's broadcasts; default 'celery' */
+  controlExchange?: string;
 }
 
 const PYTHON = '/usr/bin/python3';
@@ -115,6 +122,10 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
   if (opts.recordRedisUrl) env.E2E_RECORD_REDIS_URL = opts.recordRedisUrl;
   delete env.E2E_QUEUE_MAX_PRIORITY;
   if (opts.queueMaxPriority !== undefined) env.E2E_QUEUE_MAX_PRIORITY = String(opts.queueMaxPriority);
+  delete env.E2E_REMOTE_CONTROL;
+  if (opts.remoteControl) env.E2E_REMOTE_CONTROL = '1';
+  delete env.E2E_CONTROL_EXCHANGE;
+  if (opts.controlExchange) env.E2E_CONTROL_EXCHANGE = opts.controlExchange;
   delete env.E2E_BROKER_TRANSPORT_OPTIONS;
   if (opts.transportOptions) env.E2E_BROKER_TRANSPORT_OPTIONS = JSON.stringify(opts.transportOptions);
 
@@ -186,7 +197,10 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
       clearTimeout(timer);
     }
     try {
-      await redis.del(opts.recordKey, ...(brokerIsRedis ? opts.queues.map((q) => `_kombu.binding.${q}`) : []));
+      const ctl = opts.controlExchange ?? 'celery';
+      // with remote control, kombu also binds the worker's pidbox queue (and replies) on Redis
+      const pidbox = brokerIsRedis && opts.remoteControl ? [`_kombu.binding.${ctl}.pidbox`, `_kombu.binding.reply.${ctl}.pidbox`] : [];
+      await redis.del(opts.recordKey, ...(brokerIsRedis ? opts.queues.map((q) => `_kombu.binding.${q}`) : []), ...pidbox);
     } finally {
       redis.disconnect();
     }

@@ -26,7 +26,7 @@
 import { readFileSync } from 'node:fs';
 import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
-import type { Broker, PublishOutcome } from '../../broker.js';
+import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
 import { tlsFromCeleryQuery, type TlsSettings } from '../../tls.js';
 import type { TaskMessage } from '../../celery/message.js';
 import { ConnectionError, ErrorCode, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
@@ -318,6 +318,72 @@ export class AmqpBroker implements Broker {
     });
   }
 
+  /**
+   * Publishes a broadcast as kombu's `Mailbox` does: declares the fanout exchange as Celery's
+   * workers declare it (`durable: false, autoDelete: false`, on a throwaway channel, so a
+   * conflicting declaration closes only that one), then publishes a transient JSON message with
+   * routing key `message.routingKey` on the confirm channel and waits for the broker's ack.
+   * Not `mandatory`: a broadcast no worker hears is not an error (Celery does the same).
+   */
+  async broadcast(message: BroadcastMessage): Promise<void> {
+    const link = await this.#open();
+    if (link.blocked) {
+      throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked}); waiting for the alarm to clear`));
+    }
+    const { exchange, routingKey } = message;
+    if (!link.exchanges.has(exchange)) {
+      let probe;
+      try {
+        probe = await link.model.createChannel();
+      } catch (err) {
+        throw new ConnectionError(WHAT, this.#url, err);
+      }
+      probe.on('error', () => undefined); // a 406 closes the probe channel; reported below
+      try {
+        await probe.assertExchange(exchange, 'fanout', { durable: false, autoDelete: false });
+        link.exchanges.add(exchange);
+        await probe.close().catch(() => undefined);
+      } catch (err) {
+        if (link.dead) throw new ConnectionError(WHAT, this.#url, err);
+        throw new SchedulerError(
+          ErrorCode.PUBLISH,
+          `cannot declare the fanout exchange ${JSON.stringify(exchange)} as Celery does (${errorText(err)}); check that it is a non-durable fanout exchange`,
+          { cause: err },
+        );
+      }
+    }
+    const body = Buffer.from(JSON.stringify(message.body), 'utf8');
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        link.onDeath.delete(fail);
+        reject(err instanceof ConnectionError ? err : new ConnectionError(WHAT, this.#url, err));
+      };
+      if (link.dead) return fail(link.cause ?? new Error('the AMQP channel was closed'));
+      link.onDeath.add(fail);
+      try {
+        link.channel.publish(
+          exchange,
+          routingKey,
+          body,
+          { contentType: 'application/json', contentEncoding: 'utf-8', headers: message.headers, deliveryMode: 1, priority: 0 },
+          (err: unknown) => {
+            if (settled) return;
+            if (err && !(err instanceof Error && err.message === 'message nacked')) return fail(err);
+            settled = true;
+            link.onDeath.delete(fail);
+            if (err) reject(new SchedulerError(ErrorCode.PUBLISH, `RabbitMQ refused (nacked) the broadcast on ${JSON.stringify(exchange)}; try again`));
+            else resolve();
+          },
+        );
+      } catch (err) {
+        fail(err);
+      }
+    });
+  }
+
   /** Named exchanges of the batch that do not exist (passive check on a throwaway channel). */
   async #missingExchanges(link: Link, messages: readonly TaskMessage[]): Promise<Set<string>> {
     const missing = new Set<string>();
@@ -343,6 +409,16 @@ export class AmqpBroker implements Broker {
     return missing;
   }
 
+  /**
+   * Opens the connection and confirm channel if none is open (a dead one is replaced), and fails
+   * while RabbitMQ blocks it (a memory or disk alarm): publishes would stall then.
+   */
+  async ping(): Promise<void> {
+    const link = await this.#open();
+    if (link.dead) throw new ConnectionError(WHAT, this.#url, link.cause ?? new Error('the AMQP channel was closed'));
+    if (link.blocked) throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked})`));
+  }
+
   /** Closes the channel and the connection. Idempotent; a later `publish` reopens. */
   async close(): Promise<void> {
     const opening = this.#link;
@@ -360,6 +436,10 @@ export class AmqpBroker implements Broker {
     await link.channel.close().catch(() => undefined);
     await link.model.close().catch(() => undefined);
   }
+}
+
+function errorText(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n', 1)[0] ?? '';
 }
 
 /** Exchange and routing key: the default exchange routes by queue name (§3.2). */

@@ -3,9 +3,10 @@
  * JSON envelope onto the queue's list for the message priority; the default exchange routes by
  * queue name; a named exchange routes through its `_kombu.binding.<exchange>` set.
  */
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { UnroutableError, redactUrl } from '../../errors.js';
-import type { Broker, PublishOutcome } from '../../broker.js';
+import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
 import type { TaskMessage } from '../../celery/message.js';
 import {
   DEFAULT_LAYOUT,
@@ -22,11 +23,52 @@ import type { RedisPush } from '../../redis-handoff.js';
 export interface RedisBrokerOptions extends RedisConnectionOptions {
   /** kombu transport options: `global_keyprefix`, `sep`, `priority_steps` */
   layout?: Partial<KombuRedisLayout>;
+  /**
+   * kombu's `fanout_prefix` transport option (default true): true puts `/{db}.` in front of fanout
+   * channel names, a string puts that string (its `{db}` replaced by the database number), false
+   * nothing. Must match the workers', or they do not hear broadcasts (e.g. revoke).
+   */
+  fanoutPrefix?: boolean | string;
+  /** kombu's `fanout_patterns` transport option (default true): a non-empty routing key is appended as `/<routing key>`. */
+  fanoutPatterns?: boolean;
+}
+
+/** Where kombu's Redis transport PUBLISHes a fanout message (protocol doc §2.4, kombu `_get_publish_topic`). */
+export function fanoutChannel(
+  exchange: string,
+  routingKey: string,
+  options: { db: number; keyPrefix?: string; fanoutPrefix?: boolean | string; fanoutPatterns?: boolean },
+): string {
+  const fp = options.fanoutPrefix ?? true;
+  const prefix = fp === true ? '/{db}.' : fp === false ? '' : fp;
+  const topic = routingKey !== '' && (options.fanoutPatterns ?? true) ? `${exchange}/${routingKey}` : exchange;
+  return `${options.keyPrefix ?? ''}${prefix.replaceAll('{db}', String(options.db))}${topic}`;
+}
+
+/**
+ * The envelope kombu PUBLISHes for a fanout message: the same shape as a queued message (§2.1),
+ * JSON body base64-encoded, transient (`delivery_mode` 1), priority 0, a fresh delivery tag.
+ */
+export function toFanoutEnvelope(message: BroadcastMessage): string {
+  return JSON.stringify({
+    body: Buffer.from(JSON.stringify(message.body), 'utf8').toString('base64'),
+    'content-encoding': 'utf-8',
+    'content-type': 'application/json',
+    headers: message.headers,
+    properties: {
+      delivery_mode: 1,
+      delivery_info: { exchange: message.exchange, routing_key: message.routingKey },
+      priority: 0,
+      body_encoding: 'base64',
+      delivery_tag: randomUUID(),
+    },
+  });
 }
 
 export class RedisBroker implements Broker {
   readonly description: string;
   readonly layout: KombuRedisLayout;
+  readonly #fanout: { fanoutPrefix: boolean | string; fanoutPatterns: boolean };
   readonly #connections: RedisConnections;
   readonly #client: Lazy<Redis>;
   readonly #location: Lazy<{ server: string; db: number }>;
@@ -37,6 +79,7 @@ export class RedisBroker implements Broker {
     this.#connections = new RedisConnections(url, 'Celery broker (Redis)', options);
     this.description = redactUrl(url);
     this.layout = { ...DEFAULT_LAYOUT, ...options.layout };
+    this.#fanout = { fanoutPrefix: options.fanoutPrefix ?? true, fanoutPatterns: options.fanoutPatterns ?? true };
     this.#client = new Lazy(() => this.#connections.open());
     this.#location = new Lazy(async () => {
       const client = await this.client();
@@ -97,6 +140,35 @@ export class RedisBroker implements Broker {
         for (const q of declare) this.#declared.add(q);
       }
       return out;
+    } catch (err) {
+      throw wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
+    }
+  }
+
+  /** PING over the broker connection (opened if needed): resolves when the server answers. */
+  async ping(): Promise<void> {
+    try {
+      await (await this.client()).ping();
+    } catch (err) {
+      throw wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
+    }
+  }
+
+  /**
+   * PUBLISHes a fanout message as kombu's Redis transport does: on `fanoutChannel(...)`, with the
+   * layout's `global_keyprefix` in front. Only subscribers live at that moment receive it.
+   */
+  async broadcast(message: BroadcastMessage): Promise<void> {
+    await this.broadcastCount(message);
+  }
+
+  /** `broadcast`, resolving with how many subscribers (e.g. workers' pidbox consumers) received it. */
+  async broadcastCount(message: BroadcastMessage): Promise<number> {
+    const client = await this.client();
+    try {
+      const { db } = await this.redisLocation();
+      const channel = fanoutChannel(message.exchange, message.routingKey, { db, keyPrefix: this.layout.keyPrefix, ...this.#fanout });
+      return await client.publish(channel, toFanoutEnvelope(message));
     } catch (err) {
       throw wrapRedisError(err, 'Celery broker (Redis)', this.#connections.url);
     }

@@ -14,6 +14,9 @@ Environment:
   E2E_BROKER_TRANSPORT_OPTIONS  broker_transport_options as JSON (default: unset)
   E2E_QUEUE_MAX_PRIORITY  task_queue_max_priority (default: unset), so the worker declares its
                       queues with ``x-max-priority`` as a test declared them on RabbitMQ
+  E2E_REMOTE_CONTROL  '1' turns remote control (the pidbox: revoke broadcasts) on; default off
+  E2E_CONTROL_EXCHANGE  control_exchange (default 'celery'); a unique one isolates a test's
+                      broadcasts on a shared broker
 """
 import json
 import os
@@ -37,7 +40,8 @@ app.conf.update(
     task_acks_late=False,
     worker_hijack_root_logger=False,
     # No pidbox (remote control) queues on the shared Redis.
-    worker_enable_remote_control=False,
+    worker_enable_remote_control=os.environ.get('E2E_REMOTE_CONTROL') == '1',
+    control_exchange=os.environ.get('E2E_CONTROL_EXCHANGE') or 'celery',
     result_backend=os.environ.get('E2E_RESULT_BACKEND') or None,
 )
 if _MAX_PRIORITY:
@@ -121,6 +125,12 @@ def add(self, x, y):
 def echo(self, *args, **kwargs):
     _record(self, args, kwargs)
     return list(args)
+
+
+@app.task(bind=True, name='e2e.fail')
+def fail(self, message='boom'):
+    _record(self, (message,), {})
+    raise ValueError(message)
 
 
 # Link-callback task names used by fixture data from the older Python package.
