@@ -8,7 +8,7 @@
  * time. Broker and store outages are logged once per state change and retried with jittered
  * exponential backoff; nothing is lost while they last.
  */
-import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
+import { Dispatcher, notify, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
 import { ValidationError, errorMessage } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 
@@ -30,7 +30,7 @@ export interface DaemonOptions extends DispatcherOptions {
 
 export const DAEMON_DEFAULTS = { pollIntervalMs: 1000, backoffInitialMs: 100, backoffMaxMs: 30_000 } as const;
 
-type Health = 'up' | 'down';
+export type Health = 'up' | 'down';
 
 export class DispatcherDaemon {
   readonly dispatcher: Dispatcher;
@@ -53,6 +53,14 @@ export class DispatcherDaemon {
     this.#clock = o.clock ?? (() => new Date());
     this.#poll = o.pollIntervalMs ?? DAEMON_DEFAULTS.pollIntervalMs;
     this.#sleep = o.sleep ?? sleep;
+  }
+
+  /**
+   * What the loop last saw of the store and the broker: `down` from a failure until a pass
+   * succeeds again (for the broker: until a job is sent again). Both start `up`.
+   */
+  get health(): { store: Health; broker: Health } {
+    return { store: this.#store, broker: this.#broker };
   }
 
   /** Wakes the loop now (e.g. a sooner job was scheduled in this process). */
@@ -136,6 +144,7 @@ export class DispatcherDaemon {
   #setStore(health: Health, err?: unknown): void {
     if (health === this.#store) return;
     this.#store = health;
+    if (this.#o.observer?.onStoreState) notify(() => this.#o.observer?.onStoreState?.(health === 'up', err));
     if (health === 'down') this.#log.error('store unavailable; retrying with backoff', { store: this.#o.store.description, error: errorMessage(err) });
     else this.#log.info('store available again', { store: this.#o.store.description });
   }
@@ -143,6 +152,7 @@ export class DispatcherDaemon {
   #setBroker(health: Health, err?: unknown): void {
     if (health === this.#broker) return;
     this.#broker = health;
+    if (this.#o.observer?.onBrokerState) notify(() => this.#o.observer?.onBrokerState?.(health === 'up', err));
     if (health === 'down') this.#log.error('broker unavailable; jobs stay scheduled, retrying with backoff', { broker: this.#o.broker.description, error: errorMessage(err) });
     else this.#log.info('broker available again', { broker: this.#o.broker.description });
   }

@@ -36,6 +36,32 @@ export interface DispatcherOptions {
   /** the current time; injectable for tests */
   clock?: () => Date;
   logger?: Logger;
+  /** told what each run did (and, by the daemon, when the store or broker goes down or comes back); e.g. metrics */
+  observer?: DispatchObserver;
+}
+
+/** What a dispatch run reports to its observer besides the summary. */
+export interface DispatchDetail {
+  /**
+   * Per sent job, seconds from its due time to the broker accepting it (never below 0). A job
+   * re-claimed after a lease ran out counts from its old lease deadline (the store's `dueAt`).
+   */
+  latenessSeconds: number[];
+  /** how many of `summary.failed` the broker refused (e.g. unroutable); the rest were given back because it could not be reached */
+  refused: number;
+}
+
+/**
+ * Hooks for metrics and the like, all optional. They are called synchronously; an observer that
+ * throws is ignored, never allowed to change what the dispatcher does.
+ */
+export interface DispatchObserver {
+  /** after every dispatch run, including runs that found nothing due and runs a store error ended */
+  onDispatched?(summary: DispatchSummary, detail: DispatchDetail): void;
+  /** the daemon saw the store go down (with why) or come back */
+  onStoreState?(up: boolean, error?: unknown): void;
+  /** the daemon saw the broker go down (with why) or come back */
+  onBrokerState?(up: boolean, error?: unknown): void;
 }
 
 export interface DispatchSummary {
@@ -61,6 +87,7 @@ export class Dispatcher {
   readonly #leaseMs: number;
   readonly #clock: () => Date;
   readonly #log: Logger;
+  readonly #observer: DispatchObserver | undefined;
   #mode: HandoffMode | undefined;
 
   constructor(o: DispatcherOptions) {
@@ -71,6 +98,7 @@ export class Dispatcher {
     this.#leaseMs = o.leaseMs ?? DISPATCH_DEFAULTS.leaseMs;
     this.#clock = o.clock ?? (() => new Date());
     this.#log = o.logger ?? silentLogger;
+    this.#observer = o.observer;
   }
 
   /**
@@ -92,6 +120,7 @@ export class Dispatcher {
     const started = performance.now();
     const summary: DispatchSummary = { sent: 0, failed: 0, corrupt: 0, elapsedMs: 0 };
     const refused: ClaimedJob[] = [];
+    const detail: DispatchDetail = { latenessSeconds: [], refused: 0 };
     const claim = () => {
       const now = this.#clock();
       const claims = this.#store.claimDue({
@@ -113,7 +142,7 @@ export class Dispatcher {
         if (claimed.length === 0) break;
         let batch: Batch | undefined;
         try {
-          batch = await this.#prepare(claimed, now, summary, refused, leases);
+          batch = await this.#prepare(claimed, now, summary, refused, leases, detail);
         } catch (err) {
           if (!(err instanceof BrokerFailure)) throw err;
           this.#brokerDown(err, claimed, summary, refused);
@@ -126,7 +155,7 @@ export class Dispatcher {
         if (claimed.length === this.#batchSize && !signal?.aborted) next = claim(); // queued before the send below
         if (batch) {
           const b = batch;
-          sending = this.#send(b, summary, refused, leases).catch((err: unknown) => {
+          sending = this.#send(b, summary, refused, leases, detail).catch((err: unknown) => {
             if (!(err instanceof BrokerFailure)) throw err;
             this.#brokerDown(err, b.ready.map((r) => r.claim), summary, refused);
           });
@@ -148,12 +177,13 @@ export class Dispatcher {
         }
       }
       summary.elapsedMs = performance.now() - started;
+      if (this.#observer?.onDispatched) notify(() => this.#observer?.onDispatched?.(summary, detail));
     }
     return summary;
   }
 
   /** Decodes and builds a batch (moving corrupt entries aside); in atomic mode also routes it. */
-  async #prepare(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper): Promise<Batch | undefined> {
+  async #prepare(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper, detail: DispatchDetail): Promise<Batch | undefined> {
     const ready: Batch['ready'] = [];
     for (const claim of claimed) {
       try {
@@ -176,7 +206,7 @@ export class Dispatcher {
     prepared.forEach((p, i) => {
       const r = ready[i];
       if (!r) return;
-      if (p instanceof Error) this.#refuse(r, p, summary, refused);
+      if (p instanceof Error) this.#refuse(r, p, summary, refused, detail);
       else {
         routable.push(r);
         pushes.push(p);
@@ -186,7 +216,7 @@ export class Dispatcher {
   }
 
   /** Publishes and removes a prepared batch: in one atomic step, or publish then acknowledge. */
-  async #send(batch: Batch, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper): Promise<void> {
+  async #send(batch: Batch, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper, detail: DispatchDetail): Promise<void> {
     const claims = batch.ready.map((r) => r.claim);
     if (batch.pushes) {
       const handOff = this.#store.handOff?.bind(this.#store);
@@ -195,6 +225,7 @@ export class Dispatcher {
       const done = await leases.settle(claims, () => handOff(claims, pushes));
       // A job not handed off lost its lease to another dispatcher, which now sends it.
       summary.sent += done.filter(Boolean).length;
+      if (this.#observer) this.#lateness(claims.filter((_, i) => done[i]), detail);
       return;
     }
     const outcomes = await brokerCall(() => this.#broker.publish(batch.ready.map((r) => r.message)));
@@ -209,11 +240,18 @@ export class Dispatcher {
         // the connection died mid-batch: an outage, reported once by the caller, not a refusal
         outage ??= outcome.error;
         lost.push(r.claim);
-      } else this.#refuse(r, outcome.error, summary, refused);
+      } else this.#refuse(r, outcome.error, summary, refused, detail);
     });
     if (outage) this.#brokerDown(new BrokerFailure(outage), lost, summary, refused);
+    const acceptedAt = this.#observer ? this.#clock().getTime() / 1000 : 0;
     await leases.settle(accepted, () => this.#store.acknowledge(accepted));
     summary.sent += accepted.length;
+    if (this.#observer) this.#lateness(accepted, detail, acceptedAt);
+  }
+
+  /** Records, for the observer, how late each sent job left (now, or when the broker accepted it). */
+  #lateness(sent: readonly ClaimedJob[], detail: DispatchDetail, at = this.#clock().getTime() / 1000): void {
+    for (const c of sent) detail.latenessSeconds.push(Math.max(0, at - c.dueAt));
   }
 
   /** The broker could not be reached: nothing of these was published; give them back, end the run. */
@@ -223,9 +261,10 @@ export class Dispatcher {
     if (err && !summary.error) summary.error = err.cause instanceof Error ? err.cause : err;
   }
 
-  #refuse(r: { claim: ClaimedJob; message: TaskMessage }, error: Error, summary: DispatchSummary, refused: ClaimedJob[]): void {
+  #refuse(r: { claim: ClaimedJob; message: TaskMessage }, error: Error, summary: DispatchSummary, refused: ClaimedJob[], detail: DispatchDetail): void {
     refused.push(r.claim);
     summary.failed++;
+    detail.refused++;
     this.#log.warn('broker refused a job; it stays scheduled', { id: r.claim.id, task: r.message.headers.task, error: errorMessage(error) });
   }
 
@@ -322,6 +361,15 @@ interface Batch {
 class BrokerFailure extends Error {
   constructor(cause: unknown) {
     super(errorMessage(cause), { cause });
+  }
+}
+
+/** Calls an observer hook; whatever it throws is dropped (metrics must never break dispatch). */
+export function notify(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // ignored on purpose
   }
 }
 

@@ -18,7 +18,7 @@ export class Scheduler {
   }
 
   /** Sends every job due at or before `until` (default: now) to the broker. */
-  dispatchDue(until?: Date, options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs'>> & { logger?: Logger } = {}): Promise<DispatchSummary> {
+  dispatchDue(until?: Date, options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer'>> & { logger?: Logger } = {}): Promise<DispatchSummary> {
     return this.dispatcher(options).dispatchDue(until);
   }
 
@@ -27,7 +27,7 @@ export class Scheduler {
     return new DispatcherDaemon({ ...this.#wiring(), ...options });
   }
 
-  dispatcher(options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs'>> & { logger?: Logger } = {}): Dispatcher {
+  dispatcher(options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer'>> & { logger?: Logger } = {}): Dispatcher {
     return new Dispatcher({ ...this.#wiring(), ...options });
   }
 
