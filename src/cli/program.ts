@@ -12,7 +12,10 @@ import { getScheduler } from '../scheduler.js';
 import { parseIsoWithOffset } from '../celery/time.js';
 import { createStore } from '../connect.js';
 import { migrateJobs, type MigrateProgress } from '../migrate.js';
+import { jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
 import { migrateStoreSchema } from '../schema.js';
+import { DispatcherMetrics } from '../metrics.js';
+import { startMetricsServer } from '../metrics-server.js';
 import { acquireLock } from './lockfile.js';
 import { createCliLogger, type LogFormat } from './log.js';
 
@@ -129,6 +132,8 @@ function buildProgram(io: CliIo): Command {
     .option('--exchange <name>', 'exchange to publish to (default: the default exchange, by queue name)')
     .option('--priority <n>', 'message priority, an integer 0-255 (Redis: 0-9, 0 first)')
     .option('--expires <iso8601|seconds>', 'an ISO-8601 time, or seconds counted from dispatch')
+    .option('--job-key <key>', 'a deduplication key: at most one scheduled job holds it')
+    .addOption(new Option('--job-key-mode <mode>', 'when a scheduled job already holds the key: fail (reject), take its place (replace), or leave it and print its id (keep)').choices(['reject', 'replace', 'keep']))
     .addHelpText('after', '\nExample:\n  celery-longterm-scheduler schedule proj.tasks.add --args "[1, 2]" --countdown 3600\n')
     .action(async (task: string, o: Record<string, string | undefined>) => {
       const options = scheduleOptions(o);
@@ -195,12 +200,15 @@ function buildProgram(io: CliIo): Command {
     .option('--poll-interval-ms <ms>', 'longest sleep between two looks at the store (finds jobs written by other tools)', '1000')
     .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
     .option('--lease-ms <ms>', "how long a claim is exclusive; a dead dispatcher's jobs are sent again after it", '60000')
-    .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string }) => {
+    .option('--metrics-port <n>', 'serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this port; 0 picks a free one')
+    .option('--metrics-host <host>', 'address the metrics server listens on', '0.0.0.0')
+    .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string }) => {
       const options = {
         pollIntervalMs: positiveInt(o.pollIntervalMs, '--poll-interval-ms'),
         batchSize: positiveInt(o.batchSize, '--batch-size'),
         leaseMs: positiveInt(o.leaseMs, '--lease-ms'),
       };
+      const metricsPort = o.metricsPort === undefined ? undefined : portNumber(o.metricsPort, '--metrics-port');
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
       const stop = new AbortController();
       let signals = 0;
@@ -215,10 +223,147 @@ function buildProgram(io: CliIo): Command {
         }
       });
       try {
-        await withApp((a) => getScheduler(a).daemon({ ...options, logger }).run(stop.signal));
+        await withApp(async (a) => {
+          const metrics = metricsPort === undefined ? undefined : new DispatcherMetrics({ store: a.store, broker: a.broker, clock: () => a.now() });
+          const server = metrics && (await startMetricsServer({ port: metricsPort ?? 0, host: o.metricsHost, metrics, health: () => metrics.health() }));
+          if (server) logger.info('metrics listening', { host: server.host, port: server.port });
+          try {
+            await getScheduler(a).daemon({ ...options, logger, ...(metrics && { observer: metrics }) }).run(stop.signal);
+          } finally {
+            await server?.close();
+          }
+        });
       } finally {
         unsubscribe?.();
       }
+    });
+
+  program
+    .command('list')
+    .description('scheduled jobs in due order, a page at a time')
+    .option('--from <iso8601>', 'only jobs due at or after this time')
+    .option('--to <iso8601>', 'only jobs due at or before this time')
+    .option('--task <name>', 'only this task')
+    .option('--queue <name>', 'only jobs for this queue')
+    .option('--limit <n>', 'jobs per page', '50')
+    .option('--cursor <cursor>', 'the page after this cursor (printed at the end of the previous page)')
+    .option('--json', 'one JSON object per line; a last line {"next_cursor": …} when there is another page')
+    .action(async (o: { from?: string; to?: string; task?: string; queue?: string; limit: string; cursor?: string; json?: boolean }) => {
+      const options: ListJobsOptions = { limit: positiveInt(o.limit, '--limit') };
+      if (o.from !== undefined) options.from = parseIsoWithOffset(o.from, '--from');
+      if (o.to !== undefined) options.to = parseIsoWithOffset(o.to, '--to');
+      if (o.task !== undefined) options.task = o.task;
+      if (o.queue !== undefined) options.queue = o.queue;
+      if (o.cursor !== undefined) options.cursor = o.cursor;
+      const page = await withApp((a) => listJobs(a.store, a.config.taskDefaultQueue, options));
+      if (o.json) {
+        for (const j of page.jobs) io.stdout(`${JSON.stringify(jobJson(j))}\n`);
+        if (page.cursor !== undefined) io.stdout(`${JSON.stringify({ next_cursor: page.cursor })}\n`);
+        return;
+      }
+      if (page.jobs.length === 0) {
+        io.stdout('no scheduled jobs match\n');
+        return;
+      }
+      io.stdout(
+        table(
+          ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
+          page.jobs.map((j) => [j.id, humanTime(j.dueAt), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)]),
+        ),
+      );
+      io.stdout(`${page.jobs.length} job${page.jobs.length === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
+    });
+
+  program
+    .command('show')
+    .description('everything stored for one job, and its state (scheduled, claimed, unknown); exit 1 when unknown')
+    .argument('<id>', 'task id')
+    .option('--json', 'print it as JSON')
+    .action(async (id: string, o: { json?: boolean }) => {
+      const job = await withApp((a) => showJob(a.store, a.config.taskDefaultQueue, id));
+      if (!job) {
+        if (o.json) io.stdout(`${JSON.stringify({ id, state: 'unknown' })}\n`);
+        else io.stdout(`id     ${id}\nstate  unknown (not in the store: never scheduled, already sent, or revoked)\n`);
+        throw new ExitWith(EXIT.FAILURE);
+      }
+      if (o.json) {
+        io.stdout(`${JSON.stringify({ ...jobJson(job), stored: JSON.parse(job.entry) as unknown })}\n`);
+        return;
+      }
+      const rows: [string, string][] = [
+        ['id', job.id],
+        ['state', job.state === 'claimed' ? 'claimed (a dispatcher is sending it now)' : 'scheduled'],
+        [job.state === 'claimed' ? 'lease ends' : 'due', `${job.dueAt.toISOString()} (${relative(job.dueAt, new Date())})`],
+        ['task', job.task],
+        ['args', JSON.stringify(job.args)],
+        ['kwargs', JSON.stringify(job.kwargs)],
+        ['queue', job.queue ?? '-'],
+      ];
+      if (job.exchange !== undefined) rows.push(['exchange', job.exchange]);
+      if (job.routingKey !== undefined) rows.push(['routing key', job.routingKey]);
+      if (job.priority !== undefined) rows.push(['priority', String(job.priority)]);
+      if (job.corrupt !== undefined) rows.push(['corrupt', job.corrupt]);
+      rows.push(['stored', job.entry]);
+      const w = Math.max(...rows.map(([k]) => k.length));
+      io.stdout(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}\n`).join(''));
+    });
+
+  program
+    .command('reschedule')
+    .description('move a scheduled job to a new time, atomically; fails (exit 1) if a dispatcher already claimed or sent it')
+    .argument('<id>', 'task id')
+    .option('--eta <iso8601>', 'the new due time, with a UTC offset')
+    .option('--countdown <seconds>', 'the new due time, this many seconds from now')
+    .option('--json', 'print {"id", "dueAt"}')
+    .action(async (id: string, o: { eta?: string; countdown?: string; json?: boolean }) => {
+      if ((o.eta === undefined) === (o.countdown === undefined)) throw new ValidationError(['pass exactly one of --eta ISO8601 or --countdown SECONDS']);
+      const dueAt = await withApp(async (a) => {
+        const at = o.eta !== undefined ? parseIsoWithOffset(o.eta, '--eta') : new Date(a.now().getTime() + seconds(o.countdown ?? '', '--countdown') * 1000);
+        await rescheduleJob(a.store, id, at);
+        return at;
+      });
+      if (o.json) io.stdout(`${JSON.stringify({ id, dueAt: dueAt.toISOString() })}\n`);
+      else io.stdout(`rescheduled ${id} to ${dueAt.toISOString()} (${relative(dueAt, new Date())})\n`);
+    });
+
+  program
+    .command('run-now')
+    .description('make a scheduled job due immediately; a running dispatcher sends it at once (SQLite: within its poll interval)')
+    .argument('<id>', 'task id')
+    .action(async (id: string) => {
+      await withApp(async (a) => rescheduleJob(a.store, id, a.now(), 'run now'));
+      io.stdout(`${id} is due now\n`);
+    });
+
+  program
+    .command('stats')
+    .description('how many jobs are scheduled, overdue and in flight; per task, and per day for the next 30 days')
+    .option('--days <n>', 'days to count ahead', '30')
+    .option('--json', 'print the numbers as JSON')
+    .action(async (o: { days: string; json?: boolean }) => {
+      const days = positiveInt(o.days, '--days');
+      const s = await withApp((a) => jobStats(a.store, a.now(), { days }));
+      if (o.json) {
+        io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAt?.toISOString() ?? null, at: s.at.toISOString() })}\n`);
+        return;
+      }
+      const n = (x: number) => x.toLocaleString('en-US');
+      const lines = [
+        `scheduled   ${n(s.scheduled)}`,
+        `in flight   ${n(s.inFlight)}`,
+        `overdue     ${n(s.overdue)}${s.overdue ? ` (the oldest is ${formatMs(s.oldestOverdueSeconds * 1000)} late)` : ''}`,
+        `next due    ${s.nextDueAt ? `${s.nextDueAt.toISOString()} (${relative(s.nextDueAt, s.at)})` : '-'}`,
+      ];
+      if (s.byTask.length) {
+        lines.push('', 'per task:');
+        const w = Math.max(...s.byTask.map((t) => t.task.length));
+        for (const t of s.byTask) lines.push(`  ${t.task.padEnd(w)}  ${n(t.count).padStart(8)}`);
+      }
+      const busy = s.byDay.filter((d) => d.count > 0);
+      lines.push('', `per day (UTC, next ${days} days${busy.length < s.byDay.length ? ', days with none left out' : ''}):`);
+      for (const d of busy) lines.push(`  ${d.day}  ${n(d.count).padStart(8)}`);
+      if (!busy.length) lines.push('  none');
+      io.stdout(`${lines.join('\n')}\n`);
     });
 
   program
@@ -326,6 +471,8 @@ function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {
     else options.countdown = n;
   }
   if (o.id !== undefined) options.taskId = o.id;
+  if (o.jobKey !== undefined) options.jobKey = o.jobKey;
+  if (o.jobKeyMode !== undefined) options.jobKeyMode = o.jobKeyMode as TaskOptions['jobKeyMode'];
   if (o.queue !== undefined) options.queue = o.queue;
   if (o.routingKey !== undefined) options.routingKey = o.routingKey;
   if (o.exchange !== undefined) options.exchange = o.exchange;
@@ -353,6 +500,55 @@ function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) throw new ValidationError([`${flag} must be a positive integer, got ${JSON.stringify(text)}`]);
   return n;
+}
+
+function portNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError([`${flag} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`]);
+  return n;
+}
+
+function seconds(text: string, flag: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new ValidationError([`${flag} ${JSON.stringify(text)} is not a number of seconds`]);
+  return n;
+}
+
+/** A job as JSON for programs: times as ISO strings. */
+function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
+  const { entry: _entry, dueAt, ...rest } = j;
+  return { ...rest, dueAt: dueAt.toISOString() };
+}
+
+/** `2026-11-24 09:00:00` (UTC, to the second): what a table needs. */
+function humanTime(d: Date): string {
+  return d.toISOString().slice(0, 19).replace('T', ' ');
+}
+
+/** "in 3d 4h", "5m 2s ago" */
+function relative(at: Date, now: Date): string {
+  const ms = at.getTime() - now.getTime();
+  let s = Math.round(Math.abs(ms) / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (s >= size || (unit === 's' && parts.length === 0)) {
+      parts.push(`${Math.floor(s / size)}${unit}`);
+      s %= size;
+    }
+    if (parts.length === 2) break;
+  }
+  return ms >= 0 ? `in ${parts.join(' ')}` : `${parts.join(' ')} ago`;
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** A plain text table: a header row and left-aligned columns two spaces apart. */
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
+  return `${[headers, ...rows].map(line).join('\n')}\n`;
 }
 
 function formatMs(ms: number): string {
