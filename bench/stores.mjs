@@ -6,6 +6,7 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { statSync } from 'node:fs';
 import pg from 'pg';
+import Database from 'better-sqlite3';
 import { Dispatcher, RedisBroker } from '../dist/index.js';
 import { SqliteStore } from '../dist/stores/sqlite/sqlite-store.js';
 import { PostgresStore } from '../dist/stores/postgres/postgres-store.js';
@@ -37,8 +38,11 @@ function sqliteKind(dir) {
       return {
         store,
         async bytes() {
-          // after a checkpoint every page is in the main file
+          // after a checkpoint every page is in the main file and the WAL is empty
           await store.count();
+          const db = new Database(file);
+          db.pragma('wal_checkpoint(TRUNCATE)');
+          db.close();
           const size = (f) => {
             try {
               return statSync(f).size;

@@ -2,15 +2,17 @@
  * The SQLite store: one database file on the dispatcher's host, for setups without Redis.
  * Several dispatcher processes on that host may share the file; SQLite's locks keep them apart.
  *
- *   jobs     id TEXT PRIMARY KEY, due_at REAL, entry TEXT (the entry JSON), lease REAL NULL,
+ *   jobs     due_at REAL, id TEXT, entry TEXT (the entry JSON), lease REAL NULL,
  *            job_key TEXT NULL (the deduplication key a scheduled job holds; see addKeyed)
- *              WITHOUT ROWID: the rows live in the id b-tree itself, so acknowledging or leasing a
- *              job by id touches one b-tree instead of two (random task ids scatter both); a
- *              claim + acknowledge of 100k jobs takes a fifth of the time, a bulk add ~20% more
+ *              PRIMARY KEY (due_at, id) WITHOUT ROWID: rows are stored in due order, so the jobs
+ *              a claim takes, leases and later deletes sit side by side on a few pages, however
+ *              many future jobs there are and however random the task ids (with rows in id
+ *              order, each of them dirtied a page of its own: half the dispatch rate with a
+ *              million jobs stored, and slower bulk adds)
  *              lease NULL: scheduled, due at due_at
  *              lease set:  in flight until that deadline, which is also the claim's token (as in
  *                          the other stores: holding a claim means lease == Number(token))
- *            index jobs_due   (due_at, id) WHERE lease IS NULL      claim and list in due order
+ *            unique index jobs_id (id)                               ids are unique; lookups by id
  *            index jobs_lease (lease, id)  WHERE lease IS NOT NULL  expired leases first
  *            unique index jobs_key (job_key) WHERE job_key IS NOT NULL  one scheduled job per key;
  *                          a claim sets job_key NULL, so jobs in flight never hold a key
@@ -54,7 +56,7 @@ import {
 
 export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
 /** The schema this code writes; `PRAGMA user_version` of a file it made. */
-export const SQLITE_SCHEMA_VERSION = 2;
+export const SQLITE_SCHEMA_VERSION = 3;
 /** `PRAGMA application_id` of a file this code made: 'CLTS'. */
 export const SQLITE_APPLICATION_ID = 0x434c5453;
 
@@ -72,7 +74,21 @@ const MIGRATIONS: readonly string[] = [
   // 2: deduplication keys (addKeyed)
   `ALTER TABLE jobs ADD COLUMN job_key TEXT;
    CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;`,
+  // 3: rows stored in due order (see the header); dropping the old table drops its indexes
+  `CREATE TABLE jobs_by_due (due_at REAL NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, lease REAL, job_key TEXT, PRIMARY KEY (due_at, id)) WITHOUT ROWID;
+   INSERT INTO jobs_by_due (due_at, id, entry, lease, job_key) SELECT due_at, id, entry, lease, job_key FROM jobs;
+   DROP TABLE jobs;
+   ALTER TABLE jobs_by_due RENAME TO jobs;
+   CREATE UNIQUE INDEX jobs_id ON jobs (id);
+   CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
+   CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;`,
 ];
+
+/** A taken id: the unique index on id (or the primary key, for the same id and due time). */
+function isDuplicateId(err: unknown): boolean {
+  const code = sqliteCode(err);
+  return code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || (code === 'SQLITE_CONSTRAINT_UNIQUE' && err instanceof Error && err.message.includes('jobs.id'));
+}
 
 export type SqliteSynchronous = 'normal' | 'full';
 
@@ -360,7 +376,7 @@ export class SqliteStore implements ScheduleStore {
             try {
               c.insert.run(job.id, job.dueAt, job.entry);
             } catch (err) {
-              if (sqliteCode(err) === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new DuplicateJobError(job.id);
+              if (isDuplicateId(err)) throw new DuplicateJobError(job.id);
               throw err;
             }
           }
@@ -392,7 +408,7 @@ export class SqliteStore implements ScheduleStore {
           c.insertKeyed.run(job.id, job.dueAt, job.entry, key);
         } catch (err) {
           // thrown inside the transaction: the removal above is rolled back too
-          if (sqliteCode(err) === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new DuplicateJobError(job.id);
+          if (isDuplicateId(err)) throw new DuplicateJobError(job.id);
           throw err;
         }
         const result: KeyedAddResult = holder === undefined ? { id: job.id, outcome: 'added' } : { id: job.id, outcome: 'replaced', replacedId: holder };
