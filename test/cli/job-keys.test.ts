@@ -7,19 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Celery, JobKeyTakenError, ValidationError } from '../../src/index.js';
-import { runCli, type CliIo } from '../../src/cli/program.js';
+import { cli as runCli } from '../helpers/cli.js';
 import { requireService, sharedRedis, uniquePrefix } from '../helpers/services.js';
 
 const redis = await sharedRedis();
 const dir = mkdtempSync(join(tmpdir(), 'cls-keys-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} };
-  return { code: await runCli(argv, io), stdout, stderr };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 let n = 0;
 const targets = [

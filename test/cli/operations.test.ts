@@ -5,11 +5,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliIo } from '../../src/cli/program.js';
+import { cli as runCli } from '../helpers/cli.js';
 import { createStore } from '../../src/connect.js';
 import type { ScheduleStore } from '../../src/store.js';
+import { dropSchema, schemaUrl } from '../helpers/postgres.js';
 import { postgres, requireService, sharedRedis, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 
 const redis = await sharedRedis();
@@ -18,12 +18,7 @@ const dir = mkdtempSync(join(tmpdir(), 'cls-ops-'));
 const schemas: string[] = [];
 afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
-  if (pgService && schemas.length) {
-    const c = new pg.Client({ connectionString: pgService.url });
-    await c.connect();
-    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-    await c.end();
-  }
+  for (const s of schemas) await dropSchema(pgService!.url, s);
 });
 
 interface Target {
@@ -42,21 +37,13 @@ const targets: Target[] = [
     async flags() {
       const schema = uniqueSchema('ops');
       schemas.push(schema);
-      const u = new URL(pgService!.url);
-      u.searchParams.set('schema', schema);
-      return ['--backend', u.toString(), '--migrate'];
+      return ['--backend', schemaUrl(pgService!.url, schema), '--migrate'];
     },
   },
   { name: 'Redis', skip: requireService(redis, 'Redis'), flags: async () => ['--backend', redis!.urlFor(0), '--key-prefix', uniquePrefix('ops')] },
 ];
 
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 const HOUR = 3600_000;
 const iso = (ms: number) => new Date(ms).toISOString();

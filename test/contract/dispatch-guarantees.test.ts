@@ -11,13 +11,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createStore } from '../../src/connect.js';
 import { encodeEntry, resolveTaskCall } from '../../src/job.js';
 import type { ScheduleStore } from '../../src/store.js';
 import { children, drainQueue, duplicates, sleep, spawnRun, stopRun, waitFor, type RunProcess } from '../helpers/run-process.js';
+import { dropSchema, schemaUrl } from '../helpers/postgres.js';
 import { postgres, requireService, sharedRedis, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 
 const redis = await sharedRedis();
@@ -31,12 +31,7 @@ const schemas: string[] = [];
 afterAll(async () => {
   for (const c of [...children]) c.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
-  if (pgService && schemas.length) {
-    const c = new pg.Client({ connectionString: pgService.url });
-    await c.connect();
-    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-    await c.end();
-  }
+  for (const s of schemas) await dropSchema(pgService!.url, s);
 });
 
 interface Kind {
@@ -55,12 +50,11 @@ const kinds: Kind[] = [
     async url() {
       const schema = uniqueSchema('g');
       schemas.push(schema);
-      const u = new URL(pgService!.url);
-      u.searchParams.set('schema', schema);
-      const store = createStore(u.toString(), { migrate: true });
+      const url = schemaUrl(pgService!.url, schema);
+      const store = createStore(url, { migrate: true });
       await store.count(); // creates the schema
       await store.close();
-      return u.toString();
+      return url;
     },
   },
 ];

@@ -1,7 +1,7 @@
-import pg from 'pg';
 import { afterAll } from 'vitest';
 import { migrateSchema } from '../../src/stores/postgres/migrations.js';
 import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
+import { dropSchema } from '../helpers/postgres.js';
 import { postgres, requireService, uniqueSchema } from '../helpers/services.js';
 import { storeContract } from './store-contract.js';
 
@@ -18,12 +18,7 @@ storeContract('postgres', {
     return {
       store: new PostgresStore(url, { schema }),
       reopen: async () => new PostgresStore(url, { schema }),
-      async destroy() {
-        const client = new pg.Client({ connectionString: url });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      },
+      destroy: () => dropSchema(url, schema).then(() => undefined),
     };
   },
 });

@@ -1,4 +1,4 @@
-/** Shared setup for the PostgreSQL tests: a schema per test, dropped afterwards. */
+/** Shared setup for tests on PostgreSQL: a schema per test (see services.ts uniqueSchema), dropped afterwards. */
 import pg from 'pg';
 
 /** Runs SQL on a connection of its own. */
@@ -14,4 +14,11 @@ export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: 
 
 export function dropSchema(url: string, schema: string): Promise<unknown> {
   return sql(url, `DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/** `url` with `?schema=` set: the store URL of one test's schema. */
+export function schemaUrl(url: string, schema: string): string {
+  const u = new URL(url);
+  u.searchParams.set('schema', schema);
+  return u.toString();
 }

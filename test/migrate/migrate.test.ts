@@ -6,14 +6,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliIo } from '../../src/cli/program.js';
+import { cli as runCli } from '../helpers/cli.js';
 import { createStore } from '../../src/connect.js';
 import { migrateJobs } from '../../src/migrate.js';
 import type { ScheduleStore } from '../../src/store.js';
 import { fixture } from '../helpers/fixture.js';
+import { dropSchema, schemaUrl } from '../helpers/postgres.js';
 import { postgres, privateRedis, requireService, uniqueSchema, type RedisService } from '../helpers/services.js';
 
 const redis = await privateRedis();
@@ -21,13 +21,7 @@ const pgService = await postgres();
 const skipRedis = requireService(redis, 'Redis');
 const skipPg = requireService(pgService, 'PostgreSQL');
 
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {} };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 async function everyJob(store: ScheduleStore): Promise<{ id: string; dueAt: number; entry: string }[]> {
   const out: { id: string; dueAt: number; entry: string }[] = [];
@@ -128,16 +122,9 @@ describe.skipIf(skipPg)('migrate-schema and migrate on PostgreSQL', () => {
   const schema = uniqueSchema('cli');
   let url: string;
   beforeAll(() => {
-    const u = new URL(pgService!.url);
-    u.searchParams.set('schema', schema);
-    url = u.toString();
+    url = schemaUrl(pgService!.url, schema);
   });
-  afterAll(async () => {
-    const c = new pg.Client({ connectionString: pgService!.url });
-    await c.connect();
-    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await c.end();
-  });
+  afterAll(() => dropSchema(pgService!.url, schema));
 
   it('refuses a store without a schema, creates it on migrate-schema, and a second run is a no-op', async () => {
     const before = await cli('--backend', url, 'schedule', 't.x', '--countdown', '60');

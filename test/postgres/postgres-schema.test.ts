@@ -4,7 +4,7 @@ import { SchemaVersionError } from '../../src/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION, migrateSchema, schemaStatus } from '../../src/stores/postgres/migrations.js';
 import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
 import { postgres, requireService, uniqueSchema } from '../helpers/services.js';
-import { dropSchema, sql } from './helpers.js';
+import { dropSchema, sql } from '../helpers/postgres.js';
 
 const service = await postgres();
 const skip = requireService(service, 'PostgreSQL');

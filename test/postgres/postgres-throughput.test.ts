@@ -8,7 +8,7 @@ import type { NewJob } from '../../src/job.js';
 import { migrateSchema } from '../../src/stores/postgres/migrations.js';
 import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
 import { postgres, requireService, uniqueSchema } from '../helpers/services.js';
-import { dropSchema } from './helpers.js';
+import { dropSchema } from '../helpers/postgres.js';
 
 const service = await postgres();
 const skip = requireService(service, 'PostgreSQL');
