@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import { AmqpBroker, Celery, Dispatcher, RedisBroker, RedisStore, buildTaskMessa
 import { encodeEntry, resolveTaskCall } from '../dist/job.js';
 import { queueListKey, toRedisEnvelope, parseRedisEnvelope } from '../dist/celery/kombu-redis.js';
 import { publishOptions } from '../dist/brokers/amqp/amqp-broker.js';
-import { storeBenchmarks } from './stores.mjs';
+import { reachable, storeBenchmarks } from './stores.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -158,17 +158,7 @@ async function lpushFloor(target = `${url}/0`) {
 
 // --- 1b. dispatch to RabbitMQ vs amqplib with confirms --------------------------------------------
 const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672//';
-const amqpReachable = () =>
-  new Promise((resolve) => {
-    const s = new Socket();
-    const done = (ok) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(500, () => done(false));
-    s.once('error', () => done(false));
-    s.connect(5672, '127.0.0.1', () => done(true));
-  });
+const amqpReachable = () => reachable(AMQP_URL, 5672);
 
 /** A fresh durable queue for one run; `use(queue, channel)` runs against it, then it is deleted. */
 async function withFreshQueue(use) {

@@ -13,7 +13,8 @@ import { PostgresStore } from '../dist/stores/postgres/postgres-store.js';
 
 const PG_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-function reachable(url) {
+/** Whether something accepts TCP connections at the URL's host and port (`defaultPort` when it has none). */
+export function reachable(url, defaultPort) {
   const u = new URL(url);
   return new Promise((resolve) => {
     const s = new Socket();
@@ -23,7 +24,7 @@ function reachable(url) {
     };
     s.setTimeout(500, () => done(false));
     s.once('error', () => done(false));
-    s.connect(Number(u.port || 5432), u.hostname, () => done(true));
+    s.connect(Number(u.port || defaultPort), u.hostname, () => done(true));
   });
 }
 
@@ -94,7 +95,7 @@ function postgresKind() {
 export async function storeBenchmarks(ctx) {
   const { row, smallJob, fmtRate, rate, best, flush, lpushFloorMs, N_DUE, N_FUTURE, brokerUrl, dir } = ctx;
   const kinds = [sqliteKind(dir)];
-  if (await reachable(PG_URL)) kinds.push(postgresKind());
+  if (await reachable(PG_URL, 5432)) kinds.push(postgresKind());
   else console.error(`  skipped: PostgreSQL store (nothing listens at ${PG_URL})`);
   const results = {};
 

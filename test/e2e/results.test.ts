@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Celery, TaskFailedError, TaskRevokedError, getScheduler, revokedMeta } from '../../src/index.js';
-import { pythonCeleryAvailable, startCeleryWorker, type CeleryWorker } from '../helpers/celery-worker.js';
+import { pythonCeleryAvailable, startCeleryWorker, waitForWorkerLog, type CeleryWorker } from '../helpers/celery-worker.js';
 import amqp from 'amqplib';
 import { privateRedis, rabbitmq, requireService, type RedisService } from '../helpers/services.js';
 
@@ -34,13 +34,7 @@ describe.skipIf(skip)('results and revoke with a real Python Celery worker (Redi
   const queue = `results-${randomBytes(3).toString('hex')}`;
   const ctl = `ctl${randomBytes(3).toString('hex')}`;
 
-  const waitForLog = async (pattern: RegExp, timeoutMs = 15_000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!pattern.test(worker.log())) {
-      if (Date.now() > deadline) throw new Error(`worker never logged ${pattern}; log tail:\n${worker.log().split('\n').slice(-30).join('\n')}`);
-      await sleep(50);
-    }
-  };
+  const waitForLog = (pattern: RegExp) => waitForWorkerLog(worker, pattern);
 
   beforeAll(async () => {
     redis = server as RedisService;
@@ -152,13 +146,7 @@ describe.skipIf(skipAmqp)('revoke broadcast with a real Python Celery worker (Ra
   const queue = `cls-results-${randomBytes(3).toString('hex')}`;
   const ctl = `cls-ctl-${randomBytes(3).toString('hex')}`;
 
-  const waitForLog = async (pattern: RegExp, timeoutMs = 15_000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!pattern.test(worker.log())) {
-      if (Date.now() > deadline) throw new Error(`worker never logged ${pattern}; log tail:\n${worker.log().split('\n').slice(-30).join('\n')}`);
-      await sleep(50);
-    }
-  };
+  const waitForLog = (pattern: RegExp) => waitForWorkerLog(worker, pattern);
 
   beforeAll(async () => {
     redis = server as RedisService;

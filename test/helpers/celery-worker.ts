@@ -78,6 +78,15 @@ process.once('exit', () => {
 let available: boolean | undefined;
 
 /** True when /usr/bin/python3 can import celery and redis (checked once). */
+/** Waits until the worker's log matches `pattern`; fails with the log's tail after `timeoutMs`. */
+export async function waitForWorkerLog(worker: CeleryWorker, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(worker.log())) {
+    if (Date.now() > deadline) throw new Error(`worker never logged ${pattern}; log tail:\n${worker.log().split('\n').slice(-30).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export function pythonCeleryAvailable(): boolean {
   if (available === undefined) {
     const r = spawnSync(PYTHON, ['-c', 'import celery, redis'], { stdio: 'ignore', timeout: 20_000 });
