@@ -5,6 +5,7 @@ import type { Celery } from './app.js';
 import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
 import { DispatcherDaemon, type DaemonOptions } from './dispatcher-daemon.js';
 import type { Logger } from './logger.js';
+import { jobStats, listJobs, rescheduleJob, showJob, type JobListing, type JobStats, type ListJobsOptions, type ScheduledJobInfo } from './scheduled-jobs.js';
 
 export class Scheduler {
   readonly #app: Celery;
@@ -15,6 +16,31 @@ export class Scheduler {
   /** Deletes a scheduled job for good: true when found and deleted, false when not there (e.g. already sent). */
   revoke(id: string): Promise<boolean> {
     return this.#app.store.remove(id);
+  }
+
+  /** Scheduled jobs in due order, filtered, a page at a time (see `listJobs`). */
+  list(options: ListJobsOptions = {}): Promise<JobListing> {
+    return listJobs(this.#app.store, this.#app.config.taskDefaultQueue, options);
+  }
+
+  /** One job the store holds (scheduled or claimed), or undefined. */
+  show(id: string): Promise<ScheduledJobInfo | undefined> {
+    return showJob(this.#app.store, this.#app.config.taskDefaultQueue, id);
+  }
+
+  /** Moves a scheduled job to `eta` atomically; `NotScheduledError` when it is claimed or gone. */
+  reschedule(id: string, eta: Date): Promise<void> {
+    return rescheduleJob(this.#app.store, id, eta);
+  }
+
+  /** Makes a scheduled job due now; `NotScheduledError` when it is claimed or gone. */
+  runNow(id: string): Promise<void> {
+    return rescheduleJob(this.#app.store, id, this.#app.now(), 'run now');
+  }
+
+  /** Counts of what is scheduled, per task and per day (reads every scheduled entry once). */
+  stats(options: { days?: number } = {}): Promise<JobStats> {
+    return jobStats(this.#app.store, this.#app.now(), options);
   }
 
   /** Sends every job due at or before `until` (default: now) to the broker. */

@@ -202,3 +202,27 @@ for (const target of targets) {
     });
   });
 }
+
+describe('the same operations through getScheduler(app)', () => {
+  it('list, show, reschedule, runNow and stats on an app', async () => {
+    const { Celery, getScheduler, NotScheduledError } = await import('../../src/index.js');
+    const app = new Celery({ longtermSchedulerBackend: `sqlite:///${join(dir, 'lib.db')}` });
+    try {
+      const s = getScheduler(app);
+      const a = await app.task('lib.a').applyAsync([1], {}, { countdown: 600, queue: 'q1' });
+      const b = await app.task('lib.b').applyAsync([2], {}, { countdown: 300 });
+      expect((await s.list()).jobs.map((j) => j.id)).toEqual([b.id, a.id]);
+      expect((await s.list({ queue: 'q1' })).jobs.map((j) => j.task)).toEqual(['lib.a']);
+      expect(await s.show(a.id)).toMatchObject({ id: a.id, state: 'scheduled', task: 'lib.a', args: [1], queue: 'q1' });
+      await s.reschedule(a.id, new Date(Date.now() + 60_000));
+      expect((await s.list()).jobs.map((j) => j.id)).toEqual([a.id, b.id]);
+      await s.runNow(b.id);
+      expect((await s.stats()).overdue).toBe(1);
+      await s.revoke(b.id);
+      await expect(s.runNow(b.id)).rejects.toBeInstanceOf(NotScheduledError);
+      expect(await s.show(b.id)).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+  });
+});
