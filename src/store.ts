@@ -167,6 +167,15 @@ export interface ScheduleStore {
   close(): Promise<void>;
 }
 
+/**
+ * The token of a claim made at `now` (unix seconds) for `leaseMs`: its lease deadline, in whole
+ * milliseconds so its decimal form is short and exact. A later claim of the same job always gets
+ * a greater one, so "the stored deadline equals my token" proves a dispatcher still holds it.
+ */
+export function leaseToken(now: number, leaseMs: number): string {
+  return String(Math.round(now * 1000 + leaseMs) / 1000);
+}
+
 /** The cursor after `job` in due order (opaque to callers; every store uses this form). */
 export function cursorAfter(job: { dueAt: number; id: string }): string {
   return `${job.dueAt}:${job.id}`;

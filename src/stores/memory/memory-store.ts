@@ -8,6 +8,7 @@ import type { NewJob } from '../../job.js';
 import {
   compareDue,
   cursorAfter,
+  leaseToken,
   parseCursor,
   type AddOptions,
   type ClaimOptions,
@@ -27,9 +28,6 @@ interface Leased {
   entry: string | null;
 }
 
-function leaseToken(now: number, leaseMs: number): string {
-  return String(Math.round(now * 1000 + leaseMs) / 1000);
-}
 
 /** What several handles of one memory store share. */
 class MemoryData {

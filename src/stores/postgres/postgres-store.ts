@@ -37,6 +37,7 @@ import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationErro
 import type { NewJob } from '../../job.js';
 import {
   cursorAfter,
+  leaseToken,
   parseCursor,
   type AddOptions,
   type ClaimOptions,
@@ -63,9 +64,6 @@ export interface PostgresStoreOptions extends PostgresUrlOptions {
 /** Rows per INSERT statement of an add (all in one transaction). */
 const ADD_CHUNK = 5000;
 
-function leaseToken(now: number, leaseMs: number): string {
-  return String(Math.round(now * 1000 + leaseMs) / 1000);
-}
 
 /** float8 columns come back as strings; PostgreSQL prints the shortest exact form. */
 const num = (v: string | number): number => Number(v);

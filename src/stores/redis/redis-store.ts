@@ -31,6 +31,7 @@ import type { RedisPush } from '../../redis-handoff.js';
 import {
   compareDue,
   cursorAfter,
+  leaseToken,
   parseCursor,
   type AddOptions,
   type ClaimOptions,
@@ -223,7 +224,7 @@ export class RedisStore implements ScheduleStore {
   }
 
   async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
-    const token = String(Math.round(o.now * 1000 + o.leaseMs) / 1000);
+    const token = leaseToken(o.now, o.leaseMs);
     return this.#run(async (client) => {
       const renew = script(client, 'renew');
       const out: ClaimedJob[] = [];
@@ -241,9 +242,7 @@ export class RedisStore implements ScheduleStore {
 
   async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
     if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
-    // The lease deadline is the claim's token (see claim-5.lua); whole milliseconds keep its
-    // decimal form short and exact.
-    const token = String(Math.round(o.now * 1000 + o.leaseMs) / 1000);
+    const token = leaseToken(o.now, o.leaseMs); // the lease deadline (see claim-5.lua)
     const flat = await this.#run(
       async (client) =>
         (await script(client, 'claim')(

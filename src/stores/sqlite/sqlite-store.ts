@@ -40,6 +40,7 @@ import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, S
 import type { NewJob } from '../../job.js';
 import {
   cursorAfter,
+  leaseToken,
   parseCursor,
   type AddOptions,
   type ClaimOptions,
@@ -166,9 +167,6 @@ function notify(key: string, dueAt: number): void {
   }
 }
 
-function leaseToken(now: number, leaseMs: number): string {
-  return String(Math.round(now * 1000 + leaseMs) / 1000);
-}
 
 function sqliteCode(err: unknown): string | undefined {
   return err instanceof Database.SqliteError ? err.code : undefined;
