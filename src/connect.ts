@@ -24,11 +24,27 @@ export interface StoreOptions extends RedisConnectionOptions {
   migrate?: boolean;
 }
 
+/** A URL's scheme, lower-cased (`redis` for `REDIS://…`); undefined when it has none. */
+export function urlScheme(url: string): string | undefined {
+  return /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+}
+
 function scheme(url: string, what: string, example: string): string {
   if (typeof url !== 'string' || url.trim() === '') throw new ValidationError([`the ${what} URL is empty; pass e.g. ${example}`]);
-  const m = /^([a-z][a-z0-9+.-]*):/i.exec(url);
-  if (!m?.[1]) throw new ValidationError([`the ${what} URL ${JSON.stringify(redactUrl(url))} has no scheme; pass e.g. ${example}`]);
-  return m[1].toLowerCase();
+  const s = urlScheme(url);
+  if (!s) throw new ValidationError([`the ${what} URL ${JSON.stringify(redactUrl(url))} has no scheme; pass e.g. ${example}`]);
+  return s;
+}
+
+export type StoreKind = 'sqlite' | 'postgres' | 'redis';
+
+/** Which kind of store `url` names; a `ValidationError` for an empty URL or an unknown scheme. */
+export function storeKind(url: string): StoreKind {
+  const s = scheme(url, 'store', DEFAULT_STORE_URL);
+  if (isRedisScheme(s)) return 'redis';
+  if (s === 'sqlite') return 'sqlite';
+  if (s === 'postgres' || s === 'postgresql') return 'postgres';
+  throw new ValidationError([`store URL scheme "${s}:" is not supported; use sqlite://, postgres://, redis://, rediss:// or sentinel://`]);
 }
 
 /**
@@ -36,19 +52,16 @@ function scheme(url: string, what: string, example: string): string {
  * `redis://` / `rediss://` / `sentinel://` (the Python package's layout).
  */
 export function createStore(url: string, options: StoreOptions = {}): ScheduleStore {
-  const s = scheme(url, 'store', DEFAULT_STORE_URL);
-  if (isRedisScheme(s)) return new RedisStore(url, options);
+  const kind = storeKind(url);
+  if (kind === 'redis') return new RedisStore(url, options);
   if (options.keyPrefix) throw new ValidationError([`a key prefix applies to Redis stores only; remove it for ${redactUrl(url)}`]);
-  if (s === 'sqlite') return new SqliteStore(url);
-  if (s === 'postgres' || s === 'postgresql') {
-    return new PostgresStore(url, {
+  if (kind === 'sqlite') return new SqliteStore(url);
+  return new PostgresStore(url, {
       ...(options.schema !== undefined && { schema: options.schema }),
       ...(options.migrate !== undefined && { migrate: options.migrate }),
       ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
-      ...(options.socketConnectTimeout !== undefined && { connectTimeoutMs: options.socketConnectTimeout * 1000 }),
-    });
-  }
-  throw new ValidationError([`store URL scheme "${s}:" is not supported; use sqlite://, postgres://, redis://, rediss:// or sentinel://`]);
+    ...(options.socketConnectTimeout !== undefined && { connectTimeoutMs: options.socketConnectTimeout * 1000 }),
+  });
 }
 
 export function createBroker(

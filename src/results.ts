@@ -22,6 +22,7 @@ import type { Redis } from 'ioredis';
 import type { Celery } from './app.js';
 import type { BroadcastMessage } from './broker.js';
 import { formatCeleryTime } from './celery/time.js';
+import { urlScheme } from './connect.js';
 import {
   ErrorCode,
   ResultTimeoutError,
@@ -177,7 +178,7 @@ export class RedisResultBackend {
 
   /** Validates the URL (redis:// or rediss:// only) and options; connects on first use. */
   constructor(url: string, options: RedisResultBackendOptions = {}) {
-    const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+    const scheme = urlScheme(url);
     if (scheme !== 'redis' && scheme !== 'rediss') {
       throw new ValidationError([
         `resultBackend ${JSON.stringify(redactUrl(url))} is not supported; only Redis result backends are (redis:// or rediss://, e.g. redis://localhost:6379/1)`,

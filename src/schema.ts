@@ -6,14 +6,14 @@
  */
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { ValidationError, redactUrl } from './errors.js';
-import { isRedisScheme } from './redis-connection.js';
+import { storeKind, type StoreKind } from './connect.js';
+import { redactUrl } from './errors.js';
 import { migrateSchema, schemaStatus } from './stores/postgres/migrations.js';
 import { SQLITE_SCHEMA_VERSION, SqliteStore, parseSqliteUrl } from './stores/sqlite/sqlite-store.js';
 
 export interface SchemaResult {
   store: string;
-  kind: 'postgres' | 'sqlite' | 'redis';
+  kind: StoreKind;
   /** the version found before (undefined: none yet) */
   from: number | undefined;
   /** the version now (with `statusOnly`: the version found) */
@@ -25,10 +25,10 @@ export interface SchemaResult {
 }
 
 export async function migrateStoreSchema(url: string, options: { statusOnly?: boolean } = {}): Promise<SchemaResult> {
+  const kind = storeKind(url); // a ValidationError for anything that is not a store URL
   const store = redactUrl(url);
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase() ?? '';
   const version = (v: number | undefined) => (v === undefined ? 'none' : String(v));
-  if (scheme === 'postgres' || scheme === 'postgresql') {
+  if (kind === 'postgres') {
     if (options.statusOnly) {
       const { current, expected } = await schemaStatus(url);
       const state = current === expected ? 'up to date' : current === undefined || current < expected ? 'needs migrate-schema' : 'newer than this code';
@@ -39,7 +39,7 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
     const message = changed ? `${store}: schema migrated from version ${version(from)} to ${to}` : `${store}: schema already at version ${to}; nothing to do`;
     return { store, kind: 'postgres', from, to, expected: to, changed, message };
   }
-  if (scheme === 'sqlite') {
+  if (kind === 'sqlite') {
     const { file } = parseSqliteUrl(url);
     const found = file !== ':memory:' && existsSync(file) ? readUserVersion(file) : undefined;
     if (options.statusOnly) {
@@ -55,10 +55,7 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
     const message = changed ? `${store}: schema migrated from version ${version(found)} to ${SQLITE_SCHEMA_VERSION}` : `${store}: schema already at version ${SQLITE_SCHEMA_VERSION}; nothing to do`;
     return { store, kind: 'sqlite', from: found, to: SQLITE_SCHEMA_VERSION, expected: SQLITE_SCHEMA_VERSION, changed, message };
   }
-  if (isRedisScheme(scheme)) {
-    return { store, kind: 'redis', from: undefined, to: undefined, expected: undefined, changed: false, message: `${store}: Redis stores have no schema (the Python package's layout); nothing to do` };
-  }
-  throw new ValidationError([`store URL scheme "${scheme}:" is not supported; use sqlite://, postgres://, redis://, rediss:// or sentinel://`]);
+  return { store, kind: 'redis', from: undefined, to: undefined, expected: undefined, changed: false, message: `${store}: Redis stores have no schema (the Python package's layout); nothing to do` };
 }
 
 /** `PRAGMA user_version` of an existing file, read only; 0 (a fresh file) reads as none. */
