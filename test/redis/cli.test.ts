@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { runCli } from '../../src/cli/program.js';
+import { cli as runCli } from '../helpers/cli.js';
 import { parseRedisEnvelope } from '../../src/celery/kombu-redis.js';
 import { requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';
 
@@ -27,12 +27,7 @@ describe.skipIf(skip)('celery-longterm-scheduler CLI', () => {
   let raw: Redis;
   let env: Record<string, string>;
 
-  async function cli(...argv: string[]) {
-    let stdout = '';
-    let stderr = '';
-    const code = await runCli(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
-    return { code, stdout, stderr };
-  }
+  const cli = (...argv: string[]) => runCli(argv, env);
   const keyCount = async () => (await raw.keys(`${prefix}*`)).length;
 
   beforeAll(() => {
