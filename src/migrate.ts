@@ -47,7 +47,10 @@ export interface MigrateSummary extends MigrateProgress {
 export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, options: MigrateOptions = {}): Promise<MigrateSummary> {
   const started = performance.now();
   const limit = options.batchSize ?? 1000;
-  const progress: MigrateProgress = { seen: 0, total: (await from.count()).scheduled, copied: 0, skipped: 0, removed: 0 };
+  // Both stores are opened first, so a target that cannot be reached (or whose schema is not
+  // ready) fails the run even when the source is empty, instead of reporting "copied 0".
+  const [sourceCounts] = await Promise.all([from.count(), to.count()]);
+  const progress: MigrateProgress = { seen: 0, total: sourceCounts.scheduled, copied: 0, skipped: 0, removed: 0 };
   let cursor = options.after;
   for (;;) {
     if (options.signal?.aborted) return { ...progress, elapsedMs: performance.now() - started, ...(cursor !== undefined && { cursor }) };

@@ -111,6 +111,16 @@ describe('migrate between SQLite stores', () => {
     }
   });
 
+  it('a target it cannot reach fails the run even when the source is empty, with the password hidden', async () => {
+    const r = await cli('migrate', '--from', sqliteUrl(), '--to', 'postgres://u:secret@127.0.0.1:1/x');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^error: cannot reach the long-term scheduler store \(PostgreSQL\) at postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/x: /);
+    const missingDir = await cli('migrate', '--from', sqliteUrl(), '--to', `sqlite:///${join(dir, 'no-such-dir', 'x.db')}`);
+    expect(missingDir.code).toBe(1);
+    expect(missingDir.stderr.split('\n')).toHaveLength(2);
+  });
+
   it('a bad URL fails with one line, exit 2, and touches nothing', async () => {
     const r = await cli('migrate', '--from', 'mysql://u:secret@h/db', '--to', sqliteUrl());
     expect(r.code).toBe(2);
