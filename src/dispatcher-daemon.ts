@@ -24,7 +24,7 @@ export interface DaemonOptions extends DispatcherOptions {
   backoffMaxMs?: number;
   /** injectable sleep (tests use a virtual clock); resolves early when `signal` aborts */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** called after every pass that sent, refused or moved aside a job (tests, metrics) */
+  /** called after every pass that sent, refused or made a dead letter of a job (tests, metrics) */
   onPass?: (summary: DispatchSummary) => void;
 }
 
@@ -90,8 +90,8 @@ export class DispatcherDaemon {
       await this.#ensureWatching();
       const summary = await this.dispatcher.dispatchDue(undefined, signal);
       this.#setStore('up');
-      if (summary.sent || summary.failed || summary.corrupt) {
-        this.#log.info('dispatched', { sent: summary.sent, failed: summary.failed, corrupt: summary.corrupt, ms: round(summary.elapsedMs), mode: this.dispatcher.mode });
+      if (summary.sent || summary.failed || summary.dead) {
+        this.#log.info('dispatched', { sent: summary.sent, failed: summary.failed, dead: summary.dead, ms: round(summary.elapsedMs), mode: this.dispatcher.mode });
         this.#o.onPass?.(summary);
       }
       if (summary.error) {

@@ -8,21 +8,28 @@
  *   any moment leaves the job either in the store or in the broker.
  * - **At least once** otherwise: a job is acknowledged (removed) only after the broker accepted
  *   it. A crash in between leaves it in flight; when its lease ends any dispatcher sends it again.
- * - A corrupt entry is moved aside (see the store's corrupt key) and logged; it never stops the
- *   other due jobs from being sent.
- * - Jobs the broker refused are given back at the end of the run, not during it, so one run never
- *   loops on a message the broker keeps refusing.
+ * - **Poison jobs cost only themselves.** A job whose entry cannot become a message (corrupt), or
+ *   whose message the broker can never carry (over a limit, or it closed the channel: a
+ *   `MessageRejectedError`), becomes a dead letter at once. A job the broker refuses (unroutable,
+ *   nacked, a broker key of another type) is an attempt: it is tried again after an exponential
+ *   backoff counted from now (`retryDelayMs`, doubling up to `retryDelayMaxMs`), and after
+ *   `maxAttempts` refusals it becomes a dead letter. Dead letters are kept with their entry,
+ *   reason, error and attempts (see the store's `bury`), never sent, never lost. The rest of the
+ *   batch is sent once, counted once.
+ * - Refused jobs go back at the end of the run, not during it, and at their next attempt's time,
+ *   so neither one run nor the daemon loops on a message the broker keeps refusing. A broker that
+ *   cannot be reached is not the job's fault: those jobs go back unchanged, no attempt counted.
  * - Leases are renewed every third of the lease while this run still holds its claims (a broker
  *   slow to confirm, a RabbitMQ connection blocked by a memory alarm), so a healthy dispatcher's
  *   jobs are never re-claimed and sent twice by another one, however long the broker stalls.
  */
 import { buildTaskMessage, type TaskMessage } from './celery/message.js';
 import type { Broker } from './broker.js';
-import { ConnectionError, CorruptEntryError, errorMessage } from './errors.js';
+import { ConnectionError, CorruptEntryError, MessageRejectedError, ValidationError, errorMessage, redactUrlsIn } from './errors.js';
 import { decodeEntry } from './job.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { RedisPush } from './redis-handoff.js';
-import type { ClaimedJob, ScheduleStore } from './store.js';
+import type { Attempts, Burial, ClaimedJob, DeadReason, Retry, ScheduleStore } from './store.js';
 
 export interface DispatcherOptions {
   store: ScheduleStore;
@@ -31,8 +38,18 @@ export interface DispatcherOptions {
   defaultQueue?: string;
   /** jobs per claim and per broker round trip; default 500 */
   batchSize?: number;
-  /** how long a claim is exclusive; a crashed dispatcher's jobs are re-claimed after it. Default 60 s */
+  /**
+   * How long a claim is exclusive; a crashed dispatcher's jobs are re-claimed after it. Default
+   * 60 s; at least 1 s (a lease shorter than a claim-to-acknowledge round trip would let a second
+   * dispatcher re-claim and send jobs the first is still sending), at most a day.
+   */
   leaseMs?: number;
+  /** refusals by the broker before a job becomes a dead letter; default 10 */
+  maxAttempts?: number;
+  /** the wait before the attempt after a first refusal, in ms; doubles with each refusal. Default 10 s */
+  retryDelayMs?: number;
+  /** the longest wait between two attempts, in ms; default 1 h */
+  retryDelayMaxMs?: number;
   /** the current time; injectable for tests */
   clock?: () => Date;
   logger?: Logger;
@@ -49,6 +66,8 @@ export interface DispatchDetail {
   latenessSeconds: number[];
   /** how many of `summary.failed` the broker refused (e.g. unroutable); the rest were given back because it could not be reached */
   refused: number;
+  /** jobs made dead letters in this run, by reason (`summary.dead` in all) */
+  deadByReason: Record<DeadReason, number>;
 }
 
 /**
@@ -66,8 +85,11 @@ export interface DispatchObserver {
 
 export interface DispatchSummary {
   sent: number;
+  /** not sent in this run and still scheduled: refused (tried again later) or given back (the broker could not be reached) */
   failed: number;
-  /** corrupt entries moved aside */
+  /** made dead letters in this run: corrupt entries, messages the broker can never carry, jobs out of attempts */
+  dead: number;
+  /** of `dead`, the corrupt entries */
   corrupt: number;
   elapsedMs: number;
   /** set when the run stopped early because the broker could not be reached */
@@ -77,7 +99,36 @@ export interface DispatchSummary {
 /** How jobs leave the store: atomically with the publish, or acknowledged after it. */
 export type HandoffMode = 'atomic' | 'publish-then-ack';
 
-export const DISPATCH_DEFAULTS = { defaultQueue: 'celery', batchSize: 500, leaseMs: 60_000 } as const;
+export const DISPATCH_DEFAULTS = {
+  defaultQueue: 'celery',
+  batchSize: 500,
+  leaseMs: 60_000,
+  maxAttempts: 10,
+  retryDelayMs: 10_000,
+  retryDelayMaxMs: 3_600_000,
+} as const;
+
+/** The bounds of the dispatcher's settings (see `DispatcherOptions`). */
+export const DISPATCH_LIMITS = { minLeaseMs: 1000, maxLeaseMs: 86_400_000, maxBatchSize: 10_000, maxAttempts: 1000 } as const;
+
+/** Per-job log lines of one kind (refused, dead) per run; the rest are counted in one line. */
+const LOG_LINES_PER_RUN = 10;
+
+function checkDispatcherOptions(o: DispatcherOptions): void {
+  const problems: string[] = [];
+  const L = DISPATCH_LIMITS;
+  const int = (name: keyof DispatcherOptions, min: number, max: number, why = '') => {
+    const v = o[name];
+    if (v === undefined) return;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be a whole number from ${min} to ${max}${why}, got ${String(v)}`);
+  };
+  int('leaseMs', L.minLeaseMs, L.maxLeaseMs, ' ms (a lease shorter than a claim-to-acknowledge round trip lets two dispatchers send the same job)');
+  int('batchSize', 1, L.maxBatchSize);
+  int('maxAttempts', 1, L.maxAttempts);
+  int('retryDelayMs', 1, L.maxLeaseMs, ' ms');
+  int('retryDelayMaxMs', 1, 7 * L.maxLeaseMs, ' ms');
+  if (problems.length) throw new ValidationError(problems);
+}
 
 export class Dispatcher {
   readonly #store: ScheduleStore;
@@ -85,17 +136,24 @@ export class Dispatcher {
   readonly #defaultQueue: string;
   readonly #batchSize: number;
   readonly #leaseMs: number;
+  readonly #maxAttempts: number;
+  readonly #retryDelayMs: number;
+  readonly #retryDelayMaxMs: number;
   readonly #clock: () => Date;
   readonly #log: Logger;
   readonly #observer: DispatchObserver | undefined;
   #mode: HandoffMode | undefined;
 
   constructor(o: DispatcherOptions) {
+    checkDispatcherOptions(o);
     this.#store = o.store;
     this.#broker = o.broker;
     this.#defaultQueue = o.defaultQueue ?? DISPATCH_DEFAULTS.defaultQueue;
     this.#batchSize = o.batchSize ?? DISPATCH_DEFAULTS.batchSize;
     this.#leaseMs = o.leaseMs ?? DISPATCH_DEFAULTS.leaseMs;
+    this.#maxAttempts = o.maxAttempts ?? DISPATCH_DEFAULTS.maxAttempts;
+    this.#retryDelayMs = o.retryDelayMs ?? DISPATCH_DEFAULTS.retryDelayMs;
+    this.#retryDelayMaxMs = o.retryDelayMaxMs ?? DISPATCH_DEFAULTS.retryDelayMaxMs;
     this.#clock = o.clock ?? (() => new Date());
     this.#log = o.logger ?? silentLogger;
     this.#observer = o.observer;
@@ -118,9 +176,15 @@ export class Dispatcher {
    */
   async dispatchDue(until?: Date, signal?: AbortSignal): Promise<DispatchSummary> {
     const started = performance.now();
-    const summary: DispatchSummary = { sent: 0, failed: 0, corrupt: 0, elapsedMs: 0 };
-    const refused: ClaimedJob[] = [];
-    const detail: DispatchDetail = { latenessSeconds: [], refused: 0 };
+    const run: RunState = {
+      summary: { sent: 0, failed: 0, dead: 0, corrupt: 0, elapsedMs: 0 },
+      detail: { latenessSeconds: [], refused: 0, deadByReason: { corrupt: 0, rejected: 0, max_attempts: 0 } },
+      giveBack: [],
+      retries: [],
+      leases: new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.#log),
+      logged: { refused: 0, dead: 0 },
+    };
+    const { summary, leases } = run;
     const claim = () => {
       const now = this.#clock();
       const claims = this.#store.claimDue({
@@ -131,7 +195,6 @@ export class Dispatcher {
       });
       return { now, claims };
     };
-    const leases = new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.#log);
     let next: { now: Date; claims: Promise<ClaimedJob[]> } | undefined = claim();
     let sending: Promise<void> | undefined;
     try {
@@ -142,22 +205,22 @@ export class Dispatcher {
         if (claimed.length === 0) break;
         let batch: Batch | undefined;
         try {
-          batch = await this.#prepare(claimed, now, summary, refused, leases, detail);
+          batch = await this.#prepare(claimed, now, run);
         } catch (err) {
           if (!(err instanceof BrokerFailure)) throw err;
-          this.#brokerDown(err, claimed, summary, refused);
+          this.#brokerDown(err, claimed.filter((c) => leases.holds(c)), run);
         }
         if (sending) await sending;
         if (summary.error) {
-          if (batch) this.#brokerDown(undefined, batch.ready.map((r) => r.claim), summary, refused);
+          if (batch) this.#brokerDown(undefined, batch.ready.map((r) => r.claim), run);
           break;
         }
         if (claimed.length === this.#batchSize && !signal?.aborted) next = claim(); // queued before the send below
         if (batch) {
           const b = batch;
-          sending = this.#send(b, summary, refused, leases, detail).catch((err: unknown) => {
+          sending = this.#send(b, run).catch((err: unknown) => {
             if (!(err instanceof BrokerFailure)) throw err;
-            this.#brokerDown(err, b.ready.map((r) => r.claim), summary, refused);
+            this.#brokerDown(err, b.ready.map((r) => r.claim).filter((c) => leases.holds(c)), run);
           });
           // observed here, awaited before the next send or at the end
           sending.catch(() => {});
@@ -166,36 +229,52 @@ export class Dispatcher {
       if (sending) await sending;
     } finally {
       leases.stop();
-      if (refused.length > 0) {
-        try {
-          await leases.settle(refused, () => this.#store.release(refused));
-        } catch (err) {
-          this.#log.error('could not give refused jobs back; they will be claimed again when their lease ends', {
-            count: refused.length,
-            error: errorMessage(err),
-          });
-        }
-      }
+      await this.#settleRefused(run);
+      this.#logTail(run);
+      summary.failed = run.giveBack.length + run.retries.length;
       summary.elapsedMs = performance.now() - started;
-      if (this.#observer?.onDispatched) notify(() => this.#observer?.onDispatched?.(summary, detail));
+      if (this.#observer?.onDispatched) notify(() => this.#observer?.onDispatched?.(summary, run.detail));
     }
     return summary;
   }
 
-  /** Decodes and builds a batch (moving corrupt entries aside); in atomic mode also routes it. */
-  async #prepare(claimed: ClaimedJob[], now: Date, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper, detail: DispatchDetail): Promise<Batch | undefined> {
+  /** Gives back what the broker could not take (unchanged), and what it refused (at its next attempt). */
+  async #settleRefused(run: RunState): Promise<void> {
+    const { giveBack, retries, leases } = run;
+    if (giveBack.length > 0) {
+      try {
+        await leases.settle(giveBack, () => this.#store.release(giveBack));
+      } catch (err) {
+        this.#log.error('could not give jobs back; they will be claimed again when their lease ends', { count: giveBack.length, error: errorMessage(err) });
+      }
+    }
+    if (retries.length > 0) {
+      try {
+        await leases.settle(
+          retries.map((r) => r.claim),
+          () => this.#store.retryLater(retries),
+        );
+      } catch (err) {
+        this.#log.error('could not give refused jobs back; they will be claimed again when their lease ends', { count: retries.length, error: errorMessage(err) });
+      }
+    }
+  }
+
+  /** Decodes and builds a batch (corrupt entries become dead letters); in atomic mode also routes it. */
+  async #prepare(claimed: ClaimedJob[], now: Date, run: RunState): Promise<Batch | undefined> {
     const ready: Batch['ready'] = [];
+    const corrupt: Burial[] = [];
+    const nowS = now.getTime() / 1000;
     for (const claim of claimed) {
       try {
         const job = decodeEntry(claim.id, claim.entry);
         ready.push({ claim, message: buildTaskMessage(job, { now, dueAt: claim.dueAt, defaultQueue: this.#defaultQueue }) });
       } catch (err) {
         const reason = err instanceof CorruptEntryError ? err.message : `cannot build a message: ${errorMessage(err)}`;
-        await leases.settle([claim], () => this.#store.quarantine(claim, reason));
-        summary.corrupt++;
-        this.#log.warn('moved a corrupt job aside', { id: claim.id, reason });
+        corrupt.push({ claim, reason: 'corrupt', error: oneLine(reason), diedAt: nowS, ...(claim.attempts && { attempts: claim.attempts }) });
       }
     }
+    await this.#bury(corrupt, run);
     if (ready.length === 0) return undefined;
     if ((await this.#handoffMode()) === 'publish-then-ack') return { ready };
     const prepare = this.#broker.prepareRedisPushes?.bind(this.#broker);
@@ -203,35 +282,52 @@ export class Dispatcher {
     const prepared = await brokerCall(() => prepare(ready.map((r) => r.message)));
     const routable: Batch['ready'] = [];
     const pushes: RedisPush[][] = [];
+    const refused: Burial[] = [];
     prepared.forEach((p, i) => {
       const r = ready[i];
       if (!r) return;
-      if (p instanceof Error) this.#refuse(r, p, summary, refused, detail);
+      if (p instanceof Error) this.#refuse(r, p, nowS, run, refused);
       else {
         routable.push(r);
         pushes.push(p);
       }
     });
+    await this.#bury(refused, run);
     return routable.length ? { ready: routable, pushes } : undefined;
   }
 
   /** Publishes and removes a prepared batch: in one atomic step, or publish then acknowledge. */
-  async #send(batch: Batch, summary: DispatchSummary, refused: ClaimedJob[], leases: LeaseKeeper, detail: DispatchDetail): Promise<void> {
+  async #send(batch: Batch, run: RunState): Promise<void> {
+    const { summary, leases } = run;
     const claims = batch.ready.map((r) => r.claim);
+    const burials: Burial[] = [];
     if (batch.pushes) {
       const handOff = this.#store.handOff?.bind(this.#store);
       if (!handOff) throw new Error('atomic hand-off needs a Redis store');
       const pushes = batch.pushes;
       const done = await leases.settle(claims, () => handOff(claims, pushes));
-      // A job not handed off lost its lease to another dispatcher, which now sends it.
-      summary.sent += done.filter(Boolean).length;
-      if (this.#observer) this.#lateness(claims.filter((_, i) => done[i]), detail);
+      const nowS = this.#clock().getTime() / 1000;
+      const sent: ClaimedJob[] = [];
+      done.forEach((d, i) => {
+        const r = batch.ready[i];
+        if (!r) return;
+        if (d === true) sent.push(r.claim);
+        else if (d instanceof Error) {
+          leases.hold([r.claim]); // still leased to us: settled with the refused ones
+          this.#refuse(r, d, nowS, run, burials);
+        }
+        // false: it lost its lease to another dispatcher, which now sends it
+      });
+      summary.sent += sent.length;
+      if (this.#observer) this.#lateness(sent, run.detail);
+      await this.#bury(burials, run);
       return;
     }
     const outcomes = await brokerCall(() => this.#broker.publish(batch.ready.map((r) => r.message)));
     const accepted: ClaimedJob[] = [];
     const lost: ClaimedJob[] = [];
     let outage: ConnectionError | undefined;
+    const nowS = this.#clock().getTime() / 1000;
     outcomes.forEach((outcome, i) => {
       const r = batch.ready[i];
       if (!r) return;
@@ -240,13 +336,14 @@ export class Dispatcher {
         // the connection died mid-batch: an outage, reported once by the caller, not a refusal
         outage ??= outcome.error;
         lost.push(r.claim);
-      } else this.#refuse(r, outcome.error, summary, refused, detail);
+      } else this.#refuse(r, outcome.error, nowS, run, burials);
     });
-    if (outage) this.#brokerDown(new BrokerFailure(outage), lost, summary, refused);
+    if (outage) this.#brokerDown(new BrokerFailure(outage), lost, run);
     const acceptedAt = this.#observer ? this.#clock().getTime() / 1000 : 0;
     await leases.settle(accepted, () => this.#store.acknowledge(accepted));
     summary.sent += accepted.length;
-    if (this.#observer) this.#lateness(accepted, detail, acceptedAt);
+    if (this.#observer) this.#lateness(accepted, run.detail, acceptedAt);
+    await this.#bury(burials, run);
   }
 
   /** Records, for the observer, how late each sent job left (now, or when the broker accepted it). */
@@ -255,17 +352,66 @@ export class Dispatcher {
   }
 
   /** The broker could not be reached: nothing of these was published; give them back, end the run. */
-  #brokerDown(err: BrokerFailure | undefined, claims: ClaimedJob[], summary: DispatchSummary, refused: ClaimedJob[]): void {
-    refused.push(...claims);
-    summary.failed += claims.length;
-    if (err && !summary.error) summary.error = err.cause instanceof Error ? err.cause : err;
+  #brokerDown(err: BrokerFailure | undefined, claims: ClaimedJob[], run: RunState): void {
+    run.giveBack.push(...claims);
+    if (err && !run.summary.error) run.summary.error = err.cause instanceof Error ? err.cause : err;
   }
 
-  #refuse(r: { claim: ClaimedJob; message: TaskMessage }, error: Error, summary: DispatchSummary, refused: ClaimedJob[], detail: DispatchDetail): void {
-    refused.push(r.claim);
-    summary.failed++;
-    detail.refused++;
-    this.#log.warn('broker refused a job; it stays scheduled', { id: r.claim.id, task: r.message.headers.task, error: errorMessage(error) });
+  /**
+   * The broker refused one job: a dead letter at once when it can never carry it, else an
+   * attempt, tried again after a backoff, or a dead letter once out of attempts.
+   */
+  #refuse(r: { claim: ClaimedJob; message: TaskMessage }, error: Error, now: number, run: RunState, burials: Burial[]): void {
+    const { claim } = r;
+    const before = claim.attempts;
+    const attempts: Attempts = {
+      count: (before?.count ?? 0) + 1,
+      lastError: oneLine(errorMessage(error)),
+      firstFailedAt: before?.firstFailedAt ?? now,
+      firstDueAt: before?.firstDueAt ?? claim.dueAt,
+    };
+    if (error instanceof MessageRejectedError || attempts.count >= this.#maxAttempts) {
+      burials.push({ claim, reason: error instanceof MessageRejectedError ? 'rejected' : 'max_attempts', error: attempts.lastError, diedAt: now, attempts });
+      return;
+    }
+    const delayMs = Math.min(this.#retryDelayMaxMs, this.#retryDelayMs * 2 ** (attempts.count - 1));
+    run.retries.push({ claim, retryAt: now + delayMs / 1000, attempts });
+    run.detail.refused++;
+    if (run.logged.refused++ < LOG_LINES_PER_RUN) {
+      this.#log.warn('broker refused a job; it stays scheduled and is tried again later', {
+        id: claim.id,
+        task: r.message.headers.task,
+        attempt: attempts.count,
+        maxAttempts: this.#maxAttempts,
+        retryInMs: delayMs,
+        error: attempts.lastError,
+      });
+    }
+  }
+
+  /** Makes jobs dead letters (each still leased to this run), counted and logged. */
+  async #bury(burials: Burial[], run: RunState): Promise<void> {
+    if (burials.length === 0) return;
+    await run.leases.settle(
+      burials.map((b) => b.claim),
+      () => this.#store.bury(burials),
+    );
+    for (const b of burials) {
+      run.summary.dead++;
+      if (b.reason === 'corrupt') run.summary.corrupt++;
+      run.detail.deadByReason[b.reason]++;
+      if (run.logged.dead++ < LOG_LINES_PER_RUN) {
+        this.#log.warn('made a job a dead letter; it will not be sent (see `dead list`)', { id: b.claim.id, reason: b.reason, attempts: b.attempts?.count ?? 0, error: b.error });
+      }
+    }
+  }
+
+  /** One line for what the per-job lines of this run left out. */
+  #logTail(run: RunState): void {
+    const refused = run.detail.refused - LOG_LINES_PER_RUN;
+    const dead = run.summary.dead - LOG_LINES_PER_RUN;
+    if (refused > 0) this.#log.warn('more jobs refused by the broker in this run (not logged one by one)', { count: refused });
+    if (dead > 0) this.#log.warn('more jobs made dead letters in this run (not logged one by one)', { count: dead });
   }
 
   async #handoffMode(): Promise<HandoffMode> {
@@ -306,6 +452,11 @@ class LeaseKeeper {
   hold(claims: ClaimedJob[]): ClaimedJob[] {
     for (const c of claims) this.#held.add(c);
     return claims;
+  }
+
+  /** Whether `claim` is held (not yet settled, and its lease not lost). */
+  holds(claim: ClaimedJob): boolean {
+    return this.#held.has(claim);
   }
 
   /** Runs a call that settles `claims` (with their current tokens), then stops renewing them. */
@@ -349,6 +500,23 @@ class LeaseKeeper {
     this.#queue = run.catch(() => {});
     return run;
   }
+}
+
+/** What one dispatch run collects as it goes. */
+interface RunState {
+  summary: DispatchSummary;
+  detail: DispatchDetail;
+  /** jobs the broker could not take (unreachable): given back unchanged at the end */
+  giveBack: ClaimedJob[];
+  /** jobs the broker refused: given back at their next attempt at the end */
+  retries: Retry[];
+  leases: LeaseKeeper;
+  /** per-job log lines written so far, per kind */
+  logged: { refused: number; dead: number };
+}
+
+function oneLine(text: string): string {
+  return redactUrlsIn(text.split('\n', 1)[0] ?? '').slice(0, 1000);
 }
 
 interface Batch {

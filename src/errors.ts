@@ -17,6 +17,8 @@ export const ErrorCode = {
   TASK_FAILED: 'TASK_FAILED',
   TASK_REVOKED: 'TASK_REVOKED',
   TIMEOUT: 'TIMEOUT',
+  CLOSED: 'CLOSED',
+  MESSAGE_REJECTED: 'MESSAGE_REJECTED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -92,6 +94,20 @@ export class JobKeyTakenError extends SchedulerError {
       `a job with key ${JSON.stringify(key)} is already scheduled (id ${JSON.stringify(taskId)}); pass jobKeyMode 'replace' or 'keep', or revoke it first`,
     );
     this.key = key;
+    this.taskId = taskId;
+  }
+}
+
+/**
+ * The broker can never carry this one message as it is (over a size, depth or type limit, or it
+ * made the broker close the channel). Retrying cannot help: the dispatcher makes the job a dead
+ * letter at once, and the rest of its batch is sent as usual.
+ */
+export class MessageRejectedError extends SchedulerError {
+  readonly taskId: string;
+  readonly permanent = true;
+  constructor(taskId: string, reason: string, options?: { cause?: unknown }) {
+    super(ErrorCode.MESSAGE_REJECTED, `the broker cannot carry task ${JSON.stringify(taskId)}: ${reason}`, options);
     this.taskId = taskId;
   }
 }

@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { CorruptEntryError, UnsupportedPickleError, ValidationError } from './errors.js';
 import { decodePickledDatetime, isPickled } from './celery/pickle.js';
+import { MAX_JSON_DEPTH, isWellFormed, nestedDeeperThan } from './celery/limits.js';
 import { formatCeleryTime, toDate } from './celery/time.js';
 import type { JobKeyMode } from './store.js';
 
@@ -295,6 +296,9 @@ export function decodeEntry(id: string, raw: string | null): Job {
   } catch (err) {
     throw new CorruptEntryError(id, 'not JSON', err);
   }
+  if (nestedDeeperThan(parsed, MAX_JSON_DEPTH)) {
+    throw new CorruptEntryError(id, `nested more than ${MAX_JSON_DEPTH} levels deep, which a Python worker cannot decode`);
+  }
   if (!Array.isArray(parsed) || parsed.length !== 2 || !Array.isArray(parsed[0]) || !isPlainObject(parsed[1])) {
     throw new CorruptEntryError(id, 'expected [[task name], {options}]');
   }
@@ -304,7 +308,8 @@ export function decodeEntry(id: string, raw: string | null): Job {
   if (positional.length > 1) throw new CorruptEntryError(id, 'extra positional send_task arguments are not supported');
 
   const taskId = kw.task_id ?? id;
-  if (typeof taskId !== 'string') throw new CorruptEntryError(id, 'task_id is not a string');
+  if (typeof taskId !== 'string' || taskId === '') throw new CorruptEntryError(id, 'task_id is not a non-empty string');
+  if (!isWellFormed(taskId)) throw new CorruptEntryError(id, 'task_id is not well-formed Unicode (a lone surrogate)');
   const args = kw.args ?? [];
   if (!Array.isArray(args)) throw new CorruptEntryError(id, 'args is not a list');
   const kwargs = kw.kwargs ?? {};

@@ -10,7 +10,7 @@
 import type { Broker } from './broker.js';
 import type { DispatchDetail, DispatchObserver, DispatchSummary } from './dispatcher.js';
 import { errorMessage, redactUrlsIn } from './errors.js';
-import type { ScheduleStore, StoreCounts } from './store.js';
+import { DEAD_REASONS, type ScheduleStore, type StoreCounts } from './store.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -239,10 +239,12 @@ export class DispatcherMetrics implements DispatchObserver {
   readonly dispatched: Counter;
   readonly failed: Counter;
   readonly movedAside: Counter;
+  readonly dead: Counter;
   readonly batchSeconds: Histogram;
   readonly latenessSeconds: Histogram;
   readonly #scheduled: Gauge;
   readonly #inFlight: Gauge;
+  readonly #deadLetters: Gauge;
   readonly #overdueLag: Gauge;
   readonly #storeUp: Gauge;
   readonly #brokerUp: Gauge;
@@ -268,7 +270,13 @@ export class DispatcherMetrics implements DispatchObserver {
     );
     this.failed.inc(0, { reason: 'refused' });
     this.failed.inc(0, { reason: 'broker_unavailable' });
-    this.movedAside = r.counter('cls_jobs_moved_aside_total', 'Corrupt stored jobs moved aside (quarantined) instead of being sent.');
+    this.movedAside = r.counter('cls_jobs_moved_aside_total', 'Corrupt stored jobs made dead letters instead of being sent (also counted in cls_jobs_dead_total{reason="corrupt"}).');
+    this.dead = r.counter(
+      'cls_jobs_dead_total',
+      'Jobs this dispatcher made dead letters, by reason: corrupt (the entry cannot become a message), rejected (the broker can never carry the message) or max_attempts (refused on every attempt).',
+      ['reason'],
+    );
+    for (const reason of DEAD_REASONS) this.dead.inc(0, { reason });
     this.batchSeconds = r.histogram(
       'cls_dispatch_batch_seconds',
       'Duration of a dispatch run (claim, build, publish, acknowledge every due batch), in seconds; one observation per run that sent, gave back or moved aside at least one job (runs that found nothing due are not observed).',
@@ -281,6 +289,7 @@ export class DispatcherMetrics implements DispatchObserver {
     );
     this.#scheduled = r.gauge('cls_jobs_scheduled', 'Jobs waiting in the store (not claimed by any dispatcher), read at scrape time; absent when the store cannot be read.');
     this.#inFlight = r.gauge('cls_jobs_in_flight', 'Jobs claimed by a dispatcher and not yet sent or given back, read at scrape time; absent when the store cannot be read.');
+    this.#deadLetters = r.gauge('cls_jobs_dead', 'Dead letters kept in the store (never sent until retried), read at scrape time; absent when the store cannot be read.');
     this.#overdueLag = r.gauge(
       'cls_overdue_lag_seconds',
       'Now minus the due time of the earliest job still waiting in the store when that is in the past, else 0, at scrape time; absent when the store cannot be read.',
@@ -297,7 +306,8 @@ export class DispatcherMetrics implements DispatchObserver {
     this.failed.inc(refused, { reason: 'refused' });
     this.failed.inc(summary.failed - refused, { reason: 'broker_unavailable' });
     this.movedAside.inc(summary.corrupt);
-    if (summary.sent + summary.failed + summary.corrupt > 0) this.batchSeconds.observe(summary.elapsedMs / 1000);
+    for (const reason of DEAD_REASONS) this.dead.inc(detail.deadByReason[reason], { reason });
+    if (summary.sent + summary.failed + summary.dead > 0) this.batchSeconds.observe(summary.elapsedMs / 1000);
     for (const s of detail.latenessSeconds) this.latenessSeconds.observe(s);
   }
 
@@ -328,12 +338,14 @@ export class DispatcherMetrics implements DispatchObserver {
     if (counts.ok && earliest.ok) {
       this.#scheduled.set(counts.value.scheduled);
       this.#inFlight.set(counts.value.inFlight);
+      this.#deadLetters.set(counts.value.dead);
       const first = earliest.value.jobs[0];
       const now = this.#clock().getTime() / 1000;
       this.#overdueLag.set(first && first.dueAt < now ? now - first.dueAt : 0);
     } else {
       this.#scheduled.unset();
       this.#inFlight.unset();
+      this.#deadLetters.unset();
       this.#overdueLag.unset();
     }
     this.#storeUp.set(health.store.up ? 1 : 0);

@@ -6,6 +6,16 @@ import { Dispatcher, type DispatchSummary, type DispatcherOptions } from './disp
 import { DispatcherDaemon, type DaemonOptions } from './dispatcher-daemon.js';
 import type { Logger } from './logger.js';
 import { jobStats, listJobs, rescheduleJob, showJob, type JobListing, type JobStats, type ListJobsOptions, type ScheduledJobInfo } from './scheduled-jobs.js';
+import {
+  listDeadLetters,
+  purgeDeadLetters,
+  retryDeadLetters,
+  showDeadLetter,
+  type DeadLetterInfo,
+  type DeadLetterListing,
+  type PurgeDeadResult,
+  type RetryDeadResult,
+} from './dead-letters.js';
 
 export class Scheduler {
   readonly #app: Celery;
@@ -43,8 +53,28 @@ export class Scheduler {
     return jobStats(this.#app.store, this.#app.now(), options);
   }
 
+  /** Dead letters (jobs that will not be sent as they are), oldest first, a page at a time. */
+  deadLetters(options: { limit?: number; cursor?: string } = {}): Promise<DeadLetterListing> {
+    return listDeadLetters(this.#app.store, options);
+  }
+
+  /** One dead letter, or undefined. */
+  deadLetter(id: string): Promise<DeadLetterInfo | undefined> {
+    return showDeadLetter(this.#app.store, id);
+  }
+
+  /** Schedules dead letters again, due now, with their attempts cleared (by id, or `'all'`). */
+  retryDead(ids: readonly string[] | 'all'): Promise<RetryDeadResult> {
+    return retryDeadLetters(this.#app.store, ids, this.#app.now());
+  }
+
+  /** Deletes dead letters for good (by id, or `'all'`). */
+  purgeDead(ids: readonly string[] | 'all'): Promise<PurgeDeadResult> {
+    return purgeDeadLetters(this.#app.store, ids);
+  }
+
   /** Sends every job due at or before `until` (default: now) to the broker. */
-  dispatchDue(until?: Date, options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer'>> & { logger?: Logger } = {}): Promise<DispatchSummary> {
+  dispatchDue(until?: Date, options: DispatchOptions = {}): Promise<DispatchSummary> {
     return this.dispatcher(options).dispatchDue(until);
   }
 
@@ -53,7 +83,7 @@ export class Scheduler {
     return new DispatcherDaemon({ ...this.#wiring(), ...options });
   }
 
-  dispatcher(options: Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer'>> & { logger?: Logger } = {}): Dispatcher {
+  dispatcher(options: DispatchOptions = {}): Dispatcher {
     return new Dispatcher({ ...this.#wiring(), ...options });
   }
 
@@ -67,6 +97,9 @@ export class Scheduler {
     };
   }
 }
+
+/** Options of `Scheduler.dispatchDue` and `Scheduler.dispatcher`. */
+export type DispatchOptions = Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer' | 'maxAttempts' | 'retryDelayMs' | 'retryDelayMaxMs'>> & { logger?: Logger };
 
 /** Options of `Scheduler.daemon` (store, broker, queue and clock come from the app). */
 export type RunOptions = Partial<Omit<DaemonOptions, 'store' | 'broker' | 'defaultQueue'>>;

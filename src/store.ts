@@ -12,7 +12,8 @@
  * - Errors: `DuplicateJobError` for a taken id, `ConnectionError` when the store cannot be
  *   reached (with the URL redacted), `ValidationError` for a bad URL or option.
  */
-import { ValidationError } from './errors.js';
+import { isWellFormed } from './celery/limits.js';
+import { ErrorCode, SchedulerError, ValidationError } from './errors.js';
 import type { NewJob } from './job.js';
 import type { RedisPush, RedisServerId } from './redis-handoff.js';
 
@@ -25,7 +26,136 @@ export interface ClaimedJob {
   entry: string | null;
   /** the claim's token; only its holder can acknowledge, release or hand off the job */
   token: string;
+  /** the failed attempts before this claim (see `retryLater`); absent for a job never refused */
+  attempts?: Attempts;
 }
+
+/**
+ * A job's record of failed attempts: how often the broker refused it, the last error, and when
+ * it first failed. Kept beside the job (never in its entry), through retries and reschedules;
+ * gone when the job is sent, revoked or made a dead letter.
+ */
+export interface Attempts {
+  /** refusals so far (>= 1) */
+  count: number;
+  /** the last refusal's error, one line */
+  lastError: string;
+  /** when the first attempt failed (unix seconds) */
+  firstFailedAt: number;
+  /** the job's due time when it first failed (unix seconds): retries move its due time */
+  firstDueAt: number;
+}
+
+/** A claimed job the broker refused, to be tried again at `retryAt` (see `retryLater`). */
+export interface Retry {
+  claim: ClaimedJob;
+  /** unix seconds */
+  retryAt: number;
+  /** the attempts so far, this one included */
+  attempts: Attempts;
+}
+
+/**
+ * Why a job became a dead letter: `corrupt` (its entry cannot become a Celery message),
+ * `rejected` (the broker can never carry it: over a size or depth limit, or it closed the
+ * channel), `max_attempts` (the broker refused it on every attempt).
+ */
+export type DeadReason = 'corrupt' | 'rejected' | 'max_attempts';
+
+export const DEAD_REASONS: readonly DeadReason[] = ['corrupt', 'rejected', 'max_attempts'];
+
+/** A claimed job to be made a dead letter (see `bury`). */
+export interface Burial {
+  claim: ClaimedJob;
+  reason: DeadReason;
+  /** the error that decided it, one line */
+  error: string;
+  /** unix seconds */
+  diedAt: number;
+  /**
+   * The attempts made, the one that decided it included (absent when the job was never tried,
+   * e.g. a corrupt entry that was never refused before).
+   */
+  attempts?: Attempts;
+}
+
+/**
+ * The stored form of `Attempts`, the same JSON on every store (a column, or a Redis hash value):
+ * `{"count":2,"lastError":"…","firstFailedAt":…,"firstDueAt":…}`.
+ */
+export function encodeAttempts(a: Attempts): string {
+  return JSON.stringify({ count: a.count, lastError: a.lastError, firstFailedAt: a.firstFailedAt, firstDueAt: a.firstDueAt });
+}
+
+/** Reads `encodeAttempts`' form; undefined for none, or for a record that is not one (it is then ignored). */
+export function decodeAttempts(raw: string | null | undefined): Attempts | undefined {
+  if (raw === null || raw === undefined || raw === '') return undefined;
+  try {
+    const v = JSON.parse(raw) as Partial<Attempts>;
+    if (typeof v.count !== 'number' || !(v.count >= 1)) return undefined;
+    return {
+      count: v.count,
+      lastError: typeof v.lastError === 'string' ? v.lastError : '',
+      firstFailedAt: typeof v.firstFailedAt === 'number' ? v.firstFailedAt : 0,
+      firstDueAt: typeof v.firstDueAt === 'number' ? v.firstDueAt : 0,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The dead letter a burial makes (what every store keeps). */
+export function deadLetterOf(b: Burial, entry: string | null): DeadLetter {
+  return {
+    id: b.claim.id,
+    entry,
+    dueAt: b.attempts?.firstDueAt ?? b.claim.dueAt,
+    reason: b.reason,
+    error: b.error,
+    attempts: b.attempts?.count ?? 0,
+    ...(b.attempts && { firstFailedAt: b.attempts.firstFailedAt }),
+    diedAt: b.diedAt,
+  };
+}
+
+/**
+ * A job that will never be sent as it is: kept with its entry, why, and when, until an operator
+ * retries it (back to scheduled) or purges it. Never claimed, never sent, never lost.
+ */
+export interface DeadLetter {
+  id: string;
+  /** the stored JSON, exactly (null when the index named a job whose entry was missing) */
+  entry: string | null;
+  /** the job's due time (before any retry moved it), unix seconds */
+  dueAt: number;
+  reason: DeadReason;
+  /** the last error, one line */
+  error: string;
+  /** attempts made (0 for a job that could not be tried at all, e.g. corrupt) */
+  attempts: number;
+  /** when its first attempt failed (unix seconds), when it was tried at all */
+  firstFailedAt?: number;
+  /** when it became a dead letter (unix seconds) */
+  diedAt: number;
+}
+
+export interface DeadLetterPage {
+  /** oldest first (by `diedAt`, then id) */
+  letters: DeadLetter[];
+  /** pass as `cursor` for the next page; absent on the last page */
+  cursor?: string;
+}
+
+/** What `reviveDead` did with one id. */
+export type ReviveOutcome =
+  /** back to scheduled, at the due time asked for, with no attempts */
+  | 'scheduled'
+  /** no dead letter has this id */
+  | 'not_dead'
+  /** a scheduled or in-flight job holds the id now (scheduled again meanwhile); the dead letter stays */
+  | 'id_taken'
+  /** the dead letter has no entry to schedule (its key was missing); it stays, purge it */
+  | 'no_entry';
 
 export interface ClaimOptions {
   /** claim jobs due at or before this (unix seconds) */
@@ -95,6 +225,8 @@ export interface KeyedAddResult {
 export interface StoreCounts {
   scheduled: number;
   inFlight: number;
+  /** dead letters (see `bury`) */
+  dead: number;
 }
 
 export interface ScheduleStore {
@@ -140,10 +272,37 @@ export interface ScheduleStore {
   renew(claims: readonly ClaimedJob[], options: RenewOptions): Promise<ClaimedJob[]>;
   /** The broker accepted these: forget them. Jobs no longer leased to their claim are left alone. */
   acknowledge(claims: readonly ClaimedJob[]): Promise<void>;
-  /** Puts claimed jobs back at their due times. */
+  /**
+   * Puts claimed jobs back at their due times, their attempts unchanged (the broker could not be
+   * reached, or the dispatcher is stopping: not the job's fault). Jobs no longer leased to their
+   * claim are left alone.
+   */
   release(claims: readonly ClaimedJob[]): Promise<void>;
-  /** Moves a corrupt claimed job aside, keeping its raw entry and the reason. */
-  quarantine(claim: ClaimedJob, reason: string): Promise<void>;
+  /**
+   * Puts claimed jobs the broker refused back as scheduled, due at `retryAt`, with their attempts
+   * recorded (they come back in the next claim's `attempts`). Jobs no longer leased to their
+   * claim are left alone.
+   */
+  retryLater(retries: readonly Retry[]): Promise<void>;
+  /**
+   * Makes claimed jobs dead letters: each leaves the in-flight set, keeping its entry, reason,
+   * error, attempts and times (see `DeadLetter`); its attempts record goes. A dead letter holds
+   * no id: a new job may take it (`reviveDead` then says `id_taken`). Jobs no longer leased to
+   * their claim are left alone.
+   */
+  bury(burials: readonly Burial[]): Promise<void>;
+  /** Dead letters, oldest first, a page at a time (`limit` >= 1). */
+  deadLetters(options: { limit: number; cursor?: string }): Promise<DeadLetterPage>;
+  /** One dead letter, or undefined. */
+  getDead(id: string): Promise<DeadLetter | undefined>;
+  /**
+   * Schedules dead letters again, each atomically: due at `dueAt`, attempts cleared, entry as
+   * stored. Resolves to one outcome per id, in order, as if they were revived one at a time (an
+   * id given twice is `not_dead` the second time).
+   */
+  reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]>;
+  /** Deletes dead letters for good (`'all'`: every one). Resolves to how many were deleted. */
+  purgeDead(ids: readonly string[] | 'all'): Promise<number>;
   /** The stored entry and due time of a scheduled or in-flight job. */
   get(id: string): Promise<StoredJob | undefined>;
   /** Scheduled jobs in due order, a page at a time. */
@@ -160,9 +319,11 @@ export interface ScheduleStore {
   redisLocation?(): Promise<{ server: RedisServerId; db: number }>;
   /**
    * Optional (Redis): pushes each claim's messages onto broker lists on the same server and
-   * removes the job, in one atomic step. Returns, per claim, whether it was handed off.
+   * removes the job, in one atomic step. Returns, per claim: true when handed off, false when it
+   * is no longer leased to its claim, or an Error when its messages cannot be pushed (e.g. a
+   * broker key of another type); such a job is unchanged, still leased to the claim.
    */
-  handOff?(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<boolean[]>;
+  handOff?(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<(boolean | Error)[]>;
   /** Closes connections; idempotent. Other calls after it reject. */
   close(): Promise<void>;
 }
@@ -174,6 +335,57 @@ export interface ScheduleStore {
  */
 export function leaseToken(now: number, leaseMs: number): string {
   return String(Math.round(now * 1000 + leaseMs) / 1000);
+}
+
+/**
+ * Checks jobs before a store writes them, the same on every store: a non-empty id and an entry
+ * that are strings of well-formed Unicode (a lone surrogate does not survive the trip to SQLite,
+ * PostgreSQL or Redis unchanged, so the row would never match its claim again), and a finite due
+ * time. Throws one `ValidationError` listing every problem; nothing is written then.
+ */
+export function checkNewJobs(jobs: readonly NewJob[]): void {
+  const problems: string[] = [];
+  for (const [i, job] of jobs.entries()) {
+    const where = jobs.length === 1 ? 'the job' : `job ${i}`;
+    if (typeof job !== 'object' || job === null) {
+      problems.push(`${where} is not an object {id, dueAt, entry}`);
+      continue;
+    }
+    if (typeof job.id !== 'string' || job.id === '') problems.push(`${where} needs a non-empty string id`);
+    else if (!isWellFormed(job.id)) problems.push(`${where} has an id that is not well-formed Unicode (a lone surrogate); pass a valid string`);
+    if (typeof job.entry !== 'string') problems.push(`${where} needs a string entry`);
+    else if (!isWellFormed(job.entry)) problems.push(`${where} has an entry that is not well-formed Unicode (a lone surrogate)`);
+    if (typeof job.dueAt !== 'number' || !Number.isFinite(job.dueAt)) problems.push(`${where} needs a finite due time (unix seconds)`);
+    if (problems.length >= 20) break;
+  }
+  if (problems.length) throw new ValidationError(problems);
+}
+
+/** Checks a deduplication key: a non-empty string of well-formed Unicode. */
+export function checkJobKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key === '' || !isWellFormed(key)) {
+    throw new ValidationError([`a job key must be a non-empty string of well-formed Unicode, got ${typeof key === 'string' ? JSON.stringify(key) : typeof key}`]);
+  }
+}
+
+/** Checks a due time given to `reschedule` or `reviveDead`. */
+export function checkDueAt(dueAt: unknown, what: string): asserts dueAt is number {
+  if (typeof dueAt !== 'number' || !Number.isFinite(dueAt)) throw new ValidationError([`${what} must be a finite number of unix seconds`]);
+}
+
+/** Checks a page size given to `list` or `deadLetters`. */
+export function checkLimit(limit: unknown): asserts limit is number {
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) throw new ValidationError([`the page size must be a whole number >= 1, not ${String(limit)}`]);
+}
+
+/** The error every store method throws after `close()`. */
+export function storeClosed(description: string): SchedulerError {
+  return new SchedulerError(ErrorCode.CLOSED, `the store ${description} is closed; open a new one (or a new Celery app)`);
+}
+
+/** The cursor after a dead letter in `deadLetters` order (died at, then id). */
+export function deadCursorAfter(letter: { diedAt: number; id: string }): string {
+  return cursorAfter({ dueAt: letter.diedAt, id: letter.id });
 }
 
 /** The cursor after `job` in due order (opaque to callers; every store uses this form). */

@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import type { Job, Signature } from '../job.js';
+import { MAX_EXPIRATION_MS } from './limits.js';
 import { pyRepr, pyTupleRepr } from './py-repr.js';
 import { formatCeleryTime } from './time.js';
 
@@ -16,7 +17,11 @@ export interface TaskMessage {
     reply_to: string;
     delivery_mode: 1 | 2;
     priority: number;
-    /** milliseconds until `expires`, as a string (set whenever `expires` is) */
+    /**
+     * milliseconds until `expires`, as a string: set whenever `expires` is, as Celery does, unless
+     * it is further off than RabbitMQ can hold (`MAX_EXPIRATION_MS`, about 49.7 days; RabbitMQ
+     * would close the channel). The worker honours the `expires` header either way.
+     */
     expiration?: string;
   };
   body: [unknown[], Record<string, unknown>, Embed];
@@ -102,7 +107,10 @@ export function buildTaskMessage(job: Job, ctx: MessageContext): TaskMessage {
     delivery_mode: 2,
     priority: job.priority ?? 0,
   };
-  if (expiresAt) properties.expiration = String(Math.max(0, expiresAt.getTime() - nowMs));
+  if (expiresAt) {
+    const ms = Math.max(0, expiresAt.getTime() - nowMs);
+    if (ms <= MAX_EXPIRATION_MS) properties.expiration = String(ms);
+  }
   return {
     headers,
     properties,

@@ -176,17 +176,23 @@ describe.skipIf(skipAmqp)('AmqpBroker under faults', () => {
     const broker = new AmqpBroker(url as string);
     opened.push(store, broker);
     await store.add(jobs);
-    const dispatcher = new Dispatcher({ store, broker, batchSize: 500 });
+    let skew = 0; // seconds the dispatcher's clock runs ahead
+    const dispatcher = new Dispatcher({ store, broker, batchSize: 500, retryDelayMs: 10_000, clock: () => new Date(Date.now() + skew * 1000) });
 
     const refused = await dispatcher.dispatchDue();
-    expect(refused).toMatchObject({ sent: 0, failed: n, corrupt: 0 });
+    expect(refused).toMatchObject({ sent: 0, failed: n, dead: 0 });
     expect(refused.error).toBeUndefined(); // unroutable is a refusal, not an outage
-    expect(await store.count()).toEqual({ scheduled: n, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: n, inFlight: 0, dead: 0 });
+    // each waits for its next attempt, with the refusal recorded
+    expect(await dispatcher.dispatchDue()).toMatchObject({ sent: 0, failed: 0 });
+    const first = await store.get(jobs[0]!.id);
+    expect(first!.dueAt).toBeGreaterThan(nowS);
 
     await ch.assertQueue(lateQ, { durable: true });
+    skew = 11; // their next attempt has come
     const sent = await dispatcher.dispatchDue();
     expect(sent).toMatchObject({ sent: n, failed: 0, corrupt: 0 });
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     expect((await ch.checkQueue(lateQ)).messageCount).toBe(n);
     const ids = await drainIds(lateQ, n);
     expect(ids).toHaveLength(n);

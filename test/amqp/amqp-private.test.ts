@@ -66,7 +66,7 @@ describe.skipIf(skip)('a private RabbitMQ that restarts', () => {
     const down = await d.dispatchDue();
     expect(down.sent).toBe(0);
     expect(down.error?.message).toMatch(/Celery broker \(RabbitMQ\) at amqp:\/\/guest:\*\*\*@127\.0\.0\.1/);
-    expect(await store.count()).toEqual({ scheduled: 250, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 250, inFlight: 0, dead: 0 });
     await node.start();
     expect(await d.dispatchDue()).toMatchObject({ sent: 250, failed: 0 });
     expect((await queued()).sort()).toEqual(ids.sort());
@@ -96,13 +96,13 @@ describe.skipIf(skip)('a private RabbitMQ that restarts', () => {
         await rival.close();
       }
       expect(stolen).toEqual([]);
-      expect(await store.count()).toEqual({ scheduled: 0, inFlight: 50 });
+      expect(await store.count()).toEqual({ scheduled: 0, inFlight: 50, dead: 0 });
       node.ctl('set_vm_memory_high_watermark', '0.4');
       expect(await run).toMatchObject({ sent: 50, failed: 0 });
     } finally {
       node.ctl('set_vm_memory_high_watermark', '0.4');
     }
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     const got = await queued();
     expect(got.length).toBe(50);
     expect(got.sort()).toEqual(ids.sort());

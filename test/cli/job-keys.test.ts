@@ -58,7 +58,7 @@ for (const t of targets) {
         await expect(task.applyAsync([], {}, { countdown: 5, jobKey: 'k', jobKeyMode: 'merge' as never })).rejects.toBeInstanceOf(ValidationError);
         await expect(task.applyAsync([], {}, { countdown: 5, jobKeyMode: 'keep' })).rejects.toThrow('jobKeyMode needs a jobKey');
         await expect(app.sendTasks([{ name: 'proj.x', options: { countdown: 5, jobKey: 'k' } }])).rejects.toThrow(/jobKey is not supported by sendTasks/);
-        expect(await app.store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await app.store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       } finally {
         await app.close();
       }

@@ -89,7 +89,7 @@ for (const kind of kinds) {
           expect(got.length).toBe(3000);
           expect(duplicates(got)).toBe(0);
           expect(new Set(got)).toEqual(new Set(ids));
-          expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+          expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
           const sentBy = runs.map((r) => r.logs.filter((l) => l.msg === 'dispatched').reduce((n, l) => n + Number(l.sent), 0));
           expect(sentBy.reduce((a, b) => a + b, 0)).toBe(3000);
           expect(sentBy.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);

@@ -13,7 +13,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DuplicateJobError, ErrorCode, JobKeyTakenError, ValidationError } from '../../src/errors.js';
 import type { NewJob } from '../../src/job.js';
-import type { ClaimedJob, JobKeyMode, KeyedAddResult, ScheduleStore } from '../../src/store.js';
+import type { Attempts, ClaimedJob, JobKeyMode, KeyedAddResult, ScheduleStore } from '../../src/store.js';
 import { requireService } from '../helpers/services.js';
 
 export interface StoreHarness {
@@ -74,7 +74,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const j = job('a', T0 + 60);
         expect(await store.add([j])).toBe(1);
         expect(await store.get('a')).toEqual({ id: 'a', dueAt: T0 + 60, entry: j.entry, state: 'scheduled' });
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
       });
 
       it('dispatch takes due jobs and leaves future ones; acknowledged jobs are gone', async () => {
@@ -85,7 +85,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.get('due')).toBeUndefined();
         expect(await store.get('now')).toBeUndefined();
         expect((await store.get('future'))?.state).toBe('scheduled');
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
       });
 
       it('revoke deletes a scheduled job for good', async () => {
@@ -117,7 +117,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
 
       it('rejects an id given twice in one batch', async () => {
         await expect(store.add([job('twice', T0), job('twice', T0 + 1)])).rejects.toBeInstanceOf(DuplicateJobError);
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       });
 
       it('rejects the id of a job in flight', async () => {
@@ -132,7 +132,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const added = await store.add([job('keep', T0 + 99, { changed: true }), job('k2', T0), job('k3', T0)], { duplicates: 'skip' });
         expect(added).toBe(2);
         expect(await store.get('keep')).toMatchObject({ dueAt: T0, entry: job('keep', T0).entry });
-        expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0, dead: 0 });
       });
 
       it('adds an empty batch as a no-op', async () => {
@@ -201,7 +201,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.remove('j')).toBe(false);
         expect((await store.list({ limit: 10 })).jobs).toEqual([]);
         expect(await store.get('j')).toMatchObject({ state: 'in_flight', entry: job('j', T0).entry });
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 1 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 1, dead: 0 });
       });
 
       it('release puts jobs back at their due time, entry intact', async () => {
@@ -224,8 +224,10 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(retaken.entry).toBe(job('slow', 0).entry);
         await store.acknowledge([old!]);
         await store.release([old!]);
-        await store.quarantine(old!, 'stale');
+        await store.retryLater([{ claim: old!, retryAt: T0, attempts: { count: 1, lastError: 'x', firstFailedAt: T0, firstDueAt: T0 } }]);
+        await store.bury([{ claim: old!, reason: 'corrupt', error: 'stale', diedAt: T0 }]);
         expect(await store.get('slow')).toMatchObject({ state: 'in_flight' });
+        expect((await store.count()).dead).toBe(0);
         await store.acknowledge([retaken]);
         expect(await store.get('slow')).toBeUndefined();
       });
@@ -244,7 +246,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         await store.acknowledge(claims);
         expect((await store.count()).inFlight).toBe(2);
         await store.acknowledge(renewed);
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       });
 
       it('renew never shortens a lease', async () => {
@@ -255,23 +257,23 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.nextDueAt()).toBe(T0 + LEASE / 1000);
         expect(await claimAt(T0 + 5)).toEqual([]);
         await store.acknowledge(same);
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       });
 
-      it('quarantine moves a claimed job aside: neither scheduled nor claimable', async () => {
+      it('bury makes a claimed job a dead letter: neither scheduled nor claimable, counted as dead', async () => {
         await store.add([job('bad', T0)]);
         const [claim] = await claimAt(T0);
-        await store.quarantine(claim!, 'not JSON');
+        await store.bury([{ claim: claim!, reason: 'corrupt', error: 'not JSON', diedAt: T0 + 1 }]);
         expect(await store.get('bad')).toBeUndefined();
         expect(await claimAt(T0 + 10 * LEASE)).toEqual([]);
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 1 });
       });
 
       it('acknowledging an unknown claim is a no-op', async () => {
         const ghost: ClaimedJob = { id: 'ghost', dueAt: T0, entry: null, token: String(T0 + 30) };
         await store.acknowledge([ghost]);
         await store.release([ghost]);
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       });
 
       it('racing claims from two handles never share a job and miss none', async () => {
@@ -290,7 +292,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         await Promise.all([drain(store), drain(other), drain(store), drain(other)]);
         expect(seen.length).toBe(n);
         expect(new Set(seen).size).toBe(n);
-        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       });
     });
 
@@ -383,7 +385,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(err).toMatchObject({ key: 'K', taskId: 'k1', code: ErrorCode.DUPLICATE_JOB });
         expect((err as Error).message).toMatch(/key "K" is already scheduled \(id "k1"\).*'replace' or 'keep'.*revoke/);
         expect(await store.get('k2')).toBeUndefined();
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
         expect(await store.nextDueAt()).toBe(T0 + 10);
       });
 
@@ -430,7 +432,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.get('taken')).toMatchObject({ dueAt: T0, entry: job('taken', 0).entry });
         // the keys a failed add named are still free
         expect(await store.addKeyed(job('f', T0), 'free-keep', 'reject')).toEqual({ id: 'f', outcome: 'added' });
-        expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0, dead: 0 });
       });
 
       it('keys are independent, and a plain add holds none', async () => {
@@ -457,20 +459,20 @@ export function storeContract(name: string, harness: StoreHarness): void {
         await store.acknowledge(claims);
         expect(await store.get('c1')).toBeUndefined();
         expect(await holderOf('K')).toBe('c2');
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
       });
 
       it('acknowledge: once sent, the key is free', async () => {
         await store.addKeyed(job('s1', T0), 'K', 'keep');
         await store.acknowledge(await claimAt(T0));
         expect(await store.addKeyed(job('s2', T0 + 1), 'K', 'keep')).toEqual({ id: 's2', outcome: 'added' });
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
       });
 
-      it('quarantine: a quarantined job holds no key', async () => {
+      it('bury: a dead letter holds no key', async () => {
         await store.addKeyed(job('q1', T0), 'K', 'reject');
         const [claim] = await claimAt(T0);
-        await store.quarantine(claim!, 'corrupt');
+        await store.bury([{ claim: claim!, reason: 'corrupt', error: 'corrupt', diedAt: T0 }]);
         expect(await store.addKeyed(job('q2', T0 + 1), 'K', 'reject')).toEqual({ id: 'q2', outcome: 'added' });
       });
 
@@ -531,7 +533,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const winner = added[0]!.id;
         expect(results.filter((r) => r.outcome === 'kept').every((r) => r.id === winner)).toBe(true);
         expect(results.filter((r) => r.outcome === 'kept').length).toBe(19);
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
         expect(await holderOf('RACE')).toBe(winner);
       });
 
@@ -540,7 +542,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const results = values(settled);
         expect(results.filter((r) => r.outcome === 'added').length).toBe(1);
         expect(results.filter((r) => r.outcome === 'replaced').length).toBe(19);
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
         const last = await holderOf('RACE');
         const replaced = results.flatMap((r) => (r.replacedId === undefined ? [] : [r.replacedId]));
         expect([...replaced, last].sort()).toEqual(jobs);
@@ -555,14 +557,157 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(ok[0]!.outcome).toBe('added');
         expect(failed.length).toBe(19);
         expect(failed.every((e) => e instanceof JobKeyTakenError && e.taskId === ok[0]!.id)).toBe(true);
-        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
+      });
+    });
+
+    describe('attempts and dead letters', () => {
+      const tried = (count: number, at = T0): Attempts => ({ count, lastError: `refused ${count}`, firstFailedAt: at, firstDueAt: T0 });
+
+      it('retryLater puts a refused job back at its next attempt; the next claim carries its attempts', async () => {
+        await store.add([job('r', T0), job('plain', T0)]);
+        const claims = await claimAt(T0);
+        expect(claims.every((c) => c.attempts === undefined)).toBe(true);
+        const r = claims.find((c) => c.id === 'r')!;
+        await store.retryLater([{ claim: r, retryAt: T0 + 10, attempts: tried(1) }]);
+        await store.acknowledge(claims.filter((c) => c.id !== 'r'));
+        expect(await store.get('r')).toEqual({ id: 'r', dueAt: T0 + 10, entry: job('r', T0).entry, state: 'scheduled' });
+        expect(await claimAt(T0 + 9)).toEqual([]);
+        const [again] = await claimAt(T0 + 10);
+        expect(again).toMatchObject({ id: 'r', dueAt: T0 + 10, attempts: tried(1) });
+        await store.retryLater([{ claim: again!, retryAt: T0 + 30, attempts: tried(2) }]);
+        const [third] = await claimAt(T0 + 30);
+        expect(third!.attempts).toEqual(tried(2));
+      });
+
+      it('attempts survive release, reschedule and a re-claim after the lease ran out', async () => {
+        await store.add([job('a', T0)]);
+        const [c1] = await claimAt(T0);
+        await store.retryLater([{ claim: c1!, retryAt: T0 + 1, attempts: tried(3) }]);
+        const [c2] = await claimAt(T0 + 1);
+        await store.release([c2!]); // the broker was down: not the job's fault
+        expect(await store.reschedule('a', T0 + 5)).toBe(true);
+        const [c3] = await claimAt(T0 + 5);
+        expect(c3!.attempts).toEqual(tried(3));
+        const [c4] = await claimAt(T0 + 5 + LEASE / 1000 + 1); // lease ran out: re-claimed
+        expect(c4).toMatchObject({ id: 'a', attempts: tried(3) });
+      });
+
+      it('a job sent, revoked, or added again under the same id starts with no attempts', async () => {
+        await store.add([job('s', T0), job('v', T0)]);
+        const claims = await claimAt(T0);
+        await store.retryLater(claims.map((claim) => ({ claim, retryAt: T0 + 1, attempts: tried(1) })));
+        expect(await store.remove('v')).toBe(true);
+        await store.acknowledge(await claimAt(T0 + 1));
+        await store.add([job('s', T0 + 2), job('v', T0 + 2)]);
+        expect((await claimAt(T0 + 2)).map((c) => c.attempts)).toEqual([undefined, undefined]);
+      });
+
+      it('bury keeps entry, reason, error, attempts and times; oldest first, paged', async () => {
+        await store.add([job('d1', T0), job('d2', T0 + 1), job('d3', T0 + 2)]);
+        const [c1, c2, c3] = await claimAt(T0 + 2);
+        await store.bury([{ claim: c2!, reason: 'max_attempts', error: 'unroutable', diedAt: T0 + 100, attempts: tried(10, T0 + 5) }]);
+        await store.bury([
+          { claim: c1!, reason: 'corrupt', error: 'not JSON', diedAt: T0 + 200 },
+          { claim: c3!, reason: 'rejected', error: 'too large', diedAt: T0 + 50, attempts: tried(1, T0 + 50) },
+        ]);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 3 });
+        expect(await store.getDead('d2')).toEqual({
+          id: 'd2', entry: job('d2', 0).entry, dueAt: T0, reason: 'max_attempts', error: 'unroutable', attempts: 10, firstFailedAt: T0 + 5, diedAt: T0 + 100,
+        });
+        expect(await store.getDead('d1')).toEqual({ id: 'd1', entry: job('d1', 0).entry, dueAt: T0, reason: 'corrupt', error: 'not JSON', attempts: 0, diedAt: T0 + 200 });
+        expect(await store.getDead('nope')).toBeUndefined();
+        const p1 = await store.deadLetters({ limit: 2 });
+        expect(ids(p1.letters)).toEqual(['d3', 'd2']);
+        const p2 = await store.deadLetters({ limit: 2, cursor: p1.cursor! });
+        expect(ids(p2.letters)).toEqual(['d1']);
+        expect(p2.cursor).toBeUndefined();
+        await expect(store.deadLetters({ limit: 0 })).rejects.toBeInstanceOf(ValidationError);
+      });
+
+      it('reviveDead schedules a dead letter again (due then, no attempts); says why for the others', async () => {
+        await store.add([job('x', T0), job('y', T0), job('taken', T0)]);
+        const claims = await claimAt(T0);
+        await store.bury(claims.map((claim) => ({ claim, reason: 'max_attempts' as const, error: 'e', diedAt: T0, attempts: tried(10) })));
+        await store.add([job('taken', T0 + 7)]); // the id was scheduled again meanwhile
+        expect(await store.reviveDead(['x', 'nope', 'taken', 'x'], T0 + 60)).toEqual(['scheduled', 'not_dead', 'id_taken', 'not_dead']);
+        expect(await store.get('x')).toEqual({ id: 'x', dueAt: T0 + 60, entry: job('x', 0).entry, state: 'scheduled' });
+        expect(await store.count()).toEqual({ scheduled: 2, inFlight: 0, dead: 2 });
+        const back = (await claimAt(T0 + 60)).find((c) => c.id === 'x');
+        expect(back).toMatchObject({ id: 'x', dueAt: T0 + 60 });
+        expect(back!.attempts).toBeUndefined();
+        expect(ids((await store.deadLetters({ limit: 10 })).letters).sort()).toEqual(['taken', 'y']);
+      });
+
+      it('reviveDead wakes the dispatchers when the revived job is due first', async () => {
+        await store.add([job('w', T0)]);
+        await store.bury([{ claim: (await claimAt(T0))[0]!, reason: 'corrupt', error: 'e', diedAt: T0 }]);
+        const heard: number[] = [];
+        const stop = await store.watch?.((d) => heard.push(d));
+        if (!stop) return; // a store without wake-ups is polled
+        try {
+          await store.reviveDead(['w'], T0 + 1);
+          await waitFor(() => heard.length > 0);
+          expect(heard).toEqual([T0 + 1]);
+        } finally {
+          await stop();
+        }
+      });
+
+      it('purgeDead deletes by id or all; a dead id is free to reuse throughout', async () => {
+        await store.add([job('p1', T0), job('p2', T0), job('p3', T0)]);
+        await store.bury((await claimAt(T0)).map((claim) => ({ claim, reason: 'rejected' as const, error: 'e', diedAt: T0 })));
+        await store.add([job('p1', T0 + 5)]); // a dead letter holds no id
+        expect(await store.purgeDead(['p1', 'nope', 'p1'])).toBe(1);
+        expect((await store.get('p1'))?.state).toBe('scheduled');
+        expect(await store.purgeDead('all')).toBe(2);
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
+        expect(await store.purgeDead('all')).toBe(0);
+      });
+
+      it('a burial or retry by a claim that lost its lease changes nothing', async () => {
+        await store.add([job('l', T0)]);
+        const [old] = await claimAt(T0);
+        const [now] = await claimAt(T0 + LEASE / 1000 + 1);
+        await store.bury([{ claim: old!, reason: 'corrupt', error: 'e', diedAt: T0 }]);
+        await store.retryLater([{ claim: old!, retryAt: T0, attempts: tried(1) }]);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 1, dead: 0 });
+        await store.acknowledge([now!]);
+      });
+    });
+
+    describe('validation, the same on every store', () => {
+      it('refuses ids, entries and keys that are not well-formed Unicode, and non-finite due times, changing nothing', async () => {
+        const lone = 'id-\uD800-x';
+        for (const bad of [
+          { id: lone, dueAt: T0, entry: job('ok', T0).entry },
+          { id: 'ok', dueAt: T0, entry: `["\uDC00"]` },
+          { id: '', dueAt: T0, entry: '[]' },
+          { id: 'ok', dueAt: Number.NaN, entry: '[]' },
+          { id: 'ok', dueAt: Infinity, entry: '[]' },
+        ]) {
+          await expect(store.add([job('fine', T0), bad])).rejects.toBeInstanceOf(ValidationError);
+          await expect(store.addKeyed(bad, 'K', 'reject')).rejects.toBeInstanceOf(ValidationError);
+        }
+        await expect(store.addKeyed(job('k', T0), lone, 'reject')).rejects.toBeInstanceOf(ValidationError);
+        await expect(store.addKeyed(job('k', T0), '', 'reject')).rejects.toBeInstanceOf(ValidationError);
+        await store.add([job('m', T0)]);
+        await expect(store.reschedule('m', Number.NaN)).rejects.toBeInstanceOf(ValidationError);
+        await expect(store.reschedule('m', T0, `["\uD800"]`)).rejects.toBeInstanceOf(ValidationError);
+        await expect(store.list({ limit: 0 })).rejects.toBeInstanceOf(ValidationError);
+        await expect(store.list({ limit: 1.5 })).rejects.toBeInstanceOf(ValidationError);
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
+        expect(await store.get('m')).toMatchObject({ dueAt: T0, entry: job('m', T0).entry });
       });
     });
 
     it('a closed store rejects further calls', async () => {
       await store.close();
       await store.close(); // idempotent
-      await expect(store.add([job('late', T0)])).rejects.toThrow(/closed/);
+      const err = await store.add([job('late', T0)]).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCode.CLOSED });
+      expect(String(err)).toMatch(/closed/);
+      await expect(store.count()).rejects.toMatchObject({ code: ErrorCode.CLOSED });
     });
   });
 }

@@ -138,6 +138,6 @@ describe.skipIf(skip)('a real Python Celery worker on RabbitMQ runs what we sche
   });
 
   it('leaves nothing scheduled or in flight in the store', async () => {
-    expect(await (app as Celery).store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await (app as Celery).store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 });

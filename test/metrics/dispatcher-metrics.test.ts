@@ -51,7 +51,7 @@ afterEach(async () => {
 });
 
 describe('DispatcherMetrics as the dispatcher observer', () => {
-  it('counts sent, refused and moved-aside jobs, one batch observation, and each sent job’s lateness', async () => {
+  it('counts sent, refused and dead jobs, one batch observation, and each sent job’s lateness', async () => {
     const store = new MemoryStore();
     const broker = new FakeBroker();
     await store.add([
@@ -63,13 +63,17 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     ]);
     const metrics = new DispatcherMetrics({ store, broker, clock });
     const summary = await new Dispatcher({ store, broker, clock, observer: metrics }).dispatchDue();
-    expect(summary).toMatchObject({ sent: 2, failed: 1, corrupt: 1 });
+    expect(summary).toMatchObject({ sent: 2, failed: 1, dead: 1, corrupt: 1 });
 
     const m = parseExposition(await metrics.render());
     expect(valueOf(m, 'cls_jobs_dispatched_total')).toBe(2);
     expect(valueOf(m, 'cls_jobs_failed_total', { reason: 'refused' })).toBe(1);
     expect(valueOf(m, 'cls_jobs_failed_total', { reason: 'broker_unavailable' })).toBe(0);
     expect(valueOf(m, 'cls_jobs_moved_aside_total')).toBe(1);
+    expect(valueOf(m, 'cls_jobs_dead_total', { reason: 'corrupt' })).toBe(1);
+    expect(valueOf(m, 'cls_jobs_dead_total', { reason: 'rejected' })).toBe(0);
+    expect(valueOf(m, 'cls_jobs_dead_total', { reason: 'max_attempts' })).toBe(0);
+    expect(valueOf(m, 'cls_jobs_dead')).toBe(1);
     expect(valueOf(m, 'cls_dispatch_batch_seconds_count')).toBe(1);
     expect(valueOf(m, 'cls_dispatch_lateness_seconds_count')).toBe(2);
     expect(valueOf(m, 'cls_dispatch_lateness_seconds_sum')).toBeCloseTo(5.02, 6);
@@ -79,10 +83,11 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     expect(lateness.get(2.5)).toBe(1);
     expect(lateness.get(5)).toBe(2); // ok.a, 5 s late (le is inclusive)
     expect(lateness.get(Infinity)).toBe(2);
-    // the refused job is back in the store, 100 s overdue; the later one waits
+    // the refused job is back in the store, due at its next attempt (10 s on); the later one waits
     expect(valueOf(m, 'cls_jobs_scheduled')).toBe(2);
     expect(valueOf(m, 'cls_jobs_in_flight')).toBe(0);
-    expect(valueOf(m, 'cls_overdue_lag_seconds')).toBeCloseTo(100, 6);
+    expect(valueOf(m, 'cls_overdue_lag_seconds')).toBe(0);
+    expect((await store.get('refused-1'))?.dueAt).toBeCloseTo(now + 10, 6);
     expect(valueOf(m, 'cls_store_up')).toBe(1);
     expect(valueOf(m, 'cls_broker_up')).toBe(1);
   });
@@ -133,7 +138,7 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     expect(calls).toBe(1);
     expect(summary).toMatchObject({ sent: 2, failed: 0 });
     expect(broker.published).toHaveLength(2);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('reports the daemon’s store outage and recovery, and lateness reaches the observer through the daemon', async () => {

@@ -101,7 +101,7 @@ describe('migrate between SQLite stores', () => {
       expect(partial.cursor).toBeDefined();
       const rest = await migrateJobs(from, to, { move: true, batchSize: 100, after: partial.cursor! });
       expect(rest).toMatchObject({ seen: 150, copied: 150, skipped: 0, removed: 150 });
-      expect(await from.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      expect(await from.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       expect((await to.count()).scheduled).toBe(250);
       expect(await to.get('m7')).toMatchObject({ dueAt: 1, entry: '[["other"],{}]' });
       expect(await to.get('m249')).toMatchObject({ dueAt: 2_000_000_249, entry: jobs[249]!.entry });

@@ -114,7 +114,7 @@ describe('PostgreSQL connection failures', () => {
     const store = new PostgresStore('postgres://h/db');
     await store.close();
     await store.close();
-    await expect(store.get('x')).rejects.toThrow('the store is closed');
-    await expect(store.watch(() => {})).rejects.toThrow('the store is closed');
+    await expect(store.get('x')).rejects.toThrow(/the store .* is closed/);
+    await expect(store.watch(() => {})).rejects.toThrow(/the store .* is closed/);
   });
 });

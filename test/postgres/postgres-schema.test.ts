@@ -54,14 +54,14 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     expect(await schemaStatus(url, { schema })).toEqual({ current: SCHEMA_VERSION, expected: SCHEMA_VERSION });
     const store = open(schema);
     expect(await store.add([{ id: 'a', dueAt: 1, entry: '[]' }])).toBe(1);
-    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
   });
 
   it('migrate: true applies the migrations on first use, once, even from racing stores', async () => {
     const schema = fresh();
     const racing = Array.from({ length: 5 }, () => open(schema, true));
     const [counts, migrations] = await Promise.all([Promise.all(racing.map((s) => s.count())), Promise.all([migrateSchema(url, { schema }), migrateSchema(url, { schema })])]);
-    expect(counts).toEqual(racing.map(() => ({ scheduled: 0, inFlight: 0 })));
+    expect(counts).toEqual(racing.map(() => ({ scheduled: 0, inFlight: 0, dead: 0 })));
     expect(migrations.every((m) => m.to === SCHEMA_VERSION)).toBe(true);
     const rows = await sql(url, `SELECT version FROM "${schema}".schema_migrations`);
     expect(rows).toHaveLength(MIGRATIONS.length);
@@ -92,6 +92,21 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     expect(indexes[0]?.indexdef).toMatch(/UNIQUE INDEX .* \(job_key\) WHERE \(job_key IS NOT NULL\)/);
   });
 
+  it('version 2 with corrupt jobs moved aside migrates them to dead letters, and adds attempts', async () => {
+    const schema = fresh();
+    const upTo2 = MIGRATIONS.filter((m) => m.version <= 2).map((m) => m.sql).join(';');
+    await sql(url, `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo2}; INSERT INTO schema_migrations VALUES (1), (2)`);
+    await sql(url, `INSERT INTO "${schema}".corrupt (id, entry, due_at, reason, moved_at) VALUES ('bad', 'not json', 7, 'stored job "bad" is corrupt: not JSON', to_timestamp(1800000000.5))`);
+    await sql(url, `INSERT INTO "${schema}".jobs (id, due_at, entry) VALUES ('ok', 10, '[1]')`);
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 2, to: SCHEMA_VERSION });
+    const store = open(schema);
+    expect(await store.getDead('bad')).toEqual({ id: 'bad', entry: 'not json', dueAt: 7, reason: 'corrupt', error: 'stored job "bad" is corrupt: not JSON', attempts: 0, diedAt: 1800000000.5 });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 1 });
+    const [claim] = await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 1000 });
+    expect(claim).toMatchObject({ id: 'ok' });
+    expect(claim!.attempts).toBeUndefined();
+  });
+
   it('a newer schema: SchemaVersionError, also with migrate: true, and migrateSchema changes nothing', async () => {
     const schema = fresh();
     await migrateSchema(url, { schema });
@@ -111,14 +126,14 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     const store = open(schema);
     await expect(store.count()).rejects.toBeInstanceOf(SchemaVersionError);
     await migrateSchema(url, { schema });
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('tables dropped under a running store: SchemaVersionError, not a raw driver error', async () => {
     const schema = fresh();
     await migrateSchema(url, { schema });
     const store = open(schema);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     await dropSchema(url, schema);
     const err = await store.get('x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SchemaVersionError);

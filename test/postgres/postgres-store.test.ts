@@ -59,7 +59,7 @@ describe.skipIf(skip)('PostgreSQL store', () => {
     expect(all).toHaveLength(n);
     expect(new Set(all).size).toBe(n);
     expect(seen.filter((ids) => ids.length > 0).length).toBeGreaterThan(1); // they really raced
-    expect(await open().count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await open().count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('an add of several chunks is all or nothing: a taken id in the last chunk writes nothing', async () => {
@@ -70,7 +70,7 @@ describe.skipIf(skip)('PostgreSQL store', () => {
     const err = await store.add(many).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DuplicateJobError);
     expect((err as DuplicateJobError).taskId).toBe('taken');
-    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
     many.pop();
     expect(await store.add(many)).toBe(12_000);
   });
@@ -84,16 +84,17 @@ describe.skipIf(skip)('PostgreSQL store', () => {
     expect(await store.get('d')).toMatchObject({ dueAt: T0 });
   });
 
-  it('keeps the claim token in the lease column; quarantine keeps the raw entry and reason', async () => {
+  it('keeps the claim token in the lease column; bury keeps the raw entry, reason and error in the dead table', async () => {
     const store = open();
     await store.add([job('q', T0 - 0.5)]);
     const [claim] = await store.claimDue({ until: T0, now: T0 + 0.0004, limit: 10, leaseMs: 1234 });
     expect(claim?.token).toBe(String(T0 + 1.234));
     const [row] = await sql<{ lease: number }>(url, `SELECT lease FROM "${schema}".jobs WHERE id = 'q'`);
     expect(row?.lease).toBe(Number(claim!.token));
-    await store.quarantine(claim!, 'not a Celery entry');
-    const corrupt = await sql(url, `SELECT id, entry, due_at, reason FROM "${schema}".corrupt`);
-    expect(corrupt).toEqual([{ id: 'q', entry: job('q', 0).entry, due_at: T0 - 0.5, reason: 'not a Celery entry' }]);
+    await store.bury([{ claim: claim!, reason: 'corrupt', error: 'not a Celery entry', diedAt: T0 + 1 }]);
+    const dead = await sql(url, `SELECT id, entry, due_at, reason, error, attempts FROM "${schema}".dead`);
+    expect(dead).toEqual([{ id: 'q', entry: job('q', 0).entry, due_at: T0 - 0.5, reason: 'corrupt', error: 'not a Celery entry', attempts: 0 }]);
+    expect(await sql(url, `SELECT id FROM "${schema}".jobs`)).toEqual([]);
   });
 
   it('ids compare by bytes, as in every store', async () => {

@@ -57,7 +57,7 @@ describe.skipIf(skip)('PostgreSQL store throughput', () => {
     console.log(`[postgres] bulk add: ${Math.round(addRate)} jobs/s; claim+ack (batches of 500): ${Math.round(dispatchRate)} jobs/s`);
     expect(dispatched).toBe(N);
     expect(ordered).toBe(true);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     expect(addRate).toBeGreaterThan(10_000);
     expect(dispatchRate).toBeGreaterThan(2_500);
   });

@@ -168,7 +168,7 @@ describe.skipIf(skip)('DispatcherDaemon', () => {
     expect(sent.sort()).toEqual(ids.sort());
     expect(lines.filter((l) => l.message.startsWith('broker unavailable'))).toHaveLength(1);
     expect(lines.filter((l) => l.message.startsWith('broker available again'))).toHaveLength(1);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('survives a store outage: logs it once, reconnects, and goes on dispatching', async () => {

@@ -86,7 +86,7 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     expect(await s.remove(late.id)).toBe(true);
   });
 
-  it('moves corrupt entries aside, logs them, and still sends every other due job', async () => {
+  it('makes corrupt entries dead letters, logs them, and still sends every other due job', async () => {
     const s = store();
     const good = [job('t.ok', [1], 5, { queue }), job('t.ok', [2], 6, { queue })];
     await s.add(good);
@@ -97,13 +97,17 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     await raw.zadd(index, 4, 'bad-json', 4, 'bad-shape', 4, 'bad-pickle', 4, 'missing-key');
     const { logger, lines } = memoryLogger();
     const summary = await new Dispatcher({ store: s, broker: broker(), logger, clock: () => new Date(10_000) }).dispatchDue();
-    expect(summary).toMatchObject({ sent: 2, failed: 0, corrupt: 4 });
+    expect(summary).toMatchObject({ sent: 2, failed: 0, dead: 4, corrupt: 4 });
     expect((await drain()).sort()).toEqual(good.map((g) => g.id).sort());
-    const corrupt = await raw.hgetall(`${prefix}celery_longterm_scheduler:corrupt`);
-    expect(Object.keys(corrupt).sort()).toEqual(['bad-json', 'bad-pickle', 'bad-shape', 'missing-key']);
-    expect(JSON.parse(corrupt['bad-pickle'] ?? '{}').reason).toMatch(/posix\.system/);
-    expect(lines.filter((l) => l.message.includes('corrupt')).map((l) => l.fields.id).sort()).toEqual(['bad-json', 'bad-pickle', 'bad-shape', 'missing-key']);
-    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    const dead = (await s.deadLetters({ limit: 10 })).letters;
+    expect(dead.map((d) => d.id).sort()).toEqual(['bad-json', 'bad-pickle', 'bad-shape', 'missing-key']);
+    expect(dead.every((d) => d.reason === 'corrupt')).toBe(true);
+    expect(dead.find((d) => d.id === 'bad-pickle')?.error).toMatch(/posix\.system/);
+    expect(dead.find((d) => d.id === 'bad-json')?.entry).toBe('{{{');
+    expect(dead.find((d) => d.id === 'missing-key')?.entry).toBeNull();
+    expect(lines.filter((l) => l.message.includes('dead letter')).map((l) => l.fields.id).sort()).toEqual(['bad-json', 'bad-pickle', 'bad-shape', 'missing-key']);
+    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 4 });
+    expect(await s.purgeDead('all')).toBe(4);
   });
 
   it('never sends a job twice when four dispatchers race over 4,000 due jobs', async () => {
@@ -117,7 +121,7 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     const sent = await drain();
     expect(sent.length).toBe(4000);
     expect(new Set(sent).size).toBe(4000);
-    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('keeps every job when the broker is unreachable, and reports it once', async () => {
@@ -133,7 +137,7 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     expect(summary.error?.message).not.toContain('hunter2');
     expect(summary.failed).toBe(2);
     expect(lines.filter((l) => l.level === 'warn')).toHaveLength(0); // an outage is reported once, by the caller
-    expect(await s.count()).toEqual({ scheduled: 2, inFlight: 0 });
+    expect(await s.count()).toEqual({ scheduled: 2, inFlight: 0, dead: 0 });
     // and once the broker is back, they go out
     const again = await new Dispatcher({ store: s, broker: broker(), clock: () => new Date(10_000) }).dispatchDue();
     expect(again.sent).toBe(2);
@@ -155,7 +159,7 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     expect(after.sent).toBe(2);
     const sent = await drain();
     expect(sent.sort()).toEqual(jobs.map((j) => j.id).sort());
-    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('keeps a job for an exchange with no bound queue, instead of dropping it', async () => {

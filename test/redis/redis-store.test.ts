@@ -204,16 +204,48 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     expect(await store.remove('rel-1')).toBe(true);
   });
 
-  it('quarantine moves a corrupt job aside with its raw entry and reason', async () => {
+  it('bury makes a corrupt job a dead letter: its record in our dead hash, indexed by time, its key gone', async () => {
     await raw.set(`${prefix}bad-1`, 'not json {');
     await raw.zadd(`${prefix}scheduled_task_id_by_time`, 5, 'bad-1');
     const [claim] = (await store.claimDue({ until: 5, now: 5, limit: 10, leaseMs: 60_000 })).filter((c) => c.id === 'bad-1');
     expect(claim?.entry).toBe('not json {');
-    await store.quarantine(claim!, 'not JSON');
-    const record = JSON.parse((await raw.hget(`${prefix}celery_longterm_scheduler:corrupt`, 'bad-1')) ?? '{}') as Record<string, unknown>;
-    expect(record).toMatchObject({ entry: 'not json {', dueAt: 5, reason: 'not JSON' });
+    await store.bury([{ claim: claim!, reason: 'corrupt', error: 'not JSON', diedAt: 6 }]);
+    const record = JSON.parse((await raw.hget(`${prefix}celery_longterm_scheduler:dead`, 'bad-1')) ?? '{}') as Record<string, unknown>;
+    expect(record).toEqual({ entry: 'not json {', dueAt: 5, reason: 'corrupt', error: 'not JSON', attempts: 0, diedAt: 6 });
+    expect(await raw.zscore(`${prefix}celery_longterm_scheduler:dead_by_time`, 'bad-1')).toBe('6');
     expect(await raw.exists(`${prefix}bad-1`)).toBe(0);
-    expect(await store.count()).toMatchObject({ inFlight: 0 });
+    expect(await store.count()).toMatchObject({ inFlight: 0, dead: 1 });
+  });
+
+  it('corrupt jobs an earlier version moved aside (the corrupt hash) are read as dead letters, and folded in once', async () => {
+    const p = `${prefix}fold:`;
+    await raw.hset(`${p}celery_longterm_scheduler:corrupt`, {
+      old: JSON.stringify({ entry: 'nope', dueAt: 3, reason: 'stored job "old" is corrupt: not JSON', movedAt: 4 }),
+      weird: 'not a record',
+    });
+    const s = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: p });
+    try {
+      expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 2 });
+      expect(await s.getDead('old')).toEqual({ id: 'old', entry: 'nope', dueAt: 3, reason: 'corrupt', error: 'stored job "old" is corrupt: not JSON', attempts: 0, diedAt: 4 });
+      expect((await s.getDead('weird'))?.error).toContain('not a record');
+      expect(await raw.exists(`${p}celery_longterm_scheduler:corrupt`)).toBe(0);
+      expect(await s.purgeDead('all')).toBe(2);
+    } finally {
+      await s.close();
+      await raw.del(`${p}celery_longterm_scheduler:dead`, `${p}celery_longterm_scheduler:dead_by_time`);
+    }
+  });
+
+  it('attempts live in our own hash, never in the entry, so the Python package reads a retried job as before', async () => {
+    const entry = JSON.stringify([['t.e'], { args: [1], task_id: 'att-1' }]);
+    await store.add([{ id: 'att-1', dueAt: 7, entry }]);
+    const [claim] = (await store.claimDue({ until: 7, now: 7, limit: 10, leaseMs: 60_000 })).filter((c) => c.id === 'att-1');
+    await store.retryLater([{ claim: claim!, retryAt: 9, attempts: { count: 1, lastError: 'unroutable', firstFailedAt: 7, firstDueAt: 7 } }]);
+    expect(await raw.get(`${prefix}att-1`)).toBe(entry);
+    expect(await raw.zscore(`${prefix}scheduled_task_id_by_time`, 'att-1')).toBe('9');
+    expect(JSON.parse((await raw.hget(`${prefix}celery_longterm_scheduler:attempts`, 'att-1'))!)).toEqual({ count: 1, lastError: 'unroutable', firstFailedAt: 7, firstDueAt: 7 });
+    expect(await store.remove('att-1')).toBe(true);
+    expect(await raw.hexists(`${prefix}celery_longterm_scheduler:attempts`, 'att-1')).toBe(0);
   });
 });
 
@@ -279,7 +311,7 @@ describe.skipIf(skip)('RedisStore job keys: our own hashes, never the entry', ()
     await raw.del(`${prefix}py-1`);
     expect(await store.addKeyed(newJob('t.k', [], 200, 'py-2'), 'K', 'keep')).toEqual({ id: 'py-2', outcome: 'added' });
     expect(await raw.hget(keys, 'K')).toBe('py-2');
-    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
   });
 
   it('a job re-added under an id whose earlier job left a stale mapping holds no key', async () => {

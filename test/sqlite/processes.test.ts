@@ -108,7 +108,7 @@ describe('SQLite store: several processes on one file', () => {
     // the race really was one: more than one process got jobs
     expect(perChild.filter((got) => got.length > 0).length).toBeGreaterThan(1);
     const store = new SqliteStore(url);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     await store.close();
   });
 
@@ -153,7 +153,7 @@ describe('SQLite store: several processes on one file', () => {
     expect(added.length).toBe(1);
     expect(results.filter((r) => r.outcome === 'kept' && r.id === added[0]!.id).length).toBe(29);
     const store = new SqliteStore(url);
-    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
     expect((await store.get(added[0]!.id))?.state).toBe('scheduled');
     await store.close();
   });

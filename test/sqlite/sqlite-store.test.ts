@@ -154,7 +154,7 @@ describe('SqliteStore', () => {
     expect((err as Error).message).toContain(`the directory ${dir}/missing does not exist; create it first`);
     expect((err as Error).message).not.toContain('\n');
     mkdirSync(join(dir, 'missing'));
-    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('refuses a file that is not a database, and another application database, without touching them', async () => {
@@ -229,7 +229,7 @@ describe('SqliteStore', () => {
       expect(Date.now() - started).toBeGreaterThanOrEqual(90);
       expect(err).toBeInstanceOf(ConnectionError);
       expect((err as Error).message).toMatch(/the database is locked by another process \(waited 100 ms\)/);
-      expect(await s.count()).toEqual({ scheduled: 1, inFlight: 0 }); // readers are not blocked (WAL)
+      expect(await s.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 }); // readers are not blocked (WAL)
     } finally {
       other.exec('COMMIT');
       other.close();
@@ -241,8 +241,8 @@ describe('SqliteStore', () => {
     const a = store('sqlite://:memory:');
     const b = store('sqlite://:memory:');
     await a.add([job('a', T0)]);
-    expect(await a.count()).toEqual({ scheduled: 1, inFlight: 0 });
-    expect(await b.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await a.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
+    expect(await b.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
   it('wakes watchers on every handle of the same file in this process (add and reschedule), not of other files', async () => {
@@ -282,22 +282,51 @@ describe('SqliteStore', () => {
     await s.close();
     await store(url).add([job('a', T0)]);
     expect(heard).toEqual([]);
-    await expect(s.count()).rejects.toThrow('the store is closed');
-    await expect(s.watch(() => {})).rejects.toThrow('the store is closed');
+    await expect(s.count()).rejects.toThrow(/the store .* is closed/);
+    await expect(s.watch(() => {})).rejects.toThrow(/the store .* is closed/);
   });
 
   it('rejects a job without a finite due time, adding nothing', async () => {
     const s = store(`sqlite:///${dir}/v.db`);
     await expect(s.add([job('ok', T0), { id: 'bad', dueAt: Number.NaN, entry: '[]' }])).rejects.toBeInstanceOf(ValidationError);
-    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
-  it('keeps quarantined jobs aside with their raw entry and reason', async () => {
-    const s = store(`sqlite:///${dir}/q.db`);
+  it('keeps dead letters in the dead table with their raw entry, reason and error', async () => {
+    const file = join(dir, 'q.db');
+    const s = store(`sqlite:///${file}`);
     await s.add([{ id: 'bad', dueAt: T0, entry: 'not json' }]);
     const [claim] = await s.claimDue({ until: T0, now: T0, limit: 1, leaseMs: 1000 });
-    await s.quarantine(claim!, 'not JSON');
-    expect(await s.corrupt()).toEqual([{ id: 'bad', entry: 'not json', dueAt: T0, reason: 'not JSON', movedAt: expect.any(Number) }]);
+    await s.bury([{ claim: claim!, reason: 'corrupt', error: 'not JSON', diedAt: T0 + 1 }]);
+    const check = new Database(file, { readonly: true });
+    try {
+      expect(check.prepare('SELECT id, entry, due_at, reason, error, attempts, died_at FROM dead').all()).toEqual([
+        { id: 'bad', entry: 'not json', due_at: T0, reason: 'corrupt', error: 'not JSON', attempts: 0, died_at: T0 + 1 },
+      ]);
+      expect(check.prepare('SELECT count(*) FROM jobs').pluck().get()).toBe(0);
+    } finally {
+      check.close();
+    }
+  });
+
+  it('a version 3 file with corrupt jobs moved aside migrates them to dead letters on open', async () => {
+    const file = join(dir, 'v3.db');
+    const raw = new Database(file);
+    raw.exec(`CREATE TABLE jobs (due_at REAL NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, lease REAL, job_key TEXT, PRIMARY KEY (due_at, id)) WITHOUT ROWID;
+      CREATE UNIQUE INDEX jobs_id ON jobs (id);
+      CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
+      CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;
+      CREATE TABLE corrupt (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, moved_at REAL NOT NULL);
+      INSERT INTO corrupt VALUES ('bad', 'not json', 7, 'stored job "bad" is corrupt: not JSON', 8);
+      INSERT INTO jobs (due_at, id, entry) VALUES (10, 'ok', '[1]');`);
+    raw.pragma('user_version = 3');
+    raw.pragma('application_id = 1129075795');
+    raw.close();
+    const s = store(`sqlite:///${file}`);
+    expect(await s.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 1 });
+    expect(await s.getDead('bad')).toEqual({ id: 'bad', entry: 'not json', dueAt: 7, reason: 'corrupt', error: 'stored job "bad" is corrupt: not JSON', attempts: 0, diedAt: 8 });
+    const [claim] = await s.claimDue({ until: 10, now: 10, limit: 1, leaseMs: 1000 });
+    expect(claim).toEqual({ id: 'ok', dueAt: 10, entry: '[1]', token: expect.any(String) });
   });
 
   it('adds 100,000 jobs in one bulk call in well under the time of one commit per job', async () => {
@@ -308,6 +337,6 @@ describe('SqliteStore', () => {
     expect(await s.add(jobs)).toBe(100_000);
     // > 100k jobs/s is typical on two cores; this bound only catches a per-job transaction
     expect(performance.now() - started).toBeLessThan(10_000);
-    expect(await s.count()).toEqual({ scheduled: 100_000, inFlight: 0 });
+    expect(await s.count()).toEqual({ scheduled: 100_000, inFlight: 0, dead: 0 });
   });
 });

@@ -35,7 +35,7 @@ describe('lease renewal while the broker stalls', () => {
     const now = Date.now() / 1000;
     await store.add(Array.from({ length: 20 }, (_, i) => ({ id: `j${i}`, dueAt: now - 1, entry: entry(`j${i}`) })));
     const broker = new StalledBroker();
-    const leaseMs = 150;
+    const leaseMs = 1000; // the floor: a shorter lease is refused
     const run = new Dispatcher({ store, broker, leaseMs, batchSize: 10 }).dispatchDue();
 
     const rival = store.handle();
@@ -52,6 +52,6 @@ describe('lease renewal while the broker stalls', () => {
     expect(summary).toMatchObject({ sent: 20, failed: 0 });
     expect(broker.published.length).toBe(20);
     expect(new Set(broker.published.map((m) => m.headers.id)).size).toBe(20);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 });

@@ -19,19 +19,42 @@
  *   404 and would fail the whole batch. A missing one makes its messages `UnroutableError`.
  * - **Backpressure.** When `publish()` returns false the message is already buffered: we wait for
  *   'drain' before writing more and never write the same message twice (§3.5).
- * - **Outages.** If the channel or connection dies while a batch is in flight, `publish` rejects
- *   with a `ConnectionError` (the dispatcher treats that as an outage; nothing is acked in the
- *   store), and the next call reopens.
+ * - **One poison message costs only itself.** Before anything is written, each message is checked
+ *   against what amqplib and RabbitMQ can carry (`amqp-limits.ts`): one that fails is a
+ *   `MessageRejectedError` for its job alone. If amqplib still throws while encoding one, that one
+ *   is rejected, the confirms of those before it are awaited, and the link is replaced (the throw
+ *   leaves amqplib's confirm list misaligned). If RabbitMQ closes the channel or connection in the
+ *   middle of a batch (e.g. a `CC` header that is not an array: 406), the confirmed messages are
+ *   sent, and the culprit is found among the unconfirmed ones without sending any of them twice:
+ *   each is published again, in order, as a *probe* to a queue that does not exist (not
+ *   mandatory, so RabbitMQ validates it and drops it); the first probe that closes the channel is
+ *   the culprit. The messages before it were routed the first time (RabbitMQ handles a channel's
+ *   frames in order), the ones after it were dropped with the channel and are sent now.
+ * - **Outages.** If the connection is lost (or a close no probe explains), the messages not
+ *   confirmed are reported as `ConnectionError` (the dispatcher gives them back, and they are
+ *   sent again later: at least once), and the next call reopens.
  */
 import { readFileSync } from 'node:fs';
 import amqp from 'amqplib';
+import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
 import { tlsFromCeleryQuery, type TlsSettings } from '../../tls.js';
 import type { TaskMessage } from '../../celery/message.js';
-import { ConnectionError, ErrorCode, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
+import { ConnectionError, ErrorCode, MessageRejectedError, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
+import { amqpMessageProblem } from './amqp-limits.js';
 
 const WHAT = 'Celery broker (RabbitMQ)';
+
+/**
+ * AMQP reply codes with which RabbitMQ closes a channel or connection because of what a message
+ * holds (content-too-large, precondition-failed, frame/syntax/command errors, internal-error);
+ * other closes (connection-forced at shutdown, resource errors, access) are not the message's fault.
+ */
+const MESSAGE_FAULT_CODES = new Set([311, 406, 501, 502, 503, 505, 541]);
+
+/** How long `close()` waits for RabbitMQ to acknowledge the channel's close before closing the connection. */
+const CLOSE_WAIT_MS = 2000;
 
 export interface AmqpBrokerOptions {
   /** heartbeat in seconds; overrides a `?heartbeat=` in the URL */
@@ -117,6 +140,31 @@ interface Link {
   exchanges: Set<string>;
   /** why RabbitMQ blocked this connection (a memory or disk alarm), while it is blocked */
   blocked: string | undefined;
+  /** marks the link dead and closes its connection (e.g. its confirm list can no longer be trusted) */
+  kill: (err: Error) => void;
+}
+
+/** A message ready to publish: its body encoded and its options built once. */
+interface Outgoing {
+  exchange: string;
+  routingKey: string;
+  body: Buffer;
+  options: Options.Publish;
+  id: string;
+}
+
+/** What publishing a run of messages on one link came to. */
+interface Attempt {
+  /** outcomes known: confirmed, nacked, returned, or rejected while encoding */
+  settled: Map<number, PublishOutcome>;
+  /** published but not confirmed when the link died, in publish order */
+  unconfirmed: number[];
+  /** per index, whether RabbitMQ returned it (unroutable) before the link died */
+  returned: Set<number>;
+  /** not published (after the link died, or after an encoding error) */
+  unsent: number[];
+  /** why the link died, when it did */
+  death: Error | undefined;
 }
 
 export class AmqpBroker implements Broker {
@@ -127,6 +175,8 @@ export class AmqpBroker implements Broker {
   #link: Promise<Link> | undefined;
   /** the open link, once `#link` resolved (cleared when it dies) */
   #current: Link | undefined;
+  /** bumped by `close()`: a publish in flight then reopens nothing (it reports what is not confirmed) */
+  #generation = 0;
 
   constructor(url: string, options: AmqpBrokerOptions = {}) {
     this.#location = parseAmqpUrl(url);
@@ -184,6 +234,7 @@ export class AmqpBroker implements Broker {
       awaitingReturn: new Map(),
       exchanges: new Set(),
       blocked: undefined,
+      kill: (err: Error) => die(err),
     };
     const die = (err?: Error): void => {
       if (err && !link.cause) link.cause = err;
@@ -225,96 +276,246 @@ export class AmqpBroker implements Broker {
 
   async publish(messages: readonly TaskMessage[]): Promise<PublishOutcome[]> {
     if (messages.length === 0) return [];
-    const link = await this.#open();
-    // While RabbitMQ blocks us, start nothing: it would sit unconfirmed in the socket until the
-    // alarm clears. Nothing is written, so this is an outage with nothing to re-send. RabbitMQ
-    // announces the block only once a connection publishes under the alarm, so the batch that
-    // meets it waits for its confirms until the alarm clears (nothing is re-published). An alarm
-    // longer than the job lease could let another dispatcher claim those jobs: extending leases
-    // while waiting is still to do.
-    if (link.blocked) {
-      throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked}); waiting for the alarm to clear`));
+    const outcomes = new Array<PublishOutcome | undefined>(messages.length);
+    const out: (Outgoing | undefined)[] = messages.map((msg, i) => {
+      const prepared = outgoing(msg);
+      if (prepared instanceof MessageRejectedError) outcomes[i] = { ok: false, error: prepared };
+      else return prepared;
+      return undefined;
+    });
+    let todo = out.flatMap((o, i) => (o ? [i] : []));
+    let attempted = false;
+    const generation = this.#generation;
+    while (todo.length > 0) {
+      let link: Link;
+      let missing: Set<string>;
+      try {
+        if (attempted && generation !== this.#generation) throw new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+        link = await this.#open();
+        // While RabbitMQ blocks us, start nothing: it would sit unconfirmed in the socket until the
+        // alarm clears. Nothing is written, so this is an outage with nothing to re-send. RabbitMQ
+        // announces the block only once a connection publishes under the alarm, so the batch that
+        // meets it waits for its confirms until the alarm clears (nothing is re-published; the
+        // dispatcher renews its leases meanwhile).
+        if (link.blocked) throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked}); waiting for the alarm to clear`));
+        missing = await this.#missingExchanges(link, todo.map((i) => (out[i] as Outgoing).exchange));
+      } catch (err) {
+        if (!attempted) throw err; // nothing of this call was written: the caller's outage
+        for (const i of todo) outcomes[i] = { ok: false, error: err instanceof ConnectionError ? err : new ConnectionError(WHAT, this.#url, err) };
+        break;
+      }
+      attempted = true;
+      for (const i of todo) {
+        const o = out[i] as Outgoing;
+        if (o.exchange !== '' && missing.has(o.exchange)) outcomes[i] = { ok: false, error: new UnroutableError(o.exchange, o.routingKey) };
+      }
+      const attempt = await this.#attempt(
+        link,
+        todo.filter((i) => outcomes[i] === undefined),
+        out,
+      );
+      for (const [i, outcome] of attempt.settled) outcomes[i] = outcome;
+      if (!attempt.death || attempt.unconfirmed.length === 0) {
+        todo = attempt.unsent;
+        continue;
+      }
+      let rest: number[];
+      try {
+        if (generation !== this.#generation) throw new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+        rest = await this.#isolate(attempt, out, outcomes, generation);
+      } catch (err) {
+        // an outage while looking for the culprit: what was not confirmed goes back (at least once)
+        const error = err instanceof ConnectionError ? err : new ConnectionError(WHAT, this.#url, err);
+        for (const i of [...attempt.unconfirmed, ...attempt.unsent]) if (outcomes[i] === undefined) outcomes[i] = { ok: false, error };
+        break;
+      }
+      todo = [...rest, ...attempt.unsent];
     }
-    const missing = await this.#missingExchanges(link, messages);
+    return outcomes.map((o) => o ?? { ok: false, error: new ConnectionError(WHAT, this.#url, new Error('not published')) });
+  }
 
-    return new Promise<PublishOutcome[]>((resolve, reject) => {
-      const outcomes = new Array<PublishOutcome | undefined>(messages.length);
-      let settled = false;
-      let remaining = messages.length;
-      let drainWaiter: (() => void) | undefined;
-      const fail = (err: unknown): void => {
-        if (settled) return;
-        settled = true;
-        link.onDeath.delete(fail);
-        drainWaiter?.();
-        reject(err instanceof ConnectionError ? err : new ConnectionError(WHAT, this.#url, err));
+  /**
+   * Publishes `indexes` in order on `link` and waits for their confirms. Never rejects: an
+   * encoding error rejects that one message and stops (the link is then replaced); a dying link
+   * stops it too, reporting what was published but not confirmed.
+   */
+  #attempt(link: Link, indexes: readonly number[], out: readonly (Outgoing | undefined)[]): Promise<Attempt> {
+    const settled = new Map<number, PublishOutcome>();
+    const returned = new Set<number>();
+    const published: number[] = [];
+    let unsent: number[] = [];
+    let death: Error | undefined;
+    let pending = 0;
+    let loopDone = false;
+    let poisoned = false;
+    let wakeDrain: (() => void) | undefined;
+    return new Promise<Attempt>((resolve) => {
+      let resolved = false;
+      const finish = (): void => {
+        if (resolved || !loopDone || (!death && pending > 0)) return;
+        resolved = true;
+        link.onDeath.delete(onDeath);
+        if (poisoned && !death) link.kill(new Error('replaced after a message could not be encoded'));
+        resolve({ settled, unconfirmed: death ? published.filter((i) => !settled.has(i)) : [], returned, unsent, death });
       };
-      const done = (i: number, outcome: PublishOutcome): void => {
-        if (settled || outcomes[i]) return;
-        outcomes[i] = outcome;
-        if (--remaining === 0) {
-          settled = true;
-          link.onDeath.delete(fail);
-          resolve(outcomes as PublishOutcome[]);
-        }
+      const onDeath = (err: Error): void => {
+        death ??= link.cause ?? err;
+        wakeDrain?.();
+        finish();
       };
-      if (link.dead) return fail(link.cause ?? new Error('the AMQP channel was closed'));
-      link.onDeath.add(fail);
-
+      if (link.dead) {
+        death = link.cause ?? new Error('the AMQP channel was closed');
+        loopDone = true;
+        unsent = [...indexes];
+        return finish();
+      }
+      link.onDeath.add(onDeath);
       const publishAll = async (): Promise<void> => {
-        for (let i = 0; i < messages.length; i++) {
-          if (settled) return;
-          const msg = messages[i] as TaskMessage;
-          const { exchange, routingKey } = target(msg);
-          if (exchange !== '' && missing.has(exchange)) {
-            done(i, { ok: false, error: new UnroutableError(exchange, routingKey) });
-            continue;
+        for (let k = 0; k < indexes.length; k++) {
+          const i = indexes[k] as number;
+          if (death) {
+            unsent = indexes.slice(k);
+            return;
           }
-          const id = msg.properties.correlation_id;
-          let returned = false;
-          const markReturned = (): void => {
-            returned = true;
-          };
-          const waiting = link.awaitingReturn.get(id) ?? [];
-          waiting.push(markReturned);
-          link.awaitingReturn.set(id, waiting);
-          const forget = (): void => {
-            const w = link.awaitingReturn.get(id);
-            const k = w?.indexOf(markReturned) ?? -1;
-            if (w && k !== -1) w.splice(k, 1);
-            if (w && w.length === 0) link.awaitingReturn.delete(id);
-          };
-          const body = Buffer.from(JSON.stringify(msg.body), 'utf8');
+          const o = out[i] as Outgoing;
+          const forget = this.#expectReturn(link, o.id, () => returned.add(i));
           let writable: boolean;
+          pending++;
           try {
-            writable = link.channel.publish(exchange, routingKey, body, publishOptions(msg), (err: unknown) => {
+            writable = link.channel.publish(o.exchange, o.routingKey, o.body, o.options, (err: unknown) => {
               forget();
-              if (err) {
-                // amqplib reports a nack as 'message nacked'; anything else means the channel died.
-                if (err instanceof Error && err.message === 'message nacked') {
-                  done(i, { ok: false, error: new SchedulerError(ErrorCode.PUBLISH, `RabbitMQ refused (nacked) task ${JSON.stringify(id)}; it stays scheduled and is retried`) });
-                } else fail(err);
-              } else if (returned) done(i, { ok: false, error: new UnroutableError(exchange, routingKey) });
-              else done(i, { ok: true });
+              if (settled.has(i) || resolved) return;
+              const nacked = err instanceof Error && err.message === 'message nacked';
+              if (err && !nacked) {
+                // the channel died with this one unconfirmed (amqplib fails every pending confirm)
+                onDeath(link.cause ?? (err instanceof Error ? err : new Error(String(err))));
+                return;
+              }
+              pending--;
+              if (nacked) {
+                settled.set(i, { ok: false, error: new SchedulerError(ErrorCode.PUBLISH, `RabbitMQ refused (nacked) task ${JSON.stringify(o.id)}; it stays scheduled and is retried`) });
+              } else if (returned.has(i)) settled.set(i, { ok: false, error: new UnroutableError(o.exchange, o.routingKey) });
+              else settled.set(i, { ok: true });
+              finish();
             });
           } catch (err) {
             forget();
-            return fail(err);
+            pending--;
+            if (err instanceof Error && err.name === 'IllegalOperationError') {
+              // the channel is closing or closed (not this message's fault): it was not written
+              unsent = indexes.slice(k);
+              onDeath(link.cause ?? err);
+              return;
+            }
+            // amqplib threw while encoding (before writing anything): this message alone is at fault
+            settled.set(i, { ok: false, error: new MessageRejectedError(o.id, `amqplib cannot encode it (${errorText(err)})`, { cause: err }) });
+            poisoned = true;
+            unsent = indexes.slice(k + 1);
+            return;
           }
-          if (!writable && i < messages.length - 1) {
+          published.push(i);
+          if (!writable && k < indexes.length - 1 && !death) {
             await new Promise<void>((r) => {
               const wake = (): void => {
                 link.channel.removeListener('drain', wake);
-                drainWaiter = undefined;
+                wakeDrain = undefined;
                 r();
               };
-              drainWaiter = wake;
+              wakeDrain = wake;
               link.channel.once('drain', wake);
             });
           }
         }
       };
-      publishAll().catch(fail);
+      publishAll()
+        .catch((err: unknown) => {
+          death ??= err instanceof Error ? err : new Error(String(err));
+        })
+        .finally(() => {
+          loopDone = true;
+          finish();
+        });
+    });
+  }
+
+  /** Remembers that a basic.return for `id` marks this publish; returns a function that forgets it. */
+  #expectReturn(link: Link, id: string, mark: () => void): () => void {
+    const waiting = link.awaitingReturn.get(id) ?? [];
+    waiting.push(mark);
+    link.awaitingReturn.set(id, waiting);
+    return () => {
+      const w = link.awaitingReturn.get(id);
+      const k = w?.indexOf(mark) ?? -1;
+      if (w && k !== -1) w.splice(k, 1);
+      if (w && w.length === 0) link.awaitingReturn.delete(id);
+    };
+  }
+
+  /**
+   * After a link died with `attempt.unconfirmed` published but not confirmed: probes them in
+   * order (see the module header) to find the message that made RabbitMQ close it. Settles the
+   * ones before the culprit (routed the first time, or returned) and the culprit itself, and
+   * returns the ones after it, to be published again. When no probe fails, the close was not a
+   * message's fault: throws a `ConnectionError` (those messages go back, at least once).
+   */
+  async #isolate(attempt: Attempt, out: readonly (Outgoing | undefined)[], outcomes: (PublishOutcome | undefined)[], generation: number): Promise<number[]> {
+    const { unconfirmed } = attempt;
+    for (let k = 0; k < unconfirmed.length; k++) {
+      if (generation !== this.#generation) throw new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+      const i = unconfirmed[k] as number;
+      const o = out[i] as Outgoing;
+      const verdict = await this.#probe(o);
+      if (verdict === undefined) continue;
+      for (const before of unconfirmed.slice(0, k)) {
+        const b = out[before] as Outgoing;
+        outcomes[before] = attempt.returned.has(before) ? { ok: false, error: new UnroutableError(b.exchange, b.routingKey) } : { ok: true };
+      }
+      outcomes[i] = { ok: false, error: verdict };
+      return unconfirmed.slice(k + 1);
+    }
+    throw new ConnectionError(WHAT, this.#url, attempt.death);
+  }
+
+  /**
+   * Publishes a copy of `o` where no queue takes it (the default exchange, a routing key no queue
+   * has, not mandatory): RabbitMQ checks it as it would the real one and drops it. Resolves to
+   * undefined when RabbitMQ takes it, or to the error that makes `o` the culprit: the channel or
+   * connection closed by RabbitMQ with a reply code (a missing exchange is `UnroutableError`).
+   */
+  async #probe(o: Outgoing): Promise<Error | undefined> {
+    let link = await this.#open();
+    if (o.exchange !== '') {
+      link.exchanges.delete(o.exchange); // look again: it may be what went missing
+      const missing = await this.#missingExchanges(link, [o.exchange]);
+      if (missing.has(o.exchange)) return new UnroutableError(o.exchange, o.routingKey);
+      link = await this.#open();
+    }
+    const options: Options.Publish = { ...o.options, mandatory: false };
+    return new Promise<Error | undefined>((resolve, reject) => {
+      let done = false;
+      const settle = (fn: () => void): void => {
+        if (done) return;
+        done = true;
+        link.onDeath.delete(onDeath);
+        fn();
+      };
+      const onDeath = (err: Error): void => {
+        const code = (err as { code?: unknown }).code;
+        // closed by RabbitMQ for the message's form: this one is the culprit; anything else is an outage
+        if (typeof code === 'number' && MESSAGE_FAULT_CODES.has(code)) settle(() => resolve(new MessageRejectedError(o.id, `RabbitMQ closed the channel for it: ${errorText(err)}`, { cause: err })));
+        else settle(() => reject(new ConnectionError(WHAT, this.#url, err)));
+      };
+      if (link.dead) return onDeath(link.cause ?? new Error('the AMQP channel was closed'));
+      link.onDeath.add(onDeath);
+      try {
+        link.channel.publish('', `celery-longterm-scheduler.probe.${randomUUID()}`, o.body, options, (err: unknown) => {
+          if (err instanceof Error && err.message === 'message nacked') settle(() => resolve(undefined)); // checked and refused for room, not for form
+          else if (!err) settle(() => resolve(undefined));
+        });
+      } catch (err) {
+        link.kill(new Error('replaced after a message could not be encoded'));
+        settle(() => resolve(new MessageRejectedError(o.id, `amqplib cannot encode it (${errorText(err)})`, { cause: err })));
+      }
     });
   }
 
@@ -384,10 +585,10 @@ export class AmqpBroker implements Broker {
     });
   }
 
-  /** Named exchanges of the batch that do not exist (passive check on a throwaway channel). */
-  async #missingExchanges(link: Link, messages: readonly TaskMessage[]): Promise<Set<string>> {
+  /** Which of these named exchanges do not exist (passive check on a throwaway channel). */
+  async #missingExchanges(link: Link, exchanges: Iterable<string>): Promise<Set<string>> {
     const missing = new Set<string>();
-    const unknown = new Set(messages.map((m) => m.routing.exchange).filter((e) => e !== '' && !link.exchanges.has(e)));
+    const unknown = new Set([...exchanges].filter((e) => e !== '' && !link.exchanges.has(e)));
     for (const exchange of unknown) {
       let probe;
       try {
@@ -421,6 +622,7 @@ export class AmqpBroker implements Broker {
 
   /** Closes the channel and the connection. Idempotent; a later `publish` reopens. */
   async close(): Promise<void> {
+    this.#generation++;
     const opening = this.#link;
     this.#link = undefined;
     this.#current = undefined;
@@ -432,8 +634,10 @@ export class AmqpBroker implements Broker {
       return;
     }
     if (link.dead) return;
-    // the 'close' events mark the link dead and fail any batch still in flight
-    await link.channel.close().catch(() => undefined);
+    // The 'close' events mark the link dead and end any batch still in flight. A graceful channel
+    // close lets RabbitMQ confirm what it has; it is bounded, as amqplib never settles it if the
+    // connection goes first.
+    await Promise.race([link.channel.close().catch(() => undefined), new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref())]);
     await link.model.close().catch(() => undefined);
   }
 }
@@ -446,6 +650,31 @@ function errorText(err: unknown): string {
 function target(msg: TaskMessage): { exchange: string; routingKey: string } {
   const { exchange, routingKey, queue } = msg.routing;
   return exchange === '' ? { exchange: '', routingKey: queue } : { exchange, routingKey };
+}
+
+/** A message encoded and checked for publishing, or why RabbitMQ can never carry it. */
+function outgoing(msg: TaskMessage): Outgoing | MessageRejectedError {
+  const id = msg.properties.correlation_id;
+  const { exchange, routingKey } = target(msg);
+  let body: Buffer;
+  try {
+    body = Buffer.from(JSON.stringify(msg.body), 'utf8');
+  } catch (err) {
+    return new MessageRejectedError(id, `its body cannot be serialized as JSON (${errorText(err)})`, { cause: err });
+  }
+  const options = publishOptions(msg);
+  const problem = amqpMessageProblem({
+    exchange,
+    routingKey,
+    correlationId: id,
+    replyTo: msg.properties.reply_to,
+    priority: msg.properties.priority,
+    expiration: msg.properties.expiration,
+    headers: msg.headers,
+    bodyBytes: body.length,
+  });
+  if (problem) return new MessageRejectedError(id, problem);
+  return { exchange, routingKey, body, options, id };
 }
 
 /** The basic properties a Python producer writes (§1.3, §3.3), plus `mandatory`. */

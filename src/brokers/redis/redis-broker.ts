@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { UnroutableError, redactUrl } from '../../errors.js';
+import { MessageRejectedError, SchedulerError, ErrorCode, UnroutableError, errorMessage, redactUrl } from '../../errors.js';
 import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
 import type { TaskMessage } from '../../celery/message.js';
 import {
@@ -17,7 +17,7 @@ import {
   toRedisEnvelope,
   type KombuRedisLayout,
 } from '../../celery/kombu-redis.js';
-import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
+import { Lazy, RedisConnections, isConnectionFailure, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
 import type { RedisPush } from '../../redis-handoff.js';
 
 export interface RedisBrokerOptions extends RedisConnectionOptions {
@@ -126,12 +126,19 @@ export class RedisBroker implements Broker {
       const declare = new Set<string>();
       const out = messages.map((msg, i): RedisPush[] | Error => {
         const queues = targets[i] ?? [];
+        if (queues instanceof Error) return queues;
         if (queues.length === 0) return new UnroutableError(msg.routing.exchange, msg.routing.routingKey);
-        return queues.map((queue) => {
-          if (msg.routing.exchange === '' && !this.#declared.has(queue)) declare.add(queue);
-          const delivery = { exchange: msg.routing.exchange, routingKey: msg.routing.exchange === '' ? queue : msg.routing.routingKey };
-          return { db, key: queueListKey(queue, msg.properties.priority, this.layout), value: toRedisEnvelope(msg, delivery) };
-        });
+        try {
+          return queues.map((queue) => {
+            const delivery = { exchange: msg.routing.exchange, routingKey: msg.routing.exchange === '' ? queue : msg.routing.routingKey };
+            const push = { db, key: queueListKey(queue, msg.properties.priority, this.layout), value: toRedisEnvelope(msg, delivery) };
+            if (msg.routing.exchange === '' && !this.#declared.has(queue)) declare.add(queue);
+            return push;
+          });
+        } catch (err) {
+          // e.g. a body JSON cannot serialize: this message alone can never be sent
+          return new MessageRejectedError(msg.properties.correlation_id, `its message cannot be serialized (${errorMessage(err).split('\n', 1)[0]})`, { cause: err });
+        }
       });
       if (declare.size > 0) {
         const pipeline = client.pipeline();
@@ -179,23 +186,32 @@ export class RedisBroker implements Broker {
     return this.#location.get();
   }
 
-  /** The queues each message goes to. */
-  async #resolveTargets(client: Redis, messages: readonly TaskMessage[]): Promise<string[][]> {
+  /**
+   * The queues each message goes to, or why its exchange's bindings cannot be read (e.g. the
+   * binding key holds another type): that fails the messages for that exchange only.
+   */
+  async #resolveTargets(client: Redis, messages: readonly TaskMessage[]): Promise<(string[] | Error)[]> {
     const exchanges = [...new Set(messages.map((m) => m.routing.exchange).filter((e) => e !== ''))];
-    const bindings = new Map<string, string[]>();
+    const bindings = new Map<string, string[] | Error>();
     if (exchanges.length > 0) {
       const pipeline = client.pipeline();
       for (const ex of exchanges) pipeline.smembers(bindingKey(ex, this.layout));
       const replies = (await pipeline.exec()) ?? [];
       exchanges.forEach((ex, i) => {
-        const [err, members] = replies[i] ?? [];
-        if (err) throw err;
-        bindings.set(ex, (members as string[]) ?? []);
+        const [err, members] = replies[i] ?? [new Error('no reply from Redis')];
+        if (err && isConnectionFailure(err)) throw err;
+        bindings.set(
+          ex,
+          err
+            ? new SchedulerError(ErrorCode.PUBLISH, `cannot read the bindings of exchange ${JSON.stringify(ex)} (${bindingKey(ex, this.layout)}): ${errorMessage(err)}`, { cause: err })
+            : ((members as string[]) ?? []),
+        );
       });
     }
     return messages.map((m) => {
       if (m.routing.exchange === '') return [m.routing.queue];
-      return matchBindings(bindings.get(m.routing.exchange) ?? [], m.routing.routingKey, this.layout.sep);
+      const b = bindings.get(m.routing.exchange) ?? [];
+      return b instanceof Error ? b : matchBindings(b, m.routing.routingKey, this.layout.sep);
     });
   }
 

@@ -6,18 +6,31 @@
 import { DuplicateJobError, JobKeyTakenError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
+  checkDueAt,
+  checkJobKey,
+  checkLimit,
+  checkNewJobs,
   compareDue,
   cursorAfter,
+  deadCursorAfter,
+  deadLetterOf,
   leaseToken,
   parseCursor,
+  storeClosed,
   type AddOptions,
+  type Attempts,
+  type Burial,
   type ClaimOptions,
   type ClaimedJob,
+  type DeadLetter,
+  type DeadLetterPage,
   type JobKeyMode,
   type JobPage,
   type KeyedAddResult,
   type ListOptions,
   type RenewOptions,
+  type Retry,
+  type ReviveOutcome,
   type ScheduleStore,
   type StoreCounts,
   type StoredJob,
@@ -34,7 +47,9 @@ class MemoryData {
   readonly scheduled = new Map<string, { dueAt: number; entry: string }>();
   readonly inFlight = new Map<string, Leased>();
   readonly watchers = new Set<(dueAt: number) => void>();
-  readonly corrupt = new Map<string, { entry: string | null; dueAt: number; reason: string }>();
+  readonly dead = new Map<string, DeadLetter>();
+  /** failed attempts, by id, of scheduled and in-flight jobs */
+  readonly attempts = new Map<string, Attempts>();
   /** deduplication key -> id of the scheduled job holding it, and back */
   readonly keyHolder = new Map<string, string>();
   readonly keyOf = new Map<string, string>();
@@ -55,8 +70,6 @@ export class MemoryStore implements ScheduleStore {
   readonly #inFlight: Map<string, Leased>;
   readonly #watchers: Set<(dueAt: number) => void>;
   readonly #mine = new Set<(dueAt: number) => void>();
-  /** quarantined entries, by id */
-  readonly corrupt: Map<string, { entry: string | null; dueAt: number; reason: string }>;
   #closed = false;
 
   constructor(data = new MemoryData()) {
@@ -64,7 +77,6 @@ export class MemoryStore implements ScheduleStore {
     this.#scheduled = data.scheduled;
     this.#inFlight = data.inFlight;
     this.#watchers = data.watchers;
-    this.corrupt = data.corrupt;
   }
 
   /** Another handle on the same jobs (closing one leaves the other open), as a second process would have. */
@@ -73,7 +85,7 @@ export class MemoryStore implements ScheduleStore {
   }
 
   #open(): void {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
   }
 
   /** scheduled jobs in due order */
@@ -83,6 +95,7 @@ export class MemoryStore implements ScheduleStore {
 
   async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
     this.#open();
+    checkNewJobs(jobs);
     return this.#addNow(jobs, options);
   }
 
@@ -102,13 +115,18 @@ export class MemoryStore implements ScheduleStore {
     if (fresh.length === 0) return 0;
     const first = this.#ordered()[0]?.dueAt;
     const earliest = Math.min(...fresh.map((j) => j.dueAt));
-    for (const job of fresh) this.#scheduled.set(job.id, { dueAt: job.dueAt, entry: job.entry });
+    for (const job of fresh) {
+      this.#scheduled.set(job.id, { dueAt: job.dueAt, entry: job.entry });
+      this.#data.attempts.delete(job.id);
+    }
     if (first === undefined || earliest < first) for (const w of this.#watchers) w(earliest);
     return fresh.length;
   }
 
   async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
     this.#open();
+    checkNewJobs([job]);
+    checkJobKey(key);
     const data = this.#data;
     const holder = data.keyHolder.get(key);
     if (holder === undefined) {
@@ -123,6 +141,7 @@ export class MemoryStore implements ScheduleStore {
     // one synchronous step: nothing else runs between the removal and the add
     this.#scheduled.delete(holder);
     data.dropKeyOf(holder);
+    data.attempts.delete(holder);
     this.#addNow([job]);
     data.keyHolder.set(key, job.id);
     data.keyOf.set(job.id, key);
@@ -133,11 +152,14 @@ export class MemoryStore implements ScheduleStore {
     this.#open();
     if (!this.#scheduled.delete(id)) return false;
     this.#data.dropKeyOf(id);
+    this.#data.attempts.delete(id);
     return true;
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
     this.#open();
+    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
+    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
     const job = this.#scheduled.get(id);
     if (!job) return false;
     const first = this.#ordered()[0]?.dueAt;
@@ -156,16 +178,20 @@ export class MemoryStore implements ScheduleStore {
       .filter(([, l]) => l.deadline <= o.now)
       .map(([id, l]) => ({ id, dueAt: l.deadline, entry: l.entry }))
       .sort(compareDue);
+    const withAttempts = (c: ClaimedJob): ClaimedJob => {
+      const a = this.#data.attempts.get(c.id);
+      return a ? { ...c, attempts: { ...a } } : c;
+    };
     for (const e of expired.slice(0, o.limit)) {
       this.#inFlight.set(e.id, { deadline, entry: e.entry });
-      out.push({ ...e, token });
+      out.push(withAttempts({ ...e, token }));
     }
     for (const j of this.#ordered()) {
       if (out.length >= o.limit || j.dueAt > o.until) break;
       this.#scheduled.delete(j.id);
       this.#data.dropKeyOf(j.id); // a job in flight holds no key
       this.#inFlight.set(j.id, { deadline, entry: j.entry });
-      out.push({ id: j.id, dueAt: j.dueAt, entry: j.entry, token });
+      out.push(withAttempts({ id: j.id, dueAt: j.dueAt, entry: j.entry, token }));
     }
     return out;
   }
@@ -194,7 +220,11 @@ export class MemoryStore implements ScheduleStore {
 
   async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     this.#open();
-    for (const c of claims) if (this.#held(c)) this.#inFlight.delete(c.id);
+    for (const c of claims) {
+      if (!this.#held(c)) continue;
+      this.#inFlight.delete(c.id);
+      this.#data.attempts.delete(c.id);
+    }
   }
 
   async release(claims: readonly ClaimedJob[]): Promise<void> {
@@ -207,12 +237,71 @@ export class MemoryStore implements ScheduleStore {
     }
   }
 
-  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+  async retryLater(retries: readonly Retry[]): Promise<void> {
     this.#open();
-    const l = this.#held(claim);
-    if (!l) return;
-    this.#inFlight.delete(claim.id);
-    this.corrupt.set(claim.id, { entry: claim.entry, dueAt: claim.dueAt, reason });
+    for (const r of retries) {
+      const l = this.#held(r.claim);
+      if (!l) continue;
+      this.#inFlight.delete(r.claim.id);
+      this.#data.attempts.set(r.claim.id, { ...r.attempts });
+      if (l.entry !== null) this.#scheduled.set(r.claim.id, { dueAt: r.retryAt, entry: l.entry });
+    }
+  }
+
+  async bury(burials: readonly Burial[]): Promise<void> {
+    this.#open();
+    for (const b of burials) {
+      const l = this.#held(b.claim);
+      if (!l) continue;
+      this.#inFlight.delete(b.claim.id);
+      this.#data.attempts.delete(b.claim.id);
+      this.#data.dead.set(b.claim.id, deadLetterOf(b, l.entry));
+    }
+  }
+
+  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
+    this.#open();
+    checkLimit(o.limit);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const byDeath = (d: DeadLetter) => ({ dueAt: d.diedAt, id: d.id });
+    const all = [...this.#data.dead.values()]
+      .sort((a, b) => compareDue(byDeath(a), byDeath(b)))
+      .filter((d) => after === undefined || compareDue(byDeath(d), after) > 0);
+    const letters = all.slice(0, o.limit).map((d) => ({ ...d }));
+    const last = letters.at(-1);
+    return all.length > o.limit && last ? { letters, cursor: deadCursorAfter(last) } : { letters };
+  }
+
+  async getDead(id: string): Promise<DeadLetter | undefined> {
+    this.#open();
+    const d = this.#data.dead.get(id);
+    return d && { ...d };
+  }
+
+  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
+    this.#open();
+    checkDueAt(dueAt, 'the due time of revived jobs');
+    return ids.map((id): ReviveOutcome => {
+      const d = this.#data.dead.get(id);
+      if (!d) return 'not_dead';
+      if (d.entry === null) return 'no_entry';
+      if (this.#scheduled.has(id) || this.#inFlight.has(id)) return 'id_taken';
+      this.#data.dead.delete(id);
+      this.#addNow([{ id, dueAt, entry: d.entry }]);
+      return 'scheduled';
+    });
+  }
+
+  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+    this.#open();
+    if (ids === 'all') {
+      const n = this.#data.dead.size;
+      this.#data.dead.clear();
+      return n;
+    }
+    let n = 0;
+    for (const id of new Set(ids)) if (this.#data.dead.delete(id)) n++;
+    return n;
   }
 
   async get(id: string): Promise<StoredJob | undefined> {
@@ -226,6 +315,7 @@ export class MemoryStore implements ScheduleStore {
 
   async list(o: ListOptions): Promise<JobPage> {
     this.#open();
+    checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
     const jobs = this.#ordered()
       .filter((j) => (o.from === undefined || j.dueAt >= o.from) && (o.to === undefined || j.dueAt <= o.to))
@@ -237,7 +327,7 @@ export class MemoryStore implements ScheduleStore {
 
   async count(): Promise<StoreCounts> {
     this.#open();
-    return { scheduled: this.#scheduled.size, inFlight: this.#inFlight.size };
+    return { scheduled: this.#scheduled.size, inFlight: this.#inFlight.size, dead: this.#data.dead.size };
   }
 
   async nextDueAt(): Promise<number | undefined> {

@@ -44,6 +44,28 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX jobs_job_key_idx ON jobs (job_key) WHERE job_key IS NOT NULL;
     `,
   },
+  {
+    // attempts (the failed attempts of a job, as JSON) and dead letters; the corrupt jobs moved
+    // aside before become dead letters
+    version: 3,
+    sql: `
+      ALTER TABLE jobs ADD COLUMN failures text NULL;
+      CREATE TABLE dead (
+        id              text COLLATE "C" PRIMARY KEY,
+        entry           text NULL,
+        due_at          double precision NOT NULL,
+        reason          text NOT NULL,
+        error           text NOT NULL,
+        attempts        integer NOT NULL,
+        first_failed_at double precision NULL,
+        died_at         double precision NOT NULL
+      );
+      CREATE INDEX dead_by_time_idx ON dead (died_at, id);
+      INSERT INTO dead (id, entry, due_at, reason, error, attempts, died_at)
+        SELECT id, entry, due_at, 'corrupt', reason, 0, extract(epoch FROM moved_at) FROM corrupt;
+      DROP TABLE corrupt;
+    `,
+  },
 ];
 
 /** The schema version this code needs. */

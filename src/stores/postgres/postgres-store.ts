@@ -10,7 +10,9 @@
  *     jobs_in_flight_idx (lease, id)  WHERE lease IS NOT NULL -- expired leases
  *     jobs_job_key_idx UNIQUE (job_key) WHERE job_key IS NOT NULL -- one scheduled job per
  *       deduplication key; a claim sets job_key NULL, so jobs in flight hold no key
- *   corrupt(id, entry, due_at, reason, moved_at)              -- quarantined entries
+ *        failures text NULL  -- the job's failed attempts as JSON (see `encodeAttempts`)
+ *   dead(id, entry, due_at, reason, error, attempts, first_failed_at, died_at) -- dead letters
+ *     dead_by_time_idx (died_at, id)
  *   schema_migrations(version, applied_at)                    -- see migrations.ts
  *
  * Ids compare by bytes (COLLATE "C"), so due order (due_at, id) is the same as in every store,
@@ -20,7 +22,7 @@
  * `FOR UPDATE SKIP LOCKED` with a LIMIT, then one UPDATE setting the new lease. Two dispatchers
  * racing never get the same row: one skips the rows the other holds, and a row whose lease was
  * set meanwhile no longer matches `lease IS NULL` when it is re-checked. Acknowledge, release,
- * renew and quarantine touch only rows whose lease still equals their claim's token, so a
+ * renew, retryLater and bury touch only rows whose lease still equals their claim's token, so a
  * dispatcher whose lease expired cannot undo the work of the one that took over.
  *
  * Each add (all of it, or none: one transaction) and each reschedule sends `pg_notify` on the
@@ -36,9 +38,24 @@ import pg from 'pg';
 import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
+  checkDueAt,
+  checkJobKey,
+  checkLimit,
+  checkNewJobs,
   cursorAfter,
+  deadCursorAfter,
+  deadLetterOf,
+  decodeAttempts,
+  encodeAttempts,
   leaseToken,
   parseCursor,
+  storeClosed,
+  type Burial,
+  type DeadLetter,
+  type DeadLetterPage,
+  type DeadReason,
+  type Retry,
+  type ReviveOutcome,
   type AddOptions,
   type ClaimOptions,
   type ClaimedJob,
@@ -68,6 +85,24 @@ const ADD_CHUNK = 5000;
 /** float8 columns come back as strings; PostgreSQL prints the shortest exact form. */
 const num = (v: string | number): number => Number(v);
 
+const DEAD_COLUMNS = 'id, entry, due_at, reason, error, attempts, first_failed_at, died_at';
+
+interface DeadRow {
+  id: string;
+  entry: string | null;
+  due_at: string | number;
+  reason: DeadReason;
+  error: string;
+  attempts: number;
+  first_failed_at: string | number | null;
+  died_at: string | number;
+}
+
+function deadLetter(r: DeadRow): DeadLetter {
+  const d: DeadLetter = { id: r.id, entry: r.entry, dueAt: num(r.due_at), reason: r.reason, error: r.error, attempts: r.attempts, diedAt: num(r.died_at) };
+  return r.first_failed_at === null ? d : { ...d, firstFailedAt: num(r.first_failed_at) };
+}
+
 export class PostgresStore implements ScheduleStore {
   readonly description: string;
   readonly schema: string;
@@ -75,7 +110,7 @@ export class PostgresStore implements ScheduleStore {
   readonly #migrate: boolean;
   readonly #pool: pg.Pool;
   readonly #jobs: string;
-  readonly #corrupt: string;
+  readonly #dead: string;
   readonly #channel: string;
   readonly #watchers = new Set<() => Promise<void>>();
   #ready: Promise<void> | undefined;
@@ -90,7 +125,7 @@ export class PostgresStore implements ScheduleStore {
     this.#migrate = options.migrate ?? false;
     const s = quoteIdent(this.schema);
     this.#jobs = `${s}.jobs`;
-    this.#corrupt = `${s}.corrupt`;
+    this.#dead = `${s}.dead`;
     this.#channel = `${this.schema}_wakeup`;
     this.#pool = new pg.Pool(connectionConfig(this.#target, { max }));
     this.#pool.on('error', () => {}); // an idle client died; the next query reports it
@@ -126,7 +161,7 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async #run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
     try {
       await this.#prepare();
       return await fn();
@@ -142,8 +177,9 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
     if (jobs.length === 0) return 0;
+    checkNewJobs(jobs);
     const skip = options.duplicates === 'skip';
     if (!skip) {
       const seen = new Set<string>();
@@ -217,7 +253,9 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
+    checkNewJobs([job]);
+    checkJobKey(key);
     return this.#run(() =>
       this.#transaction(async (client) => {
         await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`celery_longterm_scheduler.job_key:${this.schema}:${key}`]);
@@ -255,6 +293,8 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
+    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
     const rows = await this.#query<{ n: number }>(
       `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
        moved AS (
@@ -272,7 +312,7 @@ export class PostgresStore implements ScheduleStore {
   async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
     if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
     const token = leaseToken(o.now, o.leaseMs);
-    const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
+    const rows = await this.#query<{ id: string; due_at: string; entry: string; failures: string | null }>(
       `WITH expired AS (
          SELECT id, lease AS due_at FROM ${this.#jobs}
          WHERE lease IS NOT NULL AND lease <= $2
@@ -288,12 +328,16 @@ export class PostgresStore implements ScheduleStore {
        ),
        claimed AS (
          UPDATE ${this.#jobs} j SET lease = $4, job_key = NULL FROM picked p WHERE j.id = p.id
-         RETURNING j.id, p.due_at, p.k, j.entry
+         RETURNING j.id, p.due_at, p.k, j.entry, j.failures
        )
-       SELECT id, due_at, entry FROM claimed ORDER BY k, due_at, id`,
+       SELECT id, due_at, entry, failures FROM claimed ORDER BY k, due_at, id`,
       [o.until, o.now, o.limit, token],
     );
-    return rows.map((r) => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, token }));
+    return rows.map((r) => {
+      const claim: ClaimedJob = { id: r.id, dueAt: num(r.due_at), entry: r.entry, token };
+      const attempts = r.failures === null ? undefined : decodeAttempts(r.failures);
+      return attempts ? { ...claim, attempts } : claim;
+    });
   }
 
   async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
@@ -330,14 +374,106 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+  async retryLater(retries: readonly Retry[]): Promise<void> {
+    if (retries.length === 0) return;
     await this.#query(
-      `WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = $1 AND lease = $2 RETURNING id, entry)
-       INSERT INTO ${this.#corrupt} (id, entry, due_at, reason)
-       SELECT id, entry, $3, $4 FROM gone
-       ON CONFLICT (id) DO UPDATE SET entry = excluded.entry, due_at = excluded.due_at, reason = excluded.reason, moved_at = now()`,
-      [claim.id, Number(claim.token), claim.dueAt, reason],
+      `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at, failures = c.failures
+       FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[]) AS c(id, lease, due_at, failures)
+       WHERE j.id = c.id AND j.lease = c.lease`,
+      [retries.map((r) => r.claim.id), retries.map((r) => Number(r.claim.token)), retries.map((r) => r.retryAt), retries.map((r) => encodeAttempts(r.attempts))],
     );
+  }
+
+  async bury(burials: readonly Burial[]): Promise<void> {
+    if (burials.length === 0) return;
+    const letters = burials.map((b) => deadLetterOf(b, null));
+    await this.#query(
+      `WITH c AS (
+         SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::float8[])
+           AS c(id, lease, due_at, reason, error, attempts, first_failed_at, died_at)
+       ),
+       gone AS (
+         DELETE FROM ${this.#jobs} j USING c WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id, j.entry
+       )
+       INSERT INTO ${this.#dead} (id, entry, due_at, reason, error, attempts, first_failed_at, died_at)
+       SELECT c.id, gone.entry, c.due_at, c.reason, c.error, c.attempts, c.first_failed_at, c.died_at FROM gone JOIN c USING (id)
+       ON CONFLICT (id) DO UPDATE SET entry = excluded.entry, due_at = excluded.due_at, reason = excluded.reason, error = excluded.error,
+         attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, died_at = excluded.died_at`,
+      [
+        burials.map((b) => b.claim.id),
+        burials.map((b) => Number(b.claim.token)),
+        letters.map((d) => d.dueAt),
+        letters.map((d) => d.reason),
+        letters.map((d) => d.error),
+        letters.map((d) => d.attempts),
+        letters.map((d) => d.firstFailedAt ?? null),
+        letters.map((d) => d.diedAt),
+      ],
+    );
+  }
+
+  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
+    checkLimit(o.limit);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const params: unknown[] = [o.limit + 1];
+    const where = after ? `WHERE (died_at, id) > ($2::float8, $3::text COLLATE "C")` : '';
+    if (after) params.push(after.dueAt, after.id);
+    const rows = await this.#query<DeadRow>(`SELECT ${DEAD_COLUMNS} FROM ${this.#dead} ${where} ORDER BY died_at, id LIMIT $1`, params);
+    const letters = rows.slice(0, o.limit).map(deadLetter);
+    const last = letters.at(-1);
+    return rows.length > o.limit && last ? { letters, cursor: deadCursorAfter(last) } : { letters };
+  }
+
+  async getDead(id: string): Promise<DeadLetter | undefined> {
+    const [row] = await this.#query<DeadRow>(`SELECT ${DEAD_COLUMNS} FROM ${this.#dead} WHERE id = $1`, [id]);
+    return row && deadLetter(row);
+  }
+
+  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
+    checkDueAt(dueAt, 'the due time of revived jobs');
+    if (ids.length === 0) return [];
+    return this.#run(() =>
+      this.#transaction(async (client) => {
+        const wanted = [...new Set(ids)];
+        const dead = await client.query<{ id: string; entry: string | null }>(`SELECT id, entry FROM ${this.#dead} WHERE id = ANY($1::text[]) FOR UPDATE`, [wanted]);
+        const entries = new Map(dead.rows.map((r) => [r.id, r.entry]));
+        const candidates = dead.rows.filter((r): r is { id: string; entry: string } => r.entry !== null);
+        const prior = await client.query<{ d: string | null }>(`SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL`);
+        // ON CONFLICT: an id a job took meanwhile (scheduled again) stays a dead letter
+        const added = candidates.length
+          ? await client.query<{ id: string }>(
+              `INSERT INTO ${this.#jobs} (id, due_at, entry) SELECT id, $2, entry FROM unnest($1::text[], $3::text[]) AS c(id, entry)
+               ON CONFLICT (id) DO NOTHING RETURNING id`,
+              [candidates.map((c) => c.id), dueAt, candidates.map((c) => c.entry)],
+            )
+          : { rows: [] };
+        const first = prior.rows[0]?.d;
+        if (added.rows.length > 0 && (first === null || first === undefined || dueAt < num(first))) {
+          await client.query('SELECT pg_notify($1, $2::float8::text)', [this.#channel, dueAt]); // delivered on commit
+        }
+        const revived = new Set(added.rows.map((r) => r.id));
+        if (revived.size) await client.query(`DELETE FROM ${this.#dead} WHERE id = ANY($1::text[])`, [[...revived]]);
+        const seen = new Set<string>();
+        return ids.map((id): ReviveOutcome => {
+          const first = !seen.has(id);
+          seen.add(id);
+          if (revived.has(id)) return first ? 'scheduled' : 'not_dead'; // as if one at a time: the second finds it gone
+          if (!entries.has(id)) return 'not_dead';
+          return entries.get(id) === null ? 'no_entry' : 'id_taken';
+        });
+      }),
+    );
+  }
+
+  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+    const rows =
+      ids === 'all'
+        ? await this.#query<{ n: number }>(`WITH gone AS (DELETE FROM ${this.#dead} RETURNING 1) SELECT count(*)::int AS n FROM gone`)
+        : await this.#query<{ n: number }>(
+            `WITH gone AS (DELETE FROM ${this.#dead} WHERE id = ANY($1::text[]) RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+            [[...new Set(ids)]],
+          );
+    return rows[0]?.n ?? 0;
   }
 
   async get(id: string): Promise<StoredJob | undefined> {
@@ -352,6 +488,7 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async list(o: ListOptions): Promise<JobPage> {
+    checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
     const where = ['lease IS NULL'];
     const params: unknown[] = [];
@@ -369,11 +506,12 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async count(): Promise<StoreCounts> {
-    const [row] = await this.#query<{ scheduled: number; in_flight: number }>(
+    const [row] = await this.#query<{ scheduled: number; in_flight: number; dead: number }>(
       `SELECT (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NULL)::int AS scheduled,
-              (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NOT NULL)::int AS in_flight`,
+              (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NOT NULL)::int AS in_flight,
+              (SELECT count(*) FROM ${this.#dead})::int AS dead`,
     );
-    return { scheduled: row?.scheduled ?? 0, inFlight: row?.in_flight ?? 0 };
+    return { scheduled: row?.scheduled ?? 0, inFlight: row?.in_flight ?? 0, dead: row?.dead ?? 0 };
   }
 
   async nextDueAt(): Promise<number | undefined> {
@@ -389,7 +527,7 @@ export class PostgresStore implements ScheduleStore {
    * until it can); wake-ups sent meanwhile are lost, which is why the daemon also polls.
    */
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
     let stopped = false;
     let client: pg.Client | undefined;
     let retry: NodeJS.Timeout | undefined;

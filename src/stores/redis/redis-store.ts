@@ -5,7 +5,11 @@
  *   <prefix>scheduled_task_id_by_time              ZSET task id -> due time (unix seconds)
  *   <prefix>celery_longterm_scheduler:in_flight    ZSET task id -> lease deadline, the claim's token (ours)
  *   <prefix>celery_longterm_scheduler:in_flight_entries  HASH task id -> entry, while in flight (ours)
- *   <prefix>celery_longterm_scheduler:corrupt      HASH task id -> {entry, dueAt, reason, movedAt} (ours)
+ *   <prefix>celery_longterm_scheduler:attempts     HASH task id -> failed attempts JSON, of a job the broker refused (ours)
+ *   <prefix>celery_longterm_scheduler:dead         HASH task id -> dead letter JSON {entry, dueAt, reason, error, attempts, ...} (ours)
+ *   <prefix>celery_longterm_scheduler:dead_by_time ZSET task id -> when it became a dead letter (ours)
+ *   <prefix>celery_longterm_scheduler:corrupt      HASH task id -> {entry, dueAt, reason, movedAt}: corrupt jobs moved aside
+ *                                                  by earlier versions; folded into the dead letters on first use
  *   <prefix>celery_longterm_scheduler:wakeup       pub/sub channel: the due time of a job sooner than all others
  *   <prefix>celery_longterm_scheduler:job_keys     HASH deduplication key -> id of the scheduled job holding it (ours)
  *   <prefix>celery_longterm_scheduler:job_key_of   HASH id -> the key it holds (ours)
@@ -28,10 +32,26 @@ import type { NewJob } from '../../job.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
 import type { RedisPush } from '../../redis-handoff.js';
 import {
+  DEAD_REASONS,
+  checkDueAt,
+  checkJobKey,
+  checkLimit,
+  checkNewJobs,
   compareDue,
   cursorAfter,
+  deadCursorAfter,
+  deadLetterOf,
+  decodeAttempts,
+  encodeAttempts,
   leaseToken,
   parseCursor,
+  storeClosed,
+  type Burial,
+  type DeadLetter,
+  type DeadLetterPage,
+  type DeadReason,
+  type Retry,
+  type ReviveOutcome,
   type AddOptions,
   type ClaimOptions,
   type ClaimedJob,
@@ -52,8 +72,11 @@ export const CORRUPT_KEY = 'celery_longterm_scheduler:corrupt';
 export const WAKEUP_CHANNEL = 'celery_longterm_scheduler:wakeup';
 export const JOB_KEYS_KEY = 'celery_longterm_scheduler:job_keys';
 export const JOB_KEY_OF_KEY = 'celery_longterm_scheduler:job_key_of';
+export const ATTEMPTS_KEY = 'celery_longterm_scheduler:attempts';
+export const DEAD_KEY = 'celery_longterm_scheduler:dead';
+export const DEAD_BY_TIME_KEY = 'celery_longterm_scheduler:dead_by_time';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 7;
+const SCRIPT_VERSION = 8;
 /**
  * Jobs per add script call when duplicates are skipped (each job stands alone then): bounds how
  * long one call blocks Redis. A rejecting add is one call, so it stays all or nothing.
@@ -65,26 +88,28 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   keyPrefix?: string;
 }
 
+/** The scripts, by command; each file is `<name>-<number of keys>.lua` (the key count is read from it). */
 const SCRIPTS = {
-  add: { file: 'add-3.lua', keys: 3 },
-  addKeyed: { file: 'add-keyed-4.lua', keys: 4 },
-  remove: { file: 'remove-3.lua', keys: 3 },
-  reschedule: { file: 'reschedule-1.lua', keys: 1 },
-  renew: { file: 'renew-1.lua', keys: 1 },
-  claim: { file: 'claim-5.lua', keys: 5 },
-  ack: { file: 'ack-2.lua', keys: 2 },
-  release: { file: 'release-3.lua', keys: 3 },
-  quarantine: { file: 'quarantine-3.lua', keys: 3 },
-  handoff: { file: 'handoff-2.lua', keys: 2 },
+  add: 'add-4.lua',
+  addKeyed: 'add-keyed-5.lua',
+  remove: 'remove-4.lua',
+  reschedule: 'reschedule-1.lua',
+  renew: 'renew-1.lua',
+  claim: 'claim-6.lua',
+  ack: 'ack-3.lua',
+  release: 'release-4.lua',
+  bury: 'bury-5.lua',
+  revive: 'revive-5.lua',
+  handoff: 'handoff-3.lua',
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 
 const here = dirname(fileURLToPath(import.meta.url));
-let scriptSources: Record<ScriptName, string> | undefined;
-function loadScripts(): Record<ScriptName, string> {
+let scriptSources: Record<ScriptName, { lua: string; keys: number }> | undefined;
+function loadScripts(): Record<ScriptName, { lua: string; keys: number }> {
   scriptSources ??= Object.fromEntries(
-    Object.entries(SCRIPTS).map(([name, s]) => [name, readFileSync(join(here, s.file), 'utf8')]),
-  ) as Record<ScriptName, string>;
+    Object.entries(SCRIPTS).map(([name, file]) => [name, { lua: readFileSync(join(here, file), 'utf8'), keys: Number(/-(\d+)\.lua$/.exec(file)?.[1]) }]),
+  ) as Record<ScriptName, { lua: string; keys: number }>;
   return scriptSources;
 }
 
@@ -116,12 +141,25 @@ function byToken<T extends { token: string }>(claims: readonly T[]): Map<string,
 export class RedisStore implements ScheduleStore {
   readonly description: string;
   readonly prefix: string;
-  readonly keys: { index: string; inFlight: string; inFlightEntries: string; corrupt: string; wakeup: string; jobKeys: string; jobKeyOf: string };
+  readonly keys: {
+    index: string;
+    inFlight: string;
+    inFlightEntries: string;
+    corrupt: string;
+    wakeup: string;
+    jobKeys: string;
+    jobKeyOf: string;
+    attempts: string;
+    dead: string;
+    deadByTime: string;
+  };
   readonly #connections: RedisConnections;
   readonly #client = new Lazy(() => this.#connect());
   readonly #location = new Lazy(() =>
     this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 })),
   );
+  /** the legacy `corrupt` hash was folded into the dead letters (once per store object) */
+  #folded = false;
   #closed = false;
 
   constructor(url: string, options: RedisStoreOptions = {}) {
@@ -136,21 +174,22 @@ export class RedisStore implements ScheduleStore {
       wakeup: `${this.prefix}${WAKEUP_CHANNEL}`,
       jobKeys: `${this.prefix}${JOB_KEYS_KEY}`,
       jobKeyOf: `${this.prefix}${JOB_KEY_OF_KEY}`,
+      attempts: `${this.prefix}${ATTEMPTS_KEY}`,
+      dead: `${this.prefix}${DEAD_KEY}`,
+      deadByTime: `${this.prefix}${DEAD_BY_TIME_KEY}`,
     };
   }
 
   /** The connected client (connects on first use, once). */
   client(): Promise<Redis> {
-    if (this.#closed) return Promise.reject(new Error('the store is closed'));
+    if (this.#closed) return Promise.reject(storeClosed(this.description));
     return this.#client.get();
   }
 
   async #connect(): Promise<Redis> {
     const client = await this.#connections.open();
     const sources = loadScripts();
-    for (const [name, s] of Object.entries(SCRIPTS) as [ScriptName, (typeof SCRIPTS)[ScriptName]][]) {
-      client.defineCommand(commandName(name), { numberOfKeys: s.keys, lua: sources[name] });
-    }
+    for (const [name, s] of Object.entries(sources)) client.defineCommand(commandName(name as ScriptName), { numberOfKeys: s.keys, lua: s.lua });
     return client;
   }
 
@@ -165,13 +204,14 @@ export class RedisStore implements ScheduleStore {
 
   async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
     if (jobs.length === 0) return 0;
+    checkNewJobs(jobs);
     const mode = options.duplicates ?? 'reject';
     const chunk = mode === 'skip' ? ADD_CHUNK : jobs.length;
     return this.#run(async (client) => {
       const add = script(client, 'add');
       let added = 0;
       for (let i = 0; i < jobs.length; i += chunk) {
-        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.keys.jobKeyOf, this.prefix, this.keys.wakeup, mode];
+        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.keys.jobKeyOf, this.keys.attempts, this.prefix, this.keys.wakeup, mode];
         for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry);
         const [n, taken] = (await add(...args)) as [number, string | null];
         if (taken) throw new DuplicateJobError(String(taken));
@@ -182,6 +222,8 @@ export class RedisStore implements ScheduleStore {
   }
 
   async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    checkNewJobs([job]);
+    checkJobKey(key);
     const [outcome, id] = await this.#run(
       async (client) =>
         (await script(client, 'addKeyed')(
@@ -189,6 +231,7 @@ export class RedisStore implements ScheduleStore {
           this.keys.inFlight,
           this.keys.jobKeys,
           this.keys.jobKeyOf,
+          this.keys.attempts,
           this.prefix,
           this.keys.wakeup,
           key,
@@ -213,10 +256,12 @@ export class RedisStore implements ScheduleStore {
   }
 
   async remove(id: string): Promise<boolean> {
-    return this.#run(async (client) => (await script(client, 'remove')(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.prefix, id)) === 1);
+    return this.#run(async (client) => (await script(client, 'remove')(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1);
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
+    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
     return this.#run(
       async (client) => (await script(client, 'reschedule')(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1,
     );
@@ -250,6 +295,7 @@ export class RedisStore implements ScheduleStore {
           this.keys.inFlightEntries,
           this.keys.jobKeys,
           this.keys.jobKeyOf,
+          this.keys.attempts,
           this.prefix,
           o.until,
           o.now,
@@ -258,8 +304,10 @@ export class RedisStore implements ScheduleStore {
         )) as (string | null)[],
     );
     const out: ClaimedJob[] = [];
-    for (let i = 0; i < flat.length; i += 3) {
-      out.push({ id: String(flat[i]), dueAt: Number(flat[i + 1]), entry: flat[i + 2] ?? null, token });
+    for (let i = 0; i < flat.length; i += 4) {
+      const claim: ClaimedJob = { id: String(flat[i]), dueAt: Number(flat[i + 1]), entry: flat[i + 2] ?? null, token };
+      const attempts = flat[i + 3] ? decodeAttempts(flat[i + 3]) : undefined;
+      out.push(attempts ? { ...claim, attempts } : claim);
     }
     return out;
   }
@@ -267,43 +315,150 @@ export class RedisStore implements ScheduleStore {
   async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
       const ack = script(client, 'ack');
-      for (const [token, group] of byToken(claims)) await ack(this.keys.inFlight, this.keys.inFlightEntries, this.prefix, token, ...group.map((c) => c.id));
-    });
-  }
-
-  async release(claims: readonly ClaimedJob[]): Promise<void> {
-    await this.#run(async (client) => {
-      const release = script(client, 'release');
       for (const [token, group] of byToken(claims)) {
-        await release(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.prefix, token, ...group.flatMap((c) => [c.id, c.dueAt]));
+        await ack(this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...group.map((c) => c.id));
       }
     });
   }
 
-  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
-    const record = JSON.stringify({ entry: claim.entry, dueAt: claim.dueAt, reason, movedAt: Date.now() / 1000 });
-    await this.#run((client) =>
-      script(client, 'quarantine')(this.keys.inFlight, this.keys.inFlightEntries, this.keys.corrupt, this.prefix, claim.token, claim.id, record),
-    );
+  async release(claims: readonly ClaimedJob[]): Promise<void> {
+    await this.#release(claims.map((c) => ({ claim: c, dueAt: c.dueAt, attempts: '' })));
   }
 
-  async handOff(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<boolean[]> {
+  async retryLater(retries: readonly Retry[]): Promise<void> {
+    await this.#release(retries.map((r) => ({ claim: r.claim, dueAt: r.retryAt, attempts: encodeAttempts(r.attempts) })));
+  }
+
+  async #release(items: readonly { claim: ClaimedJob; dueAt: number; attempts: string }[]): Promise<void> {
+    if (items.length === 0) return;
+    await this.#run(async (client) => {
+      const release = script(client, 'release');
+      const groups = new Map<string, typeof items[number][]>();
+      for (const item of items) groups.set(item.claim.token, [...(groups.get(item.claim.token) ?? []), item]);
+      for (const [token, group] of groups) {
+        const args = group.flatMap((g) => [g.claim.id, g.dueAt, g.attempts]);
+        await release(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...args);
+      }
+    });
+  }
+
+  async bury(burials: readonly Burial[]): Promise<void> {
+    if (burials.length === 0) return;
+    await this.#run(async (client) => {
+      const bury = script(client, 'bury');
+      for (const [token, group] of byToken(burials.map((b) => ({ ...b, token: b.claim.token })))) {
+        const args = group.flatMap((b) => {
+          const d = deadLetterOf(b, b.claim.entry);
+          return [d.id, encodeDead(d), d.diedAt];
+        });
+        await bury(this.keys.inFlight, this.keys.inFlightEntries, this.keys.dead, this.keys.deadByTime, this.keys.attempts, token, ...args);
+      }
+    });
+  }
+
+  /**
+   * Moves the corrupt jobs earlier versions moved aside (the `corrupt` hash) into the dead
+   * letters, once per store object, a chunk per transaction.
+   */
+  async #foldLegacy(client: Redis): Promise<void> {
+    if (this.#folded) return;
+    if ((await client.exists(this.keys.corrupt)) === 1) {
+      let cursor = '0';
+      do {
+        const [next, flat] = await client.hscan(this.keys.corrupt, cursor, 'COUNT', 500);
+        cursor = next;
+        if (flat.length === 0) continue;
+        const tx = client.multi();
+        for (let i = 0; i < flat.length; i += 2) {
+          const id = flat[i]!;
+          const d = legacyCorrupt(id, flat[i + 1]!);
+          tx.hsetnx(this.keys.dead, id, encodeDead(d)).zadd(this.keys.deadByTime, 'NX', d.diedAt, id).hdel(this.keys.corrupt, id);
+        }
+        await tx.exec();
+      } while (cursor !== '0');
+    }
+    this.#folded = true;
+  }
+
+  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
+    checkLimit(o.limit);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    return this.#run(async (client) => {
+      await this.#foldLegacy(client);
+      const found = await pageByScore(client, this.keys.deadByTime, after, -Infinity, Infinity, o.limit + 1);
+      const page = found.slice(0, o.limit);
+      const records = page.length ? await client.hmget(this.keys.dead, ...page.map((j) => j.id)) : [];
+      const letters: DeadLetter[] = [];
+      page.forEach((j, i) => {
+        const raw = records[i];
+        if (typeof raw === 'string') letters.push(decodeDead(j.id, raw, j.dueAt));
+      });
+      const last = page.at(-1);
+      return found.length > o.limit && last ? { letters, cursor: deadCursorAfter({ diedAt: last.dueAt, id: last.id }) } : { letters };
+    });
+  }
+
+  async getDead(id: string): Promise<DeadLetter | undefined> {
+    return this.#run(async (client) => {
+      await this.#foldLegacy(client);
+      const raw = await client.hget(this.keys.dead, id);
+      return raw === null ? undefined : decodeDead(id, raw);
+    });
+  }
+
+  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
+    checkDueAt(dueAt, 'the due time of revived jobs');
+    if (ids.length === 0) return [];
+    return this.#run(async (client) => {
+      await this.#foldLegacy(client);
+      const revive = script(client, 'revive');
+      const out: ReviveOutcome[] = [];
+      for (let i = 0; i < ids.length; i += 1000) {
+        const part = ids.slice(i, i + 1000);
+        out.push(...((await revive(this.keys.index, this.keys.inFlight, this.keys.dead, this.keys.deadByTime, this.keys.attempts, this.prefix, this.keys.wakeup, dueAt, ...part)) as ReviveOutcome[]));
+      }
+      return out;
+    });
+  }
+
+  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+    return this.#run(async (client) => {
+      await this.#foldLegacy(client);
+      if (ids === 'all') {
+        const [[, n]] = (await client.multi().zcard(this.keys.deadByTime).del(this.keys.dead, this.keys.deadByTime).exec()) as [[unknown, number]];
+        return Number(n);
+      }
+      let n = 0;
+      const unique = [...new Set(ids)];
+      for (let i = 0; i < unique.length; i += 1000) {
+        const part = unique.slice(i, i + 1000);
+        const [[, removed]] = (await client.multi().hdel(this.keys.dead, ...part).zrem(this.keys.deadByTime, ...part).exec()) as [[unknown, number]];
+        n += Number(removed);
+      }
+      return n;
+    });
+  }
+
+  async handOff(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<(boolean | Error)[]> {
     const { db } = await this.redisLocation();
     const brokerDbs = new Set(pushes.flatMap((list) => list.map((p) => p.db)));
     if (brokerDbs.size > 1) throw new Error('one hand-off goes to one broker database');
     const brokerDb = brokerDbs.values().next().value ?? db;
     return this.#run(async (client) => {
       const handoff = script(client, 'handoff');
-      const done: boolean[] = [];
+      const done: (boolean | Error)[] = [];
       for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })))) {
-        const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.prefix, token, db, brokerDb];
+        const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, db, brokerDb];
         for (const c of group) {
           const list = pushes[c.i] ?? [];
           args.push(c.id, list.length);
           for (const p of list) args.push(p.key, p.value);
         }
-        const results = (await handoff(...args)) as number[];
-        group.forEach((c, k) => (done[c.i] = results[k] === 1));
+        const results = (await handoff(...args)) as (number | string)[];
+        group.forEach((c, k) => {
+          const r = results[k];
+          done[c.i] = r === 1 ? true : r === 0 || r === undefined ? false : new Error(String(r));
+        });
       }
       return done;
     });
@@ -353,23 +508,12 @@ export class RedisStore implements ScheduleStore {
    */
   async list(o: ListOptions): Promise<JobPage> {
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const min = Math.max(o.from ?? -Infinity, after?.dueAt ?? -Infinity);
+    checkLimit(o.limit);
+    const min = o.from ?? -Infinity;
     const max = o.to ?? Infinity;
-    if (min > max) return { jobs: [] };
-    const bound = (x: number) => (x === Infinity ? '+inf' : x === -Infinity ? '-inf' : String(x));
+    if (Math.max(min, after?.dueAt ?? -Infinity) > max) return { jobs: [] };
     return this.#run(async (client) => {
-      const wanted = o.limit + 1;
-      const found: { id: string; dueAt: number }[] = [];
-      for (let offset = 0; found.length < wanted; ) {
-        const count = Math.max(wanted, 100);
-        const flat = await client.zrangebyscore(this.keys.index, bound(min), bound(max), 'WITHSCORES', 'LIMIT', offset, count);
-        for (let i = 0; i < flat.length && found.length < wanted; i += 2) {
-          const j = { id: flat[i]!, dueAt: Number(flat[i + 1]) };
-          if (!after || compareDue(j, after) > 0) found.push(j);
-        }
-        if (flat.length < count * 2) break;
-        offset += count;
-      }
+      const found = await pageByScore(client, this.keys.index, after, min, max, o.limit + 1);
       const page = found.slice(0, o.limit);
       const entries = page.length ? await client.mget(page.map((j) => `${this.prefix}${j.id}`)) : [];
       const jobs: StoredJob[] = [];
@@ -385,8 +529,13 @@ export class RedisStore implements ScheduleStore {
 
   async count(): Promise<StoreCounts> {
     return this.#run(async (client) => {
-      const [[, scheduled], [, inFlight]] = (await client.multi().zcard(this.keys.index).zcard(this.keys.inFlight).exec()) as [[unknown, number], [unknown, number]];
-      return { scheduled: Number(scheduled), inFlight: Number(inFlight) };
+      await this.#foldLegacy(client);
+      const [[, scheduled], [, inFlight], [, dead]] = (await client.multi().zcard(this.keys.index).zcard(this.keys.inFlight).zcard(this.keys.deadByTime).exec()) as [
+        [unknown, number],
+        [unknown, number],
+        [unknown, number],
+      ];
+      return { scheduled: Number(scheduled), inFlight: Number(inFlight), dead: Number(dead) };
     });
   }
 
@@ -396,5 +545,77 @@ export class RedisStore implements ScheduleStore {
     this.#client.reset();
     this.#location.reset();
     await this.#connections.closeAll();
+  }
+}
+
+/**
+ * Members of a sorted set in (score, member) order from `after` (exclusive) or `min`, up to `max`,
+ * at most `wanted`: ZRANGEBYSCORE pages, skipping members at the cursor's own score up to its id.
+ */
+async function pageByScore(
+  client: Redis,
+  key: string,
+  after: { dueAt: number; id: string } | undefined,
+  min: number,
+  max: number,
+  wanted: number,
+): Promise<{ id: string; dueAt: number }[]> {
+  const from = Math.max(min, after?.dueAt ?? -Infinity);
+  const bound = (x: number) => (x === Infinity ? '+inf' : x === -Infinity ? '-inf' : String(x));
+  const found: { id: string; dueAt: number }[] = [];
+  for (let offset = 0; found.length < wanted; ) {
+    const count = Math.max(wanted, 100);
+    const flat = await client.zrangebyscore(key, bound(from), bound(max), 'WITHSCORES', 'LIMIT', offset, count);
+    for (let i = 0; i < flat.length && found.length < wanted; i += 2) {
+      const j = { id: flat[i]!, dueAt: Number(flat[i + 1]) };
+      if (!after || compareDue(j, after) > 0) found.push(j);
+    }
+    if (flat.length < count * 2) break;
+    offset += count;
+  }
+  return found;
+}
+
+/** A dead letter as the Redis store keeps it: JSON, its id being the hash field. */
+function encodeDead(d: DeadLetter): string {
+  const { id: _id, ...rest } = d;
+  return JSON.stringify(rest);
+}
+
+/** Reads `encodeDead`'s form; a record that is not one reads as a corrupt dead letter holding the raw text. */
+function decodeDead(id: string, raw: string, diedAt?: number): DeadLetter {
+  try {
+    const v = JSON.parse(raw) as Partial<DeadLetter>;
+    const reason = DEAD_REASONS.includes(v.reason as DeadReason) ? (v.reason as DeadReason) : 'corrupt';
+    const d: DeadLetter = {
+      id,
+      entry: typeof v.entry === 'string' ? v.entry : null,
+      dueAt: typeof v.dueAt === 'number' ? v.dueAt : 0,
+      reason,
+      error: typeof v.error === 'string' ? v.error : '',
+      attempts: typeof v.attempts === 'number' ? v.attempts : 0,
+      diedAt: typeof v.diedAt === 'number' ? v.diedAt : (diedAt ?? 0),
+    };
+    return typeof v.firstFailedAt === 'number' ? { ...d, firstFailedAt: v.firstFailedAt } : d;
+  } catch {
+    return { id, entry: null, dueAt: 0, reason: 'corrupt', error: `unreadable dead letter record: ${raw.slice(0, 200)}`, attempts: 0, diedAt: diedAt ?? 0 };
+  }
+}
+
+/** A record of the `corrupt` hash earlier versions wrote (`{entry, dueAt, reason, movedAt}`), as a dead letter. */
+function legacyCorrupt(id: string, raw: string): DeadLetter {
+  try {
+    const v = JSON.parse(raw) as { entry?: unknown; dueAt?: unknown; reason?: unknown; movedAt?: unknown };
+    return {
+      id,
+      entry: typeof v.entry === 'string' ? v.entry : null,
+      dueAt: typeof v.dueAt === 'number' ? v.dueAt : 0,
+      reason: 'corrupt',
+      error: typeof v.reason === 'string' ? v.reason : 'moved aside as corrupt',
+      attempts: 0,
+      diedAt: typeof v.movedAt === 'number' ? v.movedAt : 0,
+    };
+  } catch {
+    return { id, entry: null, dueAt: 0, reason: 'corrupt', error: `moved aside as corrupt: ${raw.slice(0, 200)}`, attempts: 0, diedAt: 0 };
   }
 }

@@ -16,7 +16,11 @@
  *            index jobs_lease (lease, id)  WHERE lease IS NOT NULL  expired leases first
  *            unique index jobs_key (job_key) WHERE job_key IS NOT NULL  one scheduled job per key;
  *                          a claim sets job_key NULL, so jobs in flight never hold a key
- *   corrupt  id TEXT PRIMARY KEY, entry TEXT, due_at REAL, reason TEXT, moved_at REAL
+ *            failures TEXT NULL (the job's failed attempts as JSON, see `encodeAttempts`; NULL
+ *                          for a job never refused)
+ *   dead     id TEXT PRIMARY KEY, entry TEXT NULL, due_at REAL, reason TEXT, error TEXT,
+ *            attempts INTEGER, first_failed_at REAL NULL, died_at REAL   dead letters
+ *            index dead_by_time (died_at, id)
  *
  * Guarantees:
  * - Every change is one transaction, and every write transaction takes the write lock first
@@ -39,12 +43,27 @@ import Database from 'better-sqlite3';
 import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
+  checkDueAt,
+  checkJobKey,
+  checkLimit,
+  checkNewJobs,
   cursorAfter,
+  deadCursorAfter,
+  deadLetterOf,
+  decodeAttempts,
+  encodeAttempts,
   leaseToken,
   parseCursor,
+  storeClosed,
   type AddOptions,
+  type Burial,
   type ClaimOptions,
   type ClaimedJob,
+  type DeadLetter,
+  type DeadLetterPage,
+  type DeadReason,
+  type Retry,
+  type ReviveOutcome,
   type JobKeyMode,
   type JobPage,
   type KeyedAddResult,
@@ -57,7 +76,7 @@ import {
 
 export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
 /** The schema this code writes; `PRAGMA user_version` of a file it made. */
-export const SQLITE_SCHEMA_VERSION = 3;
+export const SQLITE_SCHEMA_VERSION = 4;
 /** `PRAGMA application_id` of a file this code made: 'CLTS'. */
 export const SQLITE_APPLICATION_ID = 0x434c5453;
 
@@ -83,6 +102,13 @@ const MIGRATIONS: readonly string[] = [
    CREATE UNIQUE INDEX jobs_id ON jobs (id);
    CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
    CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;`,
+  // 4: attempts and dead letters; the corrupt jobs moved aside before become dead letters
+  `ALTER TABLE jobs ADD COLUMN failures TEXT;
+   CREATE TABLE dead (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, error TEXT NOT NULL,
+                      attempts INTEGER NOT NULL, first_failed_at REAL, died_at REAL NOT NULL) WITHOUT ROWID;
+   CREATE INDEX dead_by_time ON dead (died_at, id);
+   INSERT INTO dead (id, entry, due_at, reason, error, attempts, died_at) SELECT id, entry, due_at, 'corrupt', reason, 0, moved_at FROM corrupt;
+   DROP TABLE corrupt;`,
 ];
 
 /** A taken id: the unique index on id (or the primary key, for the same id and due time). */
@@ -178,6 +204,26 @@ interface Row {
   entry: string;
 }
 
+interface ClaimRow extends Row {
+  failures: string | null;
+}
+
+interface DeadRow {
+  id: string;
+  entry: string | null;
+  dueAt: number;
+  reason: DeadReason;
+  error: string;
+  attempts: number;
+  firstFailedAt: number | null;
+  diedAt: number;
+}
+
+function deadLetter(r: DeadRow): DeadLetter {
+  const { firstFailedAt, ...rest } = r;
+  return firstFailedAt === null ? rest : { ...rest, firstFailedAt };
+}
+
 /** The open database and its prepared statements and transactions. */
 class Connection {
   readonly db: Database.Database;
@@ -189,14 +235,21 @@ class Connection {
   readonly firstDue: Database.Statement<[], number>;
   readonly remove: Database.Statement<[string]>;
   readonly reschedule: Database.Statement<[number, string | null, string]>;
-  readonly expired: Database.Statement<[number, number], Row>;
-  readonly due: Database.Statement<[number, number], Row>;
+  readonly expired: Database.Statement<[number, number], ClaimRow>;
+  readonly due: Database.Statement<[number, number], ClaimRow>;
   readonly lease: Database.Statement<[number, string]>;
   readonly renew: Database.Statement<[number, string, number]>;
   readonly ack: Database.Statement<[string, number]>;
   readonly release: Database.Statement<[number, string, number]>;
+  readonly retry: Database.Statement<[number, string, string, number]>;
   readonly take: Database.Statement<[string, number], string>;
-  readonly corrupt: Database.Statement<[string, string | null, number, string, number]>;
+  readonly bury: Database.Statement<[string, string | null, number, string, string, number, number | null, number]>;
+  readonly deadFirst: Database.Statement<[number], DeadRow>;
+  readonly deadAfter: Database.Statement<[number, string, number], DeadRow>;
+  readonly deadGet: Database.Statement<[string], DeadRow>;
+  readonly deadDelete: Database.Statement<[string]>;
+  readonly deadDeleteAll: Database.Statement<[]>;
+  readonly hasId: Database.Statement<[string], number>;
   readonly get: Database.Statement<[string], { dueAt: number; entry: string; lease: number | null }>;
   readonly listFrom: Database.Statement<[number, number, number], Row>;
   readonly listAfter: Database.Statement<[number, string, number, number], Row>;
@@ -214,21 +267,31 @@ class Connection {
     this.firstDue = db.prepare<[], number>('SELECT due_at FROM jobs WHERE lease IS NULL ORDER BY due_at, id LIMIT 1').pluck();
     this.remove = db.prepare('DELETE FROM jobs WHERE id = ? AND lease IS NULL');
     this.reschedule = db.prepare('UPDATE jobs SET due_at = ?, entry = coalesce(?, entry) WHERE id = ? AND lease IS NULL');
-    this.expired = db.prepare('SELECT id, lease AS dueAt, entry FROM jobs WHERE lease IS NOT NULL AND lease <= ? ORDER BY lease, id LIMIT ?');
-    this.due = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
+    this.expired = db.prepare('SELECT id, lease AS dueAt, entry, failures FROM jobs WHERE lease IS NOT NULL AND lease <= ? ORDER BY lease, id LIMIT ?');
+    this.due = db.prepare(`SELECT ${jobColumns}, failures FROM jobs WHERE lease IS NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
     // a job in flight holds no deduplication key
     this.lease = db.prepare('UPDATE jobs SET lease = ?, job_key = NULL WHERE id = ?');
     this.renew = db.prepare('UPDATE jobs SET lease = ? WHERE id = ? AND lease = ?');
     this.ack = db.prepare('DELETE FROM jobs WHERE id = ? AND lease = ?');
     this.release = db.prepare('UPDATE jobs SET lease = NULL, due_at = ? WHERE id = ? AND lease = ?');
+    this.retry = db.prepare('UPDATE jobs SET lease = NULL, due_at = ?, failures = ? WHERE id = ? AND lease = ?');
     this.take = db.prepare<[string, number], string>('DELETE FROM jobs WHERE id = ? AND lease = ? RETURNING entry').pluck();
-    this.corrupt = db.prepare('INSERT OR REPLACE INTO corrupt (id, entry, due_at, reason, moved_at) VALUES (?, ?, ?, ?, ?)');
+    this.bury = db.prepare(
+      'INSERT OR REPLACE INTO dead (id, entry, due_at, reason, error, attempts, first_failed_at, died_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    const deadColumns = 'id, entry, due_at AS dueAt, reason, error, attempts, first_failed_at AS firstFailedAt, died_at AS diedAt';
+    this.deadFirst = db.prepare(`SELECT ${deadColumns} FROM dead ORDER BY died_at, id LIMIT ?`);
+    this.deadAfter = db.prepare(`SELECT ${deadColumns} FROM dead WHERE (died_at, id) > (?, ?) ORDER BY died_at, id LIMIT ?`);
+    this.deadGet = db.prepare(`SELECT ${deadColumns} FROM dead WHERE id = ?`);
+    this.deadDelete = db.prepare('DELETE FROM dead WHERE id = ?');
+    this.deadDeleteAll = db.prepare('DELETE FROM dead');
+    this.hasId = db.prepare<[string], number>('SELECT 1 FROM jobs WHERE id = ?').pluck();
     this.get = db.prepare('SELECT due_at AS dueAt, entry, lease FROM jobs WHERE id = ?');
     // two forms, so that the index range starts where the page does
     this.listFrom = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at >= ? AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
     this.listAfter = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND (due_at, id) > (?, ?) AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
     this.count = db.prepare(
-      'SELECT (SELECT count(*) FROM jobs WHERE lease IS NULL) AS scheduled, (SELECT count(*) FROM jobs WHERE lease IS NOT NULL) AS inFlight',
+      'SELECT (SELECT count(*) FROM jobs WHERE lease IS NULL) AS scheduled, (SELECT count(*) FROM jobs WHERE lease IS NOT NULL) AS inFlight, (SELECT count(*) FROM dead) AS dead',
     );
     this.nextDue = db.prepare('SELECT (SELECT min(due_at) FROM jobs WHERE lease IS NULL) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease');
   }
@@ -272,7 +335,7 @@ export class SqliteStore implements ScheduleStore {
 
   /** The open connection; opens (and creates or migrates) the file on first use. */
   #open(): Connection {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
     this.#connection ??= this.#connect();
     return this.#connection;
   }
@@ -356,11 +419,7 @@ export class SqliteStore implements ScheduleStore {
   async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
     this.#open();
     if (jobs.length === 0) return 0;
-    for (const job of jobs) {
-      if (typeof job.id !== 'string' || typeof job.entry !== 'string' || !Number.isFinite(job.dueAt)) {
-        throw new ValidationError([`job ${JSON.stringify(job.id)} needs a string id and entry and a finite due time`]);
-      }
-    }
+    checkNewJobs(jobs);
     const skip = options.duplicates === 'skip';
     const { added, sooner } = this.#run((c) =>
       c.write(() => {
@@ -390,10 +449,8 @@ export class SqliteStore implements ScheduleStore {
 
   async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
     this.#open();
-    if (typeof job.id !== 'string' || typeof job.entry !== 'string' || !Number.isFinite(job.dueAt)) {
-      throw new ValidationError([`job ${JSON.stringify(job.id)} needs a string id and entry and a finite due time`]);
-    }
-    if (typeof key !== 'string') throw new ValidationError([`the job key of job ${JSON.stringify(job.id)} must be a string`]);
+    checkNewJobs([job]);
+    checkJobKey(key);
     const { result, sooner } = this.#run((c) =>
       c.write(() => {
         // inside BEGIN IMMEDIATE: no other connection writes until this commits
@@ -422,7 +479,8 @@ export class SqliteStore implements ScheduleStore {
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
-    if (!Number.isFinite(dueAt)) throw new ValidationError([`the new due time of job ${JSON.stringify(id)} must be a finite number of unix seconds`]);
+    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
+    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
     const sooner = this.#run((c) =>
       c.write(() => {
         const first = c.firstDue.get();
@@ -448,7 +506,8 @@ export class SqliteStore implements ScheduleStore {
         const out: ClaimedJob[] = [];
         for (const r of rows) {
           c.lease.run(deadline, r.id);
-          out.push({ id: r.id, dueAt: r.dueAt, entry: r.entry, token });
+          const attempts = r.failures === null ? undefined : decodeAttempts(r.failures);
+          out.push(attempts ? { id: r.id, dueAt: r.dueAt, entry: r.entry, token, attempts } : { id: r.id, dueAt: r.dueAt, entry: r.entry, token });
         }
         return out;
       });
@@ -484,23 +543,75 @@ export class SqliteStore implements ScheduleStore {
     );
   }
 
-  async quarantine(claim: ClaimedJob, reason: string): Promise<void> {
+  async retryLater(retries: readonly Retry[]): Promise<void> {
+    if (retries.length === 0) return;
     this.#run((c) =>
       c.write(() => {
-        const entry = c.take.get(claim.id, Number(claim.token));
-        if (entry !== undefined) c.corrupt.run(claim.id, entry, claim.dueAt, reason, Date.now() / 1000);
+        for (const r of retries) c.retry.run(r.retryAt, encodeAttempts(r.attempts), r.claim.id, Number(r.claim.token));
       }),
     );
   }
 
-  /** Quarantined jobs (see `quarantine`), oldest first: for inspection. */
-  async corrupt(): Promise<{ id: string; entry: string | null; dueAt: number; reason: string; movedAt: number }[]> {
+  async bury(burials: readonly Burial[]): Promise<void> {
+    if (burials.length === 0) return;
+    this.#run((c) =>
+      c.write(() => {
+        for (const b of burials) {
+          const entry = c.take.get(b.claim.id, Number(b.claim.token));
+          if (entry === undefined) continue; // no longer ours
+          const d = deadLetterOf(b, entry);
+          c.bury.run(d.id, d.entry, d.dueAt, d.reason, d.error, d.attempts, d.firstFailedAt ?? null, d.diedAt);
+        }
+      }),
+    );
+  }
+
+  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
+    checkLimit(o.limit);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const rows = this.#run((c) => (after ? c.deadAfter.all(after.dueAt, after.id, o.limit + 1) : c.deadFirst.all(o.limit + 1)));
+    const letters = rows.slice(0, o.limit).map(deadLetter);
+    const last = letters.at(-1);
+    return rows.length > o.limit && last ? { letters, cursor: deadCursorAfter(last) } : { letters };
+  }
+
+  async getDead(id: string): Promise<DeadLetter | undefined> {
+    const row = this.#run((c) => c.deadGet.get(id));
+    return row && deadLetter(row);
+  }
+
+  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
+    checkDueAt(dueAt, 'the due time of revived jobs');
+    if (ids.length === 0) return [];
+    const { outcomes, sooner } = this.#run((c) =>
+      c.write(() => {
+        const first = c.firstDue.get();
+        let revived = false;
+        const outcomes = ids.map((id): ReviveOutcome => {
+          const d = c.deadGet.get(id);
+          if (!d) return 'not_dead';
+          if (d.entry === null) return 'no_entry';
+          if (c.hasId.get(id) !== undefined) return 'id_taken';
+          c.insert.run(id, dueAt, d.entry);
+          c.deadDelete.run(id);
+          revived = true;
+          return 'scheduled';
+        });
+        return { outcomes, sooner: revived && (first === undefined || dueAt < first) };
+      }),
+    );
+    if (sooner) notify(this.#key, dueAt);
+    return outcomes;
+  }
+
+  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
     return this.#run((c) =>
-      c.db
-        .prepare<[], { id: string; entry: string | null; dueAt: number; reason: string; movedAt: number }>(
-          'SELECT id, entry, due_at AS dueAt, reason, moved_at AS movedAt FROM corrupt ORDER BY moved_at, id',
-        )
-        .all(),
+      c.write(() => {
+        if (ids === 'all') return c.deadDeleteAll.run().changes;
+        let n = 0;
+        for (const id of new Set(ids)) n += c.deadDelete.run(id).changes;
+        return n;
+      }),
     );
   }
 
@@ -513,7 +624,7 @@ export class SqliteStore implements ScheduleStore {
   }
 
   async list(o: ListOptions): Promise<JobPage> {
-    if (!(Number.isInteger(o.limit) && o.limit >= 1)) throw new ValidationError([`list limit must be a whole number >= 1, not ${String(o.limit)}`]);
+    checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
     const from = o.from ?? -Infinity;
     const to = o.to ?? Infinity;
@@ -542,7 +653,7 @@ export class SqliteStore implements ScheduleStore {
    * heard: the dispatcher daemon finds them by polling (at most a second later).
    */
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
-    if (this.#closed) throw new Error('the store is closed');
+    if (this.#closed) throw storeClosed(this.description);
     const listener = (dueAt: number) => onSooner(dueAt);
     let set = watchersByFile.get(this.#key);
     if (!set) watchersByFile.set(this.#key, (set = new Set()));

@@ -13,13 +13,16 @@
   KEYS[4]  key -> id hash, <prefix>celery_longterm_scheduler:job_keys
   KEYS[5]  id -> key hash, <prefix>celery_longterm_scheduler:job_key_of: a job in flight holds
            no deduplication key, so newly claimed jobs drop theirs (one EXISTS when no job has one)
+  KEYS[6]  id -> failed attempts hash, <prefix>celery_longterm_scheduler:attempts: each claimed
+           job's record is returned with it (one EXISTS when no job has one)
   ARGV[1]  key prefix
   ARGV[2]  claim jobs due at or before this time (unix seconds)
   ARGV[3]  now (unix seconds): leases that ended at or before it are expired
   ARGV[4]  the most jobs to claim
   ARGV[5]  the lease deadline for this claim (unix seconds): its token
 
-  Returns a flat array: id, due time, entry (nil when the key is missing or not a string), repeated.
+  Returns a flat array: id, due time, entry (false when the key is missing or not a string),
+  attempts record (false when none), repeated.
   A re-claimed job reports its old lease deadline as its due time (its real due time has passed).
 
   A claimed job's entry moves from its key into the in-flight entries hash: the key is deleted
@@ -120,10 +123,19 @@ for i = reclaimed + 1, #ids, CHUNK do
   end
 end
 
+local attempts = {}
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  for i = 1, #ids, CHUNK do
+    local part = redis.call('HMGET', KEYS[6], unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+    for k = 1, #part do attempts[i + k - 1] = part[k] end
+  end
+end
+
 local out = {}
 for n = 1, #ids do
   out[#out + 1] = ids[n]
   out[#out + 1] = dues[n]
   out[#out + 1] = entries[n] or false
+  out[#out + 1] = attempts[n] or false
 end
 return out

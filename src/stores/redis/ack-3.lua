@@ -4,6 +4,7 @@
 
   KEYS[1]  the in-flight set (id -> lease deadline)
   KEYS[2]  the in-flight entries hash (id -> entry)
+  KEYS[3]  id -> failed attempts hash (a sent job's record goes; one EXISTS when no job has one)
   ARGV[1]  key prefix (unused: a claimed job's key is already gone)
   ARGV[2]  the claim token (its lease deadline)
   ARGV[3..] task ids
@@ -23,9 +24,11 @@ for k = 1, #ids, CHUNK do
     end
   end
 end
+local attempts = #mine > 0 and redis.call('EXISTS', KEYS[3]) == 1
 for k = 1, #mine, CHUNK do
   local last = math.min(k + CHUNK - 1, #mine)
   redis.call('ZREM', KEYS[1], unpack(mine, k, last))
   redis.call('HDEL', KEYS[2], unpack(mine, k, last))
+  if attempts then redis.call('HDEL', KEYS[3], unpack(mine, k, last)) end
 end
 return #mine

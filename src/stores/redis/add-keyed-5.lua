@@ -5,6 +5,8 @@
   KEYS[2]  the in-flight set: a job being sent still holds its id
   KEYS[3]  key -> id of the scheduled job holding it, hash <prefix>celery_longterm_scheduler:job_keys
   KEYS[4]  id -> the key it holds, hash <prefix>celery_longterm_scheduler:job_key_of
+  KEYS[5]  id -> failed attempts hash, <prefix>celery_longterm_scheduler:attempts (a new job has
+           none; a replaced one takes its record with it)
   ARGV[1]  key prefix ('' for the original layout)
   ARGV[2]  wake-up channel
   ARGV[3]  the deduplication key
@@ -38,7 +40,9 @@ if holder then
   redis.call('ZREM', KEYS[1], holder)
   redis.call('DEL', prefix .. holder)
   redis.call('HDEL', KEYS[4], holder)
+  redis.call('HDEL', KEYS[5], holder)
 end
+redis.call('HDEL', KEYS[5], id)
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 redis.call('SET', prefix .. id, ARGV[7])
 redis.call('ZADD', KEYS[1], ARGV[6], id)

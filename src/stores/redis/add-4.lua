@@ -7,6 +7,8 @@
   KEYS[3]  id -> deduplication key hash, <prefix>celery_longterm_scheduler:job_key_of: a job
            added here holds no key, so a stale mapping left for its id (by a process that sent
            or revoked an earlier job of that id without knowing about keys) is dropped
+  KEYS[4]  id -> failed attempts hash, <prefix>celery_longterm_scheduler:attempts: a job added
+           here has none, so a stale record left for its id is dropped too
   ARGV[1]  key prefix ('' for the original layout)
   ARGV[2]  wake-up channel, <prefix>celery_longterm_scheduler:wakeup
   ARGV[3]  'reject': a taken id (a key, an index entry, in flight, or twice here) adds nothing;
@@ -35,11 +37,13 @@ for _, i in ipairs(fresh) do
   redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
   redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
 end
-if #fresh > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
-  for k = 1, #fresh, 1000 do
-    local part = {}
-    for n = k, math.min(k + 999, #fresh) do part[#part + 1] = ARGV[fresh[n]] end
-    redis.call('HDEL', KEYS[3], unpack(part))
+for _, side in ipairs({KEYS[3], KEYS[4]}) do
+  if #fresh > 0 and redis.call('EXISTS', side) == 1 then
+    for k = 1, #fresh, 1000 do
+      local part = {}
+      for n = k, math.min(k + 999, #fresh) do part[#part + 1] = ARGV[fresh[n]] end
+      redis.call('HDEL', side, unpack(part))
+    end
   end
 end
 if earliest ~= nil and (first[2] == nil or earliest < tonumber(first[2])) then

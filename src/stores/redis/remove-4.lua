@@ -1,10 +1,11 @@
 --[[
-  Deletes a scheduled job for good, and the deduplication key it held. A job that is in flight
+  Deletes a scheduled job for good, the deduplication key it held and its failed attempts. A job that is in flight
   (claimed by a dispatcher) or already sent is not touched.
 
   KEYS[1]  the index, <prefix>scheduled_task_id_by_time
   KEYS[2]  key -> id hash, <prefix>celery_longterm_scheduler:job_keys
   KEYS[3]  id -> key hash, <prefix>celery_longterm_scheduler:job_key_of
+  KEYS[4]  id -> failed attempts hash, <prefix>celery_longterm_scheduler:attempts
   ARGV[1]  key prefix
   ARGV[2]  task id
 
@@ -13,6 +14,7 @@
 local id = ARGV[2]
 if redis.call('ZREM', KEYS[1], id) == 1 then
   redis.call('DEL', ARGV[1] .. id)
+  redis.call('HDEL', KEYS[4], id)
   local key = redis.call('HGET', KEYS[3], id)
   if key then
     redis.call('HDEL', KEYS[3], id)

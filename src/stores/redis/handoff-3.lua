@@ -1,0 +1,126 @@
+--[[
+  Exactly-once hand-off when the broker is a database of this same Redis server: for each job
+  still leased to this claim, pushes its Celery message(s) onto the broker list(s) AND removes
+  the job, in one atomic step. A dispatcher killed at any moment leaves either the job in the
+  store (sent later, once) or the message in the broker, never both and never neither.
+
+  Redis does not roll a script back: a command that fails half-way leaves the writes before it.
+  So everything that can fail is checked before the first write (every target key must be a list
+  or absent), and the pushes come before the removals: a job leaves the store only once its
+  messages are in. A job whose push cannot happen costs only itself: it stays in flight, leased
+  to this claim, for the caller to retry later or make a dead letter.
+
+  KEYS[1]  the in-flight set (id -> lease deadline)
+  KEYS[2]  the in-flight entries hash (id -> entry)
+  KEYS[3]  id -> failed attempts hash (a sent job's record goes)
+  ARGV[1]  key prefix (unused: a claimed job's key is already gone; kept for a stable signature)
+  ARGV[2]  the claim token (its lease deadline): a job is still ours when its score equals it
+  ARGV[3]  the store's database number
+  ARGV[4]  the broker's database number
+  ARGV[5..] per job: task id, number of messages n, then n pairs (list key, message)
+
+  Returns an array with, per job in order: 1 when handed off, 0 when no longer leased to this
+  claim, or a string saying why its messages could not be pushed (nothing of it changed).
+]]
+local token, storeDb, brokerDb = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local CHUNK = 1000
+
+-- the task ids, and where each job's messages start in ARGV
+local ids, starts = {}, {}
+local i = 5
+while i <= #ARGV do
+  ids[#ids + 1] = ARGV[i]
+  starts[#starts + 1] = i
+  i = i + 2 + 2 * tonumber(ARGV[i + 1])
+end
+
+local out, candidates = {}, {}
+for k = 1, #ids, CHUNK do
+  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
+  for j = 1, #scores do
+    local n = k + j - 1
+    if scores[j] and tonumber(scores[j]) == token then
+      candidates[#candidates + 1] = n
+    else
+      out[n] = 0
+    end
+  end
+end
+if #candidates == 0 then return out end
+
+redis.call('SELECT', brokerDb)
+
+-- 1. checks, no writes: a target key of another type fails its job only
+local keyType = {}
+local ready = {}
+for _, n in ipairs(candidates) do
+  local at = starts[n]
+  local why = nil
+  for p = at + 2, at + 2 * tonumber(ARGV[at + 1]), 2 do
+    local key = ARGV[p]
+    local t = keyType[key]
+    if t == nil then
+      t = redis.call('TYPE', key).ok
+      keyType[key] = t
+    end
+    if t ~= 'list' and t ~= 'none' then
+      why = 'WRONGTYPE the broker key "' .. key .. '" holds a ' .. t .. ', not a list; delete or rename it'
+      break
+    end
+  end
+  if why then out[n] = why else ready[#ready + 1] = n end
+end
+
+-- 2. pushes, one LPUSH per run of messages for the same list (the same order as one LPUSH
+-- each); a push that still fails (e.g. out of memory) stops here, and the jobs it and the
+-- later ones carry stay in flight
+local failed = nil
+local flushed = {} -- per job of `ready`, how many of its messages are in
+local key, values, owners = nil, {}, {}
+local function flush()
+  if failed or #values == 0 then return end
+  for k = 1, #values, CHUNK do
+    local last = math.min(k + CHUNK - 1, #values)
+    local r = redis.pcall('LPUSH', key, unpack(values, k, last))
+    if type(r) == 'table' and r.err then
+      failed = r.err
+      return
+    end
+    for m = k, last do flushed[owners[m]] = (flushed[owners[m]] or 0) + 1 end
+  end
+  values, owners = {}, {}
+end
+for r = 1, #ready do
+  local at = starts[ready[r]]
+  for p = at + 2, at + 2 * tonumber(ARGV[at + 1]), 2 do
+    if ARGV[p] ~= key then
+      flush()
+      key = ARGV[p]
+    end
+    values[#values + 1] = ARGV[p + 1]
+    owners[#owners + 1] = r
+  end
+  if failed then break end
+end
+flush()
+
+-- 3. removals, for the jobs whose messages are all in
+redis.call('SELECT', storeDb)
+local mine = {}
+for r = 1, #ready do
+  local n = ready[r]
+  if (flushed[r] or 0) == tonumber(ARGV[starts[n] + 1]) then
+    out[n] = 1
+    mine[#mine + 1] = ids[n]
+  else
+    out[n] = 'the push to the broker failed: ' .. tostring(failed)
+  end
+end
+local attempts = #mine > 0 and redis.call('EXISTS', KEYS[3]) == 1
+for k = 1, #mine, CHUNK do
+  local last = math.min(k + CHUNK - 1, #mine)
+  redis.call('ZREM', KEYS[1], unpack(mine, k, last))
+  redis.call('HDEL', KEYS[2], unpack(mine, k, last))
+  if attempts then redis.call('HDEL', KEYS[3], unpack(mine, k, last)) end
+end
+return out
