@@ -59,7 +59,7 @@ export class ConnectionError extends SchedulerError {
 export class CorruptEntryError extends SchedulerError {
   readonly taskId: string;
   constructor(taskId: string, reason: string, cause?: unknown) {
-    super(ErrorCode.CORRUPT_ENTRY, `stored job ${JSON.stringify(taskId)} is corrupt: ${reason}`, { cause });
+    super(ErrorCode.CORRUPT_ENTRY, `stored job ${quoteId(taskId)} is corrupt: ${reason}`, { cause });
     this.taskId = taskId;
   }
 }
@@ -107,7 +107,7 @@ export class MessageRejectedError extends SchedulerError {
   readonly taskId: string;
   readonly permanent = true;
   constructor(taskId: string, reason: string, options?: { cause?: unknown }) {
-    super(ErrorCode.MESSAGE_REJECTED, `the broker cannot carry task ${JSON.stringify(taskId)}: ${reason}`, options);
+    super(ErrorCode.MESSAGE_REJECTED, `the broker cannot carry task ${quoteId(taskId)}: ${reason}`, options);
     this.taskId = taskId;
   }
 }
@@ -186,6 +186,11 @@ function redactOne(url: string): string {
 /** Redacts every URL found inside free text (driver messages sometimes echo the URL). */
 export function redactUrlsIn(text: string): string {
   return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s'"]+/gi, (u) => redactUrl(u));
+}
+
+/** A task id quoted for a message, cut to 80 characters (ids from other writers may be huge). */
+export function quoteId(id: string): string {
+  return JSON.stringify(id.length > 80 ? `${id.slice(0, 80)}…` : id);
 }
 
 /** The message of anything thrown, for logs and summaries. */
