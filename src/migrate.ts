@@ -10,7 +10,11 @@
  *   after the target has them, a page at a time: a crash never loses a job, at worst it is in
  *   both stores, and the next run finishes the move.
  * - Jobs a source dispatcher has claimed (in flight) are not copied: that dispatcher sends them.
+ * - **Two handles on one store are refused** before anything is read or written (a move would
+ *   remove every job): stores are compared by `identity()`, so another URL, host name or path to
+ *   the same store is caught too.
  */
+import { ValidationError } from './errors.js';
 import type { ScheduleStore } from './store.js';
 
 export interface MigrateOptions {
@@ -47,6 +51,7 @@ export interface MigrateSummary extends MigrateProgress {
 export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, options: MigrateOptions = {}): Promise<MigrateSummary> {
   const started = performance.now();
   const limit = options.batchSize ?? 1000;
+  await refuseSameStore(from, to);
   // Both stores are opened first, so a target that cannot be reached (or whose schema is not
   // ready) fails the run even when the source is empty, instead of reporting "copied 0".
   const [sourceCounts] = await Promise.all([from.count(), to.count()]);
@@ -72,4 +77,23 @@ export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, option
     if (page.cursor === undefined) return { ...progress, elapsedMs: performance.now() - started };
     cursor = page.cursor;
   }
+}
+
+/** What two stores share when their identities are equal, by the identity's kind. */
+const SAME: Record<string, string> = {
+  redis: 'the same Redis server, database and key prefix',
+  sqlite: 'the same database file',
+  postgres: 'the same PostgreSQL server, database and schema',
+  memory: 'the same memory store',
+};
+
+/** A `ValidationError` when `from` and `to` are one store; reads the source's identity first. */
+async function refuseSameStore(from: ScheduleStore, to: ScheduleStore): Promise<void> {
+  const source = await from.identity();
+  const target = await to.identity();
+  if (source !== target) return;
+  const why = SAME[source.slice(0, source.indexOf(':'))] ?? 'the same store';
+  throw new ValidationError([
+    `the source ${from.description} and the target ${to.description} are one store (${why}); migrate copies between two different stores, so pass another target`,
+  ]);
 }

@@ -256,6 +256,13 @@ export class MemoryStore implements ScheduleStore {
     };
   }
 
+  /** `memory:<n>`: the same for every handle on these jobs (see `handle()`), different for any other store. */
+  async identity(): Promise<string> {
+    this.#open();
+    const { objectName } = await import('../../store-identity.js');
+    return `memory:${objectName(this.#data)}`;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const w of this.#mine) this.#watchers.delete(w);

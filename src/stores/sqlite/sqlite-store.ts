@@ -558,6 +558,32 @@ export class SqliteStore implements ScheduleStore {
     if (set?.size === 0) watchersByFile.delete(this.#key);
   }
 
+  /**
+   * `sqlite:<device>:<inode>` of the database file, so the same file reached by another path (a
+   * symlink, a hard link, a relative path) is the same store; `sqlite:path:<real path>` for a
+   * file not made yet; each `:memory:` database its own. Only looks at the file: opens, creates
+   * and migrates nothing.
+   */
+  async identity(): Promise<string> {
+    if (this.#closed) throw new Error('the store is closed');
+    if (this.file === ':memory:') return `sqlite:${this.#key}`;
+    const { realpathSync, statSync } = await import('node:fs');
+    const { basename, dirname, join } = await import('node:path');
+    try {
+      const s = statSync(this.file, { bigint: true });
+      return `sqlite:${s.dev}:${s.ino}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConnectionError(WHAT, this.#url, err);
+    }
+    let dir = dirname(this.file);
+    try {
+      dir = realpathSync(dir);
+    } catch {
+      /* a missing directory: the path as given (opening the store will say it is missing) */
+    }
+    return `sqlite:path:${join(dir, basename(this.file))}`;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
