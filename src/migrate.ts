@@ -53,8 +53,11 @@ export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, option
   const limit = options.batchSize ?? 1000;
   await refuseSameStore(from, to);
   // Both stores are opened first, so a target that cannot be reached (or whose schema is not
-  // ready) fails the run even when the source is empty, instead of reporting "copied 0".
-  const [sourceCounts] = await Promise.all([from.count(), to.count()]);
+  // ready) fails the run even when the source is empty, instead of reporting "copied 0". One at
+  // a time: when one fails, no connection of the other is still being opened, which closing the
+  // stores would miss (a Redis connection left open keeps the process from exiting).
+  const sourceCounts = await from.count();
+  await to.count();
   const progress: MigrateProgress = { seen: 0, total: sourceCounts.scheduled, copied: 0, skipped: 0, removed: 0 };
   let cursor = options.after;
   for (;;) {

@@ -394,11 +394,18 @@ function buildProgram(io: CliIo): Command {
     .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
       const batchSize = positiveInt(o.batchSize, '--batch-size');
       const migrate = program.opts<GlobalOptions>().migrate === true;
+      // both URLs are checked before either store is reached
       const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }) });
+      let to: ReturnType<typeof createStore>;
+      try {
+        to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
+      } catch (err) {
+        await from.close();
+        throw err;
+      }
       const stop = new AbortController();
       const unsubscribe = io.onSignal?.(() => stop.abort());
       try {
-        const to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
         try {
           const bar = progressBar(io, o.json === true);
           const summary = await migrateJobs(from, to, {
