@@ -15,7 +15,7 @@
  *   the same store is caught too.
  */
 import { ValidationError } from './errors.js';
-import type { ScheduleStore } from './store.js';
+import { parseCursor, type ScheduleStore } from './store.js';
 
 export interface MigrateOptions {
   /** remove each job from the source once the target holds it */
@@ -51,11 +51,18 @@ export interface MigrateSummary extends MigrateProgress {
 export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, options: MigrateOptions = {}): Promise<MigrateSummary> {
   const started = performance.now();
   const limit = options.batchSize ?? 1000;
-  await refuseSameStore(from, to);
+  const problems: string[] = [];
+  if (!(Number.isInteger(limit) && limit >= 1)) problems.push(`batchSize must be a whole number >= 1, not ${String(limit)}`);
+  if (options.after !== undefined && !isCursor(options.after)) {
+    problems.push(`${JSON.stringify(options.after)} is not a cursor migrate printed; pass the one an interrupted run reported, or none to start over`);
+  }
+  if (problems.length) throw new ValidationError(problems);
+  await checkStores(from, to);
   // Both stores are opened first, so a target that cannot be reached (or whose schema is not
   // ready) fails the run even when the source is empty, instead of reporting "copied 0". One at
   // a time: when one fails, no connection of the other is still being opened, which closing the
-  // stores would miss (a Redis connection left open keeps the process from exiting).
+  // stores would miss (a Redis connection left open keeps the process from exiting). The source
+  // first: a run whose source fails creates nothing in the target (no SQLite file, no schema).
   const sourceCounts = await from.count();
   await to.count();
   const progress: MigrateProgress = { seen: 0, total: sourceCounts.scheduled, copied: 0, skipped: 0, removed: 0 };
@@ -90,9 +97,25 @@ const SAME: Record<string, string> = {
   memory: 'the same memory store',
 };
 
-/** A `ValidationError` when `from` and `to` are one store; reads the source's identity first. */
-async function refuseSameStore(from: ScheduleStore, to: ScheduleStore): Promise<void> {
+function isCursor(cursor: string): boolean {
+  try {
+    parseCursor(cursor);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A `ValidationError` when the source is a SQLite file that does not exist (opening it would
+ * create it), or when `from` and `to` are one store. Reads the source's identity first; creates
+ * and changes nothing.
+ */
+async function checkStores(from: ScheduleStore, to: ScheduleStore): Promise<void> {
   const source = await from.identity();
+  if (source.startsWith('sqlite:path:')) {
+    throw new ValidationError([`the source ${from.description} names ${source.slice('sqlite:path:'.length)}, which does not exist; check the path (migrate never creates its source)`]);
+  }
   const target = await to.identity();
   if (source !== target) return;
   const why = SAME[source.slice(0, source.indexOf(':'))] ?? 'the same store';

@@ -3,7 +3,7 @@
  * CLI in-process and the library, on real stores: a Redis store in the Python package's bare
  * layout (a private server), SQLite temp files, and a PostgreSQL schema per test.
  */
-import { existsSync, linkSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -115,11 +115,15 @@ describe('migrate between SQLite stores', () => {
   });
 
   it('a target it cannot reach fails the run even when the source is empty, with the password hidden', async () => {
-    const r = await cli('migrate', '--from', sqliteUrl(), '--to', 'postgres://u:secret@127.0.0.1:1/x');
+    const empty = sqliteUrl();
+    const made = createStore(empty);
+    await made.count(); // an empty store (a source file that does not exist is refused)
+    await made.close();
+    const r = await cli('migrate', '--from', empty, '--to', 'postgres://u:secret@127.0.0.1:1/x');
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^error: cannot reach the long-term scheduler store \(PostgreSQL\) at postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/x: /);
-    const missingDir = await cli('migrate', '--from', sqliteUrl(), '--to', `sqlite:///${join(dir, 'no-such-dir', 'x.db')}`);
+    const missingDir = await cli('migrate', '--from', empty, '--to', `sqlite:///${join(dir, 'no-such-dir', 'x.db')}`);
     expect(missingDir.code).toBe(1);
     expect(missingDir.stderr.split('\n')).toHaveLength(2);
   });
@@ -313,5 +317,61 @@ describe('migrate refuses a store as its own target, however it is reached', () 
     await expect(migrateJobs(store, store, { move: true })).rejects.toThrow(/are one store \(the same memory store\)/);
     expect(await everyJob(store)).toEqual(threeJobs);
     expect(await migrateJobs(store, new MemoryStore(), { move: true })).toMatchObject({ copied: 3, removed: 3 });
+  });
+});
+
+describe('a migrate that fails before copying creates and changes nothing', () => {
+  /** A fresh directory, and the target URL of a file in it that must not appear. */
+  function emptyDir(): { dir: string; to: string } {
+    const d = mkdtempSync(join(dir, 'untouched-'));
+    return { dir: d, to: `sqlite:///${join(d, 'target.db')}` };
+  }
+
+  it('a source it cannot reach leaves no target file', async () => {
+    const { dir: d, to } = emptyDir();
+    const r = await cli('migrate', '--from', 'redis://127.0.0.1:1/0', '--to', to, '--move');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: cannot reach the long-term scheduler store \(Redis\) at redis:\/\/127\.0\.0\.1:1\/0: [^\n]+\n$/);
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('a source SQLite file that does not exist is refused, and neither file is made', async () => {
+    const { dir: d, to } = emptyDir();
+    const from = join(d, 'typo.db');
+    const r = await cli('migrate', '--from', `sqlite:///${from}`, '--to', to, '--move');
+    expect(r.stderr).toBe(`error: the source sqlite:///${from} names ${from}, which does not exist; check the path (migrate never creates its source)\n`);
+    expect(r.code).toBe(2);
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('a source that is not a SQLite database leaves no target file', async () => {
+    const { dir: d, to } = emptyDir();
+    writeFileSync(join(d, 'notes.txt'), 'not a database, just text that is long enough to read a header from.'.repeat(20));
+    const r = await cli('migrate', '--from', `sqlite:///${join(d, 'notes.txt')}`, '--to', to, '--move');
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+    expect(readdirSync(d)).toEqual(['notes.txt']);
+  });
+
+  it('a bad --after is refused before either store is opened', async () => {
+    const { dir: d, to } = emptyDir();
+    const from = sqliteUrl();
+    await seeded(from);
+    const r = await cli('migrate', '--from', from, '--to', to, '--move', '--after', 'somewhere');
+    expect(r.stderr).toBe('error: "somewhere" is not a cursor migrate printed; pass the one an interrupted run reported, or none to start over\n');
+    expect(r.code).toBe(2);
+    expect(readdirSync(d)).toEqual([]);
+    expect(await jobsIn(from)).toEqual(threeJobs);
+  });
+
+  it.skipIf(skipPg)('--migrate does not create the target schema when the source cannot be reached', async () => {
+    const schema = uniqueSchema('untouched');
+    try {
+      const r = await cli('--migrate', 'migrate', '--from', 'redis://127.0.0.1:1/0', '--to', schemaUrl(pgService!.url, schema));
+      expect(r.code).toBe(1);
+      expect(await sql(pgService!.url, 'SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).toEqual([]);
+    } finally {
+      await dropSchema(pgService!.url, schema);
+    }
   });
 });
