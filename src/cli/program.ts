@@ -419,8 +419,14 @@ function buildProgram(io: CliIo): Command {
           const rate = summary.elapsedMs > 0 ? Math.round((summary.seen / summary.elapsedMs) * 1000) : 0;
           if (o.json) io.stdout(`${JSON.stringify({ ...summary, elapsedMs: Math.round(summary.elapsedMs) })}\n`);
           else {
-            io.stdout(
-              `copied ${summary.copied}, already there ${summary.skipped}${o.move ? `, removed from source ${summary.removed}` : ''}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`,
+            const moved = o.move
+              ? `, removed from source ${summary.removed}${summary.leftToSource ? `, left to the source's dispatcher ${summary.leftToSource}` : ''}${summary.resumed ? `, finished ${summary.resumed} an interrupted move had held` : ''}`
+              : '';
+            io.stdout(`copied ${summary.copied}, already there ${summary.skipped}${moved}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`);
+          }
+          if (summary.held > 0) {
+            io.stderr(
+              `warning: ${summary.held} jobs are held (not sent) by an interrupted migrate --move that this run could not finish; run that migrate --move again, with the same --from\n`,
             );
           }
           if (summary.cursor !== undefined) {
