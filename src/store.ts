@@ -326,6 +326,17 @@ export interface ScheduleStore {
   handOff?(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<(boolean | Error)[]>;
   /** Closes connections; idempotent. Other calls after it reject. */
   close(): Promise<void>;
+  /**
+   * Which jobs this store holds, as a string: two stores whose identities are equal hold the same
+   * jobs, however they were reached (another host name or URL, a symlink, a relative path).
+   * Redis: the server's `run_id`, the database and the key prefix (two prefixes on one database
+   * are two stores). SQLite: the file's device and inode (a file not made yet: its real path; each
+   * `:memory:` database is its own). PostgreSQL: the server (system identifier and start time),
+   * the database and the schema. Memory: the data its handles share. A server's part changes when
+   * it restarts, so compare identities read together. Reaches the store but creates and changes
+   * nothing: no SQLite file, no schema.
+   */
+  identity(): Promise<string>;
 }
 
 /**

@@ -394,11 +394,18 @@ function buildProgram(io: CliIo): Command {
     .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
       const batchSize = positiveInt(o.batchSize, '--batch-size');
       const migrate = program.opts<GlobalOptions>().migrate === true;
+      // both URLs are checked before either store is reached
       const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }) });
+      let to: ReturnType<typeof createStore>;
+      try {
+        to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
+      } catch (err) {
+        await from.close();
+        throw err;
+      }
       const stop = new AbortController();
       const unsubscribe = io.onSignal?.(() => stop.abort());
       try {
-        const to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
         try {
           const bar = progressBar(io, o.json === true);
           const summary = await migrateJobs(from, to, {
@@ -412,8 +419,14 @@ function buildProgram(io: CliIo): Command {
           const rate = summary.elapsedMs > 0 ? Math.round((summary.seen / summary.elapsedMs) * 1000) : 0;
           if (o.json) io.stdout(`${JSON.stringify({ ...summary, elapsedMs: Math.round(summary.elapsedMs) })}\n`);
           else {
-            io.stdout(
-              `copied ${summary.copied}, already there ${summary.skipped}${o.move ? `, removed from source ${summary.removed}` : ''}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`,
+            const moved = o.move
+              ? `, removed from source ${summary.removed}${summary.leftToSource ? `, left to the source's dispatcher ${summary.leftToSource}` : ''}${summary.resumed ? `, finished ${summary.resumed} an interrupted move had held` : ''}`
+              : '';
+            io.stdout(`copied ${summary.copied}, already there ${summary.skipped}${moved}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`);
+          }
+          if (summary.held > 0) {
+            io.stderr(
+              `warning: ${summary.held} jobs are held (not sent) by an interrupted migrate --move that this run could not finish; run that migrate --move again, with the same --from\n`,
             );
           }
           if (summary.cursor !== undefined) {

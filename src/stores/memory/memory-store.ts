@@ -5,6 +5,7 @@
  */
 import { DuplicateJobError, JobKeyTakenError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
+import { objectName } from '../../store-identity.js';
 import {
   checkDueAt,
   checkJobKey,
@@ -344,6 +345,12 @@ export class MemoryStore implements ScheduleStore {
       this.#watchers.delete(onSooner);
       this.#mine.delete(onSooner);
     };
+  }
+
+  /** `memory:<n>`: the same for every handle on these jobs (see `handle()`), different for any other store. */
+  async identity(): Promise<string> {
+    this.#open();
+    return `memory:${objectName(this.#data)}`;
   }
 
   async close(): Promise<void> {

@@ -573,6 +573,33 @@ export class PostgresStore implements ScheduleStore {
     return stop;
   }
 
+  /**
+   * `postgres:<system identifier>:<start time>:<database oid>:<schema>`: the server (its cluster's
+   * system identifier, where `pg_control_system()` may be read, and when it started: a socket and
+   * a TCP connection to one server agree, a replica or a copy of it does not), the database and
+   * the schema. Needs no privileges and no schema: creates and changes nothing.
+   */
+  async identity(): Promise<string> {
+    if (this.#closed) throw storeClosed(this.description);
+    const server = `extract(epoch FROM pg_postmaster_start_time())::text AS started,
+      (SELECT oid::text FROM pg_catalog.pg_database WHERE datname = current_database()) AS db`;
+    try {
+      let row: { system: string | null; started: string; db: string } | undefined;
+      try {
+        [row] = (await this.#pool.query<{ system: string; started: string; db: string }>(
+          `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system, ${server}`,
+        )).rows;
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== '42501') throw err; // not allowed to read pg_control_system()
+        [row] = (await this.#pool.query<{ system: null; started: string; db: string }>(`SELECT NULL AS system, ${server}`)).rows;
+      }
+      if (!row) throw new Error('the server returned no row for its identity');
+      return `postgres:${row.system ?? '-'}:${row.started}:${row.db}:${this.schema}`;
+    } catch (err) {
+      throw wrapPgError(err, this.#target.url);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

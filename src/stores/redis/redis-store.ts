@@ -539,6 +539,12 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
+  /** `redis:<run_id>:<db>:<prefix>`: the server process, the database and the key prefix. */
+  async identity(): Promise<string> {
+    const { server, db } = await this.redisLocation();
+    return `redis:${server}:${db}:${this.prefix}`;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

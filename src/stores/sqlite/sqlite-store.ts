@@ -37,8 +37,8 @@
  * others by `add` or `reschedule` through any SqliteStore in THIS process on the same file; jobs
  * added by other processes are found by the dispatcher daemon's poll, at most a second later.
  */
-import { closeSync, existsSync, openSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { closeSync, existsSync, openSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
@@ -667,6 +667,30 @@ export class SqliteStore implements ScheduleStore {
     const set = watchersByFile.get(this.#key);
     set?.delete(listener);
     if (set?.size === 0) watchersByFile.delete(this.#key);
+  }
+
+  /**
+   * `sqlite:<device>:<inode>` of the database file, so the same file reached by another path (a
+   * symlink, a hard link, a relative path) is the same store; `sqlite:path:<real path>` for a
+   * file not made yet; each `:memory:` database its own. Only looks at the file: opens, creates
+   * and migrates nothing.
+   */
+  async identity(): Promise<string> {
+    if (this.#closed) throw storeClosed(this.description);
+    if (this.file === ':memory:') return `sqlite:${this.#key}`;
+    try {
+      const s = statSync(this.file, { bigint: true });
+      return `sqlite:${s.dev}:${s.ino}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConnectionError(WHAT, this.#url, err);
+    }
+    let dir = dirname(this.file);
+    try {
+      dir = realpathSync(dir);
+    } catch {
+      /* a missing directory: the path as given (opening the store will say it is missing) */
+    }
+    return `sqlite:path:${join(dir, basename(this.file))}`;
   }
 
   async close(): Promise<void> {
