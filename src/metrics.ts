@@ -279,7 +279,7 @@ export class DispatcherMetrics implements DispatchObserver {
     for (const reason of DEAD_REASONS) this.dead.inc(0, { reason });
     this.batchSeconds = r.histogram(
       'cls_dispatch_batch_seconds',
-      'Duration of a dispatch run (claim, build, publish, acknowledge every due batch), in seconds; one observation per run that sent, gave back or moved aside at least one job (runs that found nothing due are not observed).',
+      'Duration of a dispatch run (claim, build, publish, acknowledge every due batch), in seconds; one observation per run that sent, gave back or made a dead letter of at least one job (runs that found nothing due are not observed).',
       BATCH_SECONDS_BUCKETS,
     );
     this.latenessSeconds = r.histogram(

@@ -245,7 +245,7 @@ export interface ScheduleStore {
    * nothing and resolves to E (`kept`); `replace` removes E and adds `job` holding the key in
    * one atomic step (`replaced`, `replacedId` E's id).
    *
-   * Removing, claiming or quarantining a job releases its key; `reschedule` keeps it. A claimed
+   * Removing, claiming or burying a job releases its key; `reschedule` keeps it. A claimed
    * job given back by `release` comes back WITHOUT its key (another job may have taken it
    * meanwhile), so a later `addKeyed` with that key adds a second job.
    */
