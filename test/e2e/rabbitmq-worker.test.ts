@@ -68,6 +68,10 @@ describe.skipIf(skip)('a real Python Celery worker on RabbitMQ runs what we sche
     await sched('priority', 'e2e.record', ['p'], {}, { priority: 7 });
     await sched('expiresRel', 'e2e.record', ['e'], {}, { expires: 3600 });
     await sched('link', 'e2e.add', [2, 3], {}, { link: app.task('e2e.echo').s(['cb']), timeLimit: 30, softTimeLimit: 20, headers: { 'x-tenant': 'acme' } });
+    // beyond RabbitMQ's TTL limit: sent without `expiration` (it closed the channel before, failing the batch)
+    await sched('expiresFar', 'e2e.record', ['far'], {}, { expires: '2099-01-01T00:00:00Z' });
+    // RabbitMQ closes the channel for a CC header that is not a list: a dead letter, the batch still goes
+    await sched('poisonCc', 'e2e.record', ['cc'], {}, { headers: { CC: 5 } });
     await sched('revoked', 'e2e.record', ['never'], {}, {});
     expect(await getScheduler(app).revoke(ids.revoked as string)).toBe(true);
 
@@ -77,8 +81,8 @@ describe.skipIf(skip)('a real Python Celery worker on RabbitMQ runs what we sche
     summary = await dispatcher.dispatchDue();
     mode = dispatcher.mode;
 
-    // 4 of ours + the echo callback
-    records = await worker.waitForRecords(4 + 1, 30_000);
+    // 5 of ours + the echo callback
+    records = await worker.waitForRecords(5 + 1, 30_000);
     // give a wrongly-run job a moment to show up before the negative assertions
     await new Promise((r) => setTimeout(r, 500));
     records = await worker.records();
@@ -97,7 +101,7 @@ describe.skipIf(skip)('a real Python Celery worker on RabbitMQ runs what we sche
   });
 
   it('dispatched every due job (publish-then-ack: the store and broker are different systems)', () => {
-    expect(summary).toMatchObject({ sent: 4, failed: 0, corrupt: 0 });
+    expect(summary).toMatchObject({ sent: 5, failed: 0, dead: 1, corrupt: 0 });
     expect(summary.error).toBeUndefined();
     expect(mode).toBe('publish-then-ack');
   });
@@ -132,12 +136,24 @@ describe.skipIf(skip)('a real Python Celery worker on RabbitMQ runs what we sche
     expect(cb?.parent_id).toBe(ids.link);
   });
 
+  it('runs a job whose expires is further off than RabbitMQ can hold, with its expires header', () => {
+    expect(byId(ids.expiresFar)?.args).toEqual(['far']);
+    expect(String(byId(ids.expiresFar)?.expires)).toMatch(/^2099-01-01[ T]00:00:00/);
+  });
+
+  it('a job that makes RabbitMQ close the channel is a dead letter; it never runs, and the rest of its batch ran once', async () => {
+    expect(byId(ids.poisonCc)).toBeUndefined();
+    const dead = await getScheduler(app as Celery).deadLetter(ids.poisonCc as string);
+    expect(dead).toMatchObject({ reason: 'rejected', task: 'e2e.record', error: expect.stringMatching(/PRECONDITION_FAILED.*CC/) });
+  });
+
   it('a revoked job never runs, and nothing ran twice', () => {
     expect(byId(ids.revoked)).toBeUndefined();
-    expect(records).toHaveLength(5);
+    expect(records).toHaveLength(6);
+    expect(new Set(records.map((r) => r.id)).size).toBe(6);
   });
 
   it('leaves nothing scheduled or in flight in the store', async () => {
-    expect(await (app as Celery).store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+    expect(await (app as Celery).store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 1 });
   });
 });
