@@ -151,25 +151,68 @@ export class LockedError extends SchedulerError {
 }
 
 /**
- * Replaces the password (and a lone user-info token) in a URL with `***`. Never throws.
- * A list of URLs joined by `;` (Celery's Sentinel form) is redacted URL by URL.
+ * Replaces every credential a URL can carry with `***`. Never throws.
+ *
+ * Drivers split the user info from the host at the *last* `@` of the authority, and a password
+ * may hold `@`, `/`, `?`, `#`, `;`, quotes or spaces, so this is deliberately conservative:
+ * everything from `scheme://` to the last `@` is user info (`user:***@`, or `***@` for a lone
+ * token), even if that also hides a host; and the value of every query parameter whose name
+ * looks secret (`password`, `sslpassword`, `token`, `secret`, `auth`, …) becomes `***`, up to the
+ * next `&` or `#` (or the end). Over-redacting is a worse message; under-redacting is a leak.
+ * A list of URLs (Celery's `sentinel://…;sentinel://…` form) is redacted URL by URL.
  */
 export function redactUrl(url: string): string {
-  if (url.includes(';')) return url.split(';').map(redactOne).join(';');
-  return redactOne(url);
+  const text = String(url);
+  if (!text.includes('://')) {
+    // `scheme:user:password@host` (no `//`): hide everything between the scheme and the last `@`
+    return text.replace(/^([a-z][a-z0-9+.-]*:)(.*)@/is, (_m, scheme: string) => `${scheme}***@`);
+  }
+  return redactUrlsIn(text);
 }
 
-function redactOne(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*)@/i, (_m, scheme: string, userinfo: string) => {
-    const colon = userinfo.indexOf(':');
-    if (colon === -1) return userinfo === '' ? `${scheme}@` : `${scheme}***@`;
-    return `${scheme}${userinfo.slice(0, colon)}:***@`;
-  });
-}
-
-/** Redacts every URL found inside free text (driver messages sometimes echo the URL). */
+/**
+ * Redacts every URL found inside free text (driver messages sometimes echo the URL). A URL runs
+ * from its `scheme://` to the next URL or the end of the line, quotes and spaces included, so a
+ * password holding a quote or a space does not end the URL early and leak its tail.
+ */
 export function redactUrlsIn(text: string): string {
-  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s'"]+/gi, (u) => redactUrl(u));
+  return String(text)
+    .split('\n')
+    .map((line) => {
+      const starts = [...line.matchAll(URL_START)].map((m) => m.index);
+      if (starts.length === 0) return line;
+      let out = line.slice(0, starts[0]);
+      for (let i = 0; i < starts.length; i++) out += redactOne(line.slice(starts[i], starts[i + 1] ?? line.length));
+      return out;
+    })
+    .join('\n');
+}
+
+const URL_START = /[a-z][a-z0-9+.-]*:\/\//gi;
+/** query parameter names that carry secrets: libpq's `password`/`sslpassword`, `?token=`, `?auth=`, … */
+const SECRET_PARAM = /pass|pwd|secret|token|auth|credential|api[-_]?key|private/i;
+
+/** One URL (from its scheme to where the next begins): secret query values, then the user info. */
+function redactOne(url: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? '';
+  const rest = url.slice(scheme.length).replace(/([?&])([^?&#=]*)=([^&#]*)/g, (m, sep: string, name: string, value: string) => {
+    if (!SECRET_PARAM.test(safeDecode(name)) || value.startsWith('***')) return m;
+    return `${sep}${name}=***`;
+  });
+  const at = rest.lastIndexOf('@');
+  if (at === -1) return scheme + rest;
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  const shown = userinfo === '' ? '' : colon === -1 ? '***' : `${userinfo.slice(0, colon)}:***`;
+  return `${scheme}${shown}${rest.slice(at)}`;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
 }
 
 /** The message of anything thrown, for logs and summaries. */
