@@ -201,7 +201,7 @@ function buildProgram(io: CliIo): Command {
     .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
     .option('--lease-ms <ms>', "how long a claim is exclusive; a dead dispatcher's jobs are sent again after it", '60000')
     .option('--metrics-port <n>', 'serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this port; 0 picks a free one')
-    .option('--metrics-host <host>', 'address the metrics server listens on', '0.0.0.0')
+    .option('--metrics-host <host>', 'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network', '127.0.0.1')
     .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string }) => {
       const options = {
         pollIntervalMs: positiveInt(o.pollIntervalMs, '--poll-interval-ms'),
