@@ -117,25 +117,42 @@ export class RedisConnections {
         `the ${this.#what} needs more than maxConnections=${this.#options.maxConnections} Redis connections; raise maxConnections`,
       ]);
     }
+    const connectMs = this.#options.socketConnectTimeout * 1000;
+    const sentinel = this.#target.sentinels !== undefined;
+    let connected = false;
+    const deadline = Date.now() + connectMs;
     const client = new Redis({
       ...this.#target,
       lazyConnect: true,
-      connectTimeout: this.#options.socketConnectTimeout * 1000,
+      connectTimeout: connectMs,
       socketTimeout: this.#options.socketTimeout * 1000,
       commandTimeout: this.#options.socketTimeout * 1000,
       maxRetriesPerRequest: 2,
       // reconnect with capped backoff once connected; the first connect fails fast (below)
       retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+      // ioredis goes round the Sentinels forever by default: the first connect gives up at the
+      // connect timeout instead; once connected, a later drop is retried for as long as it takes
+      ...(sentinel && {
+        sentinelRetryStrategy: (times: number) => {
+          const delay = Math.min(times * 10, 1000);
+          return !connected && Date.now() + delay >= deadline ? null : delay;
+        },
+      }),
       ...extra,
     });
     // Errors are reported through the promises of the commands that hit them; an unhandled
-    // 'error' event would crash the process, so it is observed here.
-    client.on('error', () => {});
+    // 'error' event would crash the process, so it is observed here (the last one explains a
+    // failed first connect).
+    let lastError: Error | undefined;
+    client.on('error', (err: Error) => {
+      lastError = err;
+    });
     try {
-      await client.connect();
+      await (sentinel ? withDeadline(client.connect(), connectMs) : client.connect());
+      connected = true;
     } catch (err) {
       client.disconnect();
-      throw new ConnectionError(this.#what, this.url, err);
+      throw new ConnectionError(this.#what, this.url, sentinel ? sentinelFailure(err, lastError, this.#target.name, connectMs) : err);
     }
     this.#open.add(client);
     client.once('end', () => this.#open.delete(client));
@@ -153,6 +170,24 @@ export class RedisConnections {
     this.#open.clear();
     await Promise.all(clients.map(quit));
   }
+}
+
+/** `promise`, or a rejection after `ms` (the promise's own later outcome is then ignored). */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), ms);
+  });
+  promise.catch(() => {}); // settles after the deadline: nobody waits for it any more
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** Why a first connect through Sentinels failed, in one line (ioredis says "retry is disabled"). */
+function sentinelFailure(err: unknown, last: Error | undefined, master: string | undefined, ms: number): Error {
+  const message = errorMessage(err);
+  if (message !== 'timed out' && !/All sentinels are unreachable/.test(message)) return err instanceof Error ? err : new Error(message);
+  const lastError = /Last error: (.*)$/.exec(message)?.[1] ?? /Last error: (.*)$/.exec(last?.message ?? '')?.[1] ?? last?.message;
+  return new Error(`no Sentinel answered for master ${JSON.stringify(master ?? '')} within ${ms / 1000} s${lastError ? ` (last error: ${lastError})` : ''}`, { cause: err });
 }
 
 async function quit(client: Redis): Promise<void> {
