@@ -107,6 +107,7 @@ function buildProgram(io: CliIo): Command {
       longtermSchedulerKeyPrefix: g.keyPrefix ?? io.env.CELERY_LONGTERM_SCHEDULER_KEY_PREFIX ?? '',
       taskDefaultQueue: g.defaultQueue ?? io.env.CELERY_TASK_DEFAULT_QUEUE ?? CELERY_DEFAULTS.taskDefaultQueue,
       ...(g.migrate && { longtermSchedulerMigrate: true }),
+      logger: createCliLogger(g.logFormat, (line) => io.stderr(`${line}\n`)),
     });
   };
   const withApp = async <T>(fn: (a: Celery) => Promise<T>): Promise<T> => {
@@ -394,11 +395,12 @@ function buildProgram(io: CliIo): Command {
     .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
       const batchSize = positiveInt(o.batchSize, '--batch-size');
       const migrate = program.opts<GlobalOptions>().migrate === true;
-      const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }) });
+      const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
+      const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }), logger });
       const stop = new AbortController();
       const unsubscribe = io.onSignal?.(() => stop.abort());
       try {
-        const to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
+        const to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate, logger });
         try {
           const bar = progressBar(io, o.json === true);
           const summary = await migrateJobs(from, to, {
