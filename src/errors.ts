@@ -215,6 +215,20 @@ function safeDecode(s: string): string {
   }
 }
 
+/**
+ * The problem with a URL whose %-escapes do not decode (a `%` not followed by two hex digits, or
+ * bytes that are not UTF-8), as drivers and `decodeURIComponent` would meet it; else undefined.
+ * Some drivers throw a bare "URI malformed", others quietly use a different password.
+ */
+export function malformedEscapeProblem(url: string, what: string): string | undefined {
+  try {
+    decodeURIComponent(String(url));
+    return undefined;
+  } catch {
+    return `${what} URL ${JSON.stringify(redactUrl(url))} has a malformed %-escape (a % must start two hex digits that spell UTF-8); write a literal % as %25 and percent-encode the other special characters of the user and password`;
+  }
+}
+
 /** The message of anything thrown, for logs and summaries. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -4,7 +4,7 @@
  * `redis_max_connections`) and errors that name the URL with its password redacted.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { ConnectionError, ValidationError, errorMessage, redactUrl } from './errors.js';
+import { ConnectionError, ValidationError, errorMessage, malformedEscapeProblem, redactUrl } from './errors.js';
 import type { Logger } from './logger.js';
 import { tlsFromCeleryQuery } from './tls.js';
 
@@ -58,8 +58,18 @@ export function isRedisUrl(url: string): boolean {
  * - `sentinel://[:password@]host:port[/db];sentinel://host2:port2;…` with `masterName`.
  */
 export function ioredisTarget(url: string, what: string, masterName?: string): RedisOptions {
+  const escape = malformedEscapeProblem(url, what);
+  if (escape) throw new ValidationError([escape]);
   const parts = url.split(';').map((u) => u.trim()).filter(Boolean);
-  const first = new URL(parts[0] ?? url);
+  const urls = parts.map((p) => {
+    try {
+      return new URL(p);
+    } catch {
+      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(p))} is not a valid Redis URL; use redis://host:port/db, rediss://… or sentinel://host:port;sentinel://…`]);
+    }
+  });
+  const first = urls[0];
+  if (!first) throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is empty; use redis://host:port/db, rediss://… or sentinel://…`]);
   const db = first.pathname.length > 1 ? Number(first.pathname.slice(1)) : 0;
   const problems: string[] = [];
   if (!Number.isInteger(db) || db < 0) problems.push(`${what} URL ${JSON.stringify(redactUrl(url))} has database ${JSON.stringify(first.pathname.slice(1))}; use a number, e.g. /1`);
@@ -71,10 +81,7 @@ export function ioredisTarget(url: string, what: string, masterName?: string): R
   if (first.protocol === 'sentinel:') {
     if (!masterName) problems.push(`${what} URL is a Sentinel URL; also give the master name (Celery's master_name transport option)`);
     if (problems.length) throw new ValidationError(problems);
-    const sentinels = parts.map((p) => {
-      const u = new URL(p);
-      return { host: u.hostname, port: Number(u.port || 26379) };
-    });
+    const sentinels = urls.map((u) => ({ host: u.hostname, port: Number(u.port || 26379) }));
     return { ...auth, sentinels, name: masterName };
   }
   const target: RedisOptions = { ...auth, host: first.hostname || '127.0.0.1', port: Number(first.port || 6379) };
