@@ -175,7 +175,7 @@ function buildProgram(io: CliIo): Command {
     .action(async (o: { timestamp: string; lockfile?: string; batchSize: string; json?: boolean }) => {
       const until = o.timestamp === 'now' ? undefined : parseIsoWithOffset(o.timestamp, '--timestamp');
       const batchSize = positiveInt(o.batchSize, '--batch-size');
-      const lock = o.lockfile ? acquireLock(o.lockfile) : undefined;
+      const lock = o.lockfile !== undefined ? acquireLock(o.lockfile) : undefined;
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
       try {
         const summary = await withApp((a) => getScheduler(a).dispatchDue(until, { batchSize, logger }));
