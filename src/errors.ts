@@ -38,17 +38,23 @@ export class ValidationError extends SchedulerError {
   }
 }
 
-/** A store or broker could not be reached. `url` has its password redacted. */
+/** How a `ConnectionError` reads when the network template ("cannot reach … check that it is running") does not fit, e.g. a file. */
+export interface ConnectionErrorWording {
+  /** the verb: `cannot <action> the <what> at <url>` (default `reach`) */
+  action?: string;
+  /** what to do, after the reason (default `check that it is running and that the URL is right`) */
+  hint?: string;
+}
+
+/** A store or broker could not be reached (or a store file opened). `url` has its password redacted. */
 export class ConnectionError extends SchedulerError {
   readonly url: string;
-  constructor(what: string, url: string, cause?: unknown) {
+  constructor(what: string, url: string, cause?: unknown, wording: ConnectionErrorWording = {}) {
     const safe = redactUrl(url);
     const reason = cause instanceof Error ? `: ${firstLine(cause.message)}` : '';
-    super(
-      ErrorCode.CONNECTION,
-      `cannot reach the ${what} at ${safe}${reason}; check that it is running and that the URL is right`,
-      { cause },
-    );
+    const action = wording.action ?? 'reach';
+    const hint = wording.hint ?? 'check that it is running and that the URL is right';
+    super(ErrorCode.CONNECTION, `cannot ${action} the ${what} at ${safe}${reason}; ${hint}`, { cause });
     this.url = safe;
   }
 }
