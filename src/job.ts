@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { CorruptEntryError, UnsupportedPickleError, ValidationError } from './errors.js';
 import { decodePickledDatetime, isPickled } from './celery/pickle.js';
-import { formatCeleryTime, toDate } from './celery/time.js';
+import { MAX_TIME_MS, checkRepresentable, formatCeleryTime, isRepresentableMs, toDate } from './celery/time.js';
 import type { JobKeyMode } from './store.js';
 
 /** A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError` carry. */
@@ -166,10 +166,12 @@ export function resolveTaskCall(
   if (opts.eta !== undefined && opts.eta !== null && opts.countdown !== undefined) {
     problems.push('pass either eta or countdown, not both');
   } else if (opts.eta !== undefined && opts.eta !== null) {
-    dueAt = collect(problems, () => toDate(opts.eta as Date | string, 'eta').getTime() / 1000);
+    dueAt = collect(problems, () => checkRepresentable(toDate(opts.eta as Date | string, 'eta'), 'eta').getTime() / 1000);
   } else if (opts.countdown !== undefined) {
     if (typeof opts.countdown !== 'number' || !Number.isFinite(opts.countdown) || opts.countdown < 0) {
       problems.push(`countdown must be a finite number of seconds >= 0, got ${describe(opts.countdown)}`);
+    } else if (!isRepresentableMs(now.getTime() + opts.countdown * 1000)) {
+      problems.push(`countdown ${opts.countdown} s lands after 9999-12-31T23:59:59Z, the latest time Python's datetime (and so Celery) can hold; pass at most ${secondsLeft(now.getTime())} seconds`);
     } else {
       dueAt = now.getTime() / 1000 + opts.countdown;
     }
@@ -205,6 +207,13 @@ export function resolveTaskCall(
     else checkJsonValue(opts.headers, 'headers', problems);
   }
   const expires = collect(problems, () => resolveExpires(opts.expires));
+  if (expires?.kind === 'relative') {
+    // counted from dispatch, which is at the due time or later
+    const fromMs = dueAt !== undefined && isRepresentableMs(dueAt * 1000) ? Math.max(dueAt * 1000, now.getTime()) : now.getTime();
+    if (!isRepresentableMs(fromMs + expires.seconds * 1000)) {
+      problems.push(`expires ${expires.seconds} s, counted from dispatch, lands after 9999-12-31T23:59:59Z, the latest time Python's datetime (and so Celery) can hold; pass at most ${secondsLeft(fromMs)} seconds`);
+    }
+  }
   const link = collect(problems, () => toSignatureList(opts.link, 'link')) ?? [];
   const linkError = collect(problems, () => toSignatureList(opts.linkError, 'linkError')) ?? [];
 
@@ -233,10 +242,16 @@ export function resolveTaskCall(
 function resolveExpires(value: TaskOptions['expires']): Expiry | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number') {
-    if (!Number.isFinite(value) || value < 0) throw new ValidationError([`expires must be a Date, an ISO-8601 string with offset, or seconds >= 0, got ${describe(value)}`]);
+    if (value < 0) throw new ValidationError([`expires ${value} is negative; pass seconds >= 0 counted from dispatch, or a Date or ISO-8601 time with offset`]);
+    if (!Number.isFinite(value)) throw new ValidationError([`expires must be a Date, an ISO-8601 string with offset, or a finite number of seconds >= 0, got ${describe(value)}`]);
     return { kind: 'relative', seconds: value };
   }
-  return { kind: 'absolute', at: toDate(value, 'expires') };
+  return { kind: 'absolute', at: checkRepresentable(toDate(value, 'expires'), 'expires') };
+}
+
+/** Whole seconds from `fromMs` to the latest representable time (for "pass at most N seconds"). */
+function secondsLeft(fromMs: number): number {
+  return Math.max(0, Math.floor((MAX_TIME_MS - fromMs) / 1000));
 }
 
 function toSignatureList(value: Signature | Signature[] | undefined | null, what: string): Signature[] {

@@ -9,7 +9,7 @@ import { Celery, CELERY_DEFAULTS } from '../app.js';
 import { SchedulerError, ValidationError, ErrorCode, errorMessage, redactUrlsIn } from '../errors.js';
 import { isScheduled, type TaskOptions } from '../job.js';
 import { getScheduler } from '../scheduler.js';
-import { parseIsoWithOffset } from '../celery/time.js';
+import { isoOrUndefined, isRepresentableMs, parseIsoWithOffset } from '../celery/time.js';
 import { createStore } from '../connect.js';
 import { migrateJobs, type MigrateProgress } from '../migrate.js';
 import { jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
@@ -269,7 +269,7 @@ function buildProgram(io: CliIo): Command {
       io.stdout(
         table(
           ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
-          page.jobs.map((j) => [j.id, humanTime(j.dueAt), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)]),
+          page.jobs.map((j) => [j.id, humanTime(j.dueAtUnix), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)]),
         ),
       );
       io.stdout(`${page.jobs.length} job${page.jobs.length === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
@@ -294,7 +294,7 @@ function buildProgram(io: CliIo): Command {
       const rows: [string, string][] = [
         ['id', job.id],
         ['state', job.state === 'claimed' ? 'claimed (a dispatcher is sending it now)' : 'scheduled'],
-        [job.state === 'claimed' ? 'lease ends' : 'due', `${job.dueAt.toISOString()} (${relative(job.dueAt, new Date())})`],
+        [job.state === 'claimed' ? 'lease ends' : 'due', `${isoOrUndefined(job.dueAtUnix) ?? outOfRange(job.dueAtUnix)} (${relative(job.dueAt, new Date())})`],
         ['task', job.task],
         ['args', JSON.stringify(job.args)],
         ['kwargs', JSON.stringify(job.kwargs)],
@@ -319,7 +319,7 @@ function buildProgram(io: CliIo): Command {
     .action(async (id: string, o: { eta?: string; countdown?: string; json?: boolean }) => {
       if ((o.eta === undefined) === (o.countdown === undefined)) throw new ValidationError(['pass exactly one of --eta ISO8601 or --countdown SECONDS']);
       const dueAt = await withApp(async (a) => {
-        const at = o.eta !== undefined ? parseIsoWithOffset(o.eta, '--eta') : new Date(a.now().getTime() + seconds(o.countdown ?? '', '--countdown') * 1000);
+        const at = o.eta !== undefined ? parseIsoWithOffset(o.eta, '--eta') : countdownDate(a.now(), seconds(o.countdown ?? '', '--countdown'));
         await rescheduleJob(a.store, id, at);
         return at;
       });
@@ -345,7 +345,7 @@ function buildProgram(io: CliIo): Command {
       const days = positiveInt(o.days, '--days');
       const s = await withApp((a) => jobStats(a.store, a.now(), { days }));
       if (o.json) {
-        io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAt?.toISOString() ?? null, at: s.at.toISOString() })}\n`);
+        io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAtUnix === undefined ? null : (isoOrUndefined(s.nextDueAtUnix) ?? null), at: s.at.toISOString() })}\n`);
         return;
       }
       const n = (x: number) => x.toLocaleString('en-US');
@@ -353,7 +353,7 @@ function buildProgram(io: CliIo): Command {
         `scheduled   ${n(s.scheduled)}`,
         `in flight   ${n(s.inFlight)}`,
         `overdue     ${n(s.overdue)}${s.overdue ? ` (the oldest is ${formatMs(s.oldestOverdueSeconds * 1000)} late)` : ''}`,
-        `next due    ${s.nextDueAt ? `${s.nextDueAt.toISOString()} (${relative(s.nextDueAt, s.at)})` : '-'}`,
+        `next due    ${s.nextDueAt && s.nextDueAtUnix !== undefined ? `${isoOrUndefined(s.nextDueAtUnix) ?? outOfRange(s.nextDueAtUnix)} (${relative(s.nextDueAt, s.at)})` : '-'}`,
       ];
       if (s.byTask.length) {
         lines.push('', 'per task:');
@@ -484,7 +484,8 @@ function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {
     else options.priority = n;
   }
   if (o.expires !== undefined) {
-    options.expires = /^\d+(\.\d+)?$/.test(o.expires.trim()) ? Number(o.expires) : o.expires;
+    // anything written as a number is seconds (so `-5` is refused as negative, not as a bad date)
+    options.expires = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(o.expires.trim()) ? Number(o.expires) : o.expires;
   }
   if (problems.length) throw new ValidationError(problems);
   return options;
@@ -516,19 +517,35 @@ function seconds(text: string, flag: string): number {
   return n;
 }
 
-/** A job as JSON for programs: times as ISO strings. */
+/**
+ * A job as JSON for programs: times as ISO strings; `dueAt` is null when the stored time is
+ * outside years 1-9999 (another writer stored it), and `dueAtUnix` is always the stored number.
+ */
 function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
-  const { entry: _entry, dueAt, ...rest } = j;
-  return { ...rest, dueAt: dueAt.toISOString() };
+  const { entry: _entry, dueAt: _dueAt, dueAtUnix, ...rest } = j;
+  return { ...rest, dueAt: isoOrUndefined(dueAtUnix) ?? null, dueAtUnix };
 }
 
-/** `2026-11-24 09:00:00` (UTC, to the second): what a table needs. */
-function humanTime(d: Date): string {
-  return d.toISOString().slice(0, 19).replace('T', ' ');
+/** `2026-11-24 09:00:00` (UTC, to the second): what a table needs; the raw number when out of range. */
+function humanTime(unixSeconds: number): string {
+  return isoOrUndefined(unixSeconds)?.slice(0, 19).replace('T', ' ') ?? outOfRange(unixSeconds);
+}
+
+/** A stored time no Date (or Python datetime) holds, printed as it is stored. */
+function outOfRange(unixSeconds: number): string {
+  return `unix ${String(unixSeconds)} (outside years 1-9999)`;
+}
+
+/** The time `countdown` seconds after `now`; a ValidationError when Python could not hold it. */
+function countdownDate(now: Date, countdown: number): Date {
+  const ms = now.getTime() + countdown * 1000;
+  if (!isRepresentableMs(ms)) throw new ValidationError([`--countdown ${countdown} lands outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, what Python's datetime (and so Celery) can hold`]);
+  return new Date(ms);
 }
 
 /** "in 3d 4h", "5m 2s ago" */
 function relative(at: Date, now: Date): string {
+  if (!isRepresentableMs(at.getTime())) return 'out of range';
   const ms = at.getTime() - now.getTime();
   let s = Math.round(Math.abs(ms) / 1000);
   const parts: string[] = [];
