@@ -149,9 +149,15 @@ export async function rescheduleJob(store: ScheduleStore, id: string, dueAt: Dat
   throw new NotScheduledError(id, now?.state === 'in_flight' ? 'claimed' : 'unknown', action);
 }
 
+/** The most days `jobStats` counts ahead: ten years (a day per slot, so memory grows with it). */
+export const MAX_STATS_DAYS = 3660;
+
 /** Counts what is scheduled. Reads every scheduled job's entry once (for per-task counts). */
 export async function jobStats(store: ScheduleStore, now: Date, o: { days?: number } = {}): Promise<JobStats> {
   const days = o.days ?? 30;
+  if (!Number.isInteger(days) || days < 1 || days > MAX_STATS_DAYS) {
+    throw new ValidationError([`days must be a whole number from 1 to ${MAX_STATS_DAYS} (ten years), got ${String(o.days)}`]);
+  }
   const nowS = now.getTime() / 1000;
   const counts = await store.count();
   const dayStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());

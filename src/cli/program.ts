@@ -12,7 +12,7 @@ import { getScheduler } from '../scheduler.js';
 import { isoOrUndefined, isRepresentableMs, parseIsoWithOffset } from '../celery/time.js';
 import { createStore } from '../connect.js';
 import { migrateJobs, type MigrateProgress } from '../migrate.js';
-import { jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
+import { MAX_STATS_DAYS, jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
 import { migrateStoreSchema } from '../schema.js';
 import { DispatcherMetrics } from '../metrics.js';
 import { startMetricsServer } from '../metrics-server.js';
@@ -170,11 +170,11 @@ function buildProgram(io: CliIo): Command {
     .description('send every job due at or before --timestamp to the broker (run it from cron, or use a daemon)')
     .option('--timestamp <iso8601|now>', 'send jobs due at or before this time', 'now')
     .option('--lockfile <path>', 'refuse to run while another run holds this lock file')
-    .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
+    .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
     .option('--json', 'print the summary as JSON')
     .action(async (o: { timestamp: string; lockfile?: string; batchSize: string; json?: boolean }) => {
       const until = o.timestamp === 'now' ? undefined : parseIsoWithOffset(o.timestamp, '--timestamp');
-      const batchSize = positiveInt(o.batchSize, '--batch-size');
+      const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
       const lock = o.lockfile !== undefined ? acquireLock(o.lockfile) : undefined;
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
       try {
@@ -198,16 +198,20 @@ function buildProgram(io: CliIo): Command {
   program
     .command('run')
     .description('run the dispatcher as a service: sends each job when it is due; SIGTERM/SIGINT stops it gracefully')
-    .option('--poll-interval-ms <ms>', 'longest sleep between two looks at the store (finds jobs written by other tools)', '1000')
-    .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
-    .option('--lease-ms <ms>', "how long a claim is exclusive; a dead dispatcher's jobs are sent again after it", '60000')
+    .option('--poll-interval-ms <ms>', `longest sleep between two looks at the store (finds jobs written by other tools), ${LIMITS.pollIntervalMs.min} to ${LIMITS.pollIntervalMs.max} (a day)`, '1000')
+    .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
+    .option(
+      '--lease-ms <ms>',
+      `how long a claim is exclusive; a dead dispatcher's jobs are sent again after it. ${LIMITS.leaseMs.min} to ${LIMITS.leaseMs.max} (a day): a shorter lease can run out between claiming a job and acknowledging it, and another dispatcher then sends the job again`,
+      '60000',
+    )
     .option('--metrics-port <n>', 'serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this port; 0 picks a free one')
     .option('--metrics-host <host>', 'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network', '127.0.0.1')
     .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string }) => {
       const options = {
-        pollIntervalMs: positiveInt(o.pollIntervalMs, '--poll-interval-ms'),
-        batchSize: positiveInt(o.batchSize, '--batch-size'),
-        leaseMs: positiveInt(o.leaseMs, '--lease-ms'),
+        pollIntervalMs: bounded(o.pollIntervalMs, '--poll-interval-ms', LIMITS.pollIntervalMs),
+        batchSize: bounded(o.batchSize, '--batch-size', LIMITS.batchSize),
+        leaseMs: bounded(o.leaseMs, '--lease-ms', LIMITS.leaseMs),
       };
       const metricsPort = o.metricsPort === undefined ? undefined : portNumber(o.metricsPort, '--metrics-port');
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
@@ -246,11 +250,11 @@ function buildProgram(io: CliIo): Command {
     .option('--to <iso8601>', 'only jobs due at or before this time')
     .option('--task <name>', 'only this task')
     .option('--queue <name>', 'only jobs for this queue')
-    .option('--limit <n>', 'jobs per page', '50')
+    .option('--limit <n>', `jobs per page, ${LIMITS.limit.min} to ${LIMITS.limit.max}`, '50')
     .option('--cursor <cursor>', 'the page after this cursor (printed at the end of the previous page)')
     .option('--json', 'one JSON object per line; a last line {"next_cursor": …} when there is another page')
     .action(async (o: { from?: string; to?: string; task?: string; queue?: string; limit: string; cursor?: string; json?: boolean }) => {
-      const options: ListJobsOptions = { limit: positiveInt(o.limit, '--limit') };
+      const options: ListJobsOptions = { limit: bounded(o.limit, '--limit', LIMITS.limit) };
       if (o.from !== undefined) options.from = parseIsoWithOffset(o.from, '--from');
       if (o.to !== undefined) options.to = parseIsoWithOffset(o.to, '--to');
       if (o.task !== undefined) options.task = o.task;
@@ -339,10 +343,10 @@ function buildProgram(io: CliIo): Command {
   program
     .command('stats')
     .description('how many jobs are scheduled, overdue and in flight; per task, and per day for the next 30 days')
-    .option('--days <n>', 'days to count ahead', '30')
+    .option('--days <n>', `days to count ahead, 1 to ${MAX_STATS_DAYS} (ten years)`, '30')
     .option('--json', 'print the numbers as JSON')
     .action(async (o: { days: string; json?: boolean }) => {
-      const days = positiveInt(o.days, '--days');
+      const days = bounded(o.days, '--days', { min: 1, max: MAX_STATS_DAYS });
       const s = await withApp((a) => jobStats(a.store, a.now(), { days }));
       if (o.json) {
         io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAtUnix === undefined ? null : (isoOrUndefined(s.nextDueAtUnix) ?? null), at: s.at.toISOString() })}\n`);
@@ -388,12 +392,12 @@ function buildProgram(io: CliIo): Command {
     .option('--from-key-prefix <prefix>', 'key prefix of a Redis source (default none: the original layout)')
     .option('--to-key-prefix <prefix>', 'key prefix of a Redis target (default none)')
     .option('--move', 'remove each job from the source once the target holds it')
-    .option('--batch-size <n>', 'jobs per page', '1000')
+    .option('--batch-size <n>', `jobs per page, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '1000')
     .option('--after <cursor>', 'resume after this cursor (printed when a run is interrupted)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', '\nExample:\n  celery-longterm-scheduler migrate --from redis://localhost:6379/1 --to sqlite:///celery-longterm-scheduler.db\n')
     .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
-      const batchSize = positiveInt(o.batchSize, '--batch-size');
+      const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
       const migrate = program.opts<GlobalOptions>().migrate === true;
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
       const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }), logger });
@@ -502,6 +506,32 @@ function parseJson(text: string, flag: string, expected: string): unknown {
 function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) throw new ValidationError([`${flag} must be a positive integer, got ${JSON.stringify(text)}`]);
+  return n;
+}
+
+/**
+ * The bounds of the numeric flags: past them a value does harm rather than what was meant (a
+ * batch or page too big for memory or one Redis script, a poll that hammers the store, a lease
+ * so short that healthy dispatchers send the same job again, or so long that a dead one's jobs
+ * wait for days).
+ */
+const LIMITS = {
+  batchSize: { min: 1, max: 10_000 },
+  limit: { min: 1, max: 10_000 },
+  pollIntervalMs: { min: 10, max: 86_400_000 },
+  leaseMs: {
+    min: 1000,
+    max: 86_400_000,
+    below: 'a lease that runs out between claiming a job and acknowledging it lets another dispatcher send the job again',
+  },
+} as const;
+
+/** A whole number within `range`, or a usage error saying the range (and why, when it is not obvious). */
+function bounded(text: string, flag: string, range: { min: number; max: number; below?: string }): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n)) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
+  if (n < range.min && range.below) throw new ValidationError([`${flag} ${n} is below ${range.min}: ${range.below}; pass ${range.min} or more`]);
+  if (n < range.min || n > range.max) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
   return n;
 }
 
