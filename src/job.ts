@@ -180,7 +180,9 @@ export function resolveTaskCall(
   let key: { key: string; mode: JobKeyMode } | undefined;
   if (opts.jobKey !== undefined) {
     const mode = opts.jobKeyMode ?? 'reject';
-    if (typeof opts.jobKey !== 'string' || opts.jobKey === '') problems.push(`jobKey must be a non-empty string, got ${describe(opts.jobKey)}`);
+    if (typeof opts.jobKey !== 'string' || opts.jobKey.trim() === '') {
+      problems.push(`jobKey must be a non-empty string that is not only whitespace, got ${describe(opts.jobKey)}; pass a key naming what must be scheduled once, e.g. "user:7:reminder"`);
+    }
     else if (!JOB_KEY_MODES.includes(mode)) problems.push(`jobKeyMode must be 'reject', 'replace' or 'keep', got ${describe(opts.jobKeyMode)}`);
     else if (opts.eta === undefined && opts.countdown === undefined) problems.push('jobKey needs an eta or countdown: only scheduled jobs hold keys');
     else key = { key: opts.jobKey, mode };

@@ -45,3 +45,18 @@ describe('times outside years 1-9999 UTC', () => {
     expect(resolveTaskCall('t', [], {}, { countdown: 1, expires: left - 1 }, NOW).job.expires).toEqual({ kind: 'relative', seconds: left - 1 });
   });
 });
+
+describe('job keys', () => {
+  it.each<[string, unknown]>([
+    ['empty', ''],
+    ['only spaces', '   '],
+    ['only whitespace of other kinds', '\t\n\u00a0\u2003'],
+    ['not a string', 5],
+  ])('refuses a key that is %s', (_label, jobKey) => {
+    expect(problems({ countdown: 60, jobKey: jobKey as string })).toMatch(/^jobKey must be a non-empty string that is not only whitespace, got /);
+  });
+
+  it('keeps a key with spaces around other characters as given', () => {
+    expect(resolveTaskCall('t', [], {}, { countdown: 60, jobKey: ' user 7 ' }, NOW).key).toEqual({ key: ' user 7 ', mode: 'reject' });
+  });
+});
