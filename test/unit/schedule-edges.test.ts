@@ -60,3 +60,97 @@ describe('job keys', () => {
     expect(resolveTaskCall('t', [], {}, { countdown: 60, jobKey: ' user 7 ' }, NOW).key).toEqual({ key: ' user 7 ', mode: 'reject' });
   });
 });
+
+describe('well-formed Unicode, nesting depth and AMQP short strings', () => {
+  const LONE = 'id-\uD800-x';
+
+  it.each<[string, TaskOptions, unknown, unknown, RegExp]>([
+    ['a task id with a lone surrogate', { countdown: 1, taskId: LONE }, [], {}, /^taskId "id-\\ud800-x" is not well-formed Unicode \(it holds a lone UTF-16 surrogate/],
+    ['a job key with a lone surrogate', { countdown: 1, jobKey: '\uDFFF' }, [], {}, /^jobKey "\\udfff" is not well-formed Unicode/],
+    ['a queue with a lone surrogate', { countdown: 1, queue: 'q\uD800' }, [], {}, /^queue "q\\ud800" is not well-formed Unicode/],
+    ['an exchange with a lone surrogate', { countdown: 1, exchange: '\uD800' }, [], {}, /^exchange "\\ud800" is not well-formed Unicode/],
+    ['a routing key with a lone surrogate', { countdown: 1, routingKey: '\uD800rk' }, [], {}, /^routingKey "\\ud800rk" is not well-formed Unicode/],
+    ['a shadow name with a lone surrogate', { countdown: 1, shadow: '\uD800' }, [], {}, /^shadow "\\ud800" is not well-formed Unicode/],
+    ['a string deep in args, naming its path', { countdown: 1 }, ['a', 'b', ['ok', LONE]], {}, /^args\[2\]\[1\] is not well-formed Unicode/],
+    ['a kwargs key', { countdown: 1 }, [], { '\uDC00': 1 }, /^kwargs has the key "\\udc00", which is not well-formed Unicode \(a lone UTF-16 surrogate\); rename it$/],
+    ['a header value', { countdown: 1, headers: { h: { deep: [LONE] } } }, [], {}, /^headers\.h\.deep\[0\] is not well-formed Unicode/],
+    ['a link signature argument', { countdown: 1, link: { task: 'cb', args: [LONE], kwargs: {}, options: {}, subtask_type: null, immutable: false } }, [], {}, /^link\.args\[0\] is not well-formed Unicode/],
+    ['a link signature queue option', { countdown: 1, linkError: [{ task: 'cb', args: [], kwargs: {}, options: { queue: LONE }, subtask_type: null, immutable: false }] }, [], {}, /^linkError\[0\]\.options\.queue is not well-formed Unicode/],
+    ['a task id over 255 UTF-8 bytes', { countdown: 1, taskId: 'é'.repeat(128) }, [], {}, /^taskId is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most 255 bytes, so it cannot carry this job; use a shorter one$/],
+    ['a queue name over 255 bytes', { countdown: 1, queue: 'q'.repeat(256) }, [], {}, /^queue is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string/],
+    ['an exchange name over 255 bytes', { countdown: 1, exchange: 'x'.repeat(300) }, [], {}, /^exchange is 300 bytes/],
+    ['a routing key over 255 bytes', { countdown: 1, routingKey: '€'.repeat(86) }, [], {}, /^routingKey is 258 bytes/],
+    ['a header name over 255 bytes', { countdown: 1, headers: { ['h'.repeat(256)]: 1 } }, [], {}, /^headers has a name of 256 bytes in UTF-8; AMQP header names hold at most 255 bytes/],
+  ])('refuses %s', (_label, options, args, kwargs, message) => {
+    expect(problems(options, args, kwargs)).toMatch(message);
+  });
+
+  it('the task name too', () => {
+    expect(() => resolveTaskCall('proj.\uD800', [], {}, { countdown: 1 }, NOW)).toThrow(/^task name "proj\.\\ud800" is not well-formed Unicode/);
+  });
+
+  it('accepts 255 bytes exactly, and paired surrogates (emoji)', () => {
+    const { job } = resolveTaskCall('t', ['😀', { '😀': '👍🏽' }], {}, { countdown: 1, taskId: 'é'.repeat(127) + 'x', queue: 'q'.repeat(255) }, NOW);
+    expect(job.id).toHaveLength(128);
+  });
+
+  const nested = (levels: number): unknown => {
+    let v: unknown = 1;
+    for (let i = 0; i < levels; i++) v = [v];
+    return v;
+  };
+
+  it('a value nested 100,000 deep is one problem, not a stack overflow', () => {
+    const message = problems({ countdown: 1 }, nested(100_000));
+    expect(message).toBe("args is nested more than 256 levels deep, counted from the stored job's root (Python's JSON decoder recurses once per level); flatten it");
+    expect(problems({ countdown: 1 }, [], { k: nested(100_000) })).toMatch(/^kwargs is nested more than 256 levels/);
+    expect(problems({ countdown: 1, headers: { h: nested(100_000) } })).toMatch(/^headers is nested more than 256 levels/);
+    expect(problems({ countdown: 1, link: { task: 'cb', args: nested(100_000) as unknown[], kwargs: {}, options: {}, subtask_type: null, immutable: false } })).toMatch(/^link is nested more than 256 levels/);
+  });
+
+  it('the limit is the stored entry: args may nest 254 levels (the entry wraps them in 2), not 255', async () => {
+    const { encodeEntry } = await import('../../src/job.js');
+    const { nestedDeeperThan } = await import('../../src/celery/limits.js');
+    const ok = resolveTaskCall('t', nested(254) as unknown[], {}, { countdown: 1 }, NOW);
+    const entry = JSON.parse(encodeEntry(ok.job)) as unknown;
+    expect(nestedDeeperThan(entry, 256)).toBe(false);
+    expect(nestedDeeperThan(entry, 255)).toBe(true);
+    expect(problems({ countdown: 1 }, nested(255))).toMatch(/nested more than 256 levels/);
+    const sig = (args: unknown) => ({ task: 'cb', args: args as unknown[], kwargs: {}, options: {}, subtask_type: null, immutable: false });
+    // a signature's args sit one level below it; a list of several, one more
+    expect(nestedDeeperThan(JSON.parse(encodeEntry(resolveTaskCall('t', [], {}, { countdown: 1, link: sig(nested(253)) }, NOW).job)), 256)).toBe(false);
+    expect(problems({ countdown: 1, link: sig(nested(254)) })).toMatch(/nested more than 256/);
+    expect(nestedDeeperThan(JSON.parse(encodeEntry(resolveTaskCall('t', [], {}, { countdown: 1, link: [sig([]), sig(nested(252))] }, NOW).job)), 256)).toBe(false);
+    expect(problems({ countdown: 1, link: [sig([]), sig(nested(253))] })).toMatch(/nested more than 256/);
+  });
+
+  it('a cycle is still reported as a cycle, not as depth', () => {
+    const a: unknown[] = [];
+    a.push(a);
+    expect(problems({ countdown: 1 }, [a])).toMatch(/^args\[0\]\[0\] refers back to itself \(a cycle\)/);
+  });
+
+  it('a million bad strings make a message of 20 problems and a count, not a million', () => {
+    const message = problems({ countdown: 1 }, Array.from({ length: 1_000_000 }, () => '\uD800'));
+    expect(message.match(/is not well-formed Unicode/g)).toHaveLength(20);
+    expect(message).toMatch(/; and 999980 more problems like these in args$/);
+  });
+});
+
+describe('sendTasks', () => {
+  it('refuses the whole batch, naming the call, and stores nothing', async () => {
+    const { Celery } = await import('../../src/app.js');
+    const app = new Celery({ longtermSchedulerBackend: 'sqlite://:memory:' });
+    try {
+      await expect(
+        app.sendTasks([
+          { name: 't', args: [1], options: { countdown: 1 } },
+          { name: 't', args: ['\uD800'], options: { countdown: 1, taskId: 'x'.repeat(256) } },
+        ]),
+      ).rejects.toThrow(/^calls\[1\]: args\[0\] is not well-formed Unicode.*; calls\[1\]: taskId is 256 bytes/);
+      expect(await app.store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+    } finally {
+      await app.close();
+    }
+  });
+});
