@@ -185,32 +185,51 @@ export function redactUrlsIn(text: string): string {
   return String(text)
     .split('\n')
     .map((line) => {
-      const starts = [...line.matchAll(URL_START)].map((m) => m.index);
-      if (starts.length === 0) return line;
-      let out = line.slice(0, starts[0]);
-      for (let i = 0; i < starts.length; i++) out += redactOne(line.slice(starts[i], starts[i + 1] ?? line.length));
-      return out;
+      // Found by their `://` (linear; a regex matching `scheme://` from every position is
+      // quadratic on a long run of letters, and messages can echo long input).
+      const marks: number[] = [];
+      for (let i = line.indexOf('://'); i !== -1; i = line.indexOf('://', i + 3)) {
+        if (i > 0 && isSchemeChar(line.charCodeAt(i - 1))) marks.push(i);
+      }
+      if (marks.length === 0) return line;
+      let out = '';
+      let pos = 0;
+      marks.forEach((mark, k) => {
+        const from = mark + 3;
+        const next = marks[k + 1];
+        let to = line.length;
+        if (next !== undefined) {
+          to = next;
+          while (to > from && isSchemeChar(line.charCodeAt(to - 1))) to--; // the next URL's scheme
+        }
+        out += line.slice(pos, from) + redactAfterScheme(line.slice(from, to));
+        pos = to;
+      });
+      return out + line.slice(pos);
     })
     .join('\n');
 }
 
-const URL_START = /[a-z][a-z0-9+.-]*:\/\//gi;
+/** `[a-zA-Z0-9+.-]`, the characters of a URL scheme. */
+function isSchemeChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 43 || c === 46 || c === 45;
+}
+
 /** query parameter names that carry secrets: libpq's `password`/`sslpassword`, `?token=`, `?auth=`, … */
 const SECRET_PARAM = /pass|pwd|secret|token|auth|credential|api[-_]?key|private/i;
 
-/** One URL (from its scheme to where the next begins): secret query values, then the user info. */
-function redactOne(url: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? '';
-  const rest = url.slice(scheme.length).replace(/([?&])([^?&#=]*)=([^&#]*)/g, (m, sep: string, name: string, value: string) => {
+/** What follows one URL's `scheme://`, up to where the next URL begins: secret query values, then the user info. */
+function redactAfterScheme(part: string): string {
+  const rest = part.replace(/([?&])([^?&#=]*)=([^&#]*)/g, (m, sep: string, name: string, value: string) => {
     if (!SECRET_PARAM.test(safeDecode(name)) || value.startsWith('***')) return m;
     return `${sep}${name}=***`;
   });
   const at = rest.lastIndexOf('@');
-  if (at === -1) return scheme + rest;
+  if (at === -1) return rest;
   const userinfo = rest.slice(0, at);
   const colon = userinfo.indexOf(':');
   const shown = userinfo === '' ? '' : colon === -1 ? '***' : `${userinfo.slice(0, colon)}:***`;
-  return `${scheme}${shown}${rest.slice(at)}`;
+  return `${shown}${rest.slice(at)}`;
 }
 
 function safeDecode(s: string): string {

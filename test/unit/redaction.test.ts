@@ -51,6 +51,13 @@ describe('redactUrlsIn', () => {
     expect(redactUrlsIn(json)).not.toContain('p\\"w');
   });
 
+  it('takes linear time: a message echoing a million letters is not a hang', () => {
+    const t0 = Date.now();
+    expect(redactUrlsIn('a'.repeat(1_000_000))).toHaveLength(1_000_000);
+    expect(redactUrlsIn(`x${'a1'.repeat(500_000)}://u:p@h`)).toMatch(/:\/\/u:\*\*\*@h$/);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
   it('leaves text without credentials alone, and is line by line', () => {
     expect(redactUrlsIn('see https://example.com/docs?x=1 for more\nnext: u@example.com')).toBe('see https://example.com/docs?x=1 for more\nnext: u@example.com');
   });
