@@ -10,6 +10,7 @@ import { buildTaskMessage } from './celery/message.js';
 import { DEFAULT_STORE_URL, createBroker, createStore } from './connect.js';
 import { ValidationError } from './errors.js';
 import { encodeEntry, resolveTaskCall, signature, type NewJob, type Signature, type TaskOptions } from './job.js';
+import type { Logger } from './logger.js';
 import type { ScheduleStore } from './store.js';
 import { DISPATCH_DEFAULTS } from './dispatcher.js';
 import { validateRedisOptions } from './redis-connection.js';
@@ -59,6 +60,11 @@ export interface CeleryConfig {
   controlExchange?: string;
   /** the current time; injectable for tests */
   clock?: () => Date;
+  /**
+   * Where connections report what an operator should know but that fails nothing (e.g. a Redis
+   * that needs no password although the URL gives one). Default: `process.emitWarning`.
+   */
+  logger?: Logger;
 }
 
 export const CELERY_DEFAULTS = {
@@ -114,7 +120,7 @@ export class Task {
 
 export class Celery {
   readonly config: Readonly<
-    Required<Omit<CeleryConfig, 'clock' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate' | 'resultBackend' | 'resultBackendTransportOptions' | 'resultExpires'>>
+    Required<Omit<CeleryConfig, 'clock' | 'logger' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate' | 'resultBackend' | 'resultBackendTransportOptions' | 'resultExpires'>>
   > & {
     longtermSchedulerMasterName?: string;
     longtermSchedulerMigrate?: boolean;
@@ -123,6 +129,7 @@ export class Celery {
     resultExpires?: number;
   };
   readonly #clock: () => Date;
+  readonly #logger: Logger | undefined;
   /** the kombu layout from `brokerTransportOptions`, parsed (and so validated) once */
   readonly #layout: KombuRedisLayout;
   #store: ScheduleStore | undefined;
@@ -131,6 +138,7 @@ export class Celery {
   #resultBackend: RedisResultBackend | undefined;
 
   constructor(config: CeleryConfig = {}) {
+    this.#logger = config.logger;
     const redis = validateRedisOptions({
       socketTimeout: config.redisSocketTimeout,
       socketConnectTimeout: config.redisSocketConnectTimeout,
@@ -282,6 +290,7 @@ export class Celery {
       socketTimeout: this.config.redisSocketTimeout,
       socketConnectTimeout: this.config.redisSocketConnectTimeout,
       maxConnections: this.config.redisMaxConnections,
+      ...(this.#logger && { logger: this.#logger }),
     };
   }
 }

@@ -4,7 +4,7 @@
 import type { Broker } from './broker.js';
 import { RedisBroker } from './brokers/redis/redis-broker.js';
 import { AmqpBroker, type AmqpBrokerOptions } from './brokers/amqp/amqp-broker.js';
-import { ValidationError, redactUrl } from './errors.js';
+import { ValidationError, malformedEscapeProblem, redactUrl } from './errors.js';
 import type { KombuRedisLayout } from './celery/kombu-redis.js';
 import { isRedisScheme, type RedisConnectionOptions } from './redis-connection.js';
 import type { ScheduleStore } from './store.js';
@@ -33,6 +33,8 @@ function scheme(url: string, what: string, example: string): string {
   if (typeof url !== 'string' || url.trim() === '') throw new ValidationError([`the ${what} URL is empty; pass e.g. ${example}`]);
   const s = urlScheme(url);
   if (!s) throw new ValidationError([`the ${what} URL ${JSON.stringify(redactUrl(url))} has no scheme; pass e.g. ${example}`]);
+  const escape = malformedEscapeProblem(url, `the ${what}`);
+  if (escape) throw new ValidationError([escape]);
   return s;
 }
 

@@ -40,17 +40,23 @@ export class ValidationError extends SchedulerError {
   }
 }
 
-/** A store or broker could not be reached. `url` has its password redacted. */
+/** How a `ConnectionError` reads when the network template ("cannot reach … check that it is running") does not fit, e.g. a file. */
+export interface ConnectionErrorWording {
+  /** the verb: `cannot <action> the <what> at <url>` (default `reach`) */
+  action?: string;
+  /** what to do, after the reason (default `check that it is running and that the URL is right`) */
+  hint?: string;
+}
+
+/** A store or broker could not be reached (or a store file opened). `url` has its password redacted. */
 export class ConnectionError extends SchedulerError {
   readonly url: string;
-  constructor(what: string, url: string, cause?: unknown) {
+  constructor(what: string, url: string, cause?: unknown, wording: ConnectionErrorWording = {}) {
     const safe = redactUrl(url);
     const reason = cause instanceof Error ? `: ${firstLine(cause.message)}` : '';
-    super(
-      ErrorCode.CONNECTION,
-      `cannot reach the ${what} at ${safe}${reason}; check that it is running and that the URL is right`,
-      { cause },
-    );
+    const action = wording.action ?? 'reach';
+    const hint = wording.hint ?? 'check that it is running and that the URL is right';
+    super(ErrorCode.CONNECTION, `cannot ${action} the ${what} at ${safe}${reason}; ${hint}`, { cause });
     this.url = safe;
   }
 }
@@ -167,25 +173,101 @@ export class LockedError extends SchedulerError {
 }
 
 /**
- * Replaces the password (and a lone user-info token) in a URL with `***`. Never throws.
- * A list of URLs joined by `;` (Celery's Sentinel form) is redacted URL by URL.
+ * Replaces every credential a URL can carry with `***`. Never throws.
+ *
+ * Drivers split the user info from the host at the *last* `@` of the authority, and a password
+ * may hold `@`, `/`, `?`, `#`, `;`, quotes or spaces, so this is deliberately conservative:
+ * everything from `scheme://` to the last `@` is user info (`user:***@`, or `***@` for a lone
+ * token), even if that also hides a host; and the value of every query parameter whose name
+ * looks secret (`password`, `sslpassword`, `token`, `secret`, `auth`, …) becomes `***`, up to the
+ * next `&` or `#` (or the end). Over-redacting is a worse message; under-redacting is a leak.
+ * A list of URLs (Celery's `sentinel://…;sentinel://…` form) is redacted URL by URL.
  */
 export function redactUrl(url: string): string {
-  if (url.includes(';')) return url.split(';').map(redactOne).join(';');
-  return redactOne(url);
+  const text = String(url);
+  if (!text.includes('://')) {
+    // `scheme:user:password@host` (no `//`): hide everything between the scheme and the last `@`
+    return text.replace(/^([a-z][a-z0-9+.-]*:)(.*)@/is, (_m, scheme: string) => `${scheme}***@`);
+  }
+  return redactUrlsIn(text);
 }
 
-function redactOne(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*)@/i, (_m, scheme: string, userinfo: string) => {
-    const colon = userinfo.indexOf(':');
-    if (colon === -1) return userinfo === '' ? `${scheme}@` : `${scheme}***@`;
-    return `${scheme}${userinfo.slice(0, colon)}:***@`;
-  });
-}
-
-/** Redacts every URL found inside free text (driver messages sometimes echo the URL). */
+/**
+ * Redacts every URL found inside free text (driver messages sometimes echo the URL). A URL runs
+ * from its `scheme://` to the next URL or the end of the line, quotes and spaces included, so a
+ * password holding a quote or a space does not end the URL early and leak its tail.
+ */
 export function redactUrlsIn(text: string): string {
-  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s'"]+/gi, (u) => redactUrl(u));
+  return String(text)
+    .split('\n')
+    .map((line) => {
+      // Found by their `://` (linear; a regex matching `scheme://` from every position is
+      // quadratic on a long run of letters, and messages can echo long input).
+      const marks: number[] = [];
+      for (let i = line.indexOf('://'); i !== -1; i = line.indexOf('://', i + 3)) {
+        if (i > 0 && isSchemeChar(line.charCodeAt(i - 1))) marks.push(i);
+      }
+      if (marks.length === 0) return line;
+      let out = '';
+      let pos = 0;
+      marks.forEach((mark, k) => {
+        const from = mark + 3;
+        const next = marks[k + 1];
+        let to = line.length;
+        if (next !== undefined) {
+          to = next;
+          while (to > from && isSchemeChar(line.charCodeAt(to - 1))) to--; // the next URL's scheme
+        }
+        out += line.slice(pos, from) + redactAfterScheme(line.slice(from, to));
+        pos = to;
+      });
+      return out + line.slice(pos);
+    })
+    .join('\n');
+}
+
+/** `[a-zA-Z0-9+.-]`, the characters of a URL scheme. */
+function isSchemeChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 43 || c === 46 || c === 45;
+}
+
+/** query parameter names that carry secrets: libpq's `password`/`sslpassword`, `?token=`, `?auth=`, … */
+const SECRET_PARAM = /pass|pwd|secret|token|auth|credential|api[-_]?key|private/i;
+
+/** What follows one URL's `scheme://`, up to where the next URL begins: secret query values, then the user info. */
+function redactAfterScheme(part: string): string {
+  const rest = part.replace(/([?&])([^?&#=]*)=([^&#]*)/g, (m, sep: string, name: string, value: string) => {
+    if (!SECRET_PARAM.test(safeDecode(name)) || value.startsWith('***')) return m;
+    return `${sep}${name}=***`;
+  });
+  const at = rest.lastIndexOf('@');
+  if (at === -1) return rest;
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  const shown = userinfo === '' ? '' : colon === -1 ? '***' : `${userinfo.slice(0, colon)}:***`;
+  return `${shown}${rest.slice(at)}`;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * The problem with a URL whose %-escapes do not decode (a `%` not followed by two hex digits, or
+ * bytes that are not UTF-8), as drivers and `decodeURIComponent` would meet it; else undefined.
+ * Some drivers throw a bare "URI malformed", others quietly use a different password.
+ */
+export function malformedEscapeProblem(url: string, what: string): string | undefined {
+  try {
+    decodeURIComponent(String(url));
+    return undefined;
+  } catch {
+    return `${what} URL ${JSON.stringify(redactUrl(url))} has a malformed %-escape (a % must start two hex digits that spell UTF-8); write a literal % as %25 and percent-encode the other special characters of the user and password`;
+  }
 }
 
 /** A task id quoted for a message, cut to 80 characters (ids from other writers may be huge). */

@@ -11,7 +11,7 @@ import { METRICS_CONTENT_TYPE, type HealthReport } from './metrics.js';
 export interface MetricsServerOptions {
   /** 0 picks a free port (see the returned `port`) */
   port: number;
-  /** default 0.0.0.0 */
+  /** default 127.0.0.1 (this host only): `/healthz` names what is down and why */
   host?: string;
   /** renders the exposition text (e.g. `DispatcherMetrics`) */
   metrics: { render(): Promise<string> | string };
@@ -28,7 +28,7 @@ export interface MetricsServer {
 }
 
 export async function startMetricsServer(o: MetricsServerOptions): Promise<MetricsServer> {
-  const host = o.host ?? '0.0.0.0';
+  const host = o.host ?? '127.0.0.1';
   const server = createServer((req, res) => {
     handle(o, req, res).catch((err: unknown) => {
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `${redactUrlsIn(errorMessage(err))}\n`, req.method === 'HEAD');

@@ -5,6 +5,7 @@
  */
 import { CorruptEntryError, NotScheduledError, ValidationError, errorMessage } from './errors.js';
 import { decodeEntry, type Job } from './job.js';
+import { checkRepresentable } from './celery/time.js';
 import { cursorAfter, type ScheduleStore, type StoredJob } from './store.js';
 
 /** One scheduled job as people read it. */
@@ -12,7 +13,10 @@ export interface ScheduledJobInfo {
   id: string;
   /** the Celery task name; '?' when the entry cannot be decoded */
   task: string;
+  /** an invalid Date when the stored time is outside what a Date holds; see `dueAtUnix` */
   dueAt: Date;
+  /** the stored due time exactly, unix seconds (another writer may have stored any number) */
+  dueAtUnix: number;
   /** `claimed`: a dispatcher is sending it now (its `dueAt` is then the lease deadline) */
   state: 'scheduled' | 'claimed';
   args: unknown[];
@@ -56,8 +60,10 @@ export interface JobStats {
   inFlight: number;
   /** scheduled jobs whose due time has passed */
   overdue: number;
-  /** the earliest due time of a scheduled job */
+  /** the earliest due time of a scheduled job (an invalid Date when outside what a Date holds) */
   nextDueAt: Date | undefined;
+  /** the same, unix seconds as stored */
+  nextDueAtUnix: number | undefined;
   /** how long the most overdue job has waited past its due time, in seconds (0 when none) */
   oldestOverdueSeconds: number;
   /** scheduled jobs per task name, most first */
@@ -71,7 +77,7 @@ export interface JobStats {
 const PAGE = 1000;
 
 export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJobInfo {
-  const base = { id: stored.id, dueAt: new Date(stored.dueAt * 1000), state: stored.state === 'in_flight' ? ('claimed' as const) : ('scheduled' as const), entry: stored.entry };
+  const base = { id: stored.id, dueAt: new Date(stored.dueAt * 1000), dueAtUnix: stored.dueAt, state: stored.state === 'in_flight' ? ('claimed' as const) : ('scheduled' as const), entry: stored.entry };
   let job: Job;
   try {
     job = decodeEntry(stored.id, stored.entry);
@@ -136,16 +142,22 @@ export async function showJob(store: ScheduleStore, defaultQueue: string, id: st
  * that is gone, is never touched: `NotScheduledError` says which.
  */
 export async function rescheduleJob(store: ScheduleStore, id: string, dueAt: Date, action = 'reschedule'): Promise<void> {
-  const t = dueAt.getTime();
-  if (!Number.isFinite(t)) throw new ValidationError([`the new due time for ${JSON.stringify(id)} is not a valid date`]);
+  if (!(dueAt instanceof Date) || !Number.isFinite(dueAt.getTime())) throw new ValidationError([`the new due time for ${JSON.stringify(id)} is not a valid Date; pass a Date`]);
+  const t = checkRepresentable(dueAt, `the new due time for ${JSON.stringify(id)}`).getTime();
   if (await store.reschedule(id, t / 1000)) return;
   const now = await store.get(id);
   throw new NotScheduledError(id, now?.state === 'in_flight' ? 'claimed' : 'unknown', action);
 }
 
+/** The most days `jobStats` counts ahead: ten years (a day per slot, so memory grows with it). */
+export const MAX_STATS_DAYS = 3660;
+
 /** Counts what is scheduled. Reads every scheduled job's entry once (for per-task counts). */
 export async function jobStats(store: ScheduleStore, now: Date, o: { days?: number } = {}): Promise<JobStats> {
   const days = o.days ?? 30;
+  if (!Number.isInteger(days) || days < 1 || days > MAX_STATS_DAYS) {
+    throw new ValidationError([`days must be a whole number from 1 to ${MAX_STATS_DAYS} (ten years), got ${String(o.days)}`]);
+  }
   const nowS = now.getTime() / 1000;
   const counts = await store.count();
   const dayStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
@@ -171,6 +183,7 @@ export async function jobStats(store: ScheduleStore, now: Date, o: { days?: numb
     inFlight: counts.inFlight,
     overdue,
     nextDueAt: first === undefined ? undefined : new Date(first * 1000),
+    nextDueAtUnix: first,
     oldestOverdueSeconds: first !== undefined && first < nowS ? Math.round((nowS - first) * 1000) / 1000 : 0,
     byTask: [...byTask].map(([task, count]) => ({ task, count })).sort((a, b) => b.count - a.count || (a.task < b.task ? -1 : 1)),
     byDay,

@@ -9,10 +9,10 @@ import { Celery, CELERY_DEFAULTS } from '../app.js';
 import { SchedulerError, ValidationError, ErrorCode, errorMessage, redactUrlsIn } from '../errors.js';
 import { isScheduled, type TaskOptions } from '../job.js';
 import { getScheduler } from '../scheduler.js';
-import { parseIsoWithOffset } from '../celery/time.js';
+import { isoOrUndefined, isRepresentableMs, parseIsoWithOffset } from '../celery/time.js';
 import { createStore } from '../connect.js';
 import { migrateJobs, type MigrateProgress } from '../migrate.js';
-import { jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
+import { MAX_STATS_DAYS, jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
 import { migrateStoreSchema } from '../schema.js';
 import { DispatcherMetrics } from '../metrics.js';
 import { startMetricsServer } from '../metrics-server.js';
@@ -107,6 +107,7 @@ function buildProgram(io: CliIo): Command {
       longtermSchedulerKeyPrefix: g.keyPrefix ?? io.env.CELERY_LONGTERM_SCHEDULER_KEY_PREFIX ?? '',
       taskDefaultQueue: g.defaultQueue ?? io.env.CELERY_TASK_DEFAULT_QUEUE ?? CELERY_DEFAULTS.taskDefaultQueue,
       ...(g.migrate && { longtermSchedulerMigrate: true }),
+      logger: createCliLogger(g.logFormat, (line) => io.stderr(`${line}\n`)),
     });
   };
   const withApp = async <T>(fn: (a: Celery) => Promise<T>): Promise<T> => {
@@ -169,12 +170,12 @@ function buildProgram(io: CliIo): Command {
     .description('send every job due at or before --timestamp to the broker (run it from cron, or use a daemon)')
     .option('--timestamp <iso8601|now>', 'send jobs due at or before this time', 'now')
     .option('--lockfile <path>', 'refuse to run while another run holds this lock file')
-    .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
+    .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
     .option('--json', 'print the summary as JSON')
     .action(async (o: { timestamp: string; lockfile?: string; batchSize: string; json?: boolean }) => {
       const until = o.timestamp === 'now' ? undefined : parseIsoWithOffset(o.timestamp, '--timestamp');
-      const batchSize = positiveInt(o.batchSize, '--batch-size');
-      const lock = o.lockfile ? acquireLock(o.lockfile) : undefined;
+      const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
+      const lock = o.lockfile !== undefined ? acquireLock(o.lockfile) : undefined;
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
       try {
         const summary = await withApp((a) => getScheduler(a).dispatchDue(until, { batchSize, logger }));
@@ -197,16 +198,20 @@ function buildProgram(io: CliIo): Command {
   program
     .command('run')
     .description('run the dispatcher as a service: sends each job when it is due; SIGTERM/SIGINT stops it gracefully')
-    .option('--poll-interval-ms <ms>', 'longest sleep between two looks at the store (finds jobs written by other tools)', '1000')
-    .option('--batch-size <n>', 'jobs per claim and per broker round trip', '500')
-    .option('--lease-ms <ms>', "how long a claim is exclusive; a dead dispatcher's jobs are sent again after it", '60000')
+    .option('--poll-interval-ms <ms>', `longest sleep between two looks at the store (finds jobs written by other tools), ${LIMITS.pollIntervalMs.min} to ${LIMITS.pollIntervalMs.max} (a day)`, '1000')
+    .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
+    .option(
+      '--lease-ms <ms>',
+      `how long a claim is exclusive; a dead dispatcher's jobs are sent again after it. ${LIMITS.leaseMs.min} to ${LIMITS.leaseMs.max} (a day): a shorter lease can run out between claiming a job and acknowledging it, and another dispatcher then sends the job again`,
+      '60000',
+    )
     .option('--metrics-port <n>', 'serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this port; 0 picks a free one')
-    .option('--metrics-host <host>', 'address the metrics server listens on', '0.0.0.0')
+    .option('--metrics-host <host>', 'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network', '127.0.0.1')
     .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string }) => {
       const options = {
-        pollIntervalMs: positiveInt(o.pollIntervalMs, '--poll-interval-ms'),
-        batchSize: positiveInt(o.batchSize, '--batch-size'),
-        leaseMs: positiveInt(o.leaseMs, '--lease-ms'),
+        pollIntervalMs: bounded(o.pollIntervalMs, '--poll-interval-ms', LIMITS.pollIntervalMs),
+        batchSize: bounded(o.batchSize, '--batch-size', LIMITS.batchSize),
+        leaseMs: bounded(o.leaseMs, '--lease-ms', LIMITS.leaseMs),
       };
       const metricsPort = o.metricsPort === undefined ? undefined : portNumber(o.metricsPort, '--metrics-port');
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
@@ -245,11 +250,11 @@ function buildProgram(io: CliIo): Command {
     .option('--to <iso8601>', 'only jobs due at or before this time')
     .option('--task <name>', 'only this task')
     .option('--queue <name>', 'only jobs for this queue')
-    .option('--limit <n>', 'jobs per page', '50')
+    .option('--limit <n>', `jobs per page, ${LIMITS.limit.min} to ${LIMITS.limit.max}`, '50')
     .option('--cursor <cursor>', 'the page after this cursor (printed at the end of the previous page)')
     .option('--json', 'one JSON object per line; a last line {"next_cursor": …} when there is another page')
     .action(async (o: { from?: string; to?: string; task?: string; queue?: string; limit: string; cursor?: string; json?: boolean }) => {
-      const options: ListJobsOptions = { limit: positiveInt(o.limit, '--limit') };
+      const options: ListJobsOptions = { limit: bounded(o.limit, '--limit', LIMITS.limit) };
       if (o.from !== undefined) options.from = parseIsoWithOffset(o.from, '--from');
       if (o.to !== undefined) options.to = parseIsoWithOffset(o.to, '--to');
       if (o.task !== undefined) options.task = o.task;
@@ -268,7 +273,7 @@ function buildProgram(io: CliIo): Command {
       io.stdout(
         table(
           ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
-          page.jobs.map((j) => [j.id, humanTime(j.dueAt), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)]),
+          page.jobs.map((j) => [j.id, humanTime(j.dueAtUnix), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)]),
         ),
       );
       io.stdout(`${page.jobs.length} job${page.jobs.length === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
@@ -293,7 +298,7 @@ function buildProgram(io: CliIo): Command {
       const rows: [string, string][] = [
         ['id', job.id],
         ['state', job.state === 'claimed' ? 'claimed (a dispatcher is sending it now)' : 'scheduled'],
-        [job.state === 'claimed' ? 'lease ends' : 'due', `${job.dueAt.toISOString()} (${relative(job.dueAt, new Date())})`],
+        [job.state === 'claimed' ? 'lease ends' : 'due', `${isoOrUndefined(job.dueAtUnix) ?? outOfRange(job.dueAtUnix)} (${relative(job.dueAt, new Date())})`],
         ['task', job.task],
         ['args', JSON.stringify(job.args)],
         ['kwargs', JSON.stringify(job.kwargs)],
@@ -318,7 +323,7 @@ function buildProgram(io: CliIo): Command {
     .action(async (id: string, o: { eta?: string; countdown?: string; json?: boolean }) => {
       if ((o.eta === undefined) === (o.countdown === undefined)) throw new ValidationError(['pass exactly one of --eta ISO8601 or --countdown SECONDS']);
       const dueAt = await withApp(async (a) => {
-        const at = o.eta !== undefined ? parseIsoWithOffset(o.eta, '--eta') : new Date(a.now().getTime() + seconds(o.countdown ?? '', '--countdown') * 1000);
+        const at = o.eta !== undefined ? parseIsoWithOffset(o.eta, '--eta') : countdownDate(a.now(), seconds(o.countdown ?? '', '--countdown'));
         await rescheduleJob(a.store, id, at);
         return at;
       });
@@ -338,13 +343,13 @@ function buildProgram(io: CliIo): Command {
   program
     .command('stats')
     .description('how many jobs are scheduled, overdue and in flight; per task, and per day for the next 30 days')
-    .option('--days <n>', 'days to count ahead', '30')
+    .option('--days <n>', `days to count ahead, 1 to ${MAX_STATS_DAYS} (ten years)`, '30')
     .option('--json', 'print the numbers as JSON')
     .action(async (o: { days: string; json?: boolean }) => {
-      const days = positiveInt(o.days, '--days');
+      const days = bounded(o.days, '--days', { min: 1, max: MAX_STATS_DAYS });
       const s = await withApp((a) => jobStats(a.store, a.now(), { days }));
       if (o.json) {
-        io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAt?.toISOString() ?? null, at: s.at.toISOString() })}\n`);
+        io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAtUnix === undefined ? null : (isoOrUndefined(s.nextDueAtUnix) ?? null), at: s.at.toISOString() })}\n`);
         return;
       }
       const n = (x: number) => x.toLocaleString('en-US');
@@ -352,7 +357,7 @@ function buildProgram(io: CliIo): Command {
         `scheduled   ${n(s.scheduled)}`,
         `in flight   ${n(s.inFlight)}`,
         `overdue     ${n(s.overdue)}${s.overdue ? ` (the oldest is ${formatMs(s.oldestOverdueSeconds * 1000)} late)` : ''}`,
-        `next due    ${s.nextDueAt ? `${s.nextDueAt.toISOString()} (${relative(s.nextDueAt, s.at)})` : '-'}`,
+        `next due    ${s.nextDueAt && s.nextDueAtUnix !== undefined ? `${isoOrUndefined(s.nextDueAtUnix) ?? outOfRange(s.nextDueAtUnix)} (${relative(s.nextDueAt, s.at)})` : '-'}`,
       ];
       if (s.byTask.length) {
         lines.push('', 'per task:');
@@ -387,18 +392,19 @@ function buildProgram(io: CliIo): Command {
     .option('--from-key-prefix <prefix>', 'key prefix of a Redis source (default none: the original layout)')
     .option('--to-key-prefix <prefix>', 'key prefix of a Redis target (default none)')
     .option('--move', 'remove each job from the source once the target holds it')
-    .option('--batch-size <n>', 'jobs per page', '1000')
+    .option('--batch-size <n>', `jobs per page, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '1000')
     .option('--after <cursor>', 'resume after this cursor (printed when a run is interrupted)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', '\nExample:\n  celery-longterm-scheduler migrate --from redis://localhost:6379/1 --to sqlite:///celery-longterm-scheduler.db\n')
     .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
-      const batchSize = positiveInt(o.batchSize, '--batch-size');
+      const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
       const migrate = program.opts<GlobalOptions>().migrate === true;
       // both URLs are checked before either store is reached
-      const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }) });
+      const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
+      const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }), logger });
       let to: ReturnType<typeof createStore>;
       try {
-        to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate });
+        to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate, logger });
       } catch (err) {
         await from.close();
         throw err;
@@ -495,7 +501,8 @@ function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {
     else options.priority = n;
   }
   if (o.expires !== undefined) {
-    options.expires = /^\d+(\.\d+)?$/.test(o.expires.trim()) ? Number(o.expires) : o.expires;
+    // anything written as a number is seconds (so `-5` is refused as negative, not as a bad date)
+    options.expires = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(o.expires.trim()) ? Number(o.expires) : o.expires;
   }
   if (problems.length) throw new ValidationError(problems);
   return options;
@@ -515,6 +522,32 @@ function positiveInt(text: string, flag: string): number {
   return n;
 }
 
+/**
+ * The bounds of the numeric flags: past them a value does harm rather than what was meant (a
+ * batch or page too big for memory or one Redis script, a poll that hammers the store, a lease
+ * so short that healthy dispatchers send the same job again, or so long that a dead one's jobs
+ * wait for days).
+ */
+const LIMITS = {
+  batchSize: { min: 1, max: 10_000 },
+  limit: { min: 1, max: 10_000 },
+  pollIntervalMs: { min: 10, max: 86_400_000 },
+  leaseMs: {
+    min: 1000,
+    max: 86_400_000,
+    below: 'a lease that runs out between claiming a job and acknowledging it lets another dispatcher send the job again',
+  },
+} as const;
+
+/** A whole number within `range`, or a usage error saying the range (and why, when it is not obvious). */
+function bounded(text: string, flag: string, range: { min: number; max: number; below?: string }): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n)) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
+  if (n < range.min && range.below) throw new ValidationError([`${flag} ${n} is below ${range.min}: ${range.below}; pass ${range.min} or more`]);
+  if (n < range.min || n > range.max) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
+  return n;
+}
+
 function portNumber(text: string, flag: string): number {
   const n = Number(text);
   if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError([`${flag} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`]);
@@ -527,19 +560,35 @@ function seconds(text: string, flag: string): number {
   return n;
 }
 
-/** A job as JSON for programs: times as ISO strings. */
+/**
+ * A job as JSON for programs: times as ISO strings; `dueAt` is null when the stored time is
+ * outside years 1-9999 (another writer stored it), and `dueAtUnix` is always the stored number.
+ */
 function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
-  const { entry: _entry, dueAt, ...rest } = j;
-  return { ...rest, dueAt: dueAt.toISOString() };
+  const { entry: _entry, dueAt: _dueAt, dueAtUnix, ...rest } = j;
+  return { ...rest, dueAt: isoOrUndefined(dueAtUnix) ?? null, dueAtUnix };
 }
 
-/** `2026-11-24 09:00:00` (UTC, to the second): what a table needs. */
-function humanTime(d: Date): string {
-  return d.toISOString().slice(0, 19).replace('T', ' ');
+/** `2026-11-24 09:00:00` (UTC, to the second): what a table needs; the raw number when out of range. */
+function humanTime(unixSeconds: number): string {
+  return isoOrUndefined(unixSeconds)?.slice(0, 19).replace('T', ' ') ?? outOfRange(unixSeconds);
+}
+
+/** A stored time no Date (or Python datetime) holds, printed as it is stored. */
+function outOfRange(unixSeconds: number): string {
+  return `unix ${String(unixSeconds)} (outside years 1-9999)`;
+}
+
+/** The time `countdown` seconds after `now`; a ValidationError when Python could not hold it. */
+function countdownDate(now: Date, countdown: number): Date {
+  const ms = now.getTime() + countdown * 1000;
+  if (!isRepresentableMs(ms)) throw new ValidationError([`--countdown ${countdown} lands outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, what Python's datetime (and so Celery) can hold`]);
+  return new Date(ms);
 }
 
 /** "in 3d 4h", "5m 2s ago" */
 function relative(at: Date, now: Date): string {
+  if (!isRepresentableMs(at.getTime())) return 'out of range';
   const ms = at.getTime() - now.getTime();
   let s = Math.round(Math.abs(ms) / 1000);
   const parts: string[] = [];

@@ -151,7 +151,8 @@ describe('SqliteStore', () => {
     const s = store(url);
     const err = await s.count().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectionError);
-    expect((err as Error).message).toContain(`the directory ${dir}/missing does not exist; create it first`);
+    expect((err as Error).message).toContain(`the directory ${dir}/missing does not exist; create it, or point the store URL at a directory that exists`);
+    expect((err as Error).message).not.toContain('check that it is running');
     expect((err as Error).message).not.toContain('\n');
     mkdirSync(join(dir, 'missing'));
     expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
-import { formatCeleryTime, formatUnixSeconds, parseIsoWithOffset, toDate } from '../../src/celery/time.js';
+import { MAX_TIME_MS, MIN_TIME_MS, checkRepresentable, formatCeleryTime, formatUnixSeconds, isRepresentableMs, isoOrUndefined, parseIsoWithOffset, toDate } from '../../src/celery/time.js';
 
 const CELERY_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
 
@@ -136,5 +136,38 @@ describe('toDate', () => {
 
   it('refuses a value that is neither a Date nor a string', () => {
     expect(validationProblem(() => toDate(1_930_367_167 as unknown as string, 'eta'))).toContain('eta must be a Date or an ISO-8601 string');
+  });
+});
+
+describe('times outside what JavaScript and Python both hold', () => {
+  it.each([
+    ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'],
+    ['0050-06-15T12:00:00Z', '0050-06-15T12:00:00.000Z'],
+    ['0099-12-31T23:59:59+00:00', '0099-12-31T23:59:59.000Z'],
+    ['9999-12-31T23:59:59Z', '9999-12-31T23:59:59.000Z'],
+  ])('reads the four-digit year of %s as written (Date.UTC would make 0050 into 1950)', (input, expected) => {
+    expect(parseIsoWithOffset(input, 'eta').toISOString()).toBe(expected);
+  });
+
+  it('refuses year 0000, which Python does not have', () => {
+    expect(validationProblem(() => parseIsoWithOffset('0000-01-01T00:00:00Z', 'eta'))).toMatch(/not a real calendar date-time/);
+  });
+
+  it('checkRepresentable passes years 1-9999 UTC and names the range otherwise', () => {
+    expect(checkRepresentable(new Date(MIN_TIME_MS), 'eta').getTime()).toBe(MIN_TIME_MS);
+    expect(checkRepresentable(new Date(MAX_TIME_MS), 'eta').getTime()).toBe(MAX_TIME_MS);
+    expect(new Date(MIN_TIME_MS).toISOString()).toBe('0001-01-01T00:00:00.000Z');
+    expect(new Date(MAX_TIME_MS).toISOString()).toBe('9999-12-31T23:59:59.999Z');
+    expect(validationProblem(() => checkRepresentable(new Date(MAX_TIME_MS + 1), 'eta'))).toMatch(/^eta \(253402300800 unix seconds\) is after the range; pass a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z/);
+    expect(validationProblem(() => checkRepresentable(new Date(MIN_TIME_MS - 1), 'eta'))).toMatch(/is before the range/);
+    // an offset can carry a written year across the edge
+    expect(validationProblem(() => checkRepresentable(parseIsoWithOffset('0001-01-01T00:30:00+01:00', 'eta'), 'eta'))).toMatch(/before the range/);
+    expect(validationProblem(() => checkRepresentable(parseIsoWithOffset('9999-12-31T23:30:00-01:00', 'eta'), 'eta'))).toMatch(/after the range/);
+  });
+
+  it('isoOrUndefined never throws, whatever number it is given', () => {
+    expect(isoOrUndefined(0)).toBe('1970-01-01T00:00:00.000Z');
+    for (const n of [1e20, -1e20, Infinity, -Infinity, NaN, 1e13]) expect(isoOrUndefined(n)).toBeUndefined();
+    expect(isRepresentableMs(Number.MAX_VALUE)).toBe(false);
   });
 });

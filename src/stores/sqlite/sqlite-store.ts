@@ -365,8 +365,12 @@ export class SqliteStore implements ScheduleStore {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return; // another process just made it
-      const cause = code === 'ENOENT' ? new Error(`the directory ${dirname(this.file)} does not exist; create it first`, { cause: err }) : err;
-      throw new ConnectionError(WHAT, this.#url, cause);
+      const dir = dirname(this.file);
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        const why = code === 'ENOENT' ? `the directory ${dir} does not exist` : `a part of ${dir} is not a directory`;
+        throw new ConnectionError(WHAT, this.#url, new Error(why, { cause: err }), { action: 'open', hint: 'create it, or point the store URL at a directory that exists' });
+      }
+      throw new ConnectionError(WHAT, this.#url, err, { action: 'open', hint: `check that this user may create and write files in ${dir}` });
     }
   }
 
@@ -397,13 +401,13 @@ export class SqliteStore implements ScheduleStore {
     const code = sqliteCode(err);
     if (code === undefined) return err;
     if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-      const locked = new Error(`the database is locked by another process (waited ${this.busyTimeoutMs} ms); retry, or raise ?busy_timeout=`, { cause: err });
-      return new ConnectionError(WHAT, this.#url, locked);
+      const locked = new Error(`the database is locked by another process (waited ${this.busyTimeoutMs} ms)`, { cause: err });
+      return new ConnectionError(WHAT, this.#url, locked, { action: 'use', hint: 'retry, or raise ?busy_timeout=' });
     }
     if (code === 'SQLITE_NOTADB') {
       return new ValidationError([`${this.file} is not a SQLite database; point the store URL at the scheduler's own file`]);
     }
-    return new ConnectionError(WHAT, this.#url, err);
+    return new ConnectionError(WHAT, this.#url, err, { action: 'use', hint: `check the file ${this.file}: that it exists, that this user may write it and its directory, and that the disk has room` });
   }
 
   /** Runs a synchronous database step with the connection, wrapping driver errors. */
