@@ -148,7 +148,7 @@ describe('sendTasks', () => {
           { name: 't', args: ['\uD800'], options: { countdown: 1, taskId: 'x'.repeat(256) } },
         ]),
       ).rejects.toThrow(/^calls\[1\]: args\[0\] is not well-formed Unicode.*; calls\[1\]: taskId is 256 bytes/);
-      expect(await app.store.count()).toEqual({ scheduled: 0, inFlight: 0 });
+      expect(await app.store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     } finally {
       await app.close();
     }
