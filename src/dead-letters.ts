@@ -6,6 +6,7 @@
  * can never carry its message, or the broker refused it on every attempt (see the dispatcher).
  */
 import { ValidationError } from './errors.js';
+import { taskNameOf } from './job.js';
 import { checkLimit, type DeadLetter, type ReviveOutcome, type ScheduleStore } from './store.js';
 
 /** A dead letter with its task name read from the entry ('?' when it cannot be read). */
@@ -103,16 +104,4 @@ function checkIds(ids: readonly string[]): void {
 
 function describeDead(d: DeadLetter): DeadLetterInfo {
   return { ...d, task: taskNameOf(d.entry) };
-}
-
-/** The task name of an entry without decoding the rest; '?' when it has none. */
-export function taskNameOf(entry: string | null): string {
-  if (entry === null) return '?';
-  try {
-    const parsed = JSON.parse(entry) as unknown;
-    const name = Array.isArray(parsed) && Array.isArray(parsed[0]) ? (parsed[0] as unknown[])[0] : undefined;
-    return typeof name === 'string' ? name : '?';
-  } catch {
-    return '?';
-  }
 }

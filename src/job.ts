@@ -432,6 +432,18 @@ function storedSignatures(id: string, key: string, value: unknown): Signature[] 
 /** The most problems one value reports (a million bad strings must not make a million-item message). */
 const MAX_PROBLEMS_PER_VALUE = 20;
 
+/** The task name of an entry without decoding the rest; '?' when it has none. */
+export function taskNameOf(entry: string | null): string {
+  if (entry === null) return '?';
+  try {
+    const parsed = JSON.parse(entry) as unknown;
+    const name = Array.isArray(parsed) && Array.isArray(parsed[0]) ? (parsed[0] as unknown[])[0] : undefined;
+    return typeof name === 'string' ? name : '?';
+  } catch {
+    return '?';
+  }
+}
+
 /**
  * Checks that `value` survives a JSON round trip unchanged in meaning: no BigInt, functions,
  * symbols, undefined inside arrays, non-finite numbers, cycles, strings (or keys) with a lone

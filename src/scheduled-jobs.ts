@@ -4,7 +4,7 @@
  * what a person wants to read: task name, arguments, queue, due time and state.
  */
 import { CorruptEntryError, NotScheduledError, ValidationError, errorMessage } from './errors.js';
-import { decodeEntry, type Job } from './job.js';
+import { decodeEntry, taskNameOf, type Job } from './job.js';
 import { checkRepresentable } from './celery/time.js';
 import { cursorAfter, type ScheduleStore, type StoredJob } from './store.js';
 
@@ -58,6 +58,8 @@ export interface JobStats {
   scheduled: number;
   /** claimed by a dispatcher, being sent */
   inFlight: number;
+  /** dead letters: jobs that will not be sent as they are (see `dead list`) */
+  dead: number;
   /** scheduled jobs whose due time has passed */
   overdue: number;
   /** the earliest due time of a scheduled job (an invalid Date when outside what a Date holds) */
@@ -173,7 +175,7 @@ export async function jobStats(store: ScheduleStore, now: Date, o: { days?: numb
       if (j.dueAt <= nowS) overdue++;
       const slot = byDay[Math.floor((j.dueAt * 1000 - dayStart) / 86_400_000)]; // undefined before today or past `days`
       if (slot) slot.count++;
-      const task = taskName(j.entry);
+      const task = taskNameOf(j.entry);
       byTask.set(task, (byTask.get(task) ?? 0) + 1);
     }
     cursor = page.cursor;
@@ -181,6 +183,7 @@ export async function jobStats(store: ScheduleStore, now: Date, o: { days?: numb
   return {
     scheduled: counts.scheduled,
     inFlight: counts.inFlight,
+    dead: counts.dead,
     overdue,
     nextDueAt: first === undefined ? undefined : new Date(first * 1000),
     nextDueAtUnix: first,
@@ -191,13 +194,3 @@ export async function jobStats(store: ScheduleStore, now: Date, o: { days?: numb
   };
 }
 
-/** The task name of an entry without decoding the rest; '?' when it has none. */
-function taskName(entry: string): string {
-  try {
-    const parsed = JSON.parse(entry) as unknown;
-    const name = Array.isArray(parsed) && Array.isArray(parsed[0]) ? (parsed[0] as unknown[])[0] : undefined;
-    return typeof name === 'string' ? name : '?';
-  } catch {
-    return '?';
-  }
-}

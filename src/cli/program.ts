@@ -15,7 +15,10 @@ import { migrateJobs, type MigrateProgress } from '../migrate.js';
 import { MAX_STATS_DAYS, jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
 import { migrateStoreSchema } from '../schema.js';
 import { DispatcherMetrics } from '../metrics.js';
+import { DISPATCH_DEFAULTS } from '../dispatcher.js';
 import { startMetricsServer } from '../metrics-server.js';
+import { LIMITS, bounded, clip, formatMs, humanTime, outOfRange, portNumber, relative, seconds, table } from './format.js';
+import { addDeadCommand } from './dead-command.js';
 import { acquireLock } from './lockfile.js';
 import { createCliLogger, type LogFormat } from './log.js';
 
@@ -165,38 +168,38 @@ function buildProgram(io: CliIo): Command {
       }
     });
 
-  program
-    .command('dispatch')
+  withRetryFlags(program.command('dispatch'))
     .description('send every job due at or before --timestamp to the broker (run it from cron, or use a daemon)')
     .option('--timestamp <iso8601|now>', 'send jobs due at or before this time', 'now')
     .option('--lockfile <path>', 'refuse to run while another run holds this lock file')
     .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { timestamp: string; lockfile?: string; batchSize: string; json?: boolean }) => {
+    .action(async (o: { timestamp: string; lockfile?: string; batchSize: string; json?: boolean } & RetryFlags) => {
       const until = o.timestamp === 'now' ? undefined : parseIsoWithOffset(o.timestamp, '--timestamp');
       const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
+      const retry = retryOptions(o);
       const lock = o.lockfile !== undefined ? acquireLock(o.lockfile) : undefined;
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
       try {
-        const summary = await withApp((a) => getScheduler(a).dispatchDue(until, { batchSize, logger }));
-        const { sent, failed, corrupt, elapsedMs } = summary;
+        const summary = await withApp((a) => getScheduler(a).dispatchDue(until, { batchSize, ...retry, logger }));
+        const { sent, failed, dead, corrupt, elapsedMs } = summary;
         if (o.json) {
-          io.stdout(`${JSON.stringify({ sent, failed, corrupt, elapsedMs: Math.round(elapsedMs * 10) / 10, ...(summary.error && { error: redactUrlsIn(summary.error.message) }) })}\n`);
+          io.stdout(`${JSON.stringify({ sent, failed, dead, corrupt, elapsedMs: Math.round(elapsedMs * 10) / 10, ...(summary.error && { error: redactUrlsIn(summary.error.message) }) })}\n`);
         } else {
-          io.stdout(`sent ${sent}, failed ${failed}, corrupt moved aside ${corrupt}, elapsed ${formatMs(elapsedMs)}\n`);
+          io.stdout(`sent ${sent}, failed ${failed}, dead letters ${dead}, elapsed ${formatMs(elapsedMs)}\n`);
         }
         if (summary.error) {
           io.stderr(`error: ${redactUrlsIn(summary.error.message)}\n`);
           throw new ExitWith(EXIT.FAILURE);
         }
-        if (failed > 0) throw new ExitWith(EXIT.FAILURE);
+        if (dead > 0) io.stderr(`${dead} job${dead === 1 ? '' : 's'} became dead letters and will not be sent; see \`dead list\`\n`);
+        if (failed > 0 || dead > 0) throw new ExitWith(EXIT.FAILURE);
       } finally {
         lock?.release();
       }
     });
 
-  program
-    .command('run')
+  withRetryFlags(program.command('run'))
     .description('run the dispatcher as a service: sends each job when it is due; SIGTERM/SIGINT stops it gracefully')
     .option('--poll-interval-ms <ms>', `longest sleep between two looks at the store (finds jobs written by other tools), ${LIMITS.pollIntervalMs.min} to ${LIMITS.pollIntervalMs.max} (a day)`, '1000')
     .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
@@ -207,11 +210,12 @@ function buildProgram(io: CliIo): Command {
     )
     .option('--metrics-port <n>', 'serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this port; 0 picks a free one')
     .option('--metrics-host <host>', 'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network', '127.0.0.1')
-    .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string }) => {
+    .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string } & RetryFlags) => {
       const options = {
         pollIntervalMs: bounded(o.pollIntervalMs, '--poll-interval-ms', LIMITS.pollIntervalMs),
         batchSize: bounded(o.batchSize, '--batch-size', LIMITS.batchSize),
         leaseMs: bounded(o.leaseMs, '--lease-ms', LIMITS.leaseMs),
+        ...retryOptions(o),
       };
       const metricsPort = o.metricsPort === undefined ? undefined : portNumber(o.metricsPort, '--metrics-port');
       const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
@@ -356,6 +360,7 @@ function buildProgram(io: CliIo): Command {
       const lines = [
         `scheduled   ${n(s.scheduled)}`,
         `in flight   ${n(s.inFlight)}`,
+        `dead        ${n(s.dead)}${s.dead ? ' (dead letters: see `dead list`)' : ''}`,
         `overdue     ${n(s.overdue)}${s.overdue ? ` (the oldest is ${formatMs(s.oldestOverdueSeconds * 1000)} late)` : ''}`,
         `next due    ${s.nextDueAt && s.nextDueAtUnix !== undefined ? `${isoOrUndefined(s.nextDueAtUnix) ?? outOfRange(s.nextDueAtUnix)} (${relative(s.nextDueAt, s.at)})` : '-'}`,
       ];
@@ -448,7 +453,45 @@ function buildProgram(io: CliIo): Command {
       }
     });
 
+  addDeadCommand(program, {
+    withApp,
+    stdout: io.stdout,
+    stderr: io.stderr,
+    fail: () => {
+      throw new ExitWith(EXIT.FAILURE);
+    },
+  });
+
   return program;
+}
+
+interface RetryFlags {
+  maxAttempts?: string;
+  retryDelayMs?: string;
+  retryDelayMaxMs?: string;
+}
+
+/** The flags of `dispatch` and `run` that say how a job the broker refuses is tried again. */
+function withRetryFlags(command: Command): Command {
+  const d = DISPATCH_DEFAULTS;
+  return command
+    .option('--max-attempts <n>', `refusals by the broker before a job becomes a dead letter, ${LIMITS.maxAttempts.min} to ${LIMITS.maxAttempts.max} (default ${d.maxAttempts})`)
+    .option('--retry-delay-ms <ms>', `wait before trying a refused job again; doubles with each refusal (default ${d.retryDelayMs})`)
+    .option('--retry-delay-max-ms <ms>', `the longest wait between two attempts (default ${d.retryDelayMaxMs}, an hour)`)
+    .addHelpText(
+      'after',
+      '\nA job the broker refuses (unroutable, nacked, a broker key of another type) is tried again after its backoff and ' +
+        'becomes a dead letter after --max-attempts refusals; a corrupt entry or a message the broker can never carry becomes ' +
+        'one at once. The rest of its batch is sent as usual. See `dead --help`.\n',
+    );
+}
+
+function retryOptions(o: RetryFlags): { maxAttempts?: number; retryDelayMs?: number; retryDelayMaxMs?: number } {
+  return {
+    ...(o.maxAttempts !== undefined && { maxAttempts: bounded(o.maxAttempts, '--max-attempts', LIMITS.maxAttempts) }),
+    ...(o.retryDelayMs !== undefined && { retryDelayMs: bounded(o.retryDelayMs, '--retry-delay-ms', LIMITS.retryDelayMs) }),
+    ...(o.retryDelayMaxMs !== undefined && { retryDelayMaxMs: bounded(o.retryDelayMaxMs, '--retry-delay-max-ms', LIMITS.retryDelayMaxMs) }),
+  };
 }
 
 /** A progress bar on stderr: redrawn in place on a terminal, a line every 10% otherwise. */
@@ -516,50 +559,6 @@ function parseJson(text: string, flag: string, expected: string): unknown {
   }
 }
 
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new ValidationError([`${flag} must be a positive integer, got ${JSON.stringify(text)}`]);
-  return n;
-}
-
-/**
- * The bounds of the numeric flags: past them a value does harm rather than what was meant (a
- * batch or page too big for memory or one Redis script, a poll that hammers the store, a lease
- * so short that healthy dispatchers send the same job again, or so long that a dead one's jobs
- * wait for days).
- */
-const LIMITS = {
-  batchSize: { min: 1, max: 10_000 },
-  limit: { min: 1, max: 10_000 },
-  pollIntervalMs: { min: 10, max: 86_400_000 },
-  leaseMs: {
-    min: 1000,
-    max: 86_400_000,
-    below: 'a lease that runs out between claiming a job and acknowledging it lets another dispatcher send the job again',
-  },
-} as const;
-
-/** A whole number within `range`, or a usage error saying the range (and why, when it is not obvious). */
-function bounded(text: string, flag: string, range: { min: number; max: number; below?: string }): number {
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isInteger(n)) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
-  if (n < range.min && range.below) throw new ValidationError([`${flag} ${n} is below ${range.min}: ${range.below}; pass ${range.min} or more`]);
-  if (n < range.min || n > range.max) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
-  return n;
-}
-
-function portNumber(text: string, flag: string): number {
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError([`${flag} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`]);
-  return n;
-}
-
-function seconds(text: string, flag: string): number {
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isFinite(n)) throw new ValidationError([`${flag} ${JSON.stringify(text)} is not a number of seconds`]);
-  return n;
-}
-
 /**
  * A job as JSON for programs: times as ISO strings; `dueAt` is null when the stored time is
  * outside years 1-9999 (another writer stored it), and `dueAtUnix` is always the stored number.
@@ -569,16 +568,6 @@ function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
   return { ...rest, dueAt: isoOrUndefined(dueAtUnix) ?? null, dueAtUnix };
 }
 
-/** `2026-11-24 09:00:00` (UTC, to the second): what a table needs; the raw number when out of range. */
-function humanTime(unixSeconds: number): string {
-  return isoOrUndefined(unixSeconds)?.slice(0, 19).replace('T', ' ') ?? outOfRange(unixSeconds);
-}
-
-/** A stored time no Date (or Python datetime) holds, printed as it is stored. */
-function outOfRange(unixSeconds: number): string {
-  return `unix ${String(unixSeconds)} (outside years 1-9999)`;
-}
-
 /** The time `countdown` seconds after `now`; a ValidationError when Python could not hold it. */
 function countdownDate(now: Date, countdown: number): Date {
   const ms = now.getTime() + countdown * 1000;
@@ -586,33 +575,3 @@ function countdownDate(now: Date, countdown: number): Date {
   return new Date(ms);
 }
 
-/** "in 3d 4h", "5m 2s ago" */
-function relative(at: Date, now: Date): string {
-  if (!isRepresentableMs(at.getTime())) return 'out of range';
-  const ms = at.getTime() - now.getTime();
-  let s = Math.round(Math.abs(ms) / 1000);
-  const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
-    if (s >= size || (unit === 's' && parts.length === 0)) {
-      parts.push(`${Math.floor(s / size)}${unit}`);
-      s %= size;
-    }
-    if (parts.length === 2) break;
-  }
-  return ms >= 0 ? `in ${parts.join(' ')}` : `${parts.join(' ')} ago`;
-}
-
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-/** A plain text table: a header row and left-aligned columns two spaces apart. */
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
-  return `${[headers, ...rows].map(line).join('\n')}\n`;
-}
-
-function formatMs(ms: number): string {
-  return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
-}

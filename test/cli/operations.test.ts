@@ -185,7 +185,7 @@ for (const target of targets) {
         byTask: { task: string; count: number }[];
         byDay: { day: string; count: number }[];
       };
-      expect(s).toMatchObject({ scheduled: 5, inFlight: 0, overdue: 1 });
+      expect(s).toMatchObject({ scheduled: 5, inFlight: 0, dead: 0, overdue: 1 });
       expect(s.oldestOverdueSeconds).toBeGreaterThanOrEqual(90);
       expect(s.oldestOverdueSeconds).toBeLessThan(200);
       expect(s.byTask).toEqual([
@@ -198,7 +198,7 @@ for (const target of targets) {
       for (const ms of [t0 + HOUR, t0 + 2 * HOUR, t0 + 3 * HOUR, t0 + 26 * HOUR]) expected.set(day(ms), (expected.get(day(ms)) ?? 0) + 1);
       for (const d of s.byDay) expect(d.count).toBe(d.day === day(t0) && day(t0 - 90_000) === day(t0) ? (expected.get(d.day) ?? 0) + 1 : (expected.get(d.day) ?? 0));
       const text = await cli(...g, 'stats');
-      expect(text.stdout).toMatch(/^scheduled\s+5\nin flight\s+0\noverdue\s+1 \(the oldest is [\d.]+ s late\)\nnext due\s+\S+ \(1m \d+s ago\)\n\nper task:\n  proj\.email\s+3\n  proj\.report\s+2\n\nper day/);
+      expect(text.stdout).toMatch(/^scheduled\s+5\nin flight\s+0\ndead\s+0\noverdue\s+1 \(the oldest is [\d.]+ s late\)\nnext due\s+\S+ \(1m \d+s ago\)\n\nper task:\n  proj\.email\s+3\n  proj\.report\s+2\n\nper day/);
     });
   });
 }

@@ -1,0 +1,142 @@
+/**
+ * `dead list | show | retry | purge`: the dead letters of the `--backend` store (jobs the
+ * dispatcher will not send as they are; see the dispatcher).
+ */
+import type { Command } from 'commander';
+import type { Celery } from '../app.js';
+import { isoOrUndefined } from '../celery/time.js';
+import { ValidationError } from '../errors.js';
+import type { DeadLetterInfo } from '../dead-letters.js';
+import { getScheduler } from '../scheduler.js';
+import { LIMITS, bounded, clip, humanTime, table } from './format.js';
+
+export interface DeadCommandContext {
+  withApp: <T>(fn: (a: Celery) => Promise<T>) => Promise<T>;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  /** ends the command with this exit code (after what was printed) */
+  fail: () => never;
+}
+
+export function addDeadCommand(program: Command, ctx: DeadCommandContext): void {
+  const dead = program
+    .command('dead')
+    .description('dead letters: jobs that will not be sent as they are (corrupt, too large for the broker, or refused on every attempt)')
+    .addHelpText(
+      'after',
+      '\nA dead letter keeps the job\'s entry, the reason (corrupt, rejected, max_attempts), the last error, its attempts and times.\n' +
+        '`retry` schedules it again, due now, with its attempts cleared; `purge` deletes it for good.\n',
+    );
+
+  dead
+    .command('list')
+    .description('dead letters, oldest first, a page at a time')
+    .option('--limit <n>', `dead letters per page, ${LIMITS.limit.min} to ${LIMITS.limit.max}`, '50')
+    .option('--cursor <cursor>', 'the page after this cursor (printed at the end of the previous page)')
+    .option('--json', 'one JSON object per line; a last line {"next_cursor": …} when there is another page')
+    .action(async (o: { limit: string; cursor?: string; json?: boolean }) => {
+      const limit = bounded(o.limit, '--limit', LIMITS.limit);
+      const page = await ctx.withApp((a) => getScheduler(a).deadLetters({ limit, ...(o.cursor !== undefined && { cursor: o.cursor }) }));
+      if (o.json) {
+        for (const d of page.letters) ctx.stdout(`${JSON.stringify(deadJson(d))}\n`);
+        if (page.cursor !== undefined) ctx.stdout(`${JSON.stringify({ next_cursor: page.cursor })}\n`);
+        return;
+      }
+      if (page.letters.length === 0) {
+        ctx.stdout('no dead letters\n');
+        return;
+      }
+      ctx.stdout(
+        table(
+          ['ID', 'DIED (UTC)', 'REASON', 'ATTEMPTS', 'TASK', 'ERROR'],
+          page.letters.map((d) => [clip(d.id, 40), humanTime(d.diedAt), d.reason, String(d.attempts), clip(d.task, 40), clip(d.error, 100)]),
+        ),
+      );
+      const n = page.letters.length;
+      ctx.stdout(`${n} dead letter${n === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
+    });
+
+  dead
+    .command('show')
+    .description('everything kept for one dead letter; exit 1 when there is none with this id')
+    .argument('<id>', 'task id')
+    .option('--json', 'print it as JSON')
+    .action(async (id: string, o: { json?: boolean }) => {
+      const d = await ctx.withApp((a) => getScheduler(a).deadLetter(id));
+      if (!d) {
+        if (o.json) ctx.stdout(`${JSON.stringify({ id, state: 'not dead' })}\n`);
+        else ctx.stdout(`id     ${id}\nstate  not a dead letter (never one, or already retried or purged)\n`);
+        ctx.fail();
+      }
+      if (o.json) {
+        ctx.stdout(`${JSON.stringify({ ...deadJson(d), entry: d.entry })}\n`);
+        return;
+      }
+      const rows: [string, string][] = [
+        ['id', d.id],
+        ['state', 'dead letter (never sent until retried)'],
+        ['reason', d.reason],
+        ['error', d.error],
+        ['attempts', String(d.attempts)],
+        ['task', d.task],
+        ['due', humanTime(d.dueAt)],
+        ...(d.firstFailedAt !== undefined ? ([['first failed', humanTime(d.firstFailedAt)]] as [string, string][]) : []),
+        ['died', humanTime(d.diedAt)],
+        ['stored', d.entry ?? '(no entry: its key was missing)'],
+      ];
+      const w = Math.max(...rows.map(([k]) => k.length));
+      ctx.stdout(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}\n`).join(''));
+    });
+
+  dead
+    .command('retry')
+    .description('schedule dead letters again, due now, with their attempts cleared; exit 1 naming any that could not be')
+    .argument('[id...]', 'task ids')
+    .option('--all', 'every dead letter')
+    .option('--json', 'print {"retried": [...], "notDead": [...], "idTaken": [...], "noEntry": [...]}')
+    .action(async (ids: string[], o: { all?: boolean; json?: boolean }) => {
+      const which = target(ids, o.all, 'retry');
+      const r = await ctx.withApp((a) => getScheduler(a).retryDead(which));
+      if (o.json) ctx.stdout(`${JSON.stringify(r)}\n`);
+      else {
+        const left = [
+          r.notDead.length ? `not dead letters: ${r.notDead.join(', ')}` : '',
+          r.idTaken.length ? `a scheduled job holds the id (left as they are): ${r.idTaken.join(', ')}` : '',
+          r.noEntry.length ? `no entry to schedule (left as they are; purge them): ${r.noEntry.join(', ')}` : '',
+        ].filter(Boolean);
+        ctx.stdout(`retried ${r.retried.length}\n`);
+        if (left.length) ctx.stderr(`${left.join('; ')}\n`);
+      }
+      if (r.notDead.length || r.idTaken.length || r.noEntry.length) ctx.fail();
+    });
+
+  dead
+    .command('purge')
+    .description('delete dead letters for good; exit 1 naming any id that was not one')
+    .argument('[id...]', 'task ids')
+    .option('--all', 'every dead letter')
+    .option('--json', 'print {"purged": n, "notDead": [...]}')
+    .action(async (ids: string[], o: { all?: boolean; json?: boolean }) => {
+      const which = target(ids, o.all, 'purge');
+      const r = await ctx.withApp((a) => getScheduler(a).purgeDead(which));
+      if (o.json) ctx.stdout(`${JSON.stringify(r)}\n`);
+      else {
+        ctx.stdout(`purged ${r.purged}\n`);
+        if (r.notDead.length) ctx.stderr(`not dead letters: ${r.notDead.join(', ')}\n`);
+      }
+      if (r.notDead.length) ctx.fail();
+    });
+}
+
+function target(ids: string[], all: boolean | undefined, verb: string): string[] | 'all' {
+  if (all && ids.length) throw new ValidationError([`pass ids or --all to ${verb}, not both`]);
+  if (all) return 'all';
+  if (ids.length === 0) throw new ValidationError([`pass the ids of the dead letters to ${verb}, or --all; see \`dead list\``]);
+  return ids;
+}
+
+/** A dead letter as JSON for programs: times as unix seconds and ISO strings; the entry only in `show`. */
+function deadJson(d: DeadLetterInfo): Record<string, unknown> {
+  const { entry: _entry, ...rest } = d;
+  return { ...rest, diedAtIso: isoOrUndefined(d.diedAt) ?? null, dueAtIso: isoOrUndefined(d.dueAt) ?? null };
+}
