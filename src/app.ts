@@ -6,10 +6,12 @@
  * published to the broker at once, like Celery's own `apply_async`.
  */
 import type { Broker } from './broker.js';
+import { headersBytes } from './celery/amqp-limits.js';
+import { MAX_BODY_BYTES, MAX_HEADERS_BYTES } from './celery/limits.js';
 import { buildTaskMessage } from './celery/message.js';
 import { DEFAULT_STORE_URL, createBroker, createStore } from './connect.js';
 import { ValidationError } from './errors.js';
-import { encodeEntry, resolveTaskCall, signature, type NewJob, type Signature, type TaskOptions } from './job.js';
+import { encodeEntry, resolveTaskCall, signature, type Job, type NewJob, type Signature, type TaskOptions } from './job.js';
 import type { Logger } from './logger.js';
 import type { ScheduleStore } from './store.js';
 import { DISPATCH_DEFAULTS } from './dispatcher.js';
@@ -230,6 +232,7 @@ export class Celery {
     const { job, dueAt, key } = resolveTaskCall(name, args, kwargs, options, now);
     if (dueAt !== undefined) {
       const stored = { id: job.id, dueAt, entry: encodeEntry(job) };
+      this.#checkCarriable(job, stored.entry, now, dueAt);
       if (key) {
         const r = await this.store.addKeyed(stored, key.key, key.mode); // JobKeyTakenError when 'reject'
         if (r.outcome === 'kept') {
@@ -260,7 +263,9 @@ export class Celery {
         const { job, dueAt, key } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
         if (dueAt === undefined) throw new ValidationError(['needs an eta or countdown (sendTasks only schedules)']);
         if (key) throw new ValidationError(['jobKey is not supported by sendTasks; schedule keyed jobs one at a time with applyAsync or sendTask']);
-        jobs.push({ id: job.id, dueAt, entry: encodeEntry(job) });
+        const entry = encodeEntry(job);
+        this.#checkCarriable(job, entry, now, dueAt);
+        jobs.push({ id: job.id, dueAt, entry });
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
         problems.push(...err.problems.map((p) => `calls[${i}]: ${p}`));
@@ -283,6 +288,24 @@ export class Celery {
     this.#store = undefined;
     this.#broker = undefined;
     await Promise.all([store?.close(), broker?.close(), this.#resultBackend?.close()]);
+  }
+
+  /**
+   * Refuses a job no broker could carry when it is due (a store outlives its broker, so both
+   * brokers' limits hold): its headers over what amqplib can encode, its body over RabbitMQ's
+   * maximum. The fixed header set is small, so the message is built only when user headers or a
+   * long task name could make it large. Names and ids are checked by `resolveTaskCall`.
+   */
+  #checkCarriable(job: Job, entry: string, now: Date, dueAt: number): void {
+    const problems: string[] = [];
+    if (Buffer.byteLength(entry, 'utf8') > MAX_BODY_BYTES) problems.push(`the job's arguments take more than ${MAX_BODY_BYTES} bytes, over RabbitMQ's default max_message_size; store large data elsewhere and pass a reference`);
+    if (job.headers !== undefined || job.task.length > 1000 || (job.shadow?.length ?? 0) > 1000) {
+      const msg = buildTaskMessage(job, { now, dueAt, defaultQueue: this.config.taskDefaultQueue });
+      const bytes = headersBytes(msg.headers);
+      if (typeof bytes === 'string') problems.push(`${bytes}; pass JSON values without a "!" key`);
+      else if (bytes > MAX_HEADERS_BYTES) problems.push(`the message headers would take ${bytes} bytes encoded, over the ${MAX_HEADERS_BYTES} RabbitMQ can be sent (amqplib's limit); put large values in kwargs instead`);
+    }
+    if (problems.length) throw new ValidationError(problems);
   }
 
   #redisOptions() {

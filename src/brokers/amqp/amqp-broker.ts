@@ -42,7 +42,7 @@ import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
 import { tlsFromCeleryQuery, type TlsSettings } from '../../tls.js';
 import type { TaskMessage } from '../../celery/message.js';
 import { ConnectionError, ErrorCode, MessageRejectedError, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
-import { amqpMessageProblem } from './amqp-limits.js';
+import { amqpMessageProblem } from '../../celery/amqp-limits.js';
 
 const WHAT = 'Celery broker (RabbitMQ)';
 

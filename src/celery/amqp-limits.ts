@@ -11,7 +11,7 @@
  * the smallest of 1/2/4/8 bytes; other numbers as 8-byte doubles; arrays and tables with a 4-byte
  * length), and so do the values it cannot encode.
  */
-import { MAX_BODY_BYTES, MAX_HEADERS_BYTES, MAX_SHORT_STRING_BYTES, utf8Bytes } from '../../celery/limits.js';
+import { MAX_BODY_BYTES, MAX_HEADERS_BYTES, MAX_SHORT_STRING_BYTES, utf8Bytes } from './limits.js';
 
 /** Why amqplib or RabbitMQ cannot carry a message with these parts, or undefined when they can. */
 export function amqpMessageProblem(m: {
