@@ -115,6 +115,10 @@ export class RedisConnections {
   readonly #target: RedisOptions;
   readonly #what: string;
   readonly #open = new Set<Redis>();
+  /** connections still being made: `closeAll` ends them too, or they would outlive it */
+  readonly #connecting = new Set<Redis>();
+  /** bumped by `closeAll`: a connection it ended while being made is not handed out */
+  #generation = 0;
   readonly #logger: Logger | undefined;
   /** the unneeded-password warning is given once per pool, not once per (re)connection */
   #warnedPassword = false;
@@ -183,15 +187,20 @@ export class RedisConnections {
         refused ??= err;
       });
     }
+    const generation = this.#generation;
+    this.#connecting.add(client);
     try {
       await (sentinel ? withDeadline(client.connect(), connectMs) : client.connect());
       if (refused) throw refused;
+      if (generation !== this.#generation) throw new Error('the connections were closed while this one was being made');
       connected = true;
     } catch (err) {
       if (client.status !== 'end') client.disconnect();
       // a refused password closes the connection: "Connection is closed." hides the server's reason
       const cause = sentinel ? sentinelFailure(err, lastError, this.#target.name, connectMs) : refused ?? (isClosed(err) && lastError ? lastError : err);
       throw new ConnectionError(this.#what, this.url, cause);
+    } finally {
+      this.#connecting.delete(client);
     }
     this.#open.add(client);
     client.once('end', () => this.#open.delete(client));
@@ -217,6 +226,8 @@ export class RedisConnections {
   }
 
   async closeAll(): Promise<void> {
+    this.#generation++;
+    for (const c of this.#connecting) c.disconnect();
     const clients = [...this.#open];
     this.#open.clear();
     await Promise.all(clients.map(quit));

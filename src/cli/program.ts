@@ -570,6 +570,7 @@ function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
 
 /** The time `countdown` seconds after `now`; a ValidationError when Python could not hold it. */
 function countdownDate(now: Date, countdown: number): Date {
+  if (countdown < 0) throw new ValidationError([`--countdown ${countdown} is negative; pass seconds from now (0 or more), or use run-now`]);
   const ms = now.getTime() + countdown * 1000;
   if (!isRepresentableMs(ms)) throw new ValidationError([`--countdown ${countdown} lands outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, what Python's datetime (and so Celery) can hold`]);
   return new Date(ms);

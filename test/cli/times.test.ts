@@ -57,6 +57,14 @@ describe('scheduling and rescheduling refuse times Python cannot hold', () => {
     expect(JSON.parse((await cli('show', id, '--json')).stdout)).toMatchObject({ dueAtUnix: before.dueAtUnix });
   });
 
+  it('reschedule --countdown refuses a negative count, as schedule does', async () => {
+    const id = (await cli('schedule', 'proj.t', '--countdown', '60')).stdout.trim();
+    const r = await cli('reschedule', id, '--countdown', '-5');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('error: --countdown -5 is negative; pass seconds from now (0 or more), or use run-now\n');
+    expect((await cli('revoke', id)).code).toBe(0);
+  });
+
   it('getScheduler(app).reschedule refuses such a Date, and a value that is not a Date', async () => {
     const app = new Celery({ longtermSchedulerBackend: g[1] });
     try {

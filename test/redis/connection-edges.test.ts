@@ -147,3 +147,17 @@ describe.skipIf(requireService(redis, 'Redis'))('credentials against the real lo
     expect(r.ms).toBeLessThan(5000);
   });
 });
+
+describe.skipIf(requireService(redis, 'Redis'))('closing while a connection is being made', () => {
+  it('closeAll ends a connection still being made: it is never handed out', async () => {
+    const pool = new RedisConnections((redis as RedisService).urlFor(0), 'test store (Redis)');
+    const opening = pool.open();
+    await pool.closeAll();
+    const err = await opening.then(
+      (c) => c,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(String(err)).toMatch(/closed while this one was being made|Connection is closed/);
+  });
+});

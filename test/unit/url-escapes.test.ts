@@ -3,6 +3,7 @@
  * UTF-8) is a one-line ValidationError naming the URL, redacted, and the fix; never the bare
  * "URI malformed" of decodeURIComponent, nor a silently different password.
  */
+import { PostgresStore } from '../../src/stores/postgres/postgres-store.js';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
 import { createBroker, createStore } from '../../src/connect.js';
@@ -41,6 +42,10 @@ describe('a malformed %-escape in a URL', () => {
     expect(message).toContain(JSON.stringify(shown));
     expect(message).not.toContain('URI malformed');
     expect(message).not.toContain('\n');
+  });
+
+  it('a PostgreSQL store built directly (the library, not through createStore)', () => {
+    expect(problem(() => new PostgresStore('postgres://u:%zz@127.0.0.1/db'))).toMatch(ESCAPE);
   });
 
   it('migrate-schema on such a PostgreSQL URL', async () => {

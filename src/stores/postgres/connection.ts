@@ -2,7 +2,7 @@
  * PostgreSQL URLs, options and driver errors, shared by the store and the migrations.
  */
 import type pg from 'pg';
-import { ConnectionError, ValidationError, redactUrl } from '../../errors.js';
+import { ConnectionError, ValidationError, malformedEscapeProblem, redactUrl } from '../../errors.js';
 
 export const WHAT = 'long-term scheduler store (PostgreSQL)';
 export const DEFAULT_SCHEMA = 'celery_longterm_scheduler';
@@ -37,6 +37,9 @@ export function parsePostgresUrl(url: string, options: PostgresUrlOptions = {}):
     } catch {
       problems.push(`${JSON.stringify(safe)} is not a valid URL; percent-encode special characters in the user and password`);
     }
+    // pg would quietly take a malformed escape (`%zz`) literally, as part of the password
+    const escape = malformedEscapeProblem(url, 'the store');
+    if (escape) problems.push(escape);
   }
   const [base = '', query] = splitQuery(String(url));
   const kept: string[] = [];
