@@ -61,7 +61,6 @@ import {
   type ClaimedJob,
   type DeadLetter,
   type DeadLetterPage,
-  type DeadReason,
   type Retry,
   type ReviveOutcome,
   type JobKeyMode,
@@ -208,16 +207,8 @@ interface ClaimRow extends Row {
   failures: string | null;
 }
 
-interface DeadRow {
-  id: string;
-  entry: string | null;
-  dueAt: number;
-  reason: DeadReason;
-  error: string;
-  attempts: number;
-  firstFailedAt: number | null;
-  diedAt: number;
-}
+/** A dead letter as its row reads (an absent first failure is NULL). */
+type DeadRow = Omit<DeadLetter, 'firstFailedAt'> & { firstFailedAt: number | null };
 
 function deadLetter(r: DeadRow): DeadLetter {
   const { firstFailedAt, ...rest } = r;
