@@ -67,6 +67,33 @@ describe.skipIf(skip || !isolated)('the original layout, on a Redis of its own',
     expect(kw.time_limit).toBe(30);
   });
 
+  it('a hand-off whose push fails (Redis out of memory) changes nothing: each job stays in flight, leased, entry intact', async () => {
+    const store = new RedisStore(server.urlFor(1));
+    try {
+      const jobs = [newJob('t.oom', [1], 5), newJob('t.oom', [2], 5)];
+      await store.add(jobs);
+      const claims = await store.claimDue({ until: 5, now: 5, limit: 10, leaseMs: 60_000 });
+      expect(claims).toHaveLength(2);
+      const pushes = claims.map((c) => [{ db: 0, key: 'oom-q', value: `message of ${c.id}` }]);
+      await raw.config('SET', 'maxmemory', '1');
+      let results: (boolean | Error)[];
+      try {
+        results = await store.handOff(claims, pushes);
+      } finally {
+        await raw.config('SET', 'maxmemory', '0');
+      }
+      expect(results.every((r) => r instanceof Error && /OOM/.test(r.message))).toBe(true);
+      const db0 = new Redis(server.urlFor(0));
+      expect(await db0.exists('oom-q')).toBe(0);
+      db0.disconnect();
+      for (const c of claims) expect(await store.get(c.id)).toEqual({ id: c.id, dueAt: Number(c.token), entry: jobs.find((j) => j.id === c.id)!.entry, state: 'in_flight' });
+      await store.release(claims);
+      for (const j of jobs) expect(await store.remove(j.id)).toBe(true); // scheduled again, as before the claim
+    } finally {
+      await store.close();
+    }
+  });
+
   it('revoke deletes key and index entry and returns true, then false', async () => {
     await app.task('bench.add').applyAsync([9], {}, { countdown: 60, taskId: 'to-revoke' });
     const scheduler = getScheduler(app);

@@ -25,13 +25,15 @@
 local token, storeDb, brokerDb = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local CHUNK = 1000
 
--- the task ids, and where each job's messages start in ARGV
-local ids, starts = {}, {}
+-- the task ids, where each job's messages start in ARGV, and how many it has
+local ids, starts, counts = {}, {}, {}
 local i = 5
 while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
   ids[#ids + 1] = ARGV[i]
-  starts[#starts + 1] = i
-  i = i + 2 + 2 * tonumber(ARGV[i + 1])
+  starts[#starts + 1] = i + 2
+  counts[#counts + 1] = n
+  i = i + 2 + 2 * n
 end
 
 local out, candidates = {}, {}
@@ -50,13 +52,13 @@ if #candidates == 0 then return out end
 
 redis.call('SELECT', brokerDb)
 
--- 1. checks, no writes: a target key of another type fails its job only
+-- 1. checks, no writes: a target key of another type fails its job only (TYPE once per key)
 local keyType = {}
 local ready = {}
 for _, n in ipairs(candidates) do
-  local at = starts[n]
   local why = nil
-  for p = at + 2, at + 2 * tonumber(ARGV[at + 1]), 2 do
+  local first = starts[n]
+  for p = first, first + 2 * counts[n] - 2, 2 do
     local key = ARGV[p]
     local t = keyType[key]
     if t == nil then
@@ -72,11 +74,11 @@ for _, n in ipairs(candidates) do
 end
 
 -- 2. pushes, one LPUSH per run of messages for the same list (the same order as one LPUSH
--- each); a push that still fails (e.g. out of memory) stops here, and the jobs it and the
--- later ones carry stay in flight
+-- each). A push that still fails (e.g. out of memory) stops here: `pushed` counts the messages
+-- in, and the jobs not wholly in stay in flight.
 local failed = nil
-local flushed = {} -- per job of `ready`, how many of its messages are in
-local key, values, owners = nil, {}, {}
+local pushed = 0
+local key, values = nil, {}
 local function flush()
   if failed or #values == 0 then return end
   for k = 1, #values, CHUNK do
@@ -86,30 +88,32 @@ local function flush()
       failed = r.err
       return
     end
-    for m = k, last do flushed[owners[m]] = (flushed[owners[m]] or 0) + 1 end
+    pushed = pushed + (last - k + 1)
   end
-  values, owners = {}, {}
+  values = {}
 end
 for r = 1, #ready do
-  local at = starts[ready[r]]
-  for p = at + 2, at + 2 * tonumber(ARGV[at + 1]), 2 do
+  local n = ready[r]
+  local first = starts[n]
+  for p = first, first + 2 * counts[n] - 2, 2 do
     if ARGV[p] ~= key then
       flush()
       key = ARGV[p]
     end
     values[#values + 1] = ARGV[p + 1]
-    owners[#owners + 1] = r
   end
   if failed then break end
 end
 flush()
 
--- 3. removals, for the jobs whose messages are all in
+-- 3. removals, for the jobs whose messages are all in (every one, unless a push failed)
 redis.call('SELECT', storeDb)
 local mine = {}
+local through = 0 -- messages of the jobs so far, in push order
 for r = 1, #ready do
   local n = ready[r]
-  if (flushed[r] or 0) == tonumber(ARGV[starts[n] + 1]) then
+  through = through + counts[n]
+  if not failed or through <= pushed then
     out[n] = 1
     mine[#mine + 1] = ids[n]
   else

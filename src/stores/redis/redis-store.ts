@@ -76,7 +76,7 @@ export const ATTEMPTS_KEY = 'celery_longterm_scheduler:attempts';
 export const DEAD_KEY = 'celery_longterm_scheduler:dead';
 export const DEAD_BY_TIME_KEY = 'celery_longterm_scheduler:dead_by_time';
 /** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 8;
+const SCRIPT_VERSION = 9;
 /**
  * Jobs per add script call when duplicates are skipped (each job stands alone then): bounds how
  * long one call blocks Redis. A rejecting add is one call, so it stays all or nothing.
