@@ -93,23 +93,29 @@ describe('SQLite store: several processes on one file', () => {
   }
 
   it('three processes claiming 5,000 jobs at once claim every job exactly once', async () => {
-    const ids = await seed(5000);
-    const racers = [child('claim', url, '20'), child('claim', url, '20'), child('claim', url, '20')];
-    children.push(...racers);
-    await Promise.all(racers.map((c) => c.lines$(1)));
-    for (const c of racers) c.proc.stdin!.write('go\n');
-    expect(await Promise.all(racers.map((c) => c.exited))).toEqual([0, 0, 0]);
+    // On a busy two-core machine one process may get the write lock for every batch before the
+    // others are scheduled: exactly-once must hold every time, and the race is run again (up to
+    // three times) until more than one process really took part.
+    let raced = false;
+    for (let attempt = 0; attempt < 3 && !raced; attempt++) {
+      const ids = await seed(5000);
+      const racers = [child('claim', url, '20'), child('claim', url, '20'), child('claim', url, '20')];
+      children.push(...racers);
+      await Promise.all(racers.map((c) => c.lines$(1)));
+      for (const c of racers) c.proc.stdin!.write('go\n');
+      expect(await Promise.all(racers.map((c) => c.exited))).toEqual([0, 0, 0]);
 
-    const perChild = racers.map((c) => claimedIds(c.lines));
-    const all = perChild.flat();
-    expect(all.length).toBe(5000);
-    expect(new Set(all).size).toBe(5000);
-    expect([...all].sort()).toEqual(ids);
-    // the race really was one: more than one process got jobs
-    expect(perChild.filter((got) => got.length > 0).length).toBeGreaterThan(1);
-    const store = new SqliteStore(url);
-    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
-    await store.close();
+      const perChild = racers.map((c) => claimedIds(c.lines));
+      const all = perChild.flat();
+      expect(all.length).toBe(5000);
+      expect(new Set(all).size).toBe(5000);
+      expect([...all].sort()).toEqual(ids);
+      const store = new SqliteStore(url);
+      expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+      await store.close();
+      raced = perChild.filter((got) => got.length > 0).length > 1;
+    }
+    expect(raced, 'more than one process got jobs in one of three races').toBe(true);
   });
 
   it('a process killed while adding leaves a sound file holding every batch it was told about, whole', async () => {
