@@ -8,7 +8,7 @@ import { isoOrUndefined } from '../celery/time.js';
 import { ValidationError } from '../errors.js';
 import type { DeadLetterInfo } from '../dead-letters.js';
 import { getScheduler } from '../scheduler.js';
-import { LIMITS, bounded, clip, humanTime, table } from './format.js';
+import { LIMITS, bounded, clip, humanTime, printPage } from './format.js';
 
 export interface DeadCommandContext {
   withApp: <T>(fn: (a: Celery) => Promise<T>) => Promise<T>;
@@ -37,23 +37,14 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
     .action(async (o: { limit: string; cursor?: string; json?: boolean }) => {
       const limit = bounded(o.limit, '--limit', LIMITS.limit);
       const page = await ctx.withApp((a) => getScheduler(a).deadLetters({ limit, ...(o.cursor !== undefined && { cursor: o.cursor }) }));
-      if (o.json) {
-        for (const d of page.letters) ctx.stdout(`${JSON.stringify(deadJson(d))}\n`);
-        if (page.cursor !== undefined) ctx.stdout(`${JSON.stringify({ next_cursor: page.cursor })}\n`);
-        return;
-      }
-      if (page.letters.length === 0) {
-        ctx.stdout('no dead letters\n');
-        return;
-      }
-      ctx.stdout(
-        table(
-          ['ID', 'DIED (UTC)', 'REASON', 'ATTEMPTS', 'TASK', 'ERROR'],
-          page.letters.map((d) => [clip(d.id, 40), humanTime(d.diedAt), d.reason, String(d.attempts), clip(d.task, 40), clip(d.error, 100)]),
-        ),
-      );
-      const n = page.letters.length;
-      ctx.stdout(`${n} dead letter${n === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
+      printPage(ctx.stdout, { items: page.letters, cursor: page.cursor }, {
+        json: o.json === true,
+        toJson: deadJson,
+        headers: ['ID', 'DIED (UTC)', 'REASON', 'ATTEMPTS', 'TASK', 'ERROR'],
+        row: (d) => [clip(d.id, 40), humanTime(d.diedAt), d.reason, String(d.attempts), clip(d.task, 40), clip(d.error, 100)],
+        noun: ['dead letter', 'dead letters'],
+        empty: 'no dead letters',
+      });
     });
 
   dead

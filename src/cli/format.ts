@@ -86,3 +86,24 @@ export function table(headers: string[], rows: string[][]): string {
 export function formatMs(ms: number): string {
   return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
 }
+
+/**
+ * One page of a listing: for `--json`, one JSON object per line and a last line
+ * `{"next_cursor": …}` when there is another page; for people, a table and a count line naming
+ * the next page's `--cursor`, or `empty` when there is nothing.
+ */
+export function printPage<T>(
+  write: (text: string) => void,
+  page: { items: readonly T[]; cursor?: string | undefined },
+  o: { json: boolean; toJson: (item: T) => unknown; headers: string[]; row: (item: T) => string[]; noun: [string, string]; empty: string },
+): void {
+  if (o.json) {
+    for (const item of page.items) write(`${JSON.stringify(o.toJson(item))}\n`);
+    if (page.cursor !== undefined) write(`${JSON.stringify({ next_cursor: page.cursor })}\n`);
+    return;
+  }
+  if (page.items.length === 0) return write(`${o.empty}\n`);
+  write(table(o.headers, page.items.map(o.row)));
+  const n = page.items.length;
+  write(`${n} ${n === 1 ? o.noun[0] : o.noun[1]}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
+}

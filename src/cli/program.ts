@@ -17,7 +17,7 @@ import { migrateStoreSchema } from '../schema.js';
 import { DispatcherMetrics } from '../metrics.js';
 import { DISPATCH_DEFAULTS } from '../dispatcher.js';
 import { startMetricsServer } from '../metrics-server.js';
-import { LIMITS, bounded, clip, formatMs, humanTime, outOfRange, portNumber, relative, seconds, table } from './format.js';
+import { LIMITS, bounded, clip, formatMs, humanTime, outOfRange, portNumber, printPage, relative, seconds } from './format.js';
 import { addDeadCommand } from './dead-command.js';
 import { acquireLock } from './lockfile.js';
 import { createCliLogger, type LogFormat } from './log.js';
@@ -265,22 +265,14 @@ function buildProgram(io: CliIo): Command {
       if (o.queue !== undefined) options.queue = o.queue;
       if (o.cursor !== undefined) options.cursor = o.cursor;
       const page = await withApp((a) => listJobs(a.store, a.config.taskDefaultQueue, options));
-      if (o.json) {
-        for (const j of page.jobs) io.stdout(`${JSON.stringify(jobJson(j))}\n`);
-        if (page.cursor !== undefined) io.stdout(`${JSON.stringify({ next_cursor: page.cursor })}\n`);
-        return;
-      }
-      if (page.jobs.length === 0) {
-        io.stdout('no scheduled jobs match\n');
-        return;
-      }
-      io.stdout(
-        table(
-          ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
-          page.jobs.map((j) => [j.id, humanTime(j.dueAtUnix), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)]),
-        ),
-      );
-      io.stdout(`${page.jobs.length} job${page.jobs.length === 1 ? '' : 's'}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
+      printPage(io.stdout, { items: page.jobs, cursor: page.cursor }, {
+        json: o.json === true,
+        toJson: jobJson,
+        headers: ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
+        row: (j) => [j.id, humanTime(j.dueAtUnix), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)],
+        noun: ['job', 'jobs'],
+        empty: 'no scheduled jobs match',
+      });
     });
 
   program
