@@ -19,7 +19,10 @@
  * and the partial indexes keep a claim an index range scan with millions of future jobs.
  *
  * Claiming is one statement: expired leases (oldest first), then due jobs in due order, both
- * `FOR UPDATE SKIP LOCKED` with a LIMIT, then one UPDATE setting the new lease. Two dispatchers
+ * `FOR UPDATE SKIP LOCKED` with a LIMIT, then one UPDATE setting the new lease, of the rows named
+ * by `id = ANY (ARRAY(...))`: a primary-key lookup per row whatever the statistics say (joined to
+ * the picked rows instead, a fresh or unanalysed table was read whole for every batch: a hash join
+ * over a sequential scan). Two dispatchers
  * racing never get the same row: one skips the rows the other holds, and a row whose lease was
  * set meanwhile no longer matches `lease IS NULL` when it is re-checked. Acknowledge, release,
  * renew, retryLater and bury touch only rows whose lease still equals their claim's token, so a
@@ -327,10 +330,10 @@ export class PostgresStore implements ScheduleStore {
          SELECT id, due_at, 0 AS k FROM expired UNION ALL SELECT id, due_at, 1 AS k FROM due
        ),
        claimed AS (
-         UPDATE ${this.#jobs} j SET lease = $4, job_key = NULL FROM picked p WHERE j.id = p.id
-         RETURNING j.id, p.due_at, p.k, j.entry, j.failures
+         UPDATE ${this.#jobs} j SET lease = $4, job_key = NULL WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+         RETURNING j.id, j.entry, j.failures
        )
-       SELECT id, due_at, entry, failures FROM claimed ORDER BY k, due_at, id`,
+       SELECT c.id, p.due_at, c.entry, c.failures FROM claimed c JOIN picked p USING (id) ORDER BY p.k, p.due_at, c.id`,
       [o.until, o.now, o.limit, token],
     );
     return rows.map((r) => {
