@@ -25,7 +25,7 @@
  */
 import { buildTaskMessage, type TaskMessage } from './celery/message.js';
 import type { Broker } from './broker.js';
-import { ConnectionError, CorruptEntryError, MessageRejectedError, ValidationError, errorMessage, redactUrlsIn } from './errors.js';
+import { ConnectionError, CorruptEntryError, MessageRejectedError, ValidationError, errorMessage, firstLine } from './errors.js';
 import { decodeEntry } from './job.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { RedisPush } from './redis-handoff.js';
@@ -108,25 +108,32 @@ export const DISPATCH_DEFAULTS = {
   retryDelayMaxMs: 3_600_000,
 } as const;
 
-/** The bounds of the dispatcher's settings (see `DispatcherOptions`). */
-export const DISPATCH_LIMITS = { minLeaseMs: 1000, maxLeaseMs: 86_400_000, maxBatchSize: 10_000, maxAttempts: 1000 } as const;
+/** The bounds of the dispatcher's settings (see `DispatcherOptions`); the CLI's flags take the same. */
+export const DISPATCH_LIMITS = {
+  leaseMs: { min: 1000, max: 86_400_000 },
+  batchSize: { min: 1, max: 10_000 },
+  maxAttempts: { min: 1, max: 1000 },
+  retryDelayMs: { min: 1, max: 86_400_000 },
+  retryDelayMaxMs: { min: 1, max: 604_800_000 },
+} as const;
 
 /** Per-job log lines of one kind (refused, dead) per run; the rest are counted in one line. */
 const LOG_LINES_PER_RUN = 10;
 
+/** Why, past the number, a setting out of its bounds does harm. */
+const LIMIT_REASONS: Partial<Record<keyof typeof DISPATCH_LIMITS, string>> = {
+  leaseMs: ' ms (a lease shorter than a claim-to-acknowledge round trip lets two dispatchers send the same job)',
+  retryDelayMs: ' ms',
+  retryDelayMaxMs: ' ms',
+};
+
 function checkDispatcherOptions(o: DispatcherOptions): void {
   const problems: string[] = [];
-  const L = DISPATCH_LIMITS;
-  const int = (name: keyof DispatcherOptions, min: number, max: number, why = '') => {
+  for (const [name, { min, max }] of Object.entries(DISPATCH_LIMITS) as [keyof typeof DISPATCH_LIMITS, { min: number; max: number }][]) {
     const v = o[name];
-    if (v === undefined) return;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be a whole number from ${min} to ${max}${why}, got ${String(v)}`);
-  };
-  int('leaseMs', L.minLeaseMs, L.maxLeaseMs, ' ms (a lease shorter than a claim-to-acknowledge round trip lets two dispatchers send the same job)');
-  int('batchSize', 1, L.maxBatchSize);
-  int('maxAttempts', 1, L.maxAttempts);
-  int('retryDelayMs', 1, L.maxLeaseMs, ' ms');
-  int('retryDelayMaxMs', 1, 7 * L.maxLeaseMs, ' ms');
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be a whole number from ${min} to ${max}${LIMIT_REASONS[name] ?? ''}, got ${String(v)}`);
+  }
   if (problems.length) throw new ValidationError(problems);
 }
 
@@ -182,7 +189,6 @@ export class Dispatcher {
       giveBack: [],
       retries: [],
       leases: new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.#log),
-      logged: { refused: 0, dead: 0 },
     };
     const { summary, leases } = run;
     const claim = () => {
@@ -241,23 +247,20 @@ export class Dispatcher {
   /** Gives back what the broker could not take (unchanged), and what it refused (at its next attempt). */
   async #settleRefused(run: RunState): Promise<void> {
     const { giveBack, retries, leases } = run;
-    if (giveBack.length > 0) {
+    const settle = async (claims: ClaimedJob[], fn: () => Promise<void>, what: string): Promise<void> => {
+      if (claims.length === 0) return;
       try {
-        await leases.settle(giveBack, () => this.#store.release(giveBack));
+        await leases.settle(claims, fn);
       } catch (err) {
-        this.#log.error('could not give jobs back; they will be claimed again when their lease ends', { count: giveBack.length, error: errorMessage(err) });
+        this.#log.error(`could not give ${what} back; they will be claimed again when their lease ends`, { count: claims.length, error: errorMessage(err) });
       }
-    }
-    if (retries.length > 0) {
-      try {
-        await leases.settle(
-          retries.map((r) => r.claim),
-          () => this.#store.retryLater(retries),
-        );
-      } catch (err) {
-        this.#log.error('could not give refused jobs back; they will be claimed again when their lease ends', { count: retries.length, error: errorMessage(err) });
-      }
-    }
+    };
+    await settle(giveBack, () => this.#store.release(giveBack), 'jobs');
+    await settle(
+      retries.map((r) => r.claim),
+      () => this.#store.retryLater(retries),
+      'refused jobs',
+    );
   }
 
   /** Decodes and builds a batch (corrupt entries become dead letters); in atomic mode also routes it. */
@@ -376,8 +379,7 @@ export class Dispatcher {
     }
     const delayMs = Math.min(this.#retryDelayMaxMs, this.#retryDelayMs * 2 ** (attempts.count - 1));
     run.retries.push({ claim, retryAt: now + delayMs / 1000, attempts });
-    run.detail.refused++;
-    if (run.logged.refused++ < LOG_LINES_PER_RUN) {
+    if (++run.detail.refused <= LOG_LINES_PER_RUN) {
       this.#log.warn('broker refused a job; it stays scheduled and is tried again later', {
         id: claim.id,
         task: r.message.headers.task,
@@ -397,10 +399,9 @@ export class Dispatcher {
       () => this.#store.bury(burials),
     );
     for (const b of burials) {
-      run.summary.dead++;
       if (b.reason === 'corrupt') run.summary.corrupt++;
       run.detail.deadByReason[b.reason]++;
-      if (run.logged.dead++ < LOG_LINES_PER_RUN) {
+      if (++run.summary.dead <= LOG_LINES_PER_RUN) {
         this.#log.warn('made a job a dead letter; it will not be sent (see `dead list`)', { id: b.claim.id, reason: b.reason, attempts: b.attempts?.count ?? 0, error: b.error });
       }
     }
@@ -511,12 +512,11 @@ interface RunState {
   /** jobs the broker refused: given back at their next attempt at the end */
   retries: Retry[];
   leases: LeaseKeeper;
-  /** per-job log lines written so far, per kind */
-  logged: { refused: number; dead: number };
 }
 
+/** An error's first line, redacted and cut to 1,000 characters: what a dead letter keeps. */
 function oneLine(text: string): string {
-  return redactUrlsIn(text.split('\n', 1)[0] ?? '').slice(0, 1000);
+  return firstLine(text).slice(0, 1000);
 }
 
 interface Batch {

@@ -280,7 +280,8 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function firstLine(s: string): string {
+/** The first line of a text, URLs redacted: what a one-line message or log field shows. */
+export function firstLine(s: string): string {
   return redactUrlsIn(s.split('\n', 1)[0] ?? '');
 }
 

@@ -9,7 +9,7 @@
  */
 import type { Broker } from './broker.js';
 import type { DispatchDetail, DispatchObserver, DispatchSummary } from './dispatcher.js';
-import { errorMessage, redactUrlsIn } from './errors.js';
+import { errorMessage, firstLine } from './errors.js';
 import { DEAD_REASONS, type ScheduleStore, type StoreCounts } from './store.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -408,5 +408,5 @@ function component(daemonDown: { error: unknown } | undefined, live: Live<unknow
 }
 
 function oneLine(err: unknown): string {
-  return redactUrlsIn(errorMessage(err).split('\n', 1)[0] ?? '');
+  return firstLine(errorMessage(err));
 }

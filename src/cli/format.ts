@@ -3,6 +3,7 @@
  * plain-text tables and times for people (`--json` is for programs).
  */
 import { isoOrUndefined, isRepresentableMs } from '../celery/time.js';
+import { DISPATCH_LIMITS } from '../dispatcher.js';
 import { ValidationError } from '../errors.js';
 
 /**
@@ -12,17 +13,16 @@ import { ValidationError } from '../errors.js';
  * wait for days).
  */
 export const LIMITS = {
-  batchSize: { min: 1, max: 10_000 },
+  batchSize: DISPATCH_LIMITS.batchSize,
   limit: { min: 1, max: 10_000 },
   pollIntervalMs: { min: 10, max: 86_400_000 },
   leaseMs: {
-    min: 1000,
-    max: 86_400_000,
+    ...DISPATCH_LIMITS.leaseMs,
     below: 'a lease that runs out between claiming a job and acknowledging it lets another dispatcher send the job again',
   },
-  maxAttempts: { min: 1, max: 1000 },
-  retryDelayMs: { min: 1, max: 86_400_000 },
-  retryDelayMaxMs: { min: 1, max: 604_800_000 },
+  maxAttempts: DISPATCH_LIMITS.maxAttempts,
+  retryDelayMs: DISPATCH_LIMITS.retryDelayMs,
+  retryDelayMaxMs: DISPATCH_LIMITS.retryDelayMaxMs,
 } as const;
 
 /** A whole number within `range`, or a usage error saying the range (and why, when it is not obvious). */

@@ -128,15 +128,19 @@ function script(client: Redis, name: ScriptName): ScriptCall {
   return fn.bind(client);
 }
 
-function byToken<T extends { token: string }>(claims: readonly T[]): Map<string, T[]> {
+/** Items grouped by their claim's token (one script call per token), in first-seen order. */
+function byToken<T>(items: readonly T[], tokenOf: (item: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();
-  for (const c of claims) {
-    const g = groups.get(c.token);
-    if (g) g.push(c);
-    else groups.set(c.token, [c]);
+  for (const item of items) {
+    const token = tokenOf(item);
+    const g = groups.get(token);
+    if (g) g.push(item);
+    else groups.set(token, [item]);
   }
   return groups;
 }
+
+const claimToken = (c: { token: string }): string => c.token;
 
 export class RedisStore implements ScheduleStore {
   readonly description: string;
@@ -272,7 +276,7 @@ export class RedisStore implements ScheduleStore {
     return this.#run(async (client) => {
       const renew = script(client, 'renew');
       const out: ClaimedJob[] = [];
-      for (const [old, group] of byToken(claims)) {
+      for (const [old, group] of byToken(claims, claimToken)) {
         if (Number(token) <= Number(old)) {
           out.push(...group); // never shortens a lease; these are checked when settled
           continue;
@@ -315,7 +319,7 @@ export class RedisStore implements ScheduleStore {
   async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
       const ack = script(client, 'ack');
-      for (const [token, group] of byToken(claims)) {
+      for (const [token, group] of byToken(claims, claimToken)) {
         await ack(this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...group.map((c) => c.id));
       }
     });
@@ -333,9 +337,7 @@ export class RedisStore implements ScheduleStore {
     if (items.length === 0) return;
     await this.#run(async (client) => {
       const release = script(client, 'release');
-      const groups = new Map<string, typeof items[number][]>();
-      for (const item of items) groups.set(item.claim.token, [...(groups.get(item.claim.token) ?? []), item]);
-      for (const [token, group] of groups) {
+      for (const [token, group] of byToken(items, (item) => item.claim.token)) {
         const args = group.flatMap((g) => [g.claim.id, g.dueAt, g.attempts]);
         await release(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...args);
       }
@@ -346,7 +348,7 @@ export class RedisStore implements ScheduleStore {
     if (burials.length === 0) return;
     await this.#run(async (client) => {
       const bury = script(client, 'bury');
-      for (const [token, group] of byToken(burials.map((b) => ({ ...b, token: b.claim.token })))) {
+      for (const [token, group] of byToken(burials, (b) => b.claim.token)) {
         const args = group.flatMap((b) => {
           const d = deadLetterOf(b, b.claim.entry);
           return [d.id, encodeDead(d), d.diedAt];
@@ -447,7 +449,7 @@ export class RedisStore implements ScheduleStore {
     return this.#run(async (client) => {
       const handoff = script(client, 'handoff');
       const done: (boolean | Error)[] = [];
-      for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })))) {
+      for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })), claimToken)) {
         const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, db, brokerDb];
         for (const c of group) {
           const list = pushes[c.i] ?? [];
