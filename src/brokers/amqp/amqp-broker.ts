@@ -290,7 +290,7 @@ export class AmqpBroker implements Broker {
       let link: Link;
       let missing: Set<string>;
       try {
-        if (attempted && generation !== this.#generation) throw new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+        if (attempted && generation !== this.#generation) throw this.#closedMeanwhile();
         link = await this.#open();
         // While RabbitMQ blocks us, start nothing: it would sit unconfirmed in the socket until the
         // alarm clears. Nothing is written, so this is an outage with nothing to re-send. RabbitMQ
@@ -315,13 +315,19 @@ export class AmqpBroker implements Broker {
         out,
       );
       for (const [i, outcome] of attempt.settled) outcomes[i] = outcome;
+      if (attempt.death && attempt.settled.size === 0 && attempt.unconfirmed.length === 0) {
+        // the link died before anything went out: an outage, not something to loop on
+        const error = new ConnectionError(WHAT, this.#url, attempt.death);
+        for (const i of attempt.unsent) outcomes[i] = { ok: false, error };
+        break;
+      }
       if (!attempt.death || attempt.unconfirmed.length === 0) {
         todo = attempt.unsent;
         continue;
       }
       let rest: number[];
       try {
-        if (generation !== this.#generation) throw new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+        if (generation !== this.#generation) throw this.#closedMeanwhile();
         rest = await this.#isolate(attempt, out, outcomes, generation);
       } catch (err) {
         // an outage while looking for the culprit: what was not confirmed goes back (at least once)
@@ -438,6 +444,10 @@ export class AmqpBroker implements Broker {
     });
   }
 
+  #closedMeanwhile(): ConnectionError {
+    return new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+  }
+
   /** Remembers that a basic.return for `id` marks this publish; returns a function that forgets it. */
   #expectReturn(link: Link, id: string, mark: () => void): () => void {
     const waiting = link.awaitingReturn.get(id) ?? [];
@@ -461,7 +471,7 @@ export class AmqpBroker implements Broker {
   async #isolate(attempt: Attempt, out: readonly (Outgoing | undefined)[], outcomes: (PublishOutcome | undefined)[], generation: number): Promise<number[]> {
     const { unconfirmed } = attempt;
     for (let k = 0; k < unconfirmed.length; k++) {
-      if (generation !== this.#generation) throw new ConnectionError(WHAT, this.#url, new Error('the broker was closed while publishing'));
+      if (generation !== this.#generation) throw this.#closedMeanwhile();
       const i = unconfirmed[k] as number;
       const o = out[i] as Outgoing;
       const verdict = await this.#probe(o);
