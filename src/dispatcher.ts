@@ -25,7 +25,7 @@
  */
 import { buildTaskMessage, type TaskMessage } from './celery/message.js';
 import type { Broker } from './broker.js';
-import { ConnectionError, CorruptEntryError, MessageRejectedError, ValidationError, errorMessage, firstLine } from './errors.js';
+import { ConnectionError, CorruptEntryError, MessageRejectedError, UnsupportedEntryError, ValidationError, errorMessage, firstLine } from './errors.js';
 import { decodeEntry } from './job.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { RedisPush } from './redis-handoff.js';
@@ -185,7 +185,7 @@ export class Dispatcher {
     const started = performance.now();
     const run: RunState = {
       summary: { sent: 0, failed: 0, dead: 0, corrupt: 0, elapsedMs: 0 },
-      detail: { latenessSeconds: [], refused: 0, deadByReason: { corrupt: 0, rejected: 0, max_attempts: 0 } },
+      detail: { latenessSeconds: [], refused: 0, deadByReason: { corrupt: 0, unsupported: 0, rejected: 0, max_attempts: 0 } },
       giveBack: [],
       retries: [],
       leases: new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.#log),
@@ -274,7 +274,8 @@ export class Dispatcher {
         ready.push({ claim, message: buildTaskMessage(job, { now, dueAt: claim.dueAt, defaultQueue: this.#defaultQueue }) });
       } catch (err) {
         const reason = err instanceof CorruptEntryError ? err.message : `cannot build a message: ${errorMessage(err)}`;
-        corrupt.push({ claim, reason: 'corrupt', error: oneLine(reason), diedAt: nowS, ...(claim.attempts && { attempts: claim.attempts }) });
+        const why = err instanceof UnsupportedEntryError ? 'unsupported' : 'corrupt';
+        corrupt.push({ claim, reason: why, error: oneLine(reason), diedAt: nowS, ...(claim.attempts && { attempts: claim.attempts }) });
       }
     }
     await this.#bury(corrupt, run);

@@ -8,6 +8,7 @@ export const ErrorCode = {
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   CONNECTION: 'CONNECTION',
   CORRUPT_ENTRY: 'CORRUPT_ENTRY',
+  UNSUPPORTED_ENTRY: 'UNSUPPORTED_ENTRY',
   UNSUPPORTED_PICKLE: 'UNSUPPORTED_PICKLE',
   DUPLICATE_JOB: 'DUPLICATE_JOB',
   LOCKED: 'LOCKED',
@@ -67,6 +68,19 @@ export class CorruptEntryError extends SchedulerError {
   constructor(taskId: string, reason: string, cause?: unknown) {
     super(ErrorCode.CORRUPT_ENTRY, `stored job ${quoteId(taskId)} is corrupt: ${reason}`, { cause });
     this.taskId = taskId;
+  }
+}
+
+/**
+ * A well-formed stored entry that asks for something this dispatcher cannot send exactly as
+ * Python's `send_task` would (an unknown keyword, another serializer, a pickle outside the allowed
+ * places, an impossible priority). The dispatcher makes it a dead letter with reason `unsupported`.
+ */
+export class UnsupportedEntryError extends CorruptEntryError {
+  constructor(taskId: string, reason: string, cause?: unknown) {
+    super(taskId, reason, cause);
+    Object.defineProperty(this, 'code', { value: ErrorCode.UNSUPPORTED_ENTRY });
+    this.message = `stored job ${quoteId(taskId)} cannot be sent as Python's send_task would send it: ${reason}`;
   }
 }
 

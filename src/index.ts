@@ -65,6 +65,7 @@ export {
   ValidationError,
   ConnectionError,
   CorruptEntryError,
+  UnsupportedEntryError,
   UnsupportedPickleError,
   DuplicateJobError,
   JobKeyTakenError,

@@ -6,18 +6,26 @@
  * - **entry**: the job's stored form, the original package's JSON `[[task name], {send_task kwargs}]`.
  * - **due time**: when the job must be handed to the broker, in unix seconds (fractions allowed).
  *
- * Entries we write hold only JSON (never a pickle), omit unset options (so a small job stays small),
- * and use only keyword names that Celery's `send_task` accepts, so the Python package's own
- * dispatcher can send them too.
+ * Entries we write omit unset options (so a small job stays small) and use only keyword names
+ * that Celery's `send_task` accepts, so the Python package's own dispatcher can send them too.
+ * They hold JSON only, with one exception: an absolute `expires` is a pickled aware UTC datetime
+ * (`pickleUtcDatetime`), the one form Celery 5.0-5.2's `send_task` takes. Reading an entry, ours or
+ * the Python package's, is `decodeEntry`, with every keyword handled in `entry-keywords.ts`.
  */
 import { randomUUID } from 'node:crypto';
 import { CorruptEntryError, UnsupportedPickleError, ValidationError } from './errors.js';
-import { decodePickledDatetime, isPickled } from './celery/pickle.js';
+import { PICKLE_MARKER, pickleUtcDatetime } from './celery/pickle.js';
+import { applyKeywords } from './entry-keywords.js';
 import { MAX_TIME_MS, checkRepresentable, formatCeleryTime, isRepresentableMs, toDate } from './celery/time.js';
 import { MAX_JSON_DEPTH, MAX_SHORT_STRING_BYTES, isWellFormed, nestedDeeperThan, utf8Bytes } from './celery/limits.js';
 import type { JobKeyMode } from './store.js';
 
-/** A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError` carry. */
+/**
+ * A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError`, a chain's steps and a
+ * chord's body carry. `subtask_type` is null for a task, `chain`/`group`/`chord` for canvas (whose
+ * parts are in `kwargs`). A signature read from a stored entry is passed on as stored, so it may
+ * hold keys beyond these (Celery's own `chord_size`, say).
+ */
 export interface Signature {
   task: string;
   args: unknown[];
@@ -25,6 +33,8 @@ export interface Signature {
   options: Record<string, unknown>;
   subtask_type: string | null;
   immutable: boolean;
+  /** the chord's header size, on a chord body (Celery reads it for backends without a counter key) */
+  chord_size?: number;
 }
 
 /** Builds a plain task signature, like Python's `app.signature(name, args, kwargs)`. */
@@ -93,8 +103,11 @@ export interface StoredOptions {
   [other: string]: unknown;
 }
 
-/** `expires` as the dispatcher needs it. */
-export type Expiry = { kind: 'absolute'; at: Date } | { kind: 'relative'; seconds: number };
+/**
+ * `expires` as the dispatcher needs it. `text`, when set, is the header exactly as Python's
+ * `send_task` writes it for this value (`isoformat()` of a pickled datetime, keeping its offset).
+ */
+export type Expiry = { kind: 'absolute'; at: Date; text?: string } | { kind: 'relative'; seconds: number };
 
 /** A job read back from the store, ready to become a Celery message. */
 export interface Job {
@@ -114,6 +127,28 @@ export interface Job {
   timeLimit?: number;
   softTimeLimit?: number;
   ignoreResult?: boolean;
+  // Canvas and workflow keywords (protocol doc §1.2, §1.4), from the Python package or our canvas.
+  /** the rest of a chain, in reverse: the last element runs next (`body[2].chain`) */
+  chain?: Signature[];
+  /** the chord body, on each task of a chord's header (`body[2].chord`) */
+  chord?: Signature;
+  /** `headers.group` */
+  groupId?: string;
+  /** `headers.group_index` */
+  groupIndex?: number;
+  /** `headers.retries` (default 0) */
+  retries?: number;
+  /** `headers.root_id` (default: the job's own id) */
+  rootId?: string;
+  /** `headers.parent_id` */
+  parentId?: string;
+  /** `properties.reply_to` (default '' unless the RPC result backend is used) */
+  replyTo?: string;
+  /** `properties.delivery_mode` (default 2, persistent) */
+  deliveryMode?: 1 | 2;
+  /** `headers.argsrepr` / `kwargsrepr` instead of the repr of the arguments (to keep secrets out of logs) */
+  argsrepr?: string;
+  kwargsrepr?: string;
 }
 
 /** A validated job ready to be stored. */
@@ -300,7 +335,9 @@ export function encodeEntry(job: Job): string {
   if (job.routingKey !== undefined) kw.routing_key = job.routingKey;
   if (job.exchange !== undefined) kw.exchange = job.exchange;
   if (job.priority !== undefined) kw.priority = job.priority;
-  if (job.expires !== undefined) kw.expires = job.expires.kind === 'relative' ? job.expires.seconds : formatCeleryTime(job.expires.at);
+  // absolute: a pickled datetime, the one form every Celery 5.x send_task takes (a string fails
+  // on 5.0-5.2, a number means seconds); see pickleUtcDatetime
+  if (job.expires !== undefined) kw.expires = job.expires.kind === 'relative' ? job.expires.seconds : pickleUtcDatetime(job.expires.at);
   if (job.headers !== undefined) kw.headers = job.headers;
   if (job.link.length > 0) kw.link = job.link.length === 1 ? job.link[0] : job.link;
   if (job.linkError.length > 0) kw.link_error = job.linkError.length === 1 ? job.linkError[0] : job.linkError;
@@ -308,13 +345,25 @@ export function encodeEntry(job: Job): string {
   if (job.timeLimit !== undefined) kw.time_limit = job.timeLimit;
   if (job.softTimeLimit !== undefined) kw.soft_time_limit = job.softTimeLimit;
   if (job.ignoreResult !== undefined) kw.ignore_result = job.ignoreResult;
+  if (job.chain !== undefined) kw.chain = job.chain;
+  if (job.chord !== undefined) kw.chord = job.chord;
+  if (job.groupId !== undefined) kw.group_id = job.groupId;
+  if (job.groupIndex !== undefined) kw.group_index = job.groupIndex;
+  if (job.retries !== undefined) kw.retries = job.retries;
+  if (job.rootId !== undefined) kw.root_id = job.rootId;
+  if (job.parentId !== undefined) kw.parent_id = job.parentId;
+  if (job.replyTo !== undefined) kw.reply_to = job.replyTo;
+  if (job.deliveryMode !== undefined) kw.delivery_mode = job.deliveryMode;
+  if (job.argsrepr !== undefined) kw.argsrepr = job.argsrepr;
+  if (job.kwargsrepr !== undefined) kw.kwargsrepr = job.kwargsrepr;
   return JSON.stringify([[job.task], kw]);
 }
 
 /**
  * Reads a stored entry, ours or the Python package's. Throws `CorruptEntryError` when it is not
- * JSON, has the wrong shape, or holds a pickle other than an aware datetime in `expires`.
- * `task_type` (a pickled Python task object, routing hints only) is ignored.
+ * JSON, has the wrong shape or a keyword of the wrong type, and `UnsupportedEntryError` (a
+ * subclass) when it asks for what we cannot send exactly as Python's `send_task` would; see
+ * `entry-keywords.ts` for every keyword.
  */
 export function decodeEntry(id: string, raw: string | null): Job {
   if (raw === null) throw new CorruptEntryError(id, 'its key is missing (the index names a job that has no entry)');
@@ -344,89 +393,8 @@ export function decodeEntry(id: string, raw: string | null): Job {
   if (!isPlainObject(kwargs)) throw new CorruptEntryError(id, 'kwargs is not an object');
 
   const job: Job = { id: taskId, task, args, kwargs, link: [], linkError: [] };
-  for (const [key, value] of Object.entries(kw)) {
-    if (value === null || value === undefined) continue;
-    if (isPickled(value) && key !== 'expires') {
-      if (key === 'task_type') continue; // routing hints only; the stored queue/routing options win
-      throw new CorruptEntryError(id, `option ${key} holds a Python pickle; only expires may be a pickled datetime`);
-    }
-    applyStoredOption(job, id, key, value);
-  }
+  applyKeywords(job, id, kw);
   return job;
-}
-
-function applyStoredOption(job: Job, id: string, key: string, value: unknown): void {
-  const str = (): string => {
-    if (typeof value !== 'string') throw new CorruptEntryError(id, `${key} is not a string`);
-    return value;
-  };
-  const num = (): number => {
-    if (typeof value !== 'number' || !Number.isFinite(value)) throw new CorruptEntryError(id, `${key} is not a number`);
-    return value;
-  };
-  switch (key) {
-    case 'args': case 'kwargs': case 'task_id': case 'task_type':
-    // client-side or per-connection options of send_task: never on the wire
-    case 'producer': case 'serializer': case 'compression': case 'delivery_mode': case 'immediate': case 'mandatory':
-    case 'retry': case 'retry_policy': case 'connection': case 'router': case 'result_cls': case 'add_to_parent':
-      return;
-    case 'queue': job.queue = str(); return;
-    case 'routing_key': job.routingKey = str(); return;
-    case 'exchange': job.exchange = str(); return;
-    case 'shadow': job.shadow = str(); return;
-    case 'priority': job.priority = num(); return;
-    case 'time_limit': job.timeLimit = num(); return;
-    case 'soft_time_limit': job.softTimeLimit = num(); return;
-    case 'ignore_result': job.ignoreResult = Boolean(value); return;
-    case 'headers':
-      if (!isPlainObject(value)) throw new CorruptEntryError(id, 'headers is not an object');
-      job.headers = value;
-      return;
-    case 'link': job.link = storedSignatures(id, key, value); return;
-    case 'link_error': job.linkError = storedSignatures(id, key, value); return;
-    case 'expires': job.expires = storedExpiry(id, value); return;
-    default:
-      // Unknown keys (future Celery options) are kept out of the message rather than guessed at.
-      return;
-  }
-}
-
-function storedExpiry(id: string, value: unknown): Expiry {
-  if (typeof value === 'number' && Number.isFinite(value)) return { kind: 'relative', seconds: value };
-  if (isPickled(value)) {
-    try {
-      return { kind: 'absolute', at: decodePickledDatetime(value) };
-    } catch (err) {
-      const reason = err instanceof UnsupportedPickleError ? err.message : 'undecodable pickle';
-      throw new CorruptEntryError(id, `expires: ${reason}`, err);
-    }
-  }
-  if (typeof value === 'string') {
-    try {
-      return { kind: 'absolute', at: toDate(value, 'expires') };
-    } catch {
-      // Python's own dispatcher reads a naive string as UTC (protocol doc §1.6); do the same.
-      const asUtc = new Date(`${value}Z`);
-      if (!Number.isNaN(asUtc.getTime())) return { kind: 'absolute', at: asUtc };
-      throw new CorruptEntryError(id, `expires ${JSON.stringify(value)} is not an ISO-8601 date-time`);
-    }
-  }
-  throw new CorruptEntryError(id, 'expires is neither seconds nor a date-time');
-}
-
-function storedSignatures(id: string, key: string, value: unknown): Signature[] {
-  const list = Array.isArray(value) ? value : [value];
-  return list.map((sig) => {
-    if (!isPlainObject(sig) || typeof sig.task !== 'string') throw new CorruptEntryError(id, `${key} is not a signature`);
-    return {
-      task: sig.task,
-      args: Array.isArray(sig.args) ? sig.args : [],
-      kwargs: isPlainObject(sig.kwargs) ? sig.kwargs : {},
-      options: isPlainObject(sig.options) ? sig.options : {},
-      subtask_type: typeof sig.subtask_type === 'string' ? sig.subtask_type : null,
-      immutable: sig.immutable === true,
-    };
-  });
 }
 
 /** The most problems one value reports (a million bad strings must not make a million-item message). */
@@ -466,6 +434,7 @@ export function checkJsonValue(value: unknown, path: string, problems: string[],
     switch (typeof v) {
       case 'string':
         if (!isWellFormed(v)) problem(`${p} is not well-formed Unicode (it holds a lone UTF-16 surrogate, which no store, broker or worker can carry); fix the string, e.g. with toWellFormed()`);
+        else if (v.startsWith(PICKLE_MARKER)) problem(`${p} starts with ${JSON.stringify(PICKLE_MARKER)}, which the Python package's dispatcher would unpickle (running what it holds); change the string`);
         return;
       case 'boolean': return;
       case 'number':

@@ -273,7 +273,7 @@ export class DispatcherMetrics implements DispatchObserver {
     this.movedAside = r.counter('cls_jobs_moved_aside_total', 'Corrupt stored jobs made dead letters instead of being sent (also counted in cls_jobs_dead_total{reason="corrupt"}).');
     this.dead = r.counter(
       'cls_jobs_dead_total',
-      'Jobs this dispatcher made dead letters, by reason: corrupt (the entry cannot become a message), rejected (the broker can never carry the message) or max_attempts (refused on every attempt).',
+      'Jobs this dispatcher made dead letters, by reason: corrupt (the entry cannot become a message), unsupported (it asks for what cannot be sent exactly as Python send_task would), rejected (the broker can never carry the message) or max_attempts (refused on every attempt).',
       ['reason'],
     );
     for (const reason of DEAD_REASONS) this.dead.inc(0, { reason });

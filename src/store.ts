@@ -57,12 +57,14 @@ export interface Retry {
 
 /**
  * Why a job became a dead letter: `corrupt` (its entry cannot become a Celery message),
- * `rejected` (the broker can never carry it: over a size or depth limit, or it closed the
- * channel), `max_attempts` (the broker refused it on every attempt).
+ * `unsupported` (a well-formed entry asking for what we cannot send exactly as Python's
+ * `send_task` would: an unknown keyword, another serializer, a stray pickle, an impossible
+ * priority), `rejected` (the broker can never carry it: over a size or depth limit, or it closed
+ * the channel), `max_attempts` (the broker refused it on every attempt).
  */
-export type DeadReason = 'corrupt' | 'rejected' | 'max_attempts';
+export type DeadReason = 'corrupt' | 'unsupported' | 'rejected' | 'max_attempts';
 
-export const DEAD_REASONS: readonly DeadReason[] = ['corrupt', 'rejected', 'max_attempts'];
+export const DEAD_REASONS: readonly DeadReason[] = ['corrupt', 'unsupported', 'rejected', 'max_attempts'];
 
 /** A claimed job to be made a dead letter (see `bury`). */
 export interface Burial {

@@ -14,6 +14,7 @@ export interface TaskMessage {
   headers: Record<string, unknown>;
   properties: {
     correlation_id: string;
+    /** the job's `reply_to` when it has one, else the context's ('' unless RPC results are used) */
     reply_to: string;
     delivery_mode: 1 | 2;
     priority: number;
@@ -85,15 +86,16 @@ export function buildTaskMessage(job: Job, ctx: MessageContext): TaskMessage {
     id: job.id,
     shadow: job.shadow ?? null,
     eta,
-    expires: expiresAt ? formatCeleryTime(expiresAt) : null,
-    group: null,
-    group_index: null,
-    retries: 0,
+    // a pickled datetime keeps the text Python's isoformat() gives it (its own offset)
+    expires: job.expires?.kind === 'absolute' && job.expires.text !== undefined ? job.expires.text : expiresAt ? formatCeleryTime(expiresAt) : null,
+    group: job.groupId ?? null,
+    group_index: job.groupIndex ?? null,
+    retries: job.retries ?? 0,
     timelimit: [job.timeLimit ?? null, job.softTimeLimit ?? null],
-    root_id: job.id,
-    parent_id: null,
-    argsrepr: pyTupleRepr(job.args),
-    kwargsrepr: pyRepr(job.kwargs),
+    root_id: job.rootId ?? job.id, // as_task_v2: an empty root_id is the task's own id
+    parent_id: job.parentId ?? null,
+    argsrepr: job.argsrepr ?? pyTupleRepr(job.args),
+    kwargsrepr: job.kwargsrepr ?? pyRepr(job.kwargs),
     origin: ctx.origin ?? originName(),
     ignore_result: job.ignoreResult ?? false,
     replaced_task_nesting: 0,
@@ -103,8 +105,8 @@ export function buildTaskMessage(job: Job, ctx: MessageContext): TaskMessage {
   };
   const properties: TaskMessage['properties'] = {
     correlation_id: job.id,
-    reply_to: ctx.replyTo ?? '',
-    delivery_mode: 2,
+    reply_to: job.replyTo ?? ctx.replyTo ?? '',
+    delivery_mode: job.deliveryMode ?? 2,
     priority: job.priority ?? 0,
   };
   if (expiresAt) {
@@ -120,8 +122,8 @@ export function buildTaskMessage(job: Job, ctx: MessageContext): TaskMessage {
       {
         callbacks: job.link.length ? job.link : null,
         errbacks: job.linkError.length ? job.linkError : null,
-        chain: null,
-        chord: null,
+        chain: job.chain ?? null,
+        chord: job.chord ?? null,
       },
     ],
     contentType: 'application/json',

@@ -38,13 +38,65 @@ export function isPickled(value: unknown): value is string {
 
 /** Decodes `__python_pickle__<base64>` (or the bare base64) holding an aware datetime, to the instant it denotes. */
 export function decodePickledDatetime(value: string): Date {
+  return readPickledDatetime(value).at;
+}
+
+/** An aware datetime read from a pickle: its instant, and the text Python's `isoformat()` gives for it. */
+export interface PickledDatetime {
+  at: Date;
+  /**
+   * `datetime.isoformat()` of the pickled value: its own wall clock and UTC offset, e.g.
+   * `2031-03-05T05:06:07+01:00` for a Europe/Berlin time. This is what Celery's `as_task_v2` puts
+   * in the `expires` header, and what kombu's JSON writes for a datetime inside a signature.
+   */
+  isoformat: string;
+}
+
+/** Like `decodePickledDatetime`, keeping the wall clock and offset the value was pickled with. */
+export function readPickledDatetime(value: string): PickledDatetime {
   if (typeof value !== 'string') throw fail(`expected a string, got ${typeof value}`);
   const encoded = isPickled(value) ? value.slice(PICKLE_MARKER.length) : value;
   const result = new SafeUnpickler(decodeBase64(encoded)).load();
   if (!(result instanceof PyDateTime)) {
     throw fail(`the pickle holds ${describe(result)}, not an aware datetime`);
   }
-  return toInstant(result);
+  const { at, offsetMicros } = toInstant(result);
+  return { at, isoformat: `${formatWall(result.wall)}${formatOffset(offsetMicros)}` };
+}
+
+/**
+ * The one pickle this package writes: `__python_pickle__` + base64 of the protocol-3 pickle of
+ * `datetime.datetime(<at, in UTC>, tzinfo=datetime.timezone.utc)`, byte for byte what Python's
+ * `pickle.dumps(value, protocol=3)` writes. Celery 5.0-5.2's `send_task` takes an absolute
+ * `expires` only as a datetime (a string fails with a TypeError, a number means "seconds from
+ * now"), and the Python package's dispatcher turns this value back into one. It holds two stdlib
+ * globals and no code; our own reader (above) accepts it.
+ */
+export function pickleUtcDatetime(at: Date): string {
+  const ms = at.getTime();
+  if (!Number.isFinite(ms)) throw fail('an invalid Date cannot be pickled');
+  const year = at.getUTCFullYear();
+  if (year < 1 || year > 9999) throw fail(`year ${year} is outside Python's datetime range (1-9999)`);
+  const micros = at.getUTCMilliseconds() * 1000;
+  const state = [
+    year >> 8, year & 0xff, at.getUTCMonth() + 1, at.getUTCDate(),
+    at.getUTCHours(), at.getUTCMinutes(), at.getUTCSeconds(),
+    (micros >> 16) & 0xff, (micros >> 8) & 0xff, micros & 0xff,
+  ];
+  const ascii = (text: string): number[] => [...text].map((c) => c.charCodeAt(0));
+  const put = (index: number): number[] => [0x71, index]; // BINPUT: memoize, as Python does
+  const bytes = [
+    0x80, 0x03, // PROTO 3
+    ...ascii('cdatetime\ndatetime\n'), ...put(0), // GLOBAL datetime.datetime
+    0x43, 10, ...state, ...put(1), // SHORT_BINBYTES: the 10-byte state
+    ...ascii('cdatetime\ntimezone\n'), ...put(2),
+    ...ascii('cdatetime\ntimedelta\n'), ...put(3),
+    0x4b, 0, 0x4b, 0, 0x4b, 0, 0x87, ...put(4), 0x52, ...put(5), // timedelta(0, 0, 0)
+    0x85, ...put(6), 0x52, ...put(7), // timezone(timedelta(0)), i.e. timezone.utc
+    0x86, ...put(8), 0x52, ...put(9), // datetime(state, tz)
+    0x2e, // STOP
+  ];
+  return PICKLE_MARKER + Buffer.from(bytes).toString('base64');
 }
 
 function fail(reason: string): UnsupportedPickleError {
@@ -387,7 +439,7 @@ function daysInMonth(year: number, month: number): number {
 // Instants and time zones
 // ---------------------------------------------------------------------------------------------
 
-function toInstant(dt: PyDateTime): Date {
+function toInstant(dt: PyDateTime): { at: Date; offsetMicros: number } {
   const { wall, tz } = dt;
   if (!tz) {
     throw fail(
@@ -398,7 +450,24 @@ function toInstant(dt: PyDateTime): Date {
   const offsetMicros = tz instanceof FixedOffsetZone ? tz.offsetMicros : zoneOffsetMs(tz.key, wallMs, wall.fold) * 1000;
   const instant = new Date(wallMs + Math.round((wall.microsecond - offsetMicros) / 1000));
   if (Number.isNaN(instant.getTime())) throw fail(`${formatWall(wall)} is out of range`);
-  return instant;
+  return { at: instant, offsetMicros };
+}
+
+/** A UTC offset as `datetime.isoformat()` writes it: `+HH:MM`, then `:SS` and `.ffffff` only when not zero. */
+function formatOffset(offsetMicros: number): string {
+  const sign = offsetMicros < 0 ? '-' : '+';
+  let rest = Math.abs(offsetMicros);
+  const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
+  const hours = Math.floor(rest / 3_600_000_000);
+  rest -= hours * 3_600_000_000;
+  const minutes = Math.floor(rest / 60_000_000);
+  rest -= minutes * 60_000_000;
+  const seconds = Math.floor(rest / 1_000_000);
+  const micros = rest - seconds * 1_000_000;
+  let text = `${sign}${pad(hours)}:${pad(minutes)}`;
+  if (seconds || micros) text += `:${pad(seconds)}`;
+  if (micros) text += `.${pad(micros, 6)}`;
+  return text;
 }
 
 function formatWall(wall: WallClock): string {

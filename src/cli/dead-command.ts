@@ -21,10 +21,10 @@ export interface DeadCommandContext {
 export function addDeadCommand(program: Command, ctx: DeadCommandContext): void {
   const dead = program
     .command('dead')
-    .description('dead letters: jobs that will not be sent as they are (corrupt, too large for the broker, or refused on every attempt)')
+    .description('dead letters: jobs that will not be sent as they are (corrupt, unsupported by this dispatcher, too large for the broker, or refused on every attempt)')
     .addHelpText(
       'after',
-      '\nA dead letter keeps the job\'s entry, the reason (corrupt, rejected, max_attempts), the last error, its attempts and times.\n' +
+      '\nA dead letter keeps the job\'s entry, the reason (corrupt, unsupported, rejected, max_attempts), the last error, its attempts and times.\n' +
         '`retry` schedules it again, due now, with its attempts cleared; `purge` deletes it for good.\n',
     );
 

@@ -17,3 +17,13 @@ export interface FixtureEntry {
 export const fixture = JSON.parse(
   readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8'),
 ) as { entries: FixtureEntry[] };
+
+/**
+ * Entries the Python package wrote for Celery canvas and workflow options (chain, group, chord,
+ * links as a list and with their own options, link_error, retries with root and parent ids, a
+ * zone-named datetime expires), all through `apply_async(..., eta=2031-03-04T05:06:07Z)`; several
+ * entries can come from one call (a group or chord writes one per header task).
+ */
+export const canvasFixture = JSON.parse(
+  readFileSync(new URL('../data/celery_longterm_scheduler-1.x-canvas-entries.json', import.meta.url), 'utf8'),
+) as { entries: FixtureEntry[] };

@@ -87,7 +87,7 @@ describe('poison jobs and dead letters (dispatcher)', () => {
       { id: 'ok', dueAt: T0, entry: entry('ok') },
     ]);
     expect(await dispatcher.dispatchDue()).toMatchObject({ sent: 1, failed: 0, dead: 3, corrupt: 2 });
-    expect(details[0]?.deadByReason).toEqual({ corrupt: 2, rejected: 1, max_attempts: 0 });
+    expect(details[0]?.deadByReason).toEqual({ corrupt: 2, unsupported: 0, rejected: 1, max_attempts: 0 });
     expect(await store.getDead('big')).toMatchObject({ reason: 'rejected', attempts: 1, error: expect.stringMatching(/too large/) });
     expect(await store.getDead('junk')).toMatchObject({ reason: 'corrupt', attempts: 0, error: expect.stringMatching(/not JSON/) });
     expect(await store.getDead('deep')).toMatchObject({ reason: 'corrupt', error: expect.stringMatching(/nested more than 256 levels/) });

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { CorruptEntryError, ValidationError } from '../../src/errors.js';
+import { CorruptEntryError, UnsupportedEntryError, ValidationError } from '../../src/errors.js';
+import { readPickledDatetime } from '../../src/celery/pickle.js';
 import {
   decodeEntry,
   encodeEntry,
@@ -41,6 +42,21 @@ function problemOf(args: unknown, kwargs: unknown, options: TaskOptions = {}, ta
   const problems = problemsOf(() => resolveTaskCall(task, args, kwargs, options, NOW));
   expect(problems).toHaveLength(1);
   return problems[0] ?? '';
+}
+
+/** The UnsupportedEntryError (a CorruptEntryError with its own code) that decoding `raw` throws. */
+function unsupported(raw: string, id = 'job-1'): UnsupportedEntryError {
+  try {
+    decodeEntry(id, raw);
+  } catch (err) {
+    expect(err).toBeInstanceOf(UnsupportedEntryError);
+    const error = err as UnsupportedEntryError;
+    expect(error.code).toBe('UNSUPPORTED_ENTRY');
+    expect(error.taskId).toBe(id);
+    expect(error.message).toContain("cannot be sent as Python's send_task would send it");
+    return error;
+  }
+  throw new Error('expected an UnsupportedEntryError');
 }
 
 function corruption(raw: string | null, id = 'job-1'): CorruptEntryError {
@@ -278,10 +294,12 @@ describe('encodeEntry', () => {
     ]);
   });
 
-  it('writes an absolute expires in the …+00:00 form', () => {
+  it('writes an absolute expires as a pickled UTC datetime, the form Celery 5.0-5.2 send_task takes', () => {
     const { job } = resolveTaskCall('bench.add', [], {}, { taskId: 't', expires: '2031-03-05T02:00:00.5+02:00' }, NOW);
     const [, kw] = JSON.parse(encodeEntry(job)) as [string[], Record<string, unknown>];
-    expect(kw.expires).toBe('2031-03-05T00:00:00.500000+00:00');
+    expect(typeof kw.expires).toBe('string');
+    expect(kw.expires as string).toMatch(/^__python_pickle__/);
+    expect(readPickledDatetime(kw.expires as string)).toEqual({ at: new Date('2031-03-05T00:00:00.500Z'), isoformat: '2031-03-05T00:00:00.500000+00:00' });
   });
 
   it('writes ignoreResult false (it overrides a task default)', () => {
@@ -302,7 +320,9 @@ describe('encodeEntry', () => {
     ];
     for (const opts of options) {
       const { job } = resolveTaskCall('bench.add', [1, 'Zoë', { n: null }], { k: [true] }, opts, NOW);
-      expect(decodeEntry(job.id, encodeEntry(job))).toEqual(job);
+      // an absolute expires comes back with the text Python's isoformat() gives the pickled value
+      const expected = job.expires?.kind === 'absolute' ? { ...job, expires: { ...job.expires, text: '2031-03-05T00:00:00.123000+00:00' } } : job;
+      expect(decodeEntry(job.id, encodeEntry(job))).toEqual(expected);
     }
   });
 });
@@ -322,7 +342,7 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
     ['positional args only', { args: [1, 2] }],
     ['args and kwargs', { args: [1], kwargs: { y: 2 } }],
     ['queue and priority', { args: [3, 4], queue: 'reports', priority: 7 }],
-    ['expires as a pendulum datetime in UTC', { args: [5, 6], expires: { kind: 'absolute', at: new Date('2031-03-05T00:00:00Z') } }],
+    ['expires as a pendulum datetime in UTC', { args: [5, 6], expires: { kind: 'absolute', at: new Date('2031-03-05T00:00:00Z'), text: '2031-03-05T00:00:00+00:00' } }],
     ['expires as a number of seconds', { args: [5, 6], expires: { kind: 'relative', seconds: 3600 } }],
     [
       'link and link_error callbacks',
@@ -339,10 +359,10 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
     [
       'expires as a standard-library datetime with timezone.utc',
       // the pickled state is 2031-03-05 06:07:08.123456 UTC; Date keeps milliseconds
-      { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T06:07:08.123Z') } },
+      { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T06:07:08.123Z'), text: '2031-03-05T06:07:08.123456+00:00' } },
     ],
-    ['expires as a datetime in Europe/Berlin', { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T05:00:00Z') } }],
-    ['expires as a standard-library datetime with a fixed +02:00 offset', { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T10:00:00Z') } }],
+    ['expires as a datetime in Europe/Berlin', { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T05:00:00Z'), text: '2031-03-05T06:00:00+01:00' } }],
+    ['expires as a standard-library datetime with a fixed +02:00 offset', { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T10:00:00Z'), text: '2031-03-05T12:00:00+02:00' } }],
   ];
 
   it('covers every fixture entry', () => {
@@ -358,14 +378,22 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
     expect(job).toStrictEqual({ ...base(entry), ...fields });
   });
 
-  it('re-encodes a Python entry without nulls or pickles, keeping its meaning', () => {
+  it('re-encodes a Python entry without nulls, with a pickle only in an absolute expires, keeping its meaning', () => {
     for (const entry of fixture.entries) {
       const job = decodeEntry(entry.key, entry.value);
       const encoded = encodeEntry(job);
       const [, kw] = JSON.parse(encoded) as [string[], Record<string, unknown>];
       expect(Object.values(kw)).not.toContain(null);
-      expect(encoded).not.toContain('__python_pickle__');
-      expect(decodeEntry(entry.key, encoded)).toStrictEqual(job);
+      const pickled = Object.entries(kw).filter(([, v]) => typeof v === 'string' && v.startsWith('__python_pickle__')).map(([k]) => k);
+      expect(pickled).toEqual(job.expires?.kind === 'absolute' ? ['expires'] : []);
+      const again = decodeEntry(entry.key, encoded);
+      if (job.expires?.kind === 'absolute') {
+        // re-written in UTC: the same instant, the text of a UTC datetime
+        expect(again.expires).toMatchObject({ kind: 'absolute', at: job.expires.at });
+        expect({ ...again, expires: job.expires }).toStrictEqual(job);
+      } else {
+        expect(again).toStrictEqual(job);
+      }
     }
   });
 
@@ -405,15 +433,15 @@ describe('decodeEntry throws CorruptEntryError', () => {
     expect(corruption('[["bench.add"], {"kwargs": [1]}]').message).toContain('kwargs is not an object');
   });
 
-  it('for a pickled value in another option than expires or task_type', () => {
+  it('(UnsupportedEntryError) for a pickled value in another option than expires or task_type', () => {
     const raw = JSON.stringify([['bench.add'], { args: [], queue: taskTypePickle }]);
-    expect(corruption(raw).message).toContain('option queue holds a Python pickle');
+    expect(unsupported(raw).message).toContain('queue holds a Python pickle');
   });
 
-  it('for a pickle in expires that is not an aware datetime', () => {
+  it('(UnsupportedEntryError) for a pickle in expires that is not an aware datetime', () => {
     expect(typeof taskTypePickle).toBe('string');
     const raw = JSON.stringify([['bench.add'], { args: [], expires: taskTypePickle }]);
-    const error = corruption(raw);
+    const error = unsupported(raw);
     expect(error.message).toContain('expires:');
     expect(error.message).toContain('celery.app.registry._unpickle_task_v2');
   });
