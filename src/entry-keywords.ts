@@ -7,7 +7,8 @@
  * cannot put on the wire as Python would (another serializer, compression, a pickle outside the
  * places listed below, an impossible priority), throws `UnsupportedEntryError`, and the
  * dispatcher makes the job a dead letter with reason `unsupported`. Nothing is dropped silently.
- * A value of the wrong JSON type (a queue that is a number) is `CorruptEntryError`.
+ * A value of the wrong JSON type (a queue that is a number), or a pickle in an allowed place that
+ * is not an aware datetime, is `CorruptEntryError`.
  *
  * `None` (JSON null) means "not given" for every keyword, as it does for `send_task`.
  *
@@ -159,8 +160,9 @@ function storedExpiry(id: string, value: unknown): Expiry {
       const { at, isoformat } = readPickledDatetime(value);
       return { kind: 'absolute', at, text: isoformat };
     } catch (err) {
-      if (err instanceof UnsupportedPickleError) throw new UnsupportedEntryError(id, `expires: ${err.message}`, err);
-      throw new CorruptEntryError(id, 'expires: undecodable pickle', err);
+      // in its place, but not an aware datetime: a broken value, so corrupt
+      const reason = err instanceof UnsupportedPickleError ? err.message : 'undecodable pickle';
+      throw new CorruptEntryError(id, `expires: ${reason}`, err);
     }
   }
   if (typeof value === 'string') {
@@ -202,7 +204,7 @@ function resolveSignaturePickles(id: string, value: unknown, path: string, inOpt
     try {
       return readPickledDatetime(value).isoformat;
     } catch (err) {
-      throw new UnsupportedEntryError(id, `${path}: ${err instanceof Error ? err.message : String(err)}`, err);
+      throw new CorruptEntryError(id, `${path}: ${err instanceof UnsupportedPickleError ? err.message : 'undecodable pickle'}`, err);
     }
   }
   if (Array.isArray(value)) {

@@ -173,10 +173,16 @@ describe('what cannot be honoured is unsupported (a dead letter), never dropped'
     expect(unsupported({ shadow: p })).toContain('shadow holds a Python pickle');
   });
 
-  it('a pickled eta in a signature that is not an aware datetime', () => {
+  it('a pickled eta in a signature that is not an aware datetime is corrupt', () => {
     const taskType = kwOf(canvasFixture.entries[0] as FixtureEntry).task_type as string;
     const sig = { task: 't', args: [], kwargs: {}, options: { eta: taskType }, subtask_type: null, immutable: false };
-    expect(unsupported({ chord: sig })).toContain('chord.options.eta');
+    const raw = JSON.stringify([['bench.add'], { chord: sig, group_id: 'g' }]);
+    expect(() => decodeEntry('j', raw)).toThrow(/chord\.options\.eta: .*celery\.app\.registry/);
+    try {
+      decodeEntry('j', raw);
+    } catch (err) {
+      expect((err as CorruptEntryError).code).toBe('CORRUPT_ENTRY');
+    }
   });
 
   it('a nested chain inside a chord body keeps its own options.eta pickle resolved', () => {

@@ -438,10 +438,10 @@ describe('decodeEntry throws CorruptEntryError', () => {
     expect(unsupported(raw).message).toContain('queue holds a Python pickle');
   });
 
-  it('(UnsupportedEntryError) for a pickle in expires that is not an aware datetime', () => {
+  it('for a pickle in expires that is not an aware datetime', () => {
     expect(typeof taskTypePickle).toBe('string');
     const raw = JSON.stringify([['bench.add'], { args: [], expires: taskTypePickle }]);
-    const error = unsupported(raw);
+    const error = corruption(raw);
     expect(error.message).toContain('expires:');
     expect(error.message).toContain('celery.app.registry._unpickle_task_v2');
   });
