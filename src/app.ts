@@ -18,6 +18,7 @@ import { DISPATCH_DEFAULTS } from './dispatcher.js';
 import { validateRedisOptions } from './redis-connection.js';
 import { layoutFromTransportOptions, type KombuRedisLayout } from './celery/kombu-redis.js';
 import { AsyncResult, RedisResultBackend } from './results.js';
+import { bindSignature, signatureOptions, type CanvasOptions, type CanvasResult, type Plannable, type SignatureOptions } from './canvas.js';
 
 export { AsyncResult } from './results.js';
 
@@ -114,9 +115,17 @@ export class Task {
   delay(...args: unknown[]): Promise<AsyncResult> {
     return this.applyAsync(args);
   }
-  /** A signature of this task, for `link` / `linkError`. */
-  s(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: { immutable?: boolean } = {}): Signature {
-    return signature(this.name, args, kwargs, options);
+  /**
+   * A signature of this task, for `link` / `linkError` and canvas (`chain`, `group`, `chord`),
+   * with its own options (`queue`, `countdown`, `priority`, `immutable`, ...), as Celery's `s()`.
+   */
+  s(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: SignatureOptions = {}): Signature {
+    const sig = signature(this.name, args, kwargs, { immutable: options.immutable ?? false, options: signatureOptions(options) });
+    return bindSignature(sig, this.#app);
+  }
+  /** An immutable signature (Celery's `si()`): the parent's result is not put in front of its args. */
+  si(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: Omit<SignatureOptions, 'immutable'> = {}): Signature {
+    return this.s(args, kwargs, { ...options, immutable: true });
   }
 }
 
@@ -248,6 +257,43 @@ export class Celery {
     const [outcome] = await this.broker.publish([message]);
     if (outcome && !outcome.ok) throw outcome.error;
     return new AsyncResult(this, job.id, { published: true });
+  }
+
+  /**
+   * Stores a canvas (`chain`, `group`, `chord`) to run at `eta` or after `countdown`, in the
+   * layout the Python package writes for it (see canvas.ts), all jobs or none. A chord needs
+   * `resultBackend`: its size goes to the backend's counter key first. `canvas.applyAsync(options)`
+   * calls this.
+   */
+  async applyCanvas(canvas: Plannable, options: CanvasOptions): Promise<CanvasResult> {
+    const now = this.#clock();
+    const plan = canvas.plan(options, now);
+    const problems: string[] = [];
+    if (plan.chordSize !== undefined && !this.#resultBackend) {
+      problems.push("a chord needs Celery's Redis result backend (the worker counts the header's results there); set resultBackend, e.g. redis://localhost:6379/1");
+    }
+    const jobs: NewJob[] = [];
+    for (const job of plan.jobs) {
+      const entry = encodeEntry(job);
+      try {
+        this.#checkCarriable(job, entry, now, plan.dueAt);
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        problems.push(...err.problems.map((p) => `task ${job.id}: ${p}`));
+      }
+      jobs.push({ id: job.id, dueAt: plan.dueAt, entry });
+    }
+    if (problems.length) throw new ValidationError(problems);
+    if (plan.chordSize !== undefined && plan.groupId !== undefined) {
+      // until the due time, plus result_expires as Celery gives it
+      await this.#resultBackend?.setChordSize(plan.groupId, plan.chordSize, Math.max(0, plan.dueAt - now.getTime() / 1000));
+    }
+    await this.store.add(jobs);
+    const dueAt = new Date(plan.dueAt * 1000);
+    const stored = new Set(jobs.map((j) => j.id));
+    const results = plan.taskIds.map((id) => new AsyncResult(this, id, stored.has(id) ? { dueAt } : {}));
+    const resultIndex = plan.resultId === undefined ? -1 : plan.taskIds.lastIndexOf(plan.resultId);
+    return { result: results[resultIndex], groupId: plan.groupId, results, scheduledIds: jobs.map((j) => j.id), dueAt };
   }
 
   /**

@@ -21,6 +21,7 @@ export { Scheduler, getScheduler, type RunOptions } from './scheduler.js';
 export { Dispatcher, DISPATCH_DEFAULTS, type DispatcherOptions, type DispatchSummary, type HandoffMode } from './dispatcher.js';
 export { DispatcherDaemon, DAEMON_DEFAULTS, MAX_TIMER_MS, type DaemonOptions } from './dispatcher-daemon.js';
 export { signature, type Signature, type TaskOptions, type Job } from './job.js';
+export { chain, group, chord, Chain, Group, Chord, signatureOptions, type SignatureOptions, type CanvasOptions, type CanvasResult } from './canvas.js';
 export { createStore, createBroker, DEFAULT_STORE_URL, type StoreOptions } from './connect.js';
 export type {
   ScheduleStore,

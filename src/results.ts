@@ -42,6 +42,8 @@ export const READY_STATES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE', 
 export const DEFAULT_RESULT_EXPIRES = 86_400;
 /** Celery's `task_keyprefix` of key/value result backends. */
 export const TASK_KEYPREFIX = 'celery-task-meta-';
+/** Celery's `group_keyprefix` of key/value result backends (group results, chord counters). */
+export const GROUP_KEYPREFIX = 'celery-taskset-meta-';
 
 /**
  * The prefix `result_backend_transport_options.global_keyprefix` gives result keys (§6.3): unlike
@@ -220,6 +222,20 @@ export class RedisResultBackend {
       throw wrapRedisError(err, WHAT, this.#connections.url);
     }
     return raw === null ? undefined : parseTaskMeta(raw, key);
+  }
+
+  /**
+   * Writes a chord's size where Celery's Redis backend counts its header's results
+   * (`celery-taskset-meta-<group id>.s`, `set_chord_size`), to live `holdSeconds` plus
+   * `result_expires`: a chord scheduled for later keeps its counter until it runs.
+   */
+  async setChordSize(groupId: string, size: number, holdSeconds: number): Promise<void> {
+    const key = `${resultKeyPrefix(this.globalKeyprefix)}${GROUP_KEYPREFIX}${groupId}.s`;
+    try {
+      await (await this.#client.get()).setex(key, Math.ceil(holdSeconds) + this.#expires, String(size));
+    } catch (err) {
+      throw wrapRedisError(err, WHAT, this.#connections.url);
+    }
   }
 
   /** Writes a record as Celery's backend does: SETEX, then PUBLISH on the key's channel. */
