@@ -144,6 +144,21 @@ def alert(self, *args, **kwargs):
     _record(self, args, kwargs)
 
 
+# Task names used by the captured entries of the Python package (plain and canvas fixtures):
+# chain add(1,2) | add(10) | note.si('done'), chord [add(1,1), add(2,2)] -> tsum().
 @app.task(bind=True, name='bench.add')
 def bench_add(self, *args, **kwargs):
     _record(self, args, kwargs)
+    return sum(a for a in args if isinstance(a, (int, float)))
+
+
+@app.task(bind=True, name='bench.note')
+def bench_note(self, *args, **kwargs):
+    _record(self, args, kwargs)
+    return list(args)
+
+
+@app.task(bind=True, name='bench.tsum')
+def bench_tsum(self, numbers, *args, **kwargs):
+    _record(self, (numbers,) + args, kwargs)
+    return sum(numbers)
