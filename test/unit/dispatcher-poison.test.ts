@@ -77,6 +77,25 @@ describe('poison jobs and dead letters (dispatcher)', () => {
     expect(dead?.error).toMatch(/no queue bound/);
   });
 
+  it('an entry asking for what we cannot send as send_task would is a dead letter "unsupported" at once, with its reason; the rest go', async () => {
+    const broker = new ScriptedBroker();
+    const { store, dispatcher, details } = setup(broker);
+    const kw = (extra: object) => JSON.stringify([['t'], { args: [1], ...extra }]);
+    await store.add([
+      { id: 'unknown', dueAt: T0, entry: kw({ task_id: 'unknown', stamped_headers: ['x'] }) },
+      { id: 'pickler', dueAt: T0, entry: kw({ task_id: 'pickler', serializer: 'pickle' }) },
+      { id: 'prio', dueAt: T0, entry: kw({ task_id: 'prio', priority: 1000 }) },
+      { id: 'chain', dueAt: T0, entry: kw({ task_id: 'chain', chain: [{ task: 'next', args: [], kwargs: {}, options: {}, subtask_type: null, immutable: false }] }) },
+      { id: 'ok', dueAt: T0, entry: entry('ok') },
+    ]);
+    expect(await dispatcher.dispatchDue()).toMatchObject({ sent: 2, failed: 0, dead: 3, corrupt: 0 });
+    expect(details[0]?.deadByReason).toEqual({ corrupt: 0, unsupported: 3, rejected: 0, max_attempts: 0 });
+    expect(broker.accepted.sort()).toEqual(['chain', 'ok']);
+    expect(await store.getDead('unknown')).toMatchObject({ reason: 'unsupported', error: expect.stringMatching(/"stamped_headers" is not one of Celery's send_task keywords/) });
+    expect(await store.getDead('pickler')).toMatchObject({ reason: 'unsupported', error: expect.stringMatching(/serializer "pickle"/) });
+    expect(await store.getDead('prio')).toMatchObject({ reason: 'unsupported', error: expect.stringMatching(/priority 1000 is impossible/) });
+  });
+
   it('a message the broker can never carry is a dead letter at once; a corrupt entry too; neither is tried again', async () => {
     const broker = new ScriptedBroker((m) => new MessageRejectedError(m.headers.id as string, 'too large'));
     const { store, dispatcher, details } = setup(broker);

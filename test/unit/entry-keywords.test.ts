@@ -194,7 +194,7 @@ describe('what cannot be honoured is unsupported (a dead letter), never dropped'
   });
 
   it('a keyword of the wrong JSON type is corrupt', () => {
-    for (const kw of [{ chain: { task: 'x' } }, { chord: [] }, { group_id: 5 }, { reply_to: [] }, { ignore_result: 'yes' }, { link: { task: 't', args: 'x' } }]) {
+    for (const kw of [{ chain: { task: 'x' } }, { chord: [] }, { group_id: 5 }, { reply_to: [] }, { ignore_result: 'yes' }, { link: { task: 't', args: 'x' } }, { root_id: '\ud800' }, { chain: [{ args: [] }] }]) {
       expect(() => decodeEntry('j', JSON.stringify([['bench.add'], kw]))).toThrow(CorruptEntryError);
     }
   });
