@@ -52,8 +52,12 @@ export const SEND_TASK_KEYWORDS: Readonly<Record<string, KeywordTreatment>> = {
   confirm_timeout: 'client-side',
 };
 
-/** Reads every keyword of `kw` into `job` (whose id, task, args and kwargs are already set). */
-export function applyKeywords(job: Job, id: string, kw: Record<string, unknown>): void {
+/**
+ * Reads every keyword of `kw` into `job` (whose id, task, args and kwargs are already set).
+ * `mayHoldPickles` false (the raw entry has no pickle marker anywhere, the common case for our
+ * entries) skips the walks that look for pickles in arguments and signatures.
+ */
+export function applyKeywords(job: Job, id: string, kw: Record<string, unknown>, mayHoldPickles = true): void {
   for (const [key, value] of Object.entries(kw)) {
     const treatment = SEND_TASK_KEYWORDS[key];
     if (treatment === undefined) {
@@ -64,15 +68,16 @@ export function applyKeywords(job: Job, id: string, kw: Record<string, unknown>)
     if (isPickled(value) && key !== 'expires') {
       throw new UnsupportedEntryError(id, `${key} holds a Python pickle; only expires (and eta/expires in a signature's options) may be a pickled datetime`);
     }
-    applyKeyword(job, id, key, value);
+    applyKeyword(job, id, key, value, mayHoldPickles);
   }
+  if (!mayHoldPickles) return;
   for (const [name, list] of [['args', job.args], ['kwargs', job.kwargs], ['headers', job.headers]] as const) {
     const where = list === undefined ? undefined : findPickle(list, name);
     if (where) throw new UnsupportedEntryError(id, `${where} holds a Python pickle, which Python's dispatcher would unpickle into an object we cannot reproduce; only expires may be pickled`);
   }
 }
 
-function applyKeyword(job: Job, id: string, key: string, value: unknown): void {
+function applyKeyword(job: Job, id: string, key: string, value: unknown, pickles: boolean): void {
   const str = (): string => {
     if (typeof value !== 'string') throw new CorruptEntryError(id, `${key} is not a string`);
     if (!isWellFormed(value)) throw new CorruptEntryError(id, `${key} is not well-formed Unicode (a lone surrogate)`);
@@ -112,15 +117,15 @@ function applyKeyword(job: Job, id: string, key: string, value: unknown): void {
       if (!isPlainObject(value)) throw new CorruptEntryError(id, 'headers is not an object');
       job.headers = value;
       return;
-    case 'link': job.link = storedSignatures(id, key, value); return;
-    case 'link_error': job.linkError = storedSignatures(id, key, value); return;
+    case 'link': job.link = storedSignatures(id, key, value, pickles); return;
+    case 'link_error': job.linkError = storedSignatures(id, key, value, pickles); return;
     case 'chain':
       if (!Array.isArray(value)) throw new CorruptEntryError(id, 'chain is not a list of signatures');
-      job.chain = storedSignatures(id, key, value);
+      job.chain = storedSignatures(id, key, value, pickles);
       return;
     case 'chord': {
       if (Array.isArray(value)) throw new CorruptEntryError(id, 'chord is not one signature (the chord body)');
-      const [body] = storedSignatures(id, key, value);
+      const [body] = storedSignatures(id, key, value, pickles);
       if (body) job.chord = body;
       return;
     }
@@ -183,7 +188,7 @@ function storedExpiry(id: string, value: unknown): Expiry {
  * dict through), except that a pickled datetime under `eta` or `expires` in an `options` object,
  * at any depth, becomes its ISO text; any other pickle is unsupported.
  */
-function storedSignatures(id: string, key: string, value: unknown): Signature[] {
+function storedSignatures(id: string, key: string, value: unknown, pickles: boolean): Signature[] {
   const list = Array.isArray(value) ? value : [value];
   return list.map((sig, i) => {
     const where = Array.isArray(value) ? `${key}[${i}]` : key;
@@ -191,7 +196,7 @@ function storedSignatures(id: string, key: string, value: unknown): Signature[] 
     for (const [field, check] of [['args', Array.isArray], ['kwargs', isPlainObject], ['options', isPlainObject]] as const) {
       if (sig[field] !== undefined && sig[field] !== null && !check(sig[field])) throw new CorruptEntryError(id, `${where}.${field} has the wrong type`);
     }
-    return resolveSignaturePickles(id, sig, where) as unknown as Signature;
+    return (pickles ? resolveSignaturePickles(id, sig, where) : sig) as unknown as Signature;
   });
 }
 

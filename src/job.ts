@@ -393,7 +393,8 @@ export function decodeEntry(id: string, raw: string | null): Job {
   if (!isPlainObject(kwargs)) throw new CorruptEntryError(id, 'kwargs is not an object');
 
   const job: Job = { id: taskId, task, args, kwargs, link: [], linkError: [] };
-  applyKeywords(job, id, kw);
+  // the pickle walks are skipped only when no marker can be in the entry, escaped ones included
+  applyKeywords(job, id, kw, raw.includes(PICKLE_MARKER) || raw.includes('\\u'));
   return job;
 }
 

@@ -173,6 +173,12 @@ describe('what cannot be honoured is unsupported (a dead letter), never dropped'
     expect(unsupported({ shadow: p })).toContain('shadow holds a Python pickle');
   });
 
+  it('a pickle marker written with JSON escapes is found too', () => {
+    const raw = '[["bench.add"],{"args":[],"kwargs":{"x":"\\u005f_python_pickle__gAN9lC4="}}]';
+    expect(JSON.parse(raw)[1].kwargs.x).toBe('__python_pickle__gAN9lC4=');
+    expect(() => decodeEntry('j', raw)).toThrow(UnsupportedEntryError);
+  });
+
   it('a pickled eta in a signature that is not an aware datetime is corrupt', () => {
     const taskType = kwOf(canvasFixture.entries[0] as FixtureEntry).task_type as string;
     const sig = { task: 't', args: [], kwargs: {}, options: { eta: taskType }, subtask_type: null, immutable: false };
