@@ -20,7 +20,10 @@ export interface PythonCronOptions {
 }
 
 export interface PythonCronRun {
+  /** the exit code; null when it was killed (see `timedOut`) */
   code: number | null;
+  /** true when it ran past the timeout and was killed */
+  timedOut: boolean;
   stdout: string;
   stderr: string;
   /** the ids it sent, in order */
@@ -37,9 +40,13 @@ export function runPythonCron(o: PythonCronOptions): Promise<PythonCronRun> {
     const child = spawn('/usr/bin/python3', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let timedOut = false;
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, TIMEOUT_MS);
     child.once('error', (err) => {
       clearTimeout(timer);
       reject(err);
@@ -47,7 +54,7 @@ export function runPythonCron(o: PythonCronOptions): Promise<PythonCronRun> {
     child.once('exit', (code) => {
       clearTimeout(timer);
       const sent = stdout.split('\n').filter((l) => l.startsWith('sent ')).map((l) => l.split(' ')[1] as string);
-      resolve({ code, stdout, stderr, sent });
+      resolve({ code, timedOut, stdout, stderr, sent });
     });
   });
 }
