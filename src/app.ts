@@ -269,6 +269,11 @@ export class Celery {
     const now = this.#clock();
     const plan = canvas.plan(options, now);
     const problems: string[] = [];
+    const seen = new Set<string>();
+    for (const id of plan.taskIds) {
+      if (seen.has(id)) problems.push(`the task id ${JSON.stringify(id)} is given to two tasks of this canvas; each task needs its own (omit taskId for a random one)`);
+      seen.add(id);
+    }
     if (plan.chordSize !== undefined && !this.#resultBackend) {
       problems.push("a chord needs Celery's Redis result backend (the worker counts the header's results there); set resultBackend, e.g. redis://localhost:6379/1");
     }

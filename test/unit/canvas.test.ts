@@ -140,6 +140,26 @@ describe('a canvas is validated before anything is stored, every problem at once
     expect(problems(() => add.s([], {}, { bogus: 1 } as never))[0]).toContain('unknown signature option "bogus"');
   });
 
+  it('two tasks of one canvas with the same task id store nothing', async () => {
+    const a = newApp();
+    const t = a.task('bench.add');
+    await expect(group(t.s([1], {}, { taskId: 'same' }), t.s([2], {}, { taskId: 'same' })).applyAsync({ eta: ETA })).rejects.toThrow(/"same" is given to two tasks/);
+    await expect(chain(t.s([1], {}, { taskId: 'same' }), t.s([2], {}, { taskId: 'same' })).applyAsync({ eta: ETA })).rejects.toThrow(/given to two tasks/);
+    expect((await a.store.count()).scheduled).toBe(0);
+    await a.close();
+  });
+
+  it('a chord whose result backend cannot be reached stores nothing, and says so in one line', async () => {
+    const a = newApp({ resultBackend: 'redis://:secret@127.0.0.1:1/0', redisSocketConnectTimeout: 1 });
+    const err = await chord([a.task('bench.add').s([1, 1])], a.task('bench.tsum').s()).applyAsync({ eta: ETA }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/cannot reach the .*127\.0\.0\.1:1/);
+    expect((err as Error).message).not.toContain('secret');
+    expect((err as Error).message).not.toContain('\n');
+    expect((await a.store.count()).scheduled).toBe(0);
+    await a.close();
+  });
+
   it('a chord without a result backend stores nothing', async () => {
     const a = newApp();
     await expect(chord([a.task('bench.add').s([1, 1])], a.task('bench.tsum').s()).applyAsync({ eta: ETA })).rejects.toThrow(/a chord needs Celery's Redis result backend/);
