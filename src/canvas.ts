@@ -26,7 +26,7 @@ import { randomUUID } from 'node:crypto';
 import type { Celery } from './app.js';
 import { ValidationError } from './errors.js';
 import { formatCeleryTime, toDate } from './celery/time.js';
-import { checkJsonValue, resolveTaskCall, type Job, type Signature, type TaskOptions } from './job.js';
+import { checkJsonValue, collect, resolveTaskCall, type Job, type Signature, type TaskOptions } from './job.js';
 import type { AsyncResult } from './results.js';
 import { MAX_JSON_DEPTH } from './celery/limits.js';
 
@@ -89,12 +89,7 @@ export function signatureOptions(opts: SignatureOptions = {}): Record<string, un
         break;
       case 'timeLimit': case 'softTimeLimit': number((n) => n > 0, 'a positive number of seconds'); break;
       case 'eta':
-        try {
-          out[keyword] = formatCeleryTime(toDate(value as Date | string, 'eta'));
-        } catch (err) {
-          if (!(err instanceof ValidationError)) throw err;
-          problems.push(...err.problems);
-        }
+        collect(problems, () => (out[keyword] = formatCeleryTime(toDate(value as Date | string, 'eta'))));
         break;
       case 'ignoreResult':
         if (typeof value !== 'boolean') problems.push(`ignoreResult must be true or false, got ${JSON.stringify(value)}`);
@@ -355,16 +350,4 @@ function jobOf(sig: Signature, where: string, dueAt: number, now: Date): Job {
 /** A signature (or list) stored `levels` deep in the entry must leave a Python worker depth to decode. */
 function checkDepth(value: unknown, what: string, levels: number, problems: string[]): void {
   checkJsonValue(value, what, problems, MAX_JSON_DEPTH - levels);
-}
-
-function collect<T>(problems: string[], fn: () => T): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof ValidationError) {
-      problems.push(...err.problems);
-      return undefined;
-    }
-    throw err;
-  }
 }

@@ -506,7 +506,8 @@ function checkName(value: string, name: string, problems: string[], shortString:
   }
 }
 
-function collect<T>(problems: string[], fn: () => T): T | undefined {
+/** Runs `fn`; a `ValidationError` it throws adds its problems to `problems` (and gives undefined). */
+export function collect<T>(problems: string[], fn: () => T): T | undefined {
   try {
     return fn();
   } catch (err) {
