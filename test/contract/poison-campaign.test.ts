@@ -124,13 +124,14 @@ describe.skipIf(skipRedis)('poison campaign: Redis store, Redis broker', () => {
       raw('p-wrongtype', now, { queue: wrong }),
       raw('p-unroutable', now, { exchange, routing_key: 'nobody' }),
       raw('p-deep', now, { queue }, deep(100_000)),
+      raw('p-unknown', now, { queue, stamped_headers: ['x'] }),
     ];
     await store.add(interleave(ok, poison));
     await rawClient.set(`${prefix}p-notjson`, '{{{ not json');
     await rawClient.zadd(`${prefix}scheduled_task_id_by_time`, now - 10, 'p-notjson');
 
     const summaries = await campaign(store, broker);
-    expect(summaries[0]).toMatchObject({ sent: 60, failed: 2, dead: 2, corrupt: 2 });
+    expect(summaries[0]).toMatchObject({ sent: 60, failed: 2, dead: 3, corrupt: 2 });
     expect(summaries.slice(1, ATTEMPTS - 1).every((s) => s.sent === 0 && s.failed === 2 && s.dead === 0)).toBe(true);
     expect(summaries[ATTEMPTS - 1]).toMatchObject({ sent: 0, failed: 0, dead: 2 });
     expect(summaries[ATTEMPTS]).toMatchObject({ sent: 0, failed: 0, dead: 0 });
@@ -145,6 +146,7 @@ describe.skipIf(skipRedis)('poison campaign: Redis store, Redis broker', () => {
       'p-unroutable': { reason: 'max_attempts', attempts: ATTEMPTS, error: /no queue bound for routing key "nobody"/ },
       'p-deep': { reason: 'corrupt', attempts: 0, error: /nested more than 256 levels/ },
       'p-notjson': { reason: 'corrupt', attempts: 0, error: /not JSON/ },
+      'p-unknown': { reason: 'unsupported', attempts: 0, error: /"stamped_headers" is not one of Celery's send_task keywords/ },
     });
     await brokerRaw.del(queue, wrong, `_kombu.binding.${queue}`);
   }
@@ -197,11 +199,12 @@ describe.skipIf(skipAmqp)('poison campaign: SQLite store, RabbitMQ', () => {
         raw('p-noqueue', now, { queue: `cls-poison-missing-${tag}` }),
         raw('p-cc', now, { queue, headers: { CC: 5 } }),
         raw('p-deep', now, { queue }, deep(100_000)),
+        raw('p-serializer', now, { queue, serializer: 'pickle' }),
       ];
       await store.add(interleave(ok, poison));
 
       const summaries = await campaign(store, broker);
-      expect(summaries[0]).toMatchObject({ sent: 71, failed: 1, dead: 4, corrupt: 1 });
+      expect(summaries[0]).toMatchObject({ sent: 71, failed: 1, dead: 5, corrupt: 1 });
       expect(summaries[ATTEMPTS - 1]).toMatchObject({ sent: 0, failed: 0, dead: 1 });
       expect(summaries.every((s) => s.error === undefined)).toBe(true);
 
@@ -218,6 +221,7 @@ describe.skipIf(skipAmqp)('poison campaign: SQLite store, RabbitMQ', () => {
         'p-noqueue': { reason: 'max_attempts', attempts: ATTEMPTS, error: /no queue bound/ },
         'p-cc': { reason: 'rejected', attempts: 1, error: /RabbitMQ closed the channel for it: .*PRECONDITION_FAILED.*CC/ },
         'p-deep': { reason: 'corrupt', attempts: 0, error: /nested more than 256 levels/ },
+        'p-serializer': { reason: 'unsupported', attempts: 0, error: /serializer "pickle" cannot be honoured/ },
       });
     } finally {
       await broker.close();
