@@ -26,6 +26,8 @@ export interface ScheduledJobInfo {
   exchange?: string;
   routingKey?: string;
   priority?: number;
+  /** its part in a canvas: the steps of a chain still to run (next first), its group, a chord's body */
+  canvas?: { chain?: string[]; groupId?: string; groupIndex?: number; chordBody?: string };
   /** the stored JSON, exactly */
   entry: string;
   /** set when the entry cannot be turned into a message (the dispatcher will move it aside) */
@@ -96,6 +98,17 @@ export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJ
     ...(job.exchange !== undefined && { exchange: job.exchange }),
     ...(job.routingKey !== undefined && { routingKey: job.routingKey }),
     ...(job.priority !== undefined && { priority: job.priority }),
+    ...(canvasOf(job) && { canvas: canvasOf(job) }),
+  };
+}
+
+function canvasOf(job: Job): ScheduledJobInfo['canvas'] {
+  if (!job.chain?.length && job.groupId === undefined && job.chord === undefined) return undefined;
+  return {
+    ...(job.chain?.length && { chain: [...job.chain].reverse().map((s) => s.task) }),
+    ...(job.groupId !== undefined && { groupId: job.groupId }),
+    ...(job.groupIndex !== undefined && { groupIndex: job.groupIndex }),
+    ...(job.chord !== undefined && { chordBody: job.chord.task }),
   };
 }
 

@@ -303,6 +303,9 @@ function buildProgram(io: CliIo): Command {
       if (job.exchange !== undefined) rows.push(['exchange', job.exchange]);
       if (job.routingKey !== undefined) rows.push(['routing key', job.routingKey]);
       if (job.priority !== undefined) rows.push(['priority', String(job.priority)]);
+      if (job.canvas?.chain) rows.push(['then', job.canvas.chain.join(' → ')]);
+      if (job.canvas?.groupId !== undefined) rows.push(['group', `${job.canvas.groupId}${job.canvas.groupIndex !== undefined ? ` (index ${job.canvas.groupIndex})` : ''}`]);
+      if (job.canvas?.chordBody !== undefined) rows.push(['chord body', job.canvas.chordBody]);
       if (job.corrupt !== undefined) rows.push(['corrupt', job.corrupt]);
       rows.push(['stored', job.entry]);
       const w = Math.max(...rows.map(([k]) => k.length));

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Celery, ValidationError, chain, chord, group } from '../../src/index.js';
 import { encodeEntry } from '../../src/job.js';
 import { canvasFixture } from '../helpers/fixture.js';
+import { cli } from '../helpers/cli.js';
 
 const NOW = new Date('2031-03-04T05:00:00Z');
 const ETA = new Date('2031-03-04T05:06:07Z');
@@ -196,5 +197,18 @@ describe('applyAsync stores every job of a canvas, all or none', () => {
     expect(await r.results[0]?.state()).toBe('SCHEDULED'); // the first step is in the store
     expect(await a.store.get(r.result?.id as string)).toBeUndefined(); // the last rides in its chain keyword
     await a.close();
+  });
+
+  it('`show` names a job\'s part in its canvas: the chain steps still to run, its group', async () => {
+    const url = `sqlite:///${join(dir, 'show.db')}`;
+    const a = new Celery({ longtermSchedulerBackend: url, clock: () => NOW });
+    const t = a.task('bench.add');
+    const c = await chain(t.s([1, 2]), t.s([10]), a.task('bench.note').si(['done'])).applyAsync({ eta: ETA });
+    const g = await group(t.s([1]), t.s([2])).applyAsync({ eta: ETA });
+    await a.close();
+    const shown = await cli(['--backend', url, 'show', c.scheduledIds[0] as string]);
+    expect(shown.stdout).toMatch(/^then\s+bench\.add → bench\.note$/m);
+    const json = JSON.parse((await cli(['--backend', url, 'show', g.scheduledIds[1] as string, '--json'])).stdout);
+    expect(json.canvas).toEqual({ groupId: g.groupId });
   });
 });
