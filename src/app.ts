@@ -120,8 +120,25 @@ export class Task {
    * with its own options (`queue`, `countdown`, `priority`, `immutable`, ...), as Celery's `s()`.
    */
   s(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: SignatureOptions = {}): Signature {
-    const sig = signature(this.name, args, kwargs, { immutable: options.immutable ?? false, options: signatureOptions(options) });
+    // the task's own defaults (app.task(name, defaults)) travel in its signatures, under what was given
+    const sig = signature(this.name, args, kwargs, { immutable: options.immutable ?? false, options: signatureOptions({ ...this.#signatureDefaults(), ...options }) });
     return bindSignature(sig, this.#app);
+  }
+  /** The defaults of this task that a signature can carry (routing, priority, limits; a relative expires). */
+  #signatureDefaults(): SignatureOptions {
+    const d = this.#defaults;
+    return {
+      ...(d.queue !== undefined && { queue: d.queue }),
+      ...(d.routingKey !== undefined && { routingKey: d.routingKey }),
+      ...(d.exchange !== undefined && { exchange: d.exchange }),
+      ...(d.priority !== undefined && { priority: d.priority }),
+      ...(typeof d.expires === 'number' && { expires: d.expires }),
+      ...(d.timeLimit !== undefined && { timeLimit: d.timeLimit }),
+      ...(d.softTimeLimit !== undefined && { softTimeLimit: d.softTimeLimit }),
+      ...(d.shadow !== undefined && { shadow: d.shadow }),
+      ...(d.ignoreResult !== undefined && { ignoreResult: d.ignoreResult }),
+      ...(d.headers !== undefined && { headers: d.headers }),
+    };
   }
   /** An immutable signature (Celery's `si()`): the parent's result is not put in front of its args. */
   si(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: Omit<SignatureOptions, 'immutable'> = {}): Signature {

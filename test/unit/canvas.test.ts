@@ -98,6 +98,10 @@ describe('a canvas is planned in the layout the Python package writes', () => {
       options: { queue: 'reports', priority: 3, countdown: 30, expires: 600, eta: '2031-03-04T05:00:00.000000+00:00', time_limit: 5 },
     });
     expect(note.si(['x']).immutable).toBe(true);
+    // a task's defaults travel in its signatures, under what the signature is given
+    const routed = app.task('bench.routed', { queue: 'math', priority: 2, timeLimit: 9, countdown: 5 });
+    expect(routed.s([1]).options).toEqual({ queue: 'math', priority: 2, time_limit: 9 });
+    expect(routed.s([1], {}, { queue: 'other' }).options).toEqual({ queue: 'other', priority: 2, time_limit: 9 });
     // as a link of a scheduled task, and as a chain step's own routing
     const plan = chain(add.s([1, 2], {}, { queue: 'first', priority: 9 }), add.s([3], {}, { queue: 'second' })).plan({ eta: ETA }, NOW);
     expect(plan.jobs[0]).toMatchObject({ queue: 'first', priority: 9 });
