@@ -20,6 +20,7 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   CLOSED: 'CLOSED',
   MESSAGE_REJECTED: 'MESSAGE_REJECTED',
+  DRIVER_MISSING: 'DRIVER_MISSING',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -81,6 +82,15 @@ export class UnsupportedEntryError extends CorruptEntryError {
     super(taskId, reason, cause);
     Object.defineProperty(this, 'code', { value: ErrorCode.UNSUPPORTED_ENTRY });
     this.message = `stored job ${quoteId(taskId)} cannot be sent as Python's send_task would send it: ${reason}`;
+  }
+}
+
+/** The npm package a store or broker needs (its driver) is not installed. */
+export class DriverMissingError extends SchedulerError {
+  readonly driver: string;
+  constructor(driver: string, what: string, cause?: unknown) {
+    super(ErrorCode.DRIVER_MISSING, `the ${what} needs the npm package "${driver}", which is not installed; install it (npm install ${driver})`, { cause });
+    this.driver = driver;
   }
 }
 

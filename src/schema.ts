@@ -5,11 +5,10 @@
  * - Redis: the Python package's layout; there is no schema.
  */
 import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { storeKind, type StoreKind } from './connect.js';
 import { redactUrl } from './errors.js';
 import { migrateSchema, schemaStatus } from './stores/postgres/migrations.js';
-import { SQLITE_SCHEMA_VERSION, SqliteStore, parseSqliteUrl } from './stores/sqlite/sqlite-store.js';
+import { SQLITE_SCHEMA_VERSION, SqliteStore, betterSqlite3, parseSqliteUrl } from './stores/sqlite/sqlite-store.js';
 
 export interface SchemaResult {
   store: string;
@@ -60,7 +59,7 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
 
 /** `PRAGMA user_version` of an existing file, read only; 0 (a fresh file) reads as none. */
 function readUserVersion(file: string): number | undefined {
-  const db = new Database(file, { readonly: true, fileMustExist: true });
+  const db = new (betterSqlite3())(file, { readonly: true, fileMustExist: true });
   try {
     const v = db.pragma('user_version', { simple: true }) as number;
     return v === 0 ? undefined : v;

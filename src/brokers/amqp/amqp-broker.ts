@@ -35,7 +35,6 @@
  *   sent again later: at least once), and the next call reopens.
  */
 import { readFileSync } from 'node:fs';
-import amqp from 'amqplib';
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
@@ -43,6 +42,7 @@ import { tlsFromCeleryQuery, type TlsSettings } from '../../tls.js';
 import type { TaskMessage } from '../../celery/message.js';
 import { ConnectionError, ErrorCode, MessageRejectedError, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
 import { amqpMessageProblem } from '../../celery/amqp-limits.js';
+import { loadDriver } from '../../drivers.js';
 
 const WHAT = 'Celery broker (RabbitMQ)';
 
@@ -217,7 +217,7 @@ export class AmqpBroker implements Broker {
       if (this.#options.cert) socketOptions.cert = readFileSync(this.#options.cert);
       if (this.#options.key) socketOptions.key = readFileSync(this.#options.key);
     }
-    const model = await amqp.connect(connectOptions, socketOptions);
+    const model = await loadDriver<typeof import('amqplib')>('amqplib').connect(connectOptions, socketOptions);
     let channel: ConfirmChannel;
     try {
       channel = await model.createConfirmChannel();

@@ -6,7 +6,8 @@
  *
  * Never edit a released migration: add a new one with the next version.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import { loadDriver } from '../../drivers.js';
 import { SchemaVersionError } from '../../errors.js';
 import { connectionConfig, parsePostgresUrl, quoteIdent, wrapPgError, type PostgresUrlOptions } from './connection.js';
 
@@ -119,7 +120,7 @@ export async function applyMigrations(client: pg.ClientBase, schema: string, whe
 /** Runs `fn` with a client of its own, connected to `url`, closing it afterwards. */
 async function withClient<T>(url: string, options: PostgresUrlOptions, fn: (client: pg.Client, where: string, schema: string) => Promise<T>): Promise<T> {
   const target = parsePostgresUrl(url, options);
-  const client = new pg.Client(connectionConfig(target));
+  const client = new (loadDriver<typeof pg>('pg').Client)(connectionConfig(target));
   client.on('error', () => {}); // reported by the failing query instead
   try {
     await client.connect();

@@ -37,7 +37,8 @@
  * unique index is the backstop. A claim racing with it is serialised by the holder's row lock
  * (SELECT ... FOR UPDATE): once the claim commits, the row no longer holds the key.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import { loadDriver } from '../../drivers.js';
 import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
@@ -130,7 +131,7 @@ export class PostgresStore implements ScheduleStore {
     this.#jobs = `${s}.jobs`;
     this.#dead = `${s}.dead`;
     this.#channel = `${this.schema}_wakeup`;
-    this.#pool = new pg.Pool(connectionConfig(this.#target, { max }));
+    this.#pool = new (loadDriver<typeof pg>('pg').Pool)(connectionConfig(this.#target, { max }));
     this.#pool.on('error', () => {}); // an idle client died; the next query reports it
   }
 
@@ -535,7 +536,7 @@ export class PostgresStore implements ScheduleStore {
     let client: pg.Client | undefined;
     let retry: NodeJS.Timeout | undefined;
     const listen = async (): Promise<void> => {
-      const c = new pg.Client(connectionConfig(this.#target));
+      const c = new (loadDriver<typeof pg>('pg').Client)(connectionConfig(this.#target));
       const lost = () => {
         if (client !== c) return;
         client = undefined;

@@ -39,7 +39,8 @@
  */
 import { closeSync, existsSync, openSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { loadDriver } from '../../drivers.js';
 import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import {
@@ -193,8 +194,17 @@ function notify(key: string, dueAt: number): void {
 }
 
 
+let sqliteDriver: typeof Database | undefined;
+
+/** better-sqlite3, loaded on first use (see drivers.ts). */
+export function betterSqlite3(): typeof Database {
+  sqliteDriver ??= loadDriver<typeof Database>('better-sqlite3');
+  return sqliteDriver;
+}
+
 function sqliteCode(err: unknown): string | undefined {
-  return err instanceof Database.SqliteError ? err.code : undefined;
+  // no driver loaded yet: no error of ours can be one of its errors
+  return sqliteDriver !== undefined && err instanceof sqliteDriver.SqliteError ? err.code : undefined;
 }
 
 interface Row {
@@ -335,7 +345,7 @@ export class SqliteStore implements ScheduleStore {
     if (this.file !== ':memory:') this.#createFile();
     let db: Database.Database | undefined;
     try {
-      db = new Database(this.file, { timeout: this.busyTimeoutMs });
+      db = new (betterSqlite3())(this.file, { timeout: this.busyTimeoutMs });
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (this.file !== ':memory:' && mode !== 'wal') throw new Error(`the database cannot use WAL mode (it stays in ${String(mode)} mode)`);
       db.pragma(`synchronous = ${this.synchronous.toUpperCase()}`);
