@@ -23,7 +23,6 @@
  * prepended to its args). Canvas nested in canvas (a group inside a chain) is not supported yet.
  */
 import { randomUUID } from 'node:crypto';
-import type { Celery } from './app.js';
 import { ValidationError } from './errors.js';
 import { formatCeleryTime, toDate } from './celery/time.js';
 import { checkJsonValue, collect, resolveTaskCall, type Job, type Signature, type TaskOptions } from './job.js';
@@ -110,10 +109,10 @@ export function signatureOptions(opts: SignatureOptions = {}): Record<string, un
 
 // Signatures made by `app.task(name).s(...)` know their app, as Celery's do, without it showing in
 // their JSON: the canvas built from them needs no app argument.
-const boundApps = new WeakMap<object, Celery>();
+const boundApps = new WeakMap<object, CanvasApp>();
 
 /** Marks `sig` as made by `app` (so a canvas of it can find the app); returns `sig`. */
-export function bindSignature<T extends object>(sig: T, app: Celery): T {
+export function bindSignature<T extends object>(sig: T, app: CanvasApp): T {
   boundApps.set(sig, app);
   return sig;
 }
@@ -137,6 +136,11 @@ export interface CanvasResult {
   dueAt: Date;
 }
 
+/** What stores a canvas: the `Celery` client (`applyCanvas`). */
+export interface CanvasApp {
+  applyCanvas(canvas: Plannable, options: CanvasOptions): Promise<CanvasResult>;
+}
+
 /** Anything `Celery.applyCanvas` stores: a chain, group or chord. */
 export interface Plannable {
   plan(options: CanvasOptions, now: Date): CanvasPlan;
@@ -158,7 +162,7 @@ export interface CanvasPlan {
 abstract class Canvas {
   abstract readonly kind: 'chain' | 'group' | 'chord';
   /** Stores the canvas to run at `eta` (or after `countdown` seconds); `app` defaults to the one its signatures were made by. */
-  applyAsync(options: CanvasOptions, app?: Celery): Promise<CanvasResult> {
+  applyAsync(options: CanvasOptions, app?: CanvasApp): Promise<CanvasResult> {
     const owner = app ?? this.signatures().map((s) => boundApps.get(s)).find((a) => a !== undefined);
     if (!owner) {
       return Promise.reject(new ValidationError([`this ${this.kind}'s signatures were not made by app.task(name).s(...), so it has no app; pass one: applyAsync(options, app)`]));

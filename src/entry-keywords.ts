@@ -24,7 +24,7 @@ import { CorruptEntryError, UnsupportedEntryError, UnsupportedPickleError } from
 import { isPickled, readPickledDatetime } from './celery/pickle.js';
 import { toDate } from './celery/time.js';
 import { isWellFormed } from './celery/limits.js';
-import type { Expiry, Job, Signature } from './job.js';
+import type { Expiry, Job, Signature } from './job-types.js';
 
 /** How one `send_task` keyword is treated. */
 export type KeywordTreatment = 'message' | 'client-side' | 'default-only';

@@ -18,24 +18,9 @@ import { PICKLE_MARKER, pickleUtcDatetime } from './celery/pickle.js';
 import { applyKeywords } from './entry-keywords.js';
 import { MAX_TIME_MS, checkRepresentable, formatCeleryTime, isRepresentableMs, toDate } from './celery/time.js';
 import { MAX_JSON_DEPTH, MAX_SHORT_STRING_BYTES, isWellFormed, nestedDeeperThan, utf8Bytes } from './celery/limits.js';
-import type { JobKeyMode } from './store.js';
+import type { Expiry, Job, JobKeyMode, Signature } from './job-types.js';
 
-/**
- * A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError`, a chain's steps and a
- * chord's body carry. `subtask_type` is null for a task, `chain`/`group`/`chord` for canvas (whose
- * parts are in `kwargs`). A signature read from a stored entry is passed on as stored, so it may
- * hold keys beyond these (Celery's own `chord_size`, say).
- */
-export interface Signature {
-  task: string;
-  args: unknown[];
-  kwargs: Record<string, unknown>;
-  options: Record<string, unknown>;
-  subtask_type: string | null;
-  immutable: boolean;
-  /** the chord's header size, on a chord body (Celery reads it for backends without a counter key) */
-  chord_size?: number;
-}
+export type { Expiry, Job, JobKeyMode, NewJob, Signature } from './job-types.js';
 
 /** Builds a plain task signature, like Python's `app.signature(name, args, kwargs)`. */
 export function signature(
@@ -103,62 +88,6 @@ export interface StoredOptions {
   [other: string]: unknown;
 }
 
-/**
- * `expires` as the dispatcher needs it. `text`, when set, is the header exactly as Python's
- * `send_task` writes it for this value (`isoformat()` of a pickled datetime, keeping its offset).
- */
-export type Expiry = { kind: 'absolute'; at: Date; text?: string } | { kind: 'relative'; seconds: number };
-
-/** A job read back from the store, ready to become a Celery message. */
-export interface Job {
-  id: string;
-  task: string;
-  args: unknown[];
-  kwargs: Record<string, unknown>;
-  queue?: string;
-  routingKey?: string;
-  exchange?: string;
-  priority?: number;
-  expires?: Expiry;
-  headers?: Record<string, unknown>;
-  link: Signature[];
-  linkError: Signature[];
-  shadow?: string;
-  timeLimit?: number;
-  softTimeLimit?: number;
-  ignoreResult?: boolean;
-  // Canvas and workflow keywords (protocol doc §1.2, §1.4), from the Python package or our canvas.
-  /** the rest of a chain, in reverse: the last element runs next (`body[2].chain`) */
-  chain?: Signature[];
-  /** the chord body, on each task of a chord's header (`body[2].chord`) */
-  chord?: Signature;
-  /** `headers.group` */
-  groupId?: string;
-  /** `headers.group_index` */
-  groupIndex?: number;
-  /** `headers.retries` (default 0) */
-  retries?: number;
-  /** `headers.root_id` (default: the job's own id) */
-  rootId?: string;
-  /** `headers.parent_id` */
-  parentId?: string;
-  /** `properties.reply_to` (default '' unless the RPC result backend is used) */
-  replyTo?: string;
-  /** `properties.delivery_mode` (default 2, persistent) */
-  deliveryMode?: 1 | 2;
-  /** `headers.argsrepr` / `kwargsrepr` instead of the repr of the arguments (to keep secrets out of logs) */
-  argsrepr?: string;
-  kwargsrepr?: string;
-}
-
-/** A validated job ready to be stored. */
-export interface NewJob {
-  id: string;
-  /** unix seconds */
-  dueAt: number;
-  /** the stored JSON string */
-  entry: string;
-}
 
 const OPTION_NAMES = new Set<string>([
   'eta', 'countdown', 'taskId', 'queue', 'routingKey', 'exchange', 'priority', 'expires', 'headers',

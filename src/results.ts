@@ -19,8 +19,8 @@
  *   `--statedb`), exactly as with Celery.
  */
 import type { Redis } from 'ioredis';
-import type { Celery } from './app.js';
-import type { BroadcastMessage } from './broker.js';
+import type { Broker, BroadcastMessage } from './broker.js';
+import type { ScheduleStore } from './store.js';
 import { formatCeleryTime } from './celery/time.js';
 import { urlScheme } from './connect.js';
 import {
@@ -358,6 +358,15 @@ export interface GetOptions {
   intervalMs?: number;
 }
 
+/** What an `AsyncResult` needs of its app (the `Celery` client is one). */
+export interface ResultApp {
+  readonly store: ScheduleStore;
+  readonly broker: Broker;
+  readonly resultBackend: RedisResultBackend | undefined;
+  readonly config: { readonly controlExchange: string };
+  now(): Date;
+}
+
 /** What `applyAsync` / `sendTask` return. `id` is the Celery task id the worker will see. */
 export class AsyncResult {
   readonly id: string;
@@ -370,7 +379,7 @@ export class AsyncResult {
   readonly keyOutcome: 'added' | 'replaced' | 'kept' | undefined;
   /** with `keyOutcome: 'replaced'`: the id of the job this one replaced */
   readonly replacedId: string | undefined;
-  readonly #app: Celery;
+  readonly #app: ResultApp;
   /** false when we published it ourselves at once: it was never in the store */
   readonly #mayBeStored: boolean;
 
@@ -379,7 +388,7 @@ export class AsyncResult {
    * `{ dueAt }` for a scheduled job and `{ published: true }` for one sent at once.
    */
   constructor(
-    app: Celery,
+    app: ResultApp,
     id: string,
     init: { dueAt?: Date; published?: boolean; keyOutcome?: 'added' | 'replaced' | 'kept'; replacedId?: string } = {},
   ) {

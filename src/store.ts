@@ -14,7 +14,7 @@
  */
 import { isWellFormed } from './celery/limits.js';
 import { ErrorCode, SchedulerError, ValidationError } from './errors.js';
-import type { NewJob } from './job.js';
+import type { JobKeyMode, NewJob } from './job-types.js';
 import type { RedisPush, RedisServerId } from './redis-handoff.js';
 
 /** A job a dispatcher claimed: in flight, leased to `token`, until acknowledged or released. */
@@ -209,11 +209,8 @@ export interface JobPage {
   cursor?: string;
 }
 
-/**
- * What `addKeyed` does when a scheduled job already holds the key: `reject` throws
- * `JobKeyTakenError`, `keep` leaves that job alone, `replace` swaps it for the new job.
- */
-export type JobKeyMode = 'reject' | 'replace' | 'keep';
+/** What `addKeyed` does when a scheduled job already holds the key (job-types.ts). */
+export type { JobKeyMode };
 
 /** What `addKeyed` did: the job now holding the key, and how it came to hold it. */
 export interface KeyedAddResult {

@@ -5,7 +5,7 @@
  * `[hard, soft]` (§1.7), times in the `…ffffff+00:00` form (§1.6), and a 3-element body (§1.4).
  */
 import { hostname } from 'node:os';
-import type { Job, Signature } from '../job.js';
+import type { SendTaskCall as Job, Signature } from './send-task-call.js';
 import { MAX_EXPIRATION_MS } from './limits.js';
 import { pyRepr, pyTupleRepr } from './py-repr.js';
 import { formatCeleryTime } from './time.js';
