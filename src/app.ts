@@ -55,7 +55,7 @@ export interface CeleryConfig {
    * (`redis://`, `rediss://`) are supported, e.g. `redis://localhost:6379/1`. Default: none.
    */
   resultBackend?: string;
-  /** Celery's `result_backend_transport_options`; used here: `global_keyprefix` (protocol doc §6.3) */
+  /** Celery's `result_backend_transport_options`; used here: `global_keyprefix` (docs/protocol.md §6.3) */
   resultBackendTransportOptions?: { global_keyprefix?: string };
   /** seconds; Celery's `result_expires`, for the REVOKED record `revoke()` writes (default 86400) */
   resultExpires?: number;

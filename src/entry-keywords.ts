@@ -174,7 +174,7 @@ function storedExpiry(id: string, value: unknown): Expiry {
     try {
       return { kind: 'absolute', at: toDate(value, 'expires') };
     } catch {
-      // Python's own dispatcher reads a naive string as UTC (protocol doc §1.6); do the same.
+      // Python's own dispatcher reads a naive string as UTC (docs/protocol.md §1.6); do the same.
       const asUtc = new Date(`${value}Z`);
       if (!Number.isNaN(asUtc.getTime())) return { kind: 'absolute', at: asUtc };
       throw new CorruptEntryError(id, `expires ${JSON.stringify(value)} is not an ISO-8601 date-time`);

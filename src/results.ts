@@ -1,6 +1,6 @@
 /**
  * Results of sent and scheduled tasks: `AsyncResult` (what `sendTask` / `applyAsync` return),
- * reading Celery's Redis result backend (protocol doc §6.3), and revoking.
+ * reading Celery's Redis result backend (docs/protocol.md §6.3), and revoking.
  *
  * - **State.** `SCHEDULED` while the job waits in our store (scheduled, or claimed by a dispatcher
  *   that is sending it); after that, the status in Celery's result backend, or `PENDING` when
@@ -46,7 +46,7 @@ export const TASK_KEYPREFIX = 'celery-task-meta-';
 export const GROUP_KEYPREFIX = 'celery-taskset-meta-';
 
 /**
- * The prefix `result_backend_transport_options.global_keyprefix` gives result keys (§6.3): unlike
+ * The prefix `result_backend_transport_options.global_keyprefix` gives result keys (docs/protocol.md §6.3): unlike
  * the broker's, it gets a `_` appended unless it already ends in one of `:_-.`.
  */
 export function resultKeyPrefix(globalKeyprefix: string | undefined): string {
@@ -87,7 +87,7 @@ export function parseTaskMeta(raw: string, key: string): TaskMeta {
   return meta as TaskMeta;
 }
 
-/** The error a FAILURE record stands for (`{exc_type, exc_message, exc_module}`, §6.3). */
+/** The error a FAILURE record stands for (`{exc_type, exc_message, exc_module}`, docs/protocol.md §6.3). */
 export function failureFromMeta(taskId: string, meta: TaskMeta): TaskFailedError {
   const r = (typeof meta.result === 'object' && meta.result !== null ? meta.result : {}) as Record<string, unknown>;
   const excType = typeof r.exc_type === 'string' ? r.exc_type : 'Exception';

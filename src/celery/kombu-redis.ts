@@ -1,5 +1,5 @@
 /**
- * kombu's Redis transport layout (protocol doc §2): the JSON envelope, the priority lists and
+ * kombu's Redis transport layout (docs/protocol.md §2): the JSON envelope, the priority lists and
  * the binding sets. Pure functions; the broker adapter does the I/O.
  */
 import { randomUUID } from 'node:crypto';
@@ -75,8 +75,8 @@ export function parseBindingMember(member: string, sep = DEFAULT_SEP): { routing
 }
 
 /**
- * The envelope kombu's Redis transport stores (§2.1). The body is base64 of the JSON body; the
- * delivery tag is a fresh UUID per message (§2.5: shared tags lose messages).
+ * The envelope kombu's Redis transport stores (docs/protocol.md §2.1). The body is base64 of the JSON body; the
+ * delivery tag is a fresh UUID per message (docs/protocol.md §2.5: shared tags lose messages).
  *
  * Written as a string template in kombu's key order rather than through one JSON.stringify of a
  * spread object: this is the dispatcher's hottest line, and this form is about 2.5x faster.

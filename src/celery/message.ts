@@ -1,8 +1,8 @@
 /**
- * Builds Celery protocol-2 task messages (protocol doc §1, §5), independent of any broker.
+ * Builds Celery protocol-2 task messages (docs/protocol.md §1, docs/protocol.md §5), independent of any broker.
  *
- * The header set is the one a Python Celery 5.x producer writes (§1.2), with `timelimit` as
- * `[hard, soft]` (§1.7), times in the `…ffffff+00:00` form (§1.6), and a 3-element body (§1.4).
+ * The header set is the one a Python Celery 5.x producer writes (docs/protocol.md §1.2), with `timelimit` as
+ * `[hard, soft]` (docs/protocol.md §1.7), times in the `…ffffff+00:00` form (docs/protocol.md §1.6), and a 3-element body (docs/protocol.md §1.4).
  */
 import { hostname } from 'node:os';
 import type { SendTaskCall as Job, Signature } from './send-task-call.js';
@@ -40,7 +40,7 @@ export interface Embed {
 
 /**
  * Where the message goes. `exchange: ''` is the default exchange: the routing key is the queue
- * name, as Celery itself publishes (§3.2). A named exchange routes by its bindings.
+ * name, as Celery itself publishes (docs/protocol.md §3.2). A named exchange routes by its bindings.
  */
 export interface Routing {
   exchange: string;

@@ -4,7 +4,7 @@
  */
 
 /**
- * A Celery signature as JSON (protocol doc §1.4): what `link`/`linkError`, a chain's steps and a
+ * A Celery signature as JSON (docs/protocol.md §1.4): what `link`/`linkError`, a chain's steps and a
  * chord's body carry. `subtask_type` is null for a task, `chain`/`group`/`chord` for canvas (whose
  * parts are in `kwargs`). A signature read from a stored entry is passed on as stored, so it may
  * hold keys beyond these (Celery's own `chord_size`, say).
@@ -27,7 +27,7 @@ export interface Signature {
 export type Expiry = { kind: 'absolute'; at: Date; text?: string } | { kind: 'relative'; seconds: number };
 
 /**
- * One call of Python's `send_task` (protocol doc §5), as a message is built from it: a job read back
+ * One call of Python's `send_task` (docs/protocol.md §5), as a message is built from it: a job read back
  * from the store, or one about to be published.
  */
 export interface SendTaskCall {
@@ -47,7 +47,7 @@ export interface SendTaskCall {
   timeLimit?: number;
   softTimeLimit?: number;
   ignoreResult?: boolean;
-  // Canvas and workflow keywords (protocol doc §1.2, §1.4), from the Python package or our canvas.
+  // Canvas and workflow keywords (docs/protocol.md §1.2, docs/protocol.md §1.4), from the Python package or our canvas.
   /** the rest of a chain, in reverse: the last element runs next (`body[2].chain`) */
   chain?: Signature[];
   /** the chord body, on each task of a chord's header (`body[2].chord`) */

@@ -2,7 +2,7 @@
  * Time handling for the Celery wire format.
  *
  * Every time we write is `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`: UTC, explicit offset, six fraction digits.
- * That is the one form every Celery 5.x parses correctly (protocol doc §1.6): JavaScript's
+ * That is the one form every Celery 5.x parses correctly (docs/protocol.md §1.6): JavaScript's
  * `toISOString()` (`.sssZ`) runs up to 1 s early on 5.0-5.2 and is rejected on 5.3.0-5.3.4.
  */
 import { ValidationError } from '../errors.js';

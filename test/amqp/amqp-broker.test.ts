@@ -3,7 +3,7 @@
  *
  * The test declares its own uniquely named queues/exchange (the broker never declares anything)
  * and reads every message back raw with `channel.get`, so what is asserted is exactly what a
- * Celery worker would receive (protocol doc §1.3, §3.2, §6.2).
+ * Celery worker would receive (docs/protocol.md §1.3, §3.2, docs/protocol.md §6.2).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -93,7 +93,7 @@ describe.skipIf(skip)('AmqpBroker publishes what a Python producer publishes', (
     await conn?.close();
   });
 
-  it('writes headers, properties and body exactly as Celery does (§1.2, §1.3, §3.3)', async () => {
+  it('writes headers, properties and body exactly as Celery does (docs/protocol.md §1.2, §1.3, docs/protocol.md §3.3)', async () => {
     const msg = message(
       'proj.add',
       [1, 'two', { three: [3] }, 1.5, true, null],

@@ -5,14 +5,14 @@
  * destination queue (and, when asked, a named exchange bound to it), and reads one published
  * message back RAW from the queue, normalized to a common shape (`WireMessage`). The cases then
  * assert the same thing for both: what a Celery worker would receive for every task option
- * (protocol doc §1.2, §1.3, §2, §3).
+ * (docs/protocol.md §1.2, §1.3, §2, docs/protocol.md §3).
  *
  * Where the wire genuinely differs, the adapter normalizes and says so in a comment:
  * - Redis envelopes carry `delivery_tag`, `body_encoding` and `delivery_info` in their
- *   properties (kombu transport details, §2.1): checked by the adapter, then dropped.
- * - RabbitMQ omits `reply_to` when it is empty (a Python producer does the same, §3.3): read as ''.
+ *   properties (kombu transport details, docs/protocol.md §2.1): checked by the adapter, then dropped.
+ * - RabbitMQ omits `reply_to` when it is empty (a Python producer does the same, docs/protocol.md §3.3): read as ''.
  * - Priority: Redis has no priority property on the wire that a worker uses; kombu routes by
- *   list (§2.3), so the Redis adapter additionally asserts which list the message landed on.
+ *   list (docs/protocol.md §2.3), so the Redis adapter additionally asserts which list the message landed on.
  * - "A queue that does not exist" is unroutable only on RabbitMQ (kombu's Redis lists are created
  *   on demand), so the common unroutable cases use named exchanges; the missing-queue case is in
  *   test/amqp/amqp-broker.test.ts.
@@ -112,7 +112,7 @@ function redisAdapter(): WireAdapter {
     },
     broker: () => broker,
     async prepare(opts) {
-      // lists are created by the first LPUSH; only a named exchange needs its binding set (§2.4)
+      // lists are created by the first LPUSH; only a named exchange needs its binding set (docs/protocol.md §2.4)
       const queue = `${prefix}q${++n}`;
       if (!opts?.exchange) return { queue };
       const exchange = `${prefix}ex${n}`;
@@ -120,13 +120,13 @@ function redisAdapter(): WireAdapter {
       return { queue, exchange };
     },
     async readOne(dest) {
-      // kombu's worker BRPOPs the lists in priority order: the list with step 0 first (§2.3)
+      // kombu's worker BRPOPs the lists in priority order: the list with step 0 first (docs/protocol.md §2.3)
       for (const list of lists(dest.queue)) {
         const popped = await raw.rpop(list);
         if (popped === null) continue;
         const env = parseRedisEnvelope(popped);
         const { delivery_info, body_encoding, delivery_tag, ...props } = env.properties;
-        // transport-only fields (§2.1): checked here, not part of the common shape
+        // transport-only fields (docs/protocol.md §2.1): checked here, not part of the common shape
         expect(body_encoding).toBe('base64');
         expect(delivery_tag).toMatch(UUID);
         const wire: WireMessage = {
@@ -150,7 +150,7 @@ function redisAdapter(): WireAdapter {
       return total;
     },
     checkPriority(got, dest, priority) {
-      // kombu priority steps [0, 3, 6, 9]: the largest step <= priority (§2.3)
+      // kombu priority steps [0, 3, 6, 9]: the largest step <= priority (docs/protocol.md §2.3)
       expect(got.list).toBe(queueListKey(dest.queue, priority));
     },
   };
@@ -204,7 +204,7 @@ function amqpAdapter(): WireAdapter {
         headers: p.headers as Record<string, unknown>,
         properties: {
           correlation_id: p.correlationId as string,
-          // absent on the wire when empty, as a Python producer writes it (§3.3)
+          // absent on the wire when empty, as a Python producer writes it (docs/protocol.md §3.3)
           reply_to: (p.replyTo as string | undefined) ?? '',
           delivery_mode: p.deliveryMode as number,
           priority: p.priority as number,
@@ -222,7 +222,7 @@ function amqpAdapter(): WireAdapter {
       return (await ch.checkQueue(dest.queue)).messageCount;
     },
     checkPriority(got, _dest, priority) {
-      // the priority property is what RabbitMQ orders by (x-max-priority queue, §3.3)
+      // the priority property is what RabbitMQ orders by (x-max-priority queue, docs/protocol.md §3.3)
       expect(got.wire.properties.priority).toBe(priority);
     },
   };

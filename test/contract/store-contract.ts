@@ -6,7 +6,7 @@
  * isolated, empty store (a key prefix, a temp file, a schema); `reopen()` opens a second handle on
  * the same data, as another process would.
  *
- * The original package's contract tests (seed.md §6: schedule → stored under the id and indexed by
+ * The original package's contract tests (docs/original-package.md, item 6: schedule → stored under the id and indexed by
  * due time; dispatch sends due jobs and deletes them; future jobs stay; revoke deletes) are the
  * first cases; the rest pin down what the dispatcher relies on: leases, tokens, order and paging.
  */
@@ -69,7 +69,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
 
     const claimAt = (now: number, limit = 100, s = store) => s.claimDue({ until: now, now, limit, leaseMs: LEASE });
 
-    describe('the original package (seed.md §6)', () => {
+    describe('the original package (docs/original-package.md, item 6)', () => {
       it('a scheduled job is stored under its id with its due time, and counted', async () => {
         const j = job('a', T0 + 60);
         expect(await store.add([j])).toBe(1);

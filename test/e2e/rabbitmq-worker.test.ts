@@ -5,7 +5,7 @@
  *
  * The test declares a unique queue (durable, `x-max-priority: 10`) before the worker starts, and
  * the worker is configured with `task_queue_max_priority=10` so its own declare is equivalent
- * (a mismatch would close its channel with 406, protocol doc §3.4). The worker writes its
+ * (a mismatch would close its channel with 406, docs/protocol.md §3.4). The worker writes its
  * records to the store's Redis (E2E_RECORD_REDIS_URL), since the broker is not Redis.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -93,7 +93,7 @@ describe.skipIf(skip)('a real Python Celery worker on RabbitMQ runs what we sche
     await app?.close();
     if (ch) {
       await ch.deleteQueue(queue).catch(() => undefined);
-      // the worker declared a direct exchange named after the queue (§3.1)
+      // the worker declared a direct exchange named after the queue (docs/protocol.md §3.1)
       await ch.deleteExchange(queue).catch(() => undefined);
     }
     await conn?.close().catch(() => undefined);

@@ -1,7 +1,7 @@
 /**
  * The Redis broker's kombu transport options, end to end: a real Python Celery worker with
  * `global_keyprefix`, a custom `sep` and custom `priority_steps` runs what our dispatcher sent
- * with the same options (they must match between producer and workers: protocol doc §2.3, §2.6).
+ * with the same options (they must match between producer and workers: docs/protocol.md §2.3, docs/protocol.md §2.6).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';

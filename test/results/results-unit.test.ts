@@ -1,5 +1,5 @@
 /**
- * Pure parts of results and revoking: the §6.3 key/prefix rule, the record → outcome mapping,
+ * Pure parts of results and revoking: the docs/protocol.md §6.3 key/prefix rule, the record → outcome mapping,
  * the revoke broadcast and its kombu Redis channel/envelope, and config validation.
  */
 import { describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ import {
 import { toFanoutEnvelope } from '../../src/brokers/redis/redis-broker.js';
 import { outcomeOf, parseTaskMeta } from '../../src/results.js';
 
-describe('result keys (protocol doc §6.3)', () => {
+describe('result keys (docs/protocol.md §6.3)', () => {
   it('has no prefix by default', () => {
     expect(resultKeyPrefix(undefined)).toBe('');
     expect(resultKeyPrefix('')).toBe('');

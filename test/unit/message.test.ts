@@ -3,7 +3,7 @@ import { resolveTaskCall, signature, type TaskOptions } from '../../src/job.js';
 import { buildTaskMessage, type MessageContext, type TaskMessage } from '../../src/celery/message.js';
 import { DEFAULT_LAYOUT, parseRedisEnvelope, queueListKey, toRedisEnvelope } from '../../src/celery/kombu-redis.js';
 
-/** Golden Celery protocol-2 messages (protocol doc §1.2-§1.9, §2.1, §5), read back from the Redis envelope. */
+/** Golden Celery protocol-2 messages (docs/protocol.md §1.2-§1.9, §2.1, docs/protocol.md §5), read back from the Redis envelope. */
 
 const NOW = new Date('2031-03-04T05:06:07.089Z');
 const NOW_S = NOW.getTime() / 1000;
@@ -115,7 +115,7 @@ describe('golden messages', () => {
     });
   });
 
-  it('the §1.9 full example: eta, expires, priority, link, time limits, custom header, shadow, queue, ignore_result', () => {
+  it('the docs/protocol.md §1.9 full example: eta, expires, priority, link, time limits, custom header, shadow, queue, ignore_result', () => {
     const { message, envelope } = send(
       'tasks.add',
       [2, 3],
@@ -257,7 +257,7 @@ describe('golden messages', () => {
     expect('expiration' in envelope.properties).toBe(false);
   });
 
-  it('link and linkError become callbacks and errbacks lists of §1.4 signatures', () => {
+  it('link and linkError become callbacks and errbacks lists of docs/protocol.md §1.4 signatures', () => {
     const { envelope } = send('bench.add', [7, 8], {}, {
       link: [signature('tasks.notify', ['done'], { k: 1 }), signature('tasks.log', [], {}, { immutable: true, options: { queue: 'logs' } })],
       linkError: signature('tasks.alert'),

@@ -1,7 +1,7 @@
 /**
  * Publishes task messages to RabbitMQ (AMQP 0-9-1) the way a Python Celery producer does
- * (protocol doc §1.3, §3): the default exchange `""` with routing key = queue name, or a named
- * exchange with the message's routing key; JSON body; the headers table of §1.2; persistent.
+ * (docs/protocol.md §1.3, docs/protocol.md §3): the default exchange `""` with routing key = queue name, or a named
+ * exchange with the message's routing key; JSON body; the headers table of docs/protocol.md §1.2; persistent.
  *
  * Design choices:
  * - **Publisher confirms.** One connection and one confirm channel (`createConfirmChannel`),
@@ -9,7 +9,7 @@
  *   per-message failure. A batch resolves only when every message of it is confirmed.
  * - **mandatory + basic.return instead of declares.** We never declare queues or exchanges: a
  *   declare that differs from the worker's (e.g. `x-max-priority`) closes the channel with 406,
- *   and we cannot know the worker's arguments (§3.4). Every message is published `mandatory`, so
+ *   and we cannot know the worker's arguments (docs/protocol.md §3.4). Every message is published `mandatory`, so
  *   RabbitMQ hands an unroutable one back (basic.return) instead of dropping it silently. The
  *   return arrives before the ack of the same message, so a returned message is reported as
  *   `UnroutableError` even though it is acked afterwards. Returns are matched by
@@ -18,7 +18,7 @@
  *   the first publish to them, because publishing to a missing exchange closes the channel with
  *   404 and would fail the whole batch. A missing one makes its messages `UnroutableError`.
  * - **Backpressure.** When `publish()` returns false the message is already buffered: we wait for
- *   'drain' before writing more and never write the same message twice (§3.5).
+ *   'drain' before writing more and never write the same message twice (docs/protocol.md §3.5).
  * - **One poison message costs only itself.** Before anything is written, each message is checked
  *   against what amqplib and RabbitMQ can carry (`amqp-limits.ts`): one that fails is a
  *   `MessageRejectedError` for its job alone. If amqplib still throws while encoding one, that one
@@ -656,7 +656,7 @@ function errorText(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n', 1)[0] ?? '';
 }
 
-/** Exchange and routing key: the default exchange routes by queue name (§3.2). */
+/** Exchange and routing key: the default exchange routes by queue name (docs/protocol.md §3.2). */
 function target(msg: TaskMessage): { exchange: string; routingKey: string } {
   const { exchange, routingKey, queue } = msg.routing;
   return exchange === '' ? { exchange: '', routingKey: queue } : { exchange, routingKey };
@@ -687,7 +687,7 @@ function outgoing(msg: TaskMessage): Outgoing | MessageRejectedError {
   return { exchange, routingKey, body, options, id };
 }
 
-/** The basic properties a Python producer writes (§1.3, §3.3), plus `mandatory`. */
+/** The basic properties a Python producer writes (docs/protocol.md §1.3, docs/protocol.md §3.3), plus `mandatory`. */
 export function publishOptions(msg: TaskMessage): Options.Publish {
   const p = msg.properties;
   const options: Options.Publish = {

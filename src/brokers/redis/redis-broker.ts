@@ -1,5 +1,5 @@
 /**
- * Publishes task messages the way kombu's Redis transport does (protocol doc §2): LPUSH of the
+ * Publishes task messages the way kombu's Redis transport does (docs/protocol.md §2): LPUSH of the
  * JSON envelope onto the queue's list for the message priority; the default exchange routes by
  * queue name; a named exchange routes through its `_kombu.binding.<exchange>` set.
  */
@@ -33,7 +33,7 @@ export interface RedisBrokerOptions extends RedisConnectionOptions {
   fanoutPatterns?: boolean;
 }
 
-/** Where kombu's Redis transport PUBLISHes a fanout message (protocol doc §2.4, kombu `_get_publish_topic`). */
+/** Where kombu's Redis transport PUBLISHes a fanout message (docs/protocol.md §2.4, kombu `_get_publish_topic`). */
 export function fanoutChannel(
   exchange: string,
   routingKey: string,
@@ -46,7 +46,7 @@ export function fanoutChannel(
 }
 
 /**
- * The envelope kombu PUBLISHes for a fanout message: the same shape as a queued message (§2.1),
+ * The envelope kombu PUBLISHes for a fanout message: the same shape as a queued message (docs/protocol.md §2.1),
  * JSON body base64-encoded, transient (`delivery_mode` 1), priority 0, a fresh delivery tag.
  */
 export function toFanoutEnvelope(message: BroadcastMessage): string {
