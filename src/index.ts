@@ -1,8 +1,9 @@
 /**
  * celery-longterm-scheduler: schedule Celery tasks far in the future.
  *
- * Jobs wait in a separate store (Redis, in the Python package's layout) and a dispatcher hands
- * each one to the Celery broker, as an ordinary protocol-2 message, only when it is due.
+ * Jobs wait in a separate store (SQLite by default, PostgreSQL, or Redis in the Python package's
+ * layout) and a dispatcher hands each one to the Celery broker (Redis or RabbitMQ), as an ordinary
+ * protocol-2 message, only when it is due.
  */
 export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig, type TaskCall } from './app.js';
 export {
