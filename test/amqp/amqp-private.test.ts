@@ -6,7 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import amqp from 'amqplib';
-import { AmqpBroker, Dispatcher, RedisStore } from '../../src/index.js';
+import { AmqpBroker } from '../../src/entry/brokers.js';
+import { Dispatcher } from '../../src/entry/dispatch.js';
+import { RedisStore } from '../../src/entry/stores.js';
 import { encodeEntry, resolveTaskCall } from '../../src/job.js';
 import { privateRabbitmq, requireService, sharedRedis, uniquePrefix, type RabbitService, type RedisService } from '../helpers/services.js';
 

@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { Celery, RedisBroker, RedisStore, getScheduler } from '../../src/index.js';
+import { Celery, getScheduler } from '../../src/index.js';
+import { RedisBroker } from '../../src/entry/brokers.js';
+import { RedisStore } from '../../src/entry/stores.js';
 import { Dispatcher } from '../../src/dispatcher.js';
 import { encodeEntry, resolveTaskCall } from '../../src/job.js';
 import { DispatcherMetrics } from '../../src/metrics.js';

@@ -4,7 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { Celery, DispatcherDaemon, MAX_TIMER_MS, RedisBroker, RedisStore, getScheduler, type Logger } from '../../src/index.js';
+import { Celery, getScheduler, type Logger } from '../../src/index.js';
+import { DispatcherDaemon, MAX_TIMER_MS } from '../../src/entry/dispatch.js';
+import { RedisBroker } from '../../src/entry/brokers.js';
+import { RedisStore } from '../../src/entry/stores.js';
 import { encodeEntry, resolveTaskCall } from '../../src/job.js';
 import { parseRedisEnvelope } from '../../src/celery/kombu-redis.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';

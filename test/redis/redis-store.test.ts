@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { Celery, DuplicateJobError, RedisStore, getScheduler } from '../../src/index.js';
+import { Celery, DuplicateJobError, getScheduler } from '../../src/index.js';
+import { RedisStore } from '../../src/entry/stores.js';
 import { encodeEntry, resolveTaskCall } from '../../src/job.js';
 import { readPickledDatetime } from '../../src/celery/pickle.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';

@@ -3,20 +3,9 @@
  * the revoke broadcast and its kombu Redis channel/envelope, and config validation.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  AsyncResult,
-  Celery,
-  ErrorCode,
-  ResultTimeoutError,
-  TaskFailedError,
-  TaskRevokedError,
-  ValidationError,
-  fanoutChannel,
-  resultKey,
-  resultKeyPrefix,
-  revokeBroadcast,
-  revokedMeta,
-} from '../../src/index.js';
+import { AsyncResult, Celery, ErrorCode, ResultTimeoutError, TaskFailedError, TaskRevokedError, ValidationError } from '../../src/index.js';
+import { fanoutChannel } from '../../src/entry/brokers.js';
+import { resultKey, resultKeyPrefix, revokeBroadcast, revokedMeta } from '../../src/entry/protocol.js';
 import { toFanoutEnvelope } from '../../src/brokers/redis/redis-broker.js';
 import { outcomeOf, parseTaskMeta } from '../../src/results.js';
 
