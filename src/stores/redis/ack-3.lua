@@ -11,18 +11,15 @@
 
   Returns how many jobs were acknowledged.
 ]]
+--- @include "leased"
 local CHUNK = 1000
 local token = tonumber(ARGV[2])
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+local leased = leasedTo(KEYS[1], ids, token)
 local mine = {}
-for k = 1, #ids, CHUNK do
-  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
-  for j = 1, #scores do
-    if scores[j] and tonumber(scores[j]) == token then
-      mine[#mine + 1] = ids[k + j - 1]
-    end
-  end
+for n = 1, #ids do
+  if leased[n] then mine[#mine + 1] = ids[n] end
 end
 local attempts = #mine > 0 and redis.call('EXISTS', KEYS[3]) == 1
 for k = 1, #mine, CHUNK do

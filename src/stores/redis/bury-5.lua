@@ -16,12 +16,16 @@
 
   Returns how many jobs were buried (the others are no longer leased to this claim).
 ]]
+--- @include "leased"
 local token = tonumber(ARGV[1])
-local n = 0
+local ids = {}
+for i = 2, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+local leased = leasedTo(KEYS[1], ids, token)
+local n, done = 0, {}
 for i = 2, #ARGV, 3 do
   local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) == token then
+  if leased[(i - 2) / 3 + 1] and not done[id] then
+    done[id] = true
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     redis.call('HDEL', KEYS[5], id)

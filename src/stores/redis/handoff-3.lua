@@ -22,6 +22,7 @@
   Returns an array with, per job in order: 1 when handed off, 0 when no longer leased to this
   claim, or a string saying why its messages could not be pushed (nothing of it changed).
 ]]
+--- @include "leased"
 local token, storeDb, brokerDb = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local CHUNK = 1000
 
@@ -37,16 +38,9 @@ while i <= #ARGV do
 end
 
 local out, candidates = {}, {}
-for k = 1, #ids, CHUNK do
-  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
-  for j = 1, #scores do
-    local n = k + j - 1
-    if scores[j] and tonumber(scores[j]) == token then
-      candidates[#candidates + 1] = n
-    else
-      out[n] = 0
-    end
-  end
+local leased = leasedTo(KEYS[1], ids, token)
+for n = 1, #ids do
+  if leased[n] then candidates[#candidates + 1] = n else out[n] = 0 end
 end
 if #candidates == 0 then return out end
 

@@ -23,10 +23,10 @@
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
+import type { Redis, Result } from 'ioredis';
 import { DuplicateJobError, JobKeyTakenError, redactUrl } from '../../errors.js';
 import type { NewJob } from '../../job.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
@@ -75,8 +75,6 @@ export const JOB_KEY_OF_KEY = 'celery_longterm_scheduler:job_key_of';
 export const ATTEMPTS_KEY = 'celery_longterm_scheduler:attempts';
 export const DEAD_KEY = 'celery_longterm_scheduler:dead';
 export const DEAD_BY_TIME_KEY = 'celery_longterm_scheduler:dead_by_time';
-/** Bumped whenever a script changes meaning; part of the registered command names. */
-const SCRIPT_VERSION = 9;
 /**
  * Jobs per add script call when duplicates are skipped (each job stands alone then): bounds how
  * long one call blocks Redis. A rejecting add is one call, so it stays all or nothing.
@@ -88,44 +86,57 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   keyPrefix?: string;
 }
 
-/** The scripts, by command; each file is `<name>-<number of keys>.lua` (the key count is read from it). */
-const SCRIPTS = {
-  add: 'add-4.lua',
-  addKeyed: 'add-keyed-5.lua',
-  remove: 'remove-4.lua',
-  reschedule: 'reschedule-1.lua',
-  renew: 'renew-1.lua',
-  claim: 'claim-6.lua',
-  ack: 'ack-3.lua',
-  release: 'release-4.lua',
-  bury: 'bury-5.lua',
-  revive: 'revive-5.lua',
-  handoff: 'handoff-3.lua',
-} as const;
-type ScriptName = keyof typeof SCRIPTS;
+/**
+ * The scripts: every `<name>-<number of keys>.lua` file beside this one is a command (`add-keyed-5.lua`
+ * is `addKeyed`, 5 keys: the file name is the one place the key count is written). A line
+ * `--- @include "<fragment>"` is replaced by `includes/<fragment>.lua` (shared Lua functions).
+ * They are registered with ioredis `defineCommand` (EVALSHA with a NOSCRIPT fallback) and called
+ * through the typed commands declared below.
+ */
+const SCRIPT_NAMES = ['add', 'addKeyed', 'remove', 'reschedule', 'renew', 'claim', 'ack', 'release', 'bury', 'revive', 'handoff'] as const;
+type ScriptName = (typeof SCRIPT_NAMES)[number];
+type ScriptArg = string | number;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    clsAdd(...args: ScriptArg[]): Result<[added: number, takenId: string | null], Context>;
+    clsAddKeyed(...args: ScriptArg[]): Result<[outcome: string, id: string], Context>;
+    clsRemove(...args: ScriptArg[]): Result<number, Context>;
+    clsReschedule(...args: ScriptArg[]): Result<number, Context>;
+    clsRenew(...args: ScriptArg[]): Result<string[], Context>;
+    clsClaim(...args: ScriptArg[]): Result<(string | null)[], Context>;
+    clsAck(...args: ScriptArg[]): Result<number, Context>;
+    clsRelease(...args: ScriptArg[]): Result<number, Context>;
+    clsBury(...args: ScriptArg[]): Result<number, Context>;
+    clsRevive(...args: ScriptArg[]): Result<ReviveOutcome[], Context>;
+    clsHandoff(...args: ScriptArg[]): Result<(number | string)[], Context>;
+  }
+}
 
 const here = dirname(fileURLToPath(import.meta.url));
-let scriptSources: Record<ScriptName, { lua: string; keys: number }> | undefined;
-function loadScripts(): Record<ScriptName, { lua: string; keys: number }> {
-  scriptSources ??= Object.fromEntries(
-    Object.entries(SCRIPTS).map(([name, file]) => [name, { lua: readFileSync(join(here, file), 'utf8'), keys: Number(/-(\d+)\.lua$/.exec(file)?.[1]) }]),
-  ) as Record<ScriptName, { lua: string; keys: number }>;
-  return scriptSources;
+let scriptSources: Map<ScriptName, { lua: string; keys: number }> | undefined;
+
+/** The scripts found beside this file, includes spliced in; fails loudly on a missing or extra one. */
+export function loadScripts(dir: string = here): Map<ScriptName, { lua: string; keys: number }> {
+  if (dir === here && scriptSources) return scriptSources;
+  const found = new Map<ScriptName, { lua: string; keys: number }>();
+  for (const file of readdirSync(dir)) {
+    const m = /^([a-z][a-z-]*)-(\d+)\.lua$/.exec(file);
+    if (!m) continue;
+    const name = (m[1] as string).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as ScriptName;
+    if (!SCRIPT_NAMES.includes(name)) throw new Error(`${join(dir, file)} is not one of the Redis store's scripts (${SCRIPT_NAMES.join(', ')})`);
+    const lua = readFileSync(join(dir, file), 'utf8').replace(/^--- @include "([a-z-]+)"$/gm, (_, fragment: string) => readFileSync(join(dir, 'includes', `${fragment}.lua`), 'utf8'));
+    found.set(name, { lua, keys: Number(m[2]) });
+  }
+  const missing = SCRIPT_NAMES.filter((n) => !found.has(n));
+  if (missing.length) throw new Error(`the Redis store's scripts ${missing.join(', ')} are missing from ${dir}`);
+  if (dir === here) scriptSources = found;
+  return found;
 }
 
-function commandName(name: ScriptName): string {
-  return `cls${SCRIPT_VERSION}_${name}`;
-}
-
-/**
- * A command registered with ioredis `defineCommand` (EVALSHA with a NOSCRIPT fallback).
- * ioredis adds these as dynamic methods; this is the one place that reaches them untyped.
- */
-type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
-function script(client: Redis, name: ScriptName): ScriptCall {
-  const fn = (client as unknown as Record<string, ScriptCall>)[commandName(name)];
-  if (!fn) throw new Error(`script ${name} is not registered`);
-  return fn.bind(client);
+/** `addKeyed` -> `clsAddKeyed`, the ioredis command. */
+function commandName(name: ScriptName): `cls${Capitalize<ScriptName>}` {
+  return `cls${name.charAt(0).toUpperCase()}${name.slice(1)}` as `cls${Capitalize<ScriptName>}`;
 }
 
 /** Items grouped by their claim's token (one script call per token), in first-seen order. */
@@ -193,7 +204,7 @@ export class RedisStore implements ScheduleStore {
   async #connect(): Promise<Redis> {
     const client = await this.#connections.open();
     const sources = loadScripts();
-    for (const [name, s] of Object.entries(sources)) client.defineCommand(commandName(name as ScriptName), { numberOfKeys: s.keys, lua: s.lua });
+    for (const [name, s] of sources) client.defineCommand(commandName(name), { numberOfKeys: s.keys, lua: s.lua });
     return client;
   }
 
@@ -212,12 +223,12 @@ export class RedisStore implements ScheduleStore {
     const mode = options.duplicates ?? 'reject';
     const chunk = mode === 'skip' ? ADD_CHUNK : jobs.length;
     return this.#run(async (client) => {
-      const add = script(client, 'add');
+      const add = client.clsAdd.bind(client);
       let added = 0;
       for (let i = 0; i < jobs.length; i += chunk) {
         const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.keys.jobKeyOf, this.keys.attempts, this.prefix, this.keys.wakeup, mode];
         for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry);
-        const [n, taken] = (await add(...args)) as [number, string | null];
+        const [n, taken] = await add(...args);
         if (taken) throw new DuplicateJobError(String(taken));
         added += n;
       }
@@ -230,7 +241,7 @@ export class RedisStore implements ScheduleStore {
     checkJobKey(key);
     const [outcome, id] = await this.#run(
       async (client) =>
-        (await script(client, 'addKeyed')(
+        (await client.clsAddKeyed(
           this.keys.index,
           this.keys.inFlight,
           this.keys.jobKeys,
@@ -243,7 +254,7 @@ export class RedisStore implements ScheduleStore {
           job.id,
           job.dueAt,
           job.entry,
-        )) as [string, string],
+        )),
     );
     switch (outcome) {
       case 'added':
@@ -260,28 +271,28 @@ export class RedisStore implements ScheduleStore {
   }
 
   async remove(id: string): Promise<boolean> {
-    return this.#run(async (client) => (await script(client, 'remove')(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1);
+    return this.#run(async (client) => (await client.clsRemove(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1);
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
     checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
     if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
     return this.#run(
-      async (client) => (await script(client, 'reschedule')(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1,
+      async (client) => (await client.clsReschedule(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1,
     );
   }
 
   async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
     const token = leaseToken(o.now, o.leaseMs);
     return this.#run(async (client) => {
-      const renew = script(client, 'renew');
+      const renew = client.clsRenew.bind(client);
       const out: ClaimedJob[] = [];
       for (const [old, group] of byToken(claims, claimToken)) {
         if (Number(token) <= Number(old)) {
           out.push(...group); // never shortens a lease; these are checked when settled
           continue;
         }
-        const kept = new Set((await renew(this.keys.inFlight, old, token, ...group.map((c) => c.id))) as string[]);
+        const kept = new Set(await renew(this.keys.inFlight, old, token, ...group.map((c) => c.id)));
         for (const c of group) if (kept.has(c.id)) out.push({ ...c, token });
       }
       return out;
@@ -293,7 +304,7 @@ export class RedisStore implements ScheduleStore {
     const token = leaseToken(o.now, o.leaseMs); // the lease deadline (see claim-5.lua)
     const flat = await this.#run(
       async (client) =>
-        (await script(client, 'claim')(
+        (await client.clsClaim(
           this.keys.index,
           this.keys.inFlight,
           this.keys.inFlightEntries,
@@ -305,7 +316,7 @@ export class RedisStore implements ScheduleStore {
           o.now,
           o.limit,
           token,
-        )) as (string | null)[],
+        )),
     );
     const out: ClaimedJob[] = [];
     for (let i = 0; i < flat.length; i += 4) {
@@ -318,7 +329,7 @@ export class RedisStore implements ScheduleStore {
 
   async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
-      const ack = script(client, 'ack');
+      const ack = client.clsAck.bind(client);
       for (const [token, group] of byToken(claims, claimToken)) {
         await ack(this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...group.map((c) => c.id));
       }
@@ -336,7 +347,7 @@ export class RedisStore implements ScheduleStore {
   async #release(items: readonly { claim: ClaimedJob; dueAt: number; attempts: string }[]): Promise<void> {
     if (items.length === 0) return;
     await this.#run(async (client) => {
-      const release = script(client, 'release');
+      const release = client.clsRelease.bind(client);
       for (const [token, group] of byToken(items, (item) => item.claim.token)) {
         const args = group.flatMap((g) => [g.claim.id, g.dueAt, g.attempts]);
         await release(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...args);
@@ -347,7 +358,7 @@ export class RedisStore implements ScheduleStore {
   async bury(burials: readonly Burial[]): Promise<void> {
     if (burials.length === 0) return;
     await this.#run(async (client) => {
-      const bury = script(client, 'bury');
+      const bury = client.clsBury.bind(client);
       for (const [token, group] of byToken(burials, (b) => b.claim.token)) {
         const args = group.flatMap((b) => {
           const d = deadLetterOf(b, b.claim.entry);
@@ -413,11 +424,11 @@ export class RedisStore implements ScheduleStore {
     if (ids.length === 0) return [];
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
-      const revive = script(client, 'revive');
+      const revive = client.clsRevive.bind(client);
       const out: ReviveOutcome[] = [];
       for (let i = 0; i < ids.length; i += 1000) {
         const part = ids.slice(i, i + 1000);
-        out.push(...((await revive(this.keys.index, this.keys.inFlight, this.keys.dead, this.keys.deadByTime, this.keys.attempts, this.prefix, this.keys.wakeup, dueAt, ...part)) as ReviveOutcome[]));
+        out.push(...(await revive(this.keys.index, this.keys.inFlight, this.keys.dead, this.keys.deadByTime, this.keys.attempts, this.prefix, this.keys.wakeup, dueAt, ...part)));
       }
       return out;
     });
@@ -447,7 +458,7 @@ export class RedisStore implements ScheduleStore {
     if (brokerDbs.size > 1) throw new Error('one hand-off goes to one broker database');
     const brokerDb = brokerDbs.values().next().value ?? db;
     return this.#run(async (client) => {
-      const handoff = script(client, 'handoff');
+      const handoff = client.clsHandoff.bind(client);
       const done: (boolean | Error)[] = [];
       for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })), claimToken)) {
         const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, db, brokerDb];
@@ -456,7 +467,7 @@ export class RedisStore implements ScheduleStore {
           args.push(c.id, list.length);
           for (const p of list) args.push(p.key, p.value);
         }
-        const results = (await handoff(...args)) as (number | string)[];
+        const results = await handoff(...args);
         group.forEach((c, k) => {
           const r = results[k];
           done[c.i] = r === 1 ? true : r === 0 || r === undefined ? false : new Error(String(r));

@@ -16,12 +16,16 @@
 
   Returns how many jobs were released.
 ]]
+--- @include "leased"
 local token = tonumber(ARGV[2])
-local n = 0
+local ids = {}
+for i = 3, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+local leased = leasedTo(KEYS[2], ids, token)
+local n, done = 0, {}
 for i = 3, #ARGV, 3 do
   local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[2], id)
-  if score and tonumber(score) == token then
+  if leased[(i - 3) / 3 + 1] and not done[id] then
+    done[id] = true
     local entry = redis.call('HGET', KEYS[3], id)
     if entry then redis.call('SET', ARGV[1] .. id, entry) end
     redis.call('HDEL', KEYS[3], id)
