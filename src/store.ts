@@ -393,6 +393,21 @@ export function storeClosed(description: string): SchedulerError {
   return new SchedulerError(ErrorCode.CLOSED, `the store ${description} is closed; open a new one (or a new Celery app)`);
 }
 
+/**
+ * Paging, written once for every store: a store reads `readAhead(limit)` rows (one more than
+ * asked, to learn whether more follow), and `pageOf` keeps the first `limit` of them and gives
+ * the cursor after the last kept one when more followed.
+ */
+export function readAhead(limit: number): number {
+  return limit + 1;
+}
+
+export function pageOf<R>(rows: readonly R[], limit: number, cursorOf: (last: R) => string): { items: R[]; cursor?: string } {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return rows.length > limit && last !== undefined ? { items, cursor: cursorOf(last) } : { items };
+}
+
 /** The cursor after a dead letter in `deadLetters` order (died at, then id). */
 export function deadCursorAfter(letter: { diedAt: number; id: string }): string {
   return cursorAfter({ dueAt: letter.diedAt, id: letter.id });

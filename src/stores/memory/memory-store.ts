@@ -13,6 +13,8 @@ import {
   checkNewJobs,
   compareDue,
   cursorAfter,
+  pageOf,
+  readAhead,
   deadCursorAfter,
   deadLetterOf,
   leaseToken,
@@ -268,9 +270,9 @@ export class MemoryStore implements ScheduleStore {
     const all = [...this.#data.dead.values()]
       .sort((a, b) => compareDue(byDeath(a), byDeath(b)))
       .filter((d) => after === undefined || compareDue(byDeath(d), after) > 0);
-    const letters = all.slice(0, o.limit).map((d) => ({ ...d }));
-    const last = letters.at(-1);
-    return all.length > o.limit && last ? { letters, cursor: deadCursorAfter(last) } : { letters };
+    const { items, cursor } = pageOf(all, o.limit, deadCursorAfter);
+    const letters = items.map((d) => ({ ...d }));
+    return cursor ? { letters, cursor } : { letters };
   }
 
   async getDead(id: string): Promise<DeadLetter | undefined> {
@@ -321,9 +323,8 @@ export class MemoryStore implements ScheduleStore {
     const jobs = this.#ordered()
       .filter((j) => (o.from === undefined || j.dueAt >= o.from) && (o.to === undefined || j.dueAt <= o.to))
       .filter((j) => after === undefined || compareDue(j, after) > 0);
-    const page = jobs.slice(0, o.limit);
-    const last = page.at(-1);
-    return jobs.length > o.limit && last ? { jobs: page, cursor: cursorAfter(last) } : { jobs: page };
+    const { items, cursor } = pageOf(jobs, o.limit, cursorAfter);
+    return cursor ? { jobs: items, cursor } : { jobs: items };
   }
 
   async count(): Promise<StoreCounts> {

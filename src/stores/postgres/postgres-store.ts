@@ -47,6 +47,8 @@ import {
   checkLimit,
   checkNewJobs,
   cursorAfter,
+  pageOf,
+  readAhead,
   deadCursorAfter,
   deadLetterOf,
   decodeAttempts,
@@ -419,13 +421,12 @@ export class PostgresStore implements ScheduleStore {
   async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
     checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const params: unknown[] = [o.limit + 1];
+    const params: unknown[] = [readAhead(o.limit)];
     const where = after ? `WHERE (died_at, id) > ($2::float8, $3::text COLLATE "C")` : '';
     if (after) params.push(after.dueAt, after.id);
     const rows = await this.#query<DeadRow>(`SELECT ${DEAD_COLUMNS} FROM ${this.#dead} ${where} ORDER BY died_at, id LIMIT $1`, params);
-    const letters = rows.slice(0, o.limit).map(deadLetter);
-    const last = letters.at(-1);
-    return rows.length > o.limit && last ? { letters, cursor: deadCursorAfter(last) } : { letters };
+    const { items, cursor } = pageOf(rows.map(deadLetter), o.limit, deadCursorAfter);
+    return cursor ? { letters: items, cursor } : { letters: items };
   }
 
   async getDead(id: string): Promise<DeadLetter | undefined> {
@@ -501,12 +502,11 @@ export class PostgresStore implements ScheduleStore {
     if (o.to !== undefined) where.push(`due_at <= ${param(o.to)}`);
     if (after) where.push(`(due_at, id) > (${param(after.dueAt)}::float8, ${param(after.id)}::text COLLATE "C")`);
     const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
-      `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(o.limit + 1)}`,
+      `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(readAhead(o.limit))}`,
       params,
     );
-    const jobs = rows.slice(0, o.limit).map((r): StoredJob => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, state: 'scheduled' }));
-    const last = jobs.at(-1);
-    return rows.length > o.limit && last ? { jobs, cursor: cursorAfter(last) } : { jobs };
+    const { items, cursor } = pageOf(rows.map((r): StoredJob => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, state: 'scheduled' })), o.limit, cursorAfter);
+    return cursor ? { jobs: items, cursor } : { jobs: items };
   }
 
   async count(): Promise<StoreCounts> {

@@ -39,6 +39,8 @@ import {
   checkNewJobs,
   compareDue,
   cursorAfter,
+  pageOf,
+  readAhead,
   deadCursorAfter,
   deadLetterOf,
   decodeAttempts,
@@ -398,16 +400,15 @@ export class RedisStore implements ScheduleStore {
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
-      const found = await pageByScore(client, this.keys.deadByTime, after, -Infinity, Infinity, o.limit + 1);
-      const page = found.slice(0, o.limit);
+      const found = await pageByScore(client, this.keys.deadByTime, after, -Infinity, Infinity, readAhead(o.limit));
+      const { items: page, cursor } = pageOf(found, o.limit, (last) => deadCursorAfter({ diedAt: last.dueAt, id: last.id }));
       const records = page.length ? await client.hmget(this.keys.dead, ...page.map((j) => j.id)) : [];
       const letters: DeadLetter[] = [];
       page.forEach((j, i) => {
         const raw = records[i];
         if (typeof raw === 'string') letters.push(decodeDead(j.id, raw, j.dueAt));
       });
-      const last = page.at(-1);
-      return found.length > o.limit && last ? { letters, cursor: deadCursorAfter({ diedAt: last.dueAt, id: last.id }) } : { letters };
+      return cursor ? { letters, cursor } : { letters };
     });
   }
 
@@ -526,8 +527,8 @@ export class RedisStore implements ScheduleStore {
     const max = o.to ?? Infinity;
     if (Math.max(min, after?.dueAt ?? -Infinity) > max) return { jobs: [] };
     return this.#run(async (client) => {
-      const found = await pageByScore(client, this.keys.index, after, min, max, o.limit + 1);
-      const page = found.slice(0, o.limit);
+      const found = await pageByScore(client, this.keys.index, after, min, max, readAhead(o.limit));
+      const { items: page, cursor } = pageOf(found, o.limit, cursorAfter);
       const entries = page.length ? await client.mget(page.map((j) => `${this.prefix}${j.id}`)) : [];
       const jobs: StoredJob[] = [];
       page.forEach((j, i) => {
@@ -535,8 +536,7 @@ export class RedisStore implements ScheduleStore {
         // a job claimed between the two reads is in flight now, not scheduled
         if (typeof entry === 'string') jobs.push({ ...j, entry, state: 'scheduled' });
       });
-      const last = page.at(-1);
-      return found.length > o.limit && last ? { jobs, cursor: cursorAfter(last) } : { jobs };
+      return cursor ? { jobs, cursor } : { jobs };
     });
   }
 

@@ -49,6 +49,8 @@ import {
   checkLimit,
   checkNewJobs,
   cursorAfter,
+  pageOf,
+  readAhead,
   deadCursorAfter,
   deadLetterOf,
   decodeAttempts,
@@ -574,10 +576,9 @@ export class SqliteStore implements ScheduleStore {
   async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
     checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const rows = this.#run((c) => (after ? c.deadAfter.all(after.dueAt, after.id, o.limit + 1) : c.deadFirst.all(o.limit + 1)));
-    const letters = rows.slice(0, o.limit).map(deadLetter);
-    const last = letters.at(-1);
-    return rows.length > o.limit && last ? { letters, cursor: deadCursorAfter(last) } : { letters };
+    const rows = this.#run((c) => (after ? c.deadAfter.all(after.dueAt, after.id, readAhead(o.limit)) : c.deadFirst.all(readAhead(o.limit))));
+    const { items, cursor } = pageOf(rows.map(deadLetter), o.limit, deadCursorAfter);
+    return cursor ? { letters: items, cursor } : { letters: items };
   }
 
   async getDead(id: string): Promise<DeadLetter | undefined> {
@@ -635,11 +636,10 @@ export class SqliteStore implements ScheduleStore {
     const to = o.to ?? Infinity;
     // past the cursor, every job is due at or after it: start there unless `from` is later
     const rows = this.#run((c) =>
-      after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, o.limit + 1) : c.listFrom.all(from, to, o.limit + 1),
+      after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, readAhead(o.limit)) : c.listFrom.all(from, to, readAhead(o.limit)),
     );
-    const jobs: StoredJob[] = rows.slice(0, o.limit).map((r) => ({ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }));
-    const last = jobs.at(-1);
-    return rows.length > o.limit && last ? { jobs, cursor: cursorAfter(last) } : { jobs };
+    const { items, cursor } = pageOf(rows.map((r): StoredJob => ({ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' })), o.limit, cursorAfter);
+    return cursor ? { jobs: items, cursor } : { jobs: items };
   }
 
   async count(): Promise<StoreCounts> {
