@@ -82,7 +82,8 @@ export const CELERY_DEFAULTS = {
 function fanoutOptions(t: Record<string, unknown>): { fanoutPrefix?: boolean | string; fanoutPatterns?: boolean } {
   const problems: string[] = [];
   const { fanout_prefix: prefix, fanout_patterns: patterns } = t;
-  if (prefix !== undefined && typeof prefix !== 'boolean' && typeof prefix !== 'string') problems.push(`fanout_prefix must be true, false or a string, got ${typeof prefix}`);
+  if (prefix !== undefined && typeof prefix !== 'boolean' && typeof prefix !== 'string')
+    problems.push(`fanout_prefix must be true, false or a string, got ${typeof prefix}`);
   if (patterns !== undefined && typeof patterns !== 'boolean') problems.push(`fanout_patterns must be true or false, got ${typeof patterns}`);
   if (problems.length) throw new ValidationError(problems);
   return {
@@ -121,7 +122,10 @@ export class Task {
    */
   s(args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: SignatureOptions = {}): Signature {
     // the task's own defaults (app.task(name, defaults)) travel in its signatures, under what was given
-    const sig = signature(this.name, args, kwargs, { immutable: options.immutable ?? false, options: signatureOptions({ ...this.#signatureDefaults(), ...options }) });
+    const sig = signature(this.name, args, kwargs, {
+      immutable: options.immutable ?? false,
+      options: signatureOptions({ ...this.#signatureDefaults(), ...options }),
+    });
     return bindSignature(sig, this.#app);
   }
   /** The defaults of this task that a signature can carry (routing, priority, limits; a relative expires). */
@@ -148,7 +152,12 @@ export class Task {
 
 export class Celery {
   readonly config: Readonly<
-    Required<Omit<CeleryConfig, 'clock' | 'logger' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate' | 'resultBackend' | 'resultBackendTransportOptions' | 'resultExpires'>>
+    Required<
+      Omit<
+        CeleryConfig,
+        'clock' | 'logger' | 'longtermSchedulerMasterName' | 'longtermSchedulerMigrate' | 'resultBackend' | 'resultBackendTransportOptions' | 'resultExpires'
+      >
+    >
   > & {
     longtermSchedulerMasterName?: string;
     longtermSchedulerMigrate?: boolean;
@@ -265,7 +274,11 @@ export class Celery {
           const held = await this.store.get(r.id);
           return new AsyncResult(this, r.id, held ? { dueAt: new Date(held.dueAt * 1000), keyOutcome: 'kept' } : { keyOutcome: 'kept' });
         }
-        return new AsyncResult(this, r.id, { dueAt: new Date(dueAt * 1000), keyOutcome: r.outcome, ...(r.replacedId !== undefined && { replacedId: r.replacedId }) });
+        return new AsyncResult(this, r.id, {
+          dueAt: new Date(dueAt * 1000),
+          keyOutcome: r.outcome,
+          ...(r.replacedId !== undefined && { replacedId: r.replacedId }),
+        });
       }
       await this.store.add([stored]);
       return new AsyncResult(this, job.id, { dueAt: new Date(dueAt * 1000) });
@@ -288,11 +301,14 @@ export class Celery {
     const problems: string[] = [];
     const seen = new Set<string>();
     for (const id of plan.taskIds) {
-      if (seen.has(id)) problems.push(`the task id ${JSON.stringify(id)} is given to two tasks of this canvas; each task needs its own (omit taskId for a random one)`);
+      if (seen.has(id))
+        problems.push(`the task id ${JSON.stringify(id)} is given to two tasks of this canvas; each task needs its own (omit taskId for a random one)`);
       seen.add(id);
     }
     if (plan.chordSize !== undefined && !this.#resultBackend) {
-      problems.push("a chord needs Celery's Redis result backend (the worker counts the header's results there); set resultBackend, e.g. redis://localhost:6379/1");
+      problems.push(
+        "a chord needs Celery's Redis result backend (the worker counts the header's results there); set resultBackend, e.g. redis://localhost:6379/1",
+      );
     }
     const jobs: NewJob[] = [];
     for (const job of plan.jobs) {
@@ -366,12 +382,18 @@ export class Celery {
    */
   #checkCarriable(job: Job, entry: string, now: Date, dueAt: number): void {
     const problems: string[] = [];
-    if (Buffer.byteLength(entry, 'utf8') > MAX_BODY_BYTES) problems.push(`the job's arguments take more than ${MAX_BODY_BYTES} bytes, over RabbitMQ's default max_message_size; store large data elsewhere and pass a reference`);
+    if (Buffer.byteLength(entry, 'utf8') > MAX_BODY_BYTES)
+      problems.push(
+        `the job's arguments take more than ${MAX_BODY_BYTES} bytes, over RabbitMQ's default max_message_size; store large data elsewhere and pass a reference`,
+      );
     if (job.headers !== undefined || job.task.length > 1000 || (job.shadow?.length ?? 0) > 1000) {
       const msg = buildTaskMessage(job, { now, dueAt, defaultQueue: this.config.taskDefaultQueue });
       const bytes = headersBytes(msg.headers);
       if (typeof bytes === 'string') problems.push(`${bytes}; pass JSON values without a "!" key`);
-      else if (bytes > MAX_HEADERS_BYTES) problems.push(`the message headers would take ${bytes} bytes encoded, over the ${MAX_HEADERS_BYTES} RabbitMQ can be sent (amqplib's limit); put large values in kwargs instead`);
+      else if (bytes > MAX_HEADERS_BYTES)
+        problems.push(
+          `the message headers would take ${bytes} bytes encoded, over the ${MAX_HEADERS_BYTES} RabbitMQ can be sent (amqplib's limit); put large values in kwargs instead`,
+        );
     }
     if (problems.length) throw new ValidationError(problems);
   }

@@ -58,9 +58,19 @@ export interface SignatureOptions {
 
 /** camelCase option -> the `apply_async` keyword the worker reads from `options` */
 const SIGNATURE_OPTION_KEYWORDS: Readonly<Record<Exclude<keyof SignatureOptions, 'immutable'>, string>> = {
-  taskId: 'task_id', queue: 'queue', routingKey: 'routing_key', exchange: 'exchange', priority: 'priority',
-  countdown: 'countdown', eta: 'eta', expires: 'expires', timeLimit: 'time_limit', softTimeLimit: 'soft_time_limit',
-  shadow: 'shadow', ignoreResult: 'ignore_result', headers: 'headers',
+  taskId: 'task_id',
+  queue: 'queue',
+  routingKey: 'routing_key',
+  exchange: 'exchange',
+  priority: 'priority',
+  countdown: 'countdown',
+  eta: 'eta',
+  expires: 'expires',
+  timeLimit: 'time_limit',
+  softTimeLimit: 'soft_time_limit',
+  shadow: 'shadow',
+  ignoreResult: 'ignore_result',
+  headers: 'headers',
 };
 
 /** A signature's options as stored: validated, under the keyword names the worker reads. */
@@ -80,13 +90,21 @@ export function signatureOptions(opts: SignatureOptions = {}): Record<string, un
       else out[keyword] = value;
     };
     switch (name) {
-      case 'priority': number((n) => Number.isInteger(n) && n >= 0 && n <= 255, 'a whole number from 0 to 255'); break;
-      case 'countdown': number((n) => n >= 0, 'a number of seconds >= 0'); break;
+      case 'priority':
+        number((n) => Number.isInteger(n) && n >= 0 && n <= 255, 'a whole number from 0 to 255');
+        break;
+      case 'countdown':
+        number((n) => n >= 0, 'a number of seconds >= 0');
+        break;
       case 'expires':
-        if (value instanceof Date || typeof value === 'string') problems.push('expires in a signature must be seconds from when it is sent: a Celery 5.0-5.2 worker cannot send a signature whose expires is a date');
+        if (value instanceof Date || typeof value === 'string')
+          problems.push('expires in a signature must be seconds from when it is sent: a Celery 5.0-5.2 worker cannot send a signature whose expires is a date');
         else number((n) => n >= 0, 'a number of seconds >= 0');
         break;
-      case 'timeLimit': case 'softTimeLimit': number((n) => n > 0, 'a positive number of seconds'); break;
+      case 'timeLimit':
+      case 'softTimeLimit':
+        number((n) => n > 0, 'a positive number of seconds');
+        break;
       case 'eta':
         collect(problems, () => (out[keyword] = formatCeleryTime(toDate(value as Date | string, 'eta'))));
         break;
@@ -163,9 +181,15 @@ abstract class Canvas {
   abstract readonly kind: 'chain' | 'group' | 'chord';
   /** Stores the canvas to run at `eta` (or after `countdown` seconds); `app` defaults to the one its signatures were made by. */
   applyAsync(options: CanvasOptions, app?: CanvasApp): Promise<CanvasResult> {
-    const owner = app ?? this.signatures().map((s) => boundApps.get(s)).find((a) => a !== undefined);
+    const owner =
+      app ??
+      this.signatures()
+        .map((s) => boundApps.get(s))
+        .find((a) => a !== undefined);
     if (!owner) {
-      return Promise.reject(new ValidationError([`this ${this.kind}'s signatures were not made by app.task(name).s(...), so it has no app; pass one: applyAsync(options, app)`]));
+      return Promise.reject(
+        new ValidationError([`this ${this.kind}'s signatures were not made by app.task(name).s(...), so it has no app; pass one: applyAsync(options, app)`]),
+      );
     }
     return owner.applyCanvas(this, options);
   }
@@ -239,7 +263,10 @@ export class Group extends Canvas {
 export class Chord extends Canvas {
   readonly kind = 'chord';
   readonly header: Group;
-  constructor(header: Group | readonly Signature[], readonly body: Signature) {
+  constructor(
+    header: Group | readonly Signature[],
+    readonly body: Signature,
+  ) {
     super();
     this.header = header instanceof Group ? header : new Group(header);
   }
@@ -276,14 +303,25 @@ function dueTime(options: CanvasOptions, now: Date, what: string, problems: stri
     return undefined;
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'eta' && key !== 'countdown') problems.push(`unknown ${what} option ${JSON.stringify(key)}; a ${what} takes eta or countdown, and each signature its own options (task.s(args, kwargs, { queue, ... }))`);
+    if (key !== 'eta' && key !== 'countdown')
+      problems.push(
+        `unknown ${what} option ${JSON.stringify(key)}; a ${what} takes eta or countdown, and each signature its own options (task.s(args, kwargs, { queue, ... }))`,
+      );
   }
   if ((options.eta === undefined || options.eta === null) && options.countdown === undefined) {
     problems.push(`${what}.applyAsync needs eta or countdown: this package schedules canvas for later (send it now with Celery itself)`);
     return undefined;
   }
   // resolveTaskCall's own rules for eta and countdown (offsets, range, both given)
-  const r = collect(problems, () => resolveTaskCall('canvas', [], {}, { ...(options.eta !== undefined && { eta: options.eta }), ...(options.countdown !== undefined && { countdown: options.countdown }) }, now));
+  const r = collect(problems, () =>
+    resolveTaskCall(
+      'canvas',
+      [],
+      {},
+      { ...(options.eta !== undefined && { eta: options.eta }), ...(options.countdown !== undefined && { countdown: options.countdown }) },
+      now,
+    ),
+  );
   return r?.dueAt;
 }
 
@@ -303,8 +341,10 @@ function checkedSignature(sig: unknown, where: string, problems: string[]): Sign
     return undefined;
   }
   if (s.args !== undefined && !Array.isArray(s.args)) problems.push(`${where}.args must be an array`);
-  if (s.kwargs !== undefined && (s.kwargs === null || typeof s.kwargs !== 'object' || Array.isArray(s.kwargs))) problems.push(`${where}.kwargs must be an object`);
-  if (s.options !== undefined && (s.options === null || typeof s.options !== 'object' || Array.isArray(s.options))) problems.push(`${where}.options must be an object`);
+  if (s.kwargs !== undefined && (s.kwargs === null || typeof s.kwargs !== 'object' || Array.isArray(s.kwargs)))
+    problems.push(`${where}.kwargs must be an object`);
+  if (s.options !== undefined && (s.options === null || typeof s.options !== 'object' || Array.isArray(s.options)))
+    problems.push(`${where}.options must be an object`);
   return { task: s.task, args: s.args ?? [], kwargs: s.kwargs ?? {}, options: s.options ?? {}, subtask_type: null, immutable: s.immutable ?? false };
 }
 
@@ -324,7 +364,23 @@ function jobOf(sig: Signature, where: string, dueAt: number, now: Date): Job {
   for (const key of ['eta', 'countdown']) {
     if (o[key] !== undefined) problems.push(`${where} has its own ${key}; when it runs is the ${where.split(' ')[0]}'s eta or countdown`);
   }
-  const known = new Set(['task_id', 'queue', 'routing_key', 'exchange', 'priority', 'expires', 'time_limit', 'soft_time_limit', 'shadow', 'ignore_result', 'headers', 'link', 'link_error', 'eta', 'countdown']);
+  const known = new Set([
+    'task_id',
+    'queue',
+    'routing_key',
+    'exchange',
+    'priority',
+    'expires',
+    'time_limit',
+    'soft_time_limit',
+    'shadow',
+    'ignore_result',
+    'headers',
+    'link',
+    'link_error',
+    'eta',
+    'countdown',
+  ]);
   for (const key of Object.keys(o)) if (!known.has(key)) problems.push(`${where} has the option ${JSON.stringify(key)}, which a stored task cannot take`);
   if (problems.length) throw new ValidationError(problems);
   const options: TaskOptions = {

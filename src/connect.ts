@@ -59,17 +59,14 @@ export function createStore(url: string, options: StoreOptions = {}): ScheduleSt
   if (options.keyPrefix) throw new ValidationError([`a key prefix applies to Redis stores only; remove it for ${redactUrl(url)}`]);
   if (kind === 'sqlite') return new SqliteStore(url);
   return new PostgresStore(url, {
-      ...(options.schema !== undefined && { schema: options.schema }),
-      ...(options.migrate !== undefined && { migrate: options.migrate }),
-      ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
+    ...(options.schema !== undefined && { schema: options.schema }),
+    ...(options.migrate !== undefined && { migrate: options.migrate }),
+    ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
     ...(options.socketConnectTimeout !== undefined && { connectTimeoutMs: options.socketConnectTimeout * 1000 }),
   });
 }
 
-export function createBroker(
-  url: string,
-  options: RedisConnectionOptions & { layout?: Partial<KombuRedisLayout> } & AmqpBrokerOptions = {},
-): Broker {
+export function createBroker(url: string, options: RedisConnectionOptions & { layout?: Partial<KombuRedisLayout> } & AmqpBrokerOptions = {}): Broker {
   const s = scheme(url, 'broker', 'redis://localhost:6379/0');
   if (isRedisScheme(s)) return new RedisBroker(url, options);
   if (s === 'amqp' || s === 'amqps' || s === 'pyamqp') {

@@ -91,7 +91,13 @@ export class DispatcherDaemon {
       const summary = await this.dispatcher.dispatchDue(undefined, signal);
       this.#setStore('up');
       if (summary.sent || summary.failed || summary.dead) {
-        this.#log.info('dispatched', { sent: summary.sent, failed: summary.failed, dead: summary.dead, ms: round(summary.elapsedMs), mode: this.dispatcher.mode });
+        this.#log.info('dispatched', {
+          sent: summary.sent,
+          failed: summary.failed,
+          dead: summary.dead,
+          ms: round(summary.elapsedMs),
+          mode: this.dispatcher.mode,
+        });
         this.#o.onPass?.(summary);
       }
       if (summary.error) {
@@ -153,7 +159,8 @@ export class DispatcherDaemon {
     if (health === this.#broker) return;
     this.#broker = health;
     if (this.#o.observer?.onBrokerState) notify(() => this.#o.observer?.onBrokerState?.(health === 'up', err));
-    if (health === 'down') this.#log.error('broker unavailable; jobs stay scheduled, retrying with backoff', { broker: this.#o.broker.description, error: errorMessage(err) });
+    if (health === 'down')
+      this.#log.error('broker unavailable; jobs stay scheduled, retrying with backoff', { broker: this.#o.broker.description, error: errorMessage(err) });
     else this.#log.info('broker available again', { broker: this.#o.broker.description });
   }
 }
@@ -175,4 +182,3 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
-

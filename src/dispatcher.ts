@@ -132,7 +132,8 @@ function checkDispatcherOptions(o: DispatcherOptions): void {
   for (const [name, { min, max }] of Object.entries(DISPATCH_LIMITS) as [keyof typeof DISPATCH_LIMITS, { min: number; max: number }][]) {
     const v = o[name];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) problems.push(`${name} must be a whole number from ${min} to ${max}${LIMIT_REASONS[name] ?? ''}, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      problems.push(`${name} must be a whole number from ${min} to ${max}${LIMIT_REASONS[name] ?? ''}, got ${String(v)}`);
   }
   if (problems.length) throw new ValidationError(problems);
 }
@@ -214,11 +215,20 @@ export class Dispatcher {
           batch = await this.#prepare(claimed, now, run);
         } catch (err) {
           if (!(err instanceof BrokerFailure)) throw err;
-          this.#brokerDown(err, claimed.filter((c) => leases.holds(c)), run);
+          this.#brokerDown(
+            err,
+            claimed.filter((c) => leases.holds(c)),
+            run,
+          );
         }
         if (sending) await sending;
         if (summary.error) {
-          if (batch) this.#brokerDown(undefined, batch.ready.map((r) => r.claim), run);
+          if (batch)
+            this.#brokerDown(
+              undefined,
+              batch.ready.map((r) => r.claim),
+              run,
+            );
           break;
         }
         if (claimed.length === this.#batchSize && !signal?.aborted) next = claim(); // queued before the send below
@@ -226,7 +236,11 @@ export class Dispatcher {
           const b = batch;
           sending = this.#send(b, run).catch((err: unknown) => {
             if (!(err instanceof BrokerFailure)) throw err;
-            this.#brokerDown(err, b.ready.map((r) => r.claim).filter((c) => leases.holds(c)), run);
+            this.#brokerDown(
+              err,
+              b.ready.map((r) => r.claim).filter((c) => leases.holds(c)),
+              run,
+            );
           });
           // observed here, awaited before the next send or at the end
           sending.catch(() => {});
@@ -403,7 +417,12 @@ export class Dispatcher {
       if (b.reason === 'corrupt') run.summary.corrupt++;
       run.detail.deadByReason[b.reason]++;
       if (++run.summary.dead <= LOG_LINES_PER_RUN) {
-        this.#log.warn('made a job a dead letter; it will not be sent (see `dead list`)', { id: b.claim.id, reason: b.reason, attempts: b.attempts?.count ?? 0, error: b.error });
+        this.#log.warn('made a job a dead letter; it will not be sent (see `dead list`)', {
+          id: b.claim.id,
+          reason: b.reason,
+          attempts: b.attempts?.count ?? 0,
+          error: b.error,
+        });
       }
     }
   }
@@ -549,4 +568,3 @@ async function brokerCall<T>(fn: () => Promise<T>): Promise<T> {
     throw new BrokerFailure(err);
   }
 }
-

@@ -36,19 +36,52 @@ export type KeywordTreatment = 'message' | 'client-side' | 'default-only';
  * anything else is unsupported. The README's keyword table is this table.
  */
 export const SEND_TASK_KEYWORDS: Readonly<Record<string, KeywordTreatment>> = {
-  args: 'message', kwargs: 'message', task_id: 'message',
-  queue: 'message', routing_key: 'message', exchange: 'message', exchange_type: 'default-only',
-  priority: 'message', expires: 'message', headers: 'message',
-  link: 'message', link_error: 'message', shadow: 'message',
-  time_limit: 'message', soft_time_limit: 'message', ignore_result: 'message',
-  chain: 'message', chord: 'message', group_id: 'message', group_index: 'message',
-  retries: 'message', root_id: 'message', parent_id: 'message', reply_to: 'message',
-  delivery_mode: 'message', argsrepr: 'message', kwargsrepr: 'message',
-  serializer: 'default-only', compression: 'default-only', immediate: 'default-only', mandatory: 'default-only',
-  countdown: 'default-only', eta: 'default-only', expiration: 'default-only',
-  producer: 'client-side', publisher: 'client-side', connection: 'client-side', router: 'client-side',
-  route_name: 'client-side', result_cls: 'client-side', add_to_parent: 'client-side', task_type: 'client-side',
-  retry: 'client-side', retry_policy: 'client-side', declare: 'client-side', timeout: 'client-side',
+  args: 'message',
+  kwargs: 'message',
+  task_id: 'message',
+  queue: 'message',
+  routing_key: 'message',
+  exchange: 'message',
+  exchange_type: 'default-only',
+  priority: 'message',
+  expires: 'message',
+  headers: 'message',
+  link: 'message',
+  link_error: 'message',
+  shadow: 'message',
+  time_limit: 'message',
+  soft_time_limit: 'message',
+  ignore_result: 'message',
+  chain: 'message',
+  chord: 'message',
+  group_id: 'message',
+  group_index: 'message',
+  retries: 'message',
+  root_id: 'message',
+  parent_id: 'message',
+  reply_to: 'message',
+  delivery_mode: 'message',
+  argsrepr: 'message',
+  kwargsrepr: 'message',
+  serializer: 'default-only',
+  compression: 'default-only',
+  immediate: 'default-only',
+  mandatory: 'default-only',
+  countdown: 'default-only',
+  eta: 'default-only',
+  expiration: 'default-only',
+  producer: 'client-side',
+  publisher: 'client-side',
+  connection: 'client-side',
+  router: 'client-side',
+  route_name: 'client-side',
+  result_cls: 'client-side',
+  add_to_parent: 'client-side',
+  task_type: 'client-side',
+  retry: 'client-side',
+  retry_policy: 'client-side',
+  declare: 'client-side',
+  timeout: 'client-side',
   confirm_timeout: 'client-side',
 };
 
@@ -61,7 +94,10 @@ export function applyKeywords(job: Job, id: string, kw: Record<string, unknown>,
   for (const [key, value] of Object.entries(kw)) {
     const treatment = SEND_TASK_KEYWORDS[key];
     if (treatment === undefined) {
-      throw new UnsupportedEntryError(id, `the keyword ${JSON.stringify(key)} is not one of Celery's send_task keywords we can honour; it would change the message in a way we cannot reproduce`);
+      throw new UnsupportedEntryError(
+        id,
+        `the keyword ${JSON.stringify(key)} is not one of Celery's send_task keywords we can honour; it would change the message in a way we cannot reproduce`,
+      );
     }
     if (treatment === 'client-side' || value === null || value === undefined) continue;
     if (key === 'args' || key === 'kwargs' || key === 'task_id') continue; // read by decodeEntry
@@ -71,9 +107,17 @@ export function applyKeywords(job: Job, id: string, kw: Record<string, unknown>,
     applyKeyword(job, id, key, value, mayHoldPickles);
   }
   if (!mayHoldPickles) return;
-  for (const [name, list] of [['args', job.args], ['kwargs', job.kwargs], ['headers', job.headers]] as const) {
+  for (const [name, list] of [
+    ['args', job.args],
+    ['kwargs', job.kwargs],
+    ['headers', job.headers],
+  ] as const) {
     const where = list === undefined ? undefined : findPickle(list, name);
-    if (where) throw new UnsupportedEntryError(id, `${where} holds a Python pickle, which Python's dispatcher would unpickle into an object we cannot reproduce; only expires may be pickled`);
+    if (where)
+      throw new UnsupportedEntryError(
+        id,
+        `${where} holds a Python pickle, which Python's dispatcher would unpickle into an object we cannot reproduce; only expires may be pickled`,
+      );
   }
 }
 
@@ -100,25 +144,44 @@ function applyKeyword(job: Job, id: string, key: string, value: unknown, pickles
     if (!allowed.includes(value)) throw new UnsupportedEntryError(id, `${key} ${JSON.stringify(value)} cannot be honoured: ${why}`);
   };
   switch (key) {
-    case 'queue': job.queue = str(); return;
-    case 'routing_key': job.routingKey = str(); return;
-    case 'exchange': job.exchange = str(); return;
-    case 'shadow': job.shadow = str(); return;
+    case 'queue':
+      job.queue = str();
+      return;
+    case 'routing_key':
+      job.routingKey = str();
+      return;
+    case 'exchange':
+      job.exchange = str();
+      return;
+    case 'shadow':
+      job.shadow = str();
+      return;
     case 'priority': {
       const p = num();
-      if (!Number.isInteger(p) || p < 0 || p > 255) throw new UnsupportedEntryError(id, `priority ${p} is impossible: a priority is a whole number from 0 to 255`);
+      if (!Number.isInteger(p) || p < 0 || p > 255)
+        throw new UnsupportedEntryError(id, `priority ${p} is impossible: a priority is a whole number from 0 to 255`);
       job.priority = p;
       return;
     }
-    case 'time_limit': job.timeLimit = num(); return;
-    case 'soft_time_limit': job.softTimeLimit = num(); return;
-    case 'ignore_result': job.ignoreResult = bool(); return;
+    case 'time_limit':
+      job.timeLimit = num();
+      return;
+    case 'soft_time_limit':
+      job.softTimeLimit = num();
+      return;
+    case 'ignore_result':
+      job.ignoreResult = bool();
+      return;
     case 'headers':
       if (!isPlainObject(value)) throw new CorruptEntryError(id, 'headers is not an object');
       job.headers = value;
       return;
-    case 'link': job.link = storedSignatures(id, key, value, pickles); return;
-    case 'link_error': job.linkError = storedSignatures(id, key, value, pickles); return;
+    case 'link':
+      job.link = storedSignatures(id, key, value, pickles);
+      return;
+    case 'link_error':
+      job.linkError = storedSignatures(id, key, value, pickles);
+      return;
     case 'chain':
       if (!Array.isArray(value)) throw new CorruptEntryError(id, 'chain is not a list of signatures');
       job.chain = storedSignatures(id, key, value, pickles);
@@ -129,27 +192,59 @@ function applyKeyword(job: Job, id: string, key: string, value: unknown, pickles
       if (body) job.chord = body;
       return;
     }
-    case 'expires': job.expires = storedExpiry(id, value); return;
-    case 'group_id': job.groupId = str(); return;
-    case 'group_index': job.groupIndex = count(); return;
-    case 'retries': job.retries = count(); return;
-    case 'root_id': job.rootId = str(); return;
-    case 'parent_id': job.parentId = str(); return;
-    case 'reply_to': job.replyTo = str(); return;
-    case 'argsrepr': job.argsrepr = str(); return;
-    case 'kwargsrepr': job.kwargsrepr = str(); return;
+    case 'expires':
+      job.expires = storedExpiry(id, value);
+      return;
+    case 'group_id':
+      job.groupId = str();
+      return;
+    case 'group_index':
+      job.groupIndex = count();
+      return;
+    case 'retries':
+      job.retries = count();
+      return;
+    case 'root_id':
+      job.rootId = str();
+      return;
+    case 'parent_id':
+      job.parentId = str();
+      return;
+    case 'reply_to':
+      job.replyTo = str();
+      return;
+    case 'argsrepr':
+      job.argsrepr = str();
+      return;
+    case 'kwargsrepr':
+      job.kwargsrepr = str();
+      return;
     case 'delivery_mode':
       // kombu takes the numbers and these names (kombu/entity.py DELIVERY_MODES)
       if (value === 1 || value === 'transient') job.deliveryMode = 1;
       else if (value === 2 || value === 'persistent') job.deliveryMode = 2;
       else throw new UnsupportedEntryError(id, `delivery_mode ${JSON.stringify(value)} is impossible: it is 1 (transient) or 2 (persistent)`);
       return;
-    case 'serializer': defaultOnly(['json'], 'this dispatcher writes JSON messages only'); return;
-    case 'compression': defaultOnly([], 'this dispatcher does not compress messages'); return;
-    case 'exchange_type': defaultOnly(['direct'], 'only direct exchanges route as Celery would here (a named exchange is used through its bindings)'); return;
-    case 'immediate': case 'mandatory': defaultOnly([false], 'the AMQP publish flags are not set by this dispatcher'); return;
-    case 'countdown': case 'eta': defaultOnly([], 'the due time is the store\'s, and the Python package never stores this keyword'); return;
-    case 'expiration': defaultOnly([], 'the AMQP expiration follows expires; give expires instead'); return;
+    case 'serializer':
+      defaultOnly(['json'], 'this dispatcher writes JSON messages only');
+      return;
+    case 'compression':
+      defaultOnly([], 'this dispatcher does not compress messages');
+      return;
+    case 'exchange_type':
+      defaultOnly(['direct'], 'only direct exchanges route as Celery would here (a named exchange is used through its bindings)');
+      return;
+    case 'immediate':
+    case 'mandatory':
+      defaultOnly([false], 'the AMQP publish flags are not set by this dispatcher');
+      return;
+    case 'countdown':
+    case 'eta':
+      defaultOnly([], "the due time is the store's, and the Python package never stores this keyword");
+      return;
+    case 'expiration':
+      defaultOnly([], 'the AMQP expiration follows expires; give expires instead');
+      return;
     default:
       throw new UnsupportedEntryError(id, `the keyword ${JSON.stringify(key)} is not handled`);
   }
@@ -192,8 +287,13 @@ function storedSignatures(id: string, key: string, value: unknown, pickles: bool
   const list = Array.isArray(value) ? value : [value];
   return list.map((sig, i) => {
     const where = Array.isArray(value) ? `${key}[${i}]` : key;
-    if (!isPlainObject(sig) || typeof sig.task !== 'string' || sig.task === '') throw new CorruptEntryError(id, `${where} is not a signature (an object with a task name)`);
-    for (const [field, check] of [['args', Array.isArray], ['kwargs', isPlainObject], ['options', isPlainObject]] as const) {
+    if (!isPlainObject(sig) || typeof sig.task !== 'string' || sig.task === '')
+      throw new CorruptEntryError(id, `${where} is not a signature (an object with a task name)`);
+    for (const [field, check] of [
+      ['args', Array.isArray],
+      ['kwargs', isPlainObject],
+      ['options', isPlainObject],
+    ] as const) {
       if (sig[field] !== undefined && sig[field] !== null && !check(sig[field])) throw new CorruptEntryError(id, `${where}.${field} has the wrong type`);
     }
     return (pickles ? resolveSignaturePickles(id, sig, where) : sig) as unknown as Signature;

@@ -105,10 +105,7 @@ export class UnsupportedPickleError extends SchedulerError {
 export class DuplicateJobError extends SchedulerError {
   readonly taskId: string;
   constructor(taskId: string) {
-    super(
-      ErrorCode.DUPLICATE_JOB,
-      `a job with id ${JSON.stringify(taskId)} is already scheduled; revoke it first or pass another taskId`,
-    );
+    super(ErrorCode.DUPLICATE_JOB, `a job with id ${JSON.stringify(taskId)} is already scheduled; revoke it first or pass another taskId`);
     this.taskId = taskId;
   }
 }

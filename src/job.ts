@@ -88,10 +88,24 @@ export interface StoredOptions {
   [other: string]: unknown;
 }
 
-
 const OPTION_NAMES = new Set<string>([
-  'eta', 'countdown', 'taskId', 'queue', 'routingKey', 'exchange', 'priority', 'expires', 'headers',
-  'link', 'linkError', 'shadow', 'timeLimit', 'softTimeLimit', 'ignoreResult', 'jobKey', 'jobKeyMode',
+  'eta',
+  'countdown',
+  'taskId',
+  'queue',
+  'routingKey',
+  'exchange',
+  'priority',
+  'expires',
+  'headers',
+  'link',
+  'linkError',
+  'shadow',
+  'timeLimit',
+  'softTimeLimit',
+  'ignoreResult',
+  'jobKey',
+  'jobKeyMode',
 ]);
 const JOB_KEY_MODES: readonly JobKeyMode[] = ['reject', 'replace', 'keep'];
 
@@ -137,7 +151,9 @@ export function resolveTaskCall(
     if (typeof opts.countdown !== 'number' || !Number.isFinite(opts.countdown) || opts.countdown < 0) {
       problems.push(`countdown must be a finite number of seconds >= 0, got ${describe(opts.countdown)}`);
     } else if (!isRepresentableMs(now.getTime() + opts.countdown * 1000)) {
-      problems.push(`countdown ${opts.countdown} s lands after 9999-12-31T23:59:59Z, the latest time Python's datetime (and so Celery) can hold; pass at most ${secondsLeft(now.getTime())} seconds`);
+      problems.push(
+        `countdown ${opts.countdown} s lands after 9999-12-31T23:59:59Z, the latest time Python's datetime (and so Celery) can hold; pass at most ${secondsLeft(now.getTime())} seconds`,
+      );
     } else {
       dueAt = now.getTime() / 1000 + opts.countdown;
     }
@@ -147,9 +163,10 @@ export function resolveTaskCall(
   if (opts.jobKey !== undefined) {
     const mode = opts.jobKeyMode ?? 'reject';
     if (typeof opts.jobKey !== 'string' || opts.jobKey.trim() === '') {
-      problems.push(`jobKey must be a non-empty string that is not only whitespace, got ${describe(opts.jobKey)}; pass a key naming what must be scheduled once, e.g. "user:7:reminder"`);
-    }
-    else if (!isWellFormed(opts.jobKey)) checkName(opts.jobKey, 'jobKey', problems, false);
+      problems.push(
+        `jobKey must be a non-empty string that is not only whitespace, got ${describe(opts.jobKey)}; pass a key naming what must be scheduled once, e.g. "user:7:reminder"`,
+      );
+    } else if (!isWellFormed(opts.jobKey)) checkName(opts.jobKey, 'jobKey', problems, false);
     else if (!JOB_KEY_MODES.includes(mode)) problems.push(`jobKeyMode must be 'reject', 'replace' or 'keep', got ${describe(opts.jobKeyMode)}`);
     else if (opts.eta === undefined && opts.countdown === undefined) problems.push('jobKey needs an eta or countdown: only scheduled jobs hold keys');
     else key = { key: opts.jobKey, mode };
@@ -170,16 +187,22 @@ export function resolveTaskCall(
   }
   for (const name of ['timeLimit', 'softTimeLimit'] as const) {
     const v = opts[name];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)) problems.push(`${name} must be a positive number of seconds, got ${describe(v)}`);
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0))
+      problems.push(`${name} must be a positive number of seconds, got ${describe(v)}`);
   }
-  if (opts.ignoreResult !== undefined && typeof opts.ignoreResult !== 'boolean') problems.push(`ignoreResult must be a boolean, got ${describe(opts.ignoreResult)}`);
+  if (opts.ignoreResult !== undefined && typeof opts.ignoreResult !== 'boolean')
+    problems.push(`ignoreResult must be a boolean, got ${describe(opts.ignoreResult)}`);
   if (opts.headers !== undefined) {
-    if (opts.headers === null || typeof opts.headers !== 'object' || Array.isArray(opts.headers)) problems.push(`headers must be an object, got ${describe(opts.headers)}`);
+    if (opts.headers === null || typeof opts.headers !== 'object' || Array.isArray(opts.headers))
+      problems.push(`headers must be an object, got ${describe(opts.headers)}`);
     else {
       checkJsonValue(opts.headers, 'headers', problems, depthBelow(2));
       for (const name of Object.keys(opts.headers)) {
         const bytes = utf8Bytes(name);
-        if (bytes > MAX_SHORT_STRING_BYTES) problems.push(`headers has a name of ${bytes} bytes in UTF-8; AMQP header names hold at most ${MAX_SHORT_STRING_BYTES} bytes, so RabbitMQ cannot carry this job; use a shorter name`);
+        if (bytes > MAX_SHORT_STRING_BYTES)
+          problems.push(
+            `headers has a name of ${bytes} bytes in UTF-8; AMQP header names hold at most ${MAX_SHORT_STRING_BYTES} bytes, so RabbitMQ cannot carry this job; use a shorter name`,
+          );
       }
     }
   }
@@ -188,7 +211,9 @@ export function resolveTaskCall(
     // counted from dispatch, which is at the due time or later
     const fromMs = dueAt !== undefined && isRepresentableMs(dueAt * 1000) ? Math.max(dueAt * 1000, now.getTime()) : now.getTime();
     if (!isRepresentableMs(fromMs + expires.seconds * 1000)) {
-      problems.push(`expires ${expires.seconds} s, counted from dispatch, lands after 9999-12-31T23:59:59Z, the latest time Python's datetime (and so Celery) can hold; pass at most ${secondsLeft(fromMs)} seconds`);
+      problems.push(
+        `expires ${expires.seconds} s, counted from dispatch, lands after 9999-12-31T23:59:59Z, the latest time Python's datetime (and so Celery) can hold; pass at most ${secondsLeft(fromMs)} seconds`,
+      );
     }
   }
   const link = collect(problems, () => toSignatureList(opts.link, 'link')) ?? [];
@@ -220,7 +245,8 @@ function resolveExpires(value: TaskOptions['expires']): Expiry | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number') {
     if (value < 0) throw new ValidationError([`expires ${value} is negative; pass seconds >= 0 counted from dispatch, or a Date or ISO-8601 time with offset`]);
-    if (!Number.isFinite(value)) throw new ValidationError([`expires must be a Date, an ISO-8601 string with offset, or a finite number of seconds >= 0, got ${describe(value)}`]);
+    if (!Number.isFinite(value))
+      throw new ValidationError([`expires must be a Date, an ISO-8601 string with offset, or a finite number of seconds >= 0, got ${describe(value)}`]);
     return { kind: 'relative', seconds: value };
   }
   return { kind: 'absolute', at: checkRepresentable(toDate(value, 'expires'), 'expires') };
@@ -237,7 +263,9 @@ function toSignatureList(value: Signature | Signature[] | undefined | null, what
   return list.map((sig, i) => {
     const where = Array.isArray(value) ? `${what}[${i}]` : what;
     if (!sig || typeof sig !== 'object' || typeof sig.task !== 'string' || sig.task === '') {
-      throw new ValidationError([`${where} must be a signature {task, args, kwargs, options, subtask_type, immutable}; build one with signature("proj.tasks.cb", [..])`]);
+      throw new ValidationError([
+        `${where} must be a signature {task, args, kwargs, options, subtask_type, immutable}; build one with signature("proj.tasks.cb", [..])`,
+      ]);
     }
     const normalized: Signature = {
       task: sig.task,
@@ -363,17 +391,32 @@ export function checkJsonValue(value: unknown, path: string, problems: string[],
   const visit = (v: unknown, p: string, level: number): void => {
     switch (typeof v) {
       case 'string':
-        if (!isWellFormed(v)) problem(`${p} is not well-formed Unicode (it holds a lone UTF-16 surrogate, which no store, broker or worker can carry); fix the string, e.g. with toWellFormed()`);
-        else if (v.startsWith(PICKLE_MARKER)) problem(`${p} starts with ${JSON.stringify(PICKLE_MARKER)}, which the Python package's dispatcher would unpickle (running what it holds); change the string`);
+        if (!isWellFormed(v))
+          problem(
+            `${p} is not well-formed Unicode (it holds a lone UTF-16 surrogate, which no store, broker or worker can carry); fix the string, e.g. with toWellFormed()`,
+          );
+        else if (v.startsWith(PICKLE_MARKER))
+          problem(
+            `${p} starts with ${JSON.stringify(PICKLE_MARKER)}, which the Python package's dispatcher would unpickle (running what it holds); change the string`,
+          );
         return;
-      case 'boolean': return;
+      case 'boolean':
+        return;
       case 'number':
         if (!Number.isFinite(v)) problem(`${p} is ${v}, which JSON cannot hold; use null or a finite number`);
         return;
-      case 'bigint': problem(`${p} is a BigInt, which JSON cannot hold; convert it to a number or a string`); return;
-      case 'function': problem(`${p} is a function, which JSON cannot hold; pass data only`); return;
-      case 'symbol': problem(`${p} is a symbol, which JSON cannot hold`); return;
-      case 'undefined': problem(`${p} is undefined, which JSON cannot hold; use null`); return;
+      case 'bigint':
+        problem(`${p} is a BigInt, which JSON cannot hold; convert it to a number or a string`);
+        return;
+      case 'function':
+        problem(`${p} is a function, which JSON cannot hold; pass data only`);
+        return;
+      case 'symbol':
+        problem(`${p} is a symbol, which JSON cannot hold`);
+        return;
+      case 'undefined':
+        problem(`${p} is undefined, which JSON cannot hold; use null`);
+        return;
     }
     if (v === null) return;
     const obj = v as object;
@@ -409,7 +452,9 @@ export function checkJsonValue(value: unknown, path: string, problems: string[],
   };
   visit(value, path, 1);
   if (tooDeep) {
-    found.unshift(`${path} is nested more than ${MAX_JSON_DEPTH} levels deep, counted from the stored job's root (Python's JSON decoder recurses once per level); flatten it`);
+    found.unshift(
+      `${path} is nested more than ${MAX_JSON_DEPTH} levels deep, counted from the stored job's root (Python's JSON decoder recurses once per level); flatten it`,
+    );
   }
   problems.push(...found);
   if (more > 0) problems.push(`and ${more} more problem${more === 1 ? '' : 's'} like these in ${path}`);
@@ -426,12 +471,16 @@ function depthBelow(levels: number): number {
  */
 function checkName(value: string, name: string, problems: string[], shortString: boolean): void {
   if (!isWellFormed(value)) {
-    problems.push(`${name} ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} is not well-formed Unicode (it holds a lone UTF-16 surrogate, which no store, broker or worker can carry); fix it`);
+    problems.push(
+      `${name} ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} is not well-formed Unicode (it holds a lone UTF-16 surrogate, which no store, broker or worker can carry); fix it`,
+    );
     return;
   }
   const bytes = utf8Bytes(value);
   if (shortString && bytes > MAX_SHORT_STRING_BYTES) {
-    problems.push(`${name} is ${bytes} bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most ${MAX_SHORT_STRING_BYTES} bytes, so it cannot carry this job; use a shorter one`);
+    problems.push(
+      `${name} is ${bytes} bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most ${MAX_SHORT_STRING_BYTES} bytes, so it cannot carry this job; use a shorter one`,
+    );
   }
 }
 

@@ -270,7 +270,10 @@ export class DispatcherMetrics implements DispatchObserver {
     );
     this.failed.inc(0, { reason: 'refused' });
     this.failed.inc(0, { reason: 'broker_unavailable' });
-    this.movedAside = r.counter('cls_jobs_moved_aside_total', 'Corrupt stored jobs made dead letters instead of being sent (also counted in cls_jobs_dead_total{reason="corrupt"}).');
+    this.movedAside = r.counter(
+      'cls_jobs_moved_aside_total',
+      'Corrupt stored jobs made dead letters instead of being sent (also counted in cls_jobs_dead_total{reason="corrupt"}).',
+    );
     this.dead = r.counter(
       'cls_jobs_dead_total',
       'Jobs this dispatcher made dead letters, by reason: corrupt (the entry cannot become a message), unsupported (it asks for what cannot be sent exactly as Python send_task would), rejected (the broker can never carry the message) or max_attempts (refused on every attempt).',
@@ -287,15 +290,30 @@ export class DispatcherMetrics implements DispatchObserver {
       'Per sent job: when the broker accepted it minus when it was due, in seconds (a job re-claimed after a lease ran out counts from its lease deadline).',
       LATENESS_SECONDS_BUCKETS,
     );
-    this.#scheduled = r.gauge('cls_jobs_scheduled', 'Jobs waiting in the store (not claimed by any dispatcher), read at scrape time; absent when the store cannot be read.');
-    this.#inFlight = r.gauge('cls_jobs_in_flight', 'Jobs claimed by a dispatcher and not yet sent or given back, read at scrape time; absent when the store cannot be read.');
-    this.#deadLetters = r.gauge('cls_jobs_dead', 'Dead letters kept in the store (never sent until retried), read at scrape time; absent when the store cannot be read.');
+    this.#scheduled = r.gauge(
+      'cls_jobs_scheduled',
+      'Jobs waiting in the store (not claimed by any dispatcher), read at scrape time; absent when the store cannot be read.',
+    );
+    this.#inFlight = r.gauge(
+      'cls_jobs_in_flight',
+      'Jobs claimed by a dispatcher and not yet sent or given back, read at scrape time; absent when the store cannot be read.',
+    );
+    this.#deadLetters = r.gauge(
+      'cls_jobs_dead',
+      'Dead letters kept in the store (never sent until retried), read at scrape time; absent when the store cannot be read.',
+    );
     this.#overdueLag = r.gauge(
       'cls_overdue_lag_seconds',
       'Now minus the due time of the earliest job still waiting in the store when that is in the past, else 0, at scrape time; absent when the store cannot be read.',
     );
-    this.#storeUp = r.gauge('cls_store_up', '1 when the dispatcher can reach its store (its last pass did not fail and a live check at scrape time succeeded), else 0.');
-    this.#brokerUp = r.gauge('cls_broker_up', '1 when the dispatcher can reach its broker (its last send did not fail and a live check at scrape time succeeded), else 0.');
+    this.#storeUp = r.gauge(
+      'cls_store_up',
+      '1 when the dispatcher can reach its store (its last pass did not fail and a live check at scrape time succeeded), else 0.',
+    );
+    this.#brokerUp = r.gauge(
+      'cls_broker_up',
+      '1 when the dispatcher can reach its broker (its last send did not fail and a live check at scrape time succeeded), else 0.',
+    );
   }
 
   // --- DispatchObserver --------------------------------------------------------------------

@@ -118,7 +118,14 @@ export function readHold(entry: string): Hold | undefined {
   if (!entry.startsWith(`{"${HOLD_KEY}":`)) return undefined;
   try {
     const h = (JSON.parse(entry) as Record<string, Partial<Hold> | undefined>)[HOLD_KEY];
-    if (h && typeof h.from === 'string' && typeof h.source === 'string' && typeof h.dueAt === 'number' && Number.isFinite(h.dueAt) && typeof h.entry === 'string') {
+    if (
+      h &&
+      typeof h.from === 'string' &&
+      typeof h.source === 'string' &&
+      typeof h.dueAt === 'number' &&
+      Number.isFinite(h.dueAt) &&
+      typeof h.entry === 'string'
+    ) {
       return { from: h.from, source: h.source, dueAt: h.dueAt, entry: h.entry };
     }
   } catch {
@@ -333,7 +340,9 @@ const SAME: Record<string, string> = {
 async function checkStores(from: ScheduleStore, to: ScheduleStore): Promise<string> {
   const source = await from.identity();
   if (source.startsWith('sqlite:path:')) {
-    throw new ValidationError([`the source ${from.description} names ${source.slice('sqlite:path:'.length)}, which does not exist; check the path (migrate never creates its source)`]);
+    throw new ValidationError([
+      `the source ${from.description} names ${source.slice('sqlite:path:'.length)}, which does not exist; check the path (migrate never creates its source)`,
+    ]);
   }
   const target = await to.identity();
   if (source !== target) return source;

@@ -60,19 +60,25 @@ export function isRedisUrl(url: string): boolean {
 export function ioredisTarget(url: string, what: string, masterName?: string): RedisOptions {
   const escape = malformedEscapeProblem(url, what);
   if (escape) throw new ValidationError([escape]);
-  const parts = url.split(';').map((u) => u.trim()).filter(Boolean);
+  const parts = url
+    .split(';')
+    .map((u) => u.trim())
+    .filter(Boolean);
   const urls = parts.map((p) => {
     try {
       return new URL(p);
     } catch {
-      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(p))} is not a valid Redis URL; use redis://host:port/db, rediss://… or sentinel://host:port;sentinel://…`]);
+      throw new ValidationError([
+        `${what} URL ${JSON.stringify(redactUrl(p))} is not a valid Redis URL; use redis://host:port/db, rediss://… or sentinel://host:port;sentinel://…`,
+      ]);
     }
   });
   const first = urls[0];
   if (!first) throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is empty; use redis://host:port/db, rediss://… or sentinel://…`]);
   const db = first.pathname.length > 1 ? Number(first.pathname.slice(1)) : 0;
   const problems: string[] = [];
-  if (!Number.isInteger(db) || db < 0) problems.push(`${what} URL ${JSON.stringify(redactUrl(url))} has database ${JSON.stringify(first.pathname.slice(1))}; use a number, e.g. /1`);
+  if (!Number.isInteger(db) || db < 0)
+    problems.push(`${what} URL ${JSON.stringify(redactUrl(url))} has database ${JSON.stringify(first.pathname.slice(1))}; use a number, e.g. /1`);
   const auth: RedisOptions = {
     ...(first.username && { username: decodeURIComponent(first.username) }),
     ...(first.password && { password: decodeURIComponent(first.password) }),
@@ -125,7 +131,9 @@ export class RedisConnections {
 
   constructor(url: string, what: string, options: RedisConnectionOptions = {}) {
     if (!isRedisUrl(url)) {
-      throw new ValidationError([`${what} URL ${JSON.stringify(redactUrl(url))} is not a valid Redis URL; use redis://host:port/db, rediss://… or sentinel://…`]);
+      throw new ValidationError([
+        `${what} URL ${JSON.stringify(redactUrl(url))} is not a valid Redis URL; use redis://host:port/db, rediss://… or sentinel://…`,
+      ]);
     }
     this.url = url;
     this.#what = what;
@@ -136,9 +144,7 @@ export class RedisConnections {
 
   async open(extra: RedisOptions = {}): Promise<Redis> {
     if (this.#open.size >= this.#options.maxConnections) {
-      throw new ValidationError([
-        `the ${this.#what} needs more than maxConnections=${this.#options.maxConnections} Redis connections; raise maxConnections`,
-      ]);
+      throw new ValidationError([`the ${this.#what} needs more than maxConnections=${this.#options.maxConnections} Redis connections; raise maxConnections`]);
     }
     const connectMs = this.#options.socketConnectTimeout * 1000;
     const sentinel = this.#target.sentinels !== undefined;
@@ -183,9 +189,13 @@ export class RedisConnections {
     // (its INFO reply follows AUTH's): the first connect must still fail, and not reconnect.
     let refused: Error | undefined;
     if (this.#target.password !== undefined) {
-      quietAuth(client, (reason) => this.#unneededPassword(reason), (err) => {
-        refused ??= err;
-      });
+      quietAuth(
+        client,
+        (reason) => this.#unneededPassword(reason),
+        (err) => {
+          refused ??= err;
+        },
+      );
     }
     const generation = this.#generation;
     this.#connecting.add(client);
@@ -197,7 +207,7 @@ export class RedisConnections {
     } catch (err) {
       if (client.status !== 'end') client.disconnect();
       // a refused password closes the connection: "Connection is closed." hides the server's reason
-      const cause = sentinel ? sentinelFailure(err, lastError, this.#target.name, connectMs) : refused ?? (isClosed(err) && lastError ? lastError : err);
+      const cause = sentinel ? sentinelFailure(err, lastError, this.#target.name, connectMs) : (refused ?? (isClosed(err) && lastError ? lastError : err));
       throw new ConnectionError(this.#what, this.url, cause);
     } finally {
       this.#connecting.delete(client);
@@ -294,7 +304,9 @@ function sentinelFailure(err: unknown, last: Error | undefined, master: string |
   const message = errorMessage(err);
   if (message !== 'timed out' && !/All sentinels are unreachable/.test(message)) return err instanceof Error ? err : new Error(message);
   const lastError = /Last error: (.*)$/.exec(message)?.[1] ?? /Last error: (.*)$/.exec(last?.message ?? '')?.[1] ?? last?.message;
-  return new Error(`no Sentinel answered for master ${JSON.stringify(master ?? '')} within ${ms / 1000} s${lastError ? ` (last error: ${lastError})` : ''}`, { cause: err });
+  return new Error(`no Sentinel answered for master ${JSON.stringify(master ?? '')} within ${ms / 1000} s${lastError ? ` (last error: ${lastError})` : ''}`, {
+    cause: err,
+  });
 }
 
 async function quit(client: Redis): Promise<void> {
@@ -353,4 +365,3 @@ export async function serverId(client: Redis): Promise<string> {
   if (!m?.[1]) throw new Error('INFO server has no run_id');
   return m[1];
 }
-

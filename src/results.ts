@@ -23,15 +23,7 @@ import type { Broker, BroadcastMessage } from './broker.js';
 import type { ScheduleStore } from './store.js';
 import { formatCeleryTime } from './celery/time.js';
 import { urlScheme } from './connect.js';
-import {
-  ErrorCode,
-  ResultTimeoutError,
-  SchedulerError,
-  TaskFailedError,
-  TaskRevokedError,
-  ValidationError,
-  redactUrl,
-} from './errors.js';
+import { ErrorCode, ResultTimeoutError, SchedulerError, TaskFailedError, TaskRevokedError, ValidationError, redactUrl } from './errors.js';
 import { Lazy, RedisConnections, wrapRedisError, type RedisConnectionOptions } from './redis-connection.js';
 
 /** Our state for a job still in the long-term store. */
@@ -139,7 +131,10 @@ let lamportClock = 0;
  * (`destination: null`), no reply wanted. Headers as kombu's `Mailbox._publish`: a Lamport
  * `clock` and `expires` = now + 1 s (Celery's broadcast timeout; workers do not check it).
  */
-export function revokeBroadcast(taskId: string, options: { controlExchange?: string; now?: Date; terminate?: boolean; signal?: string } = {}): BroadcastMessage {
+export function revokeBroadcast(
+  taskId: string,
+  options: { controlExchange?: string; now?: Date; terminate?: boolean; signal?: string } = {},
+): BroadcastMessage {
   const now = options.now ?? new Date();
   lamportClock += 1;
   return {
@@ -387,11 +382,7 @@ export class AsyncResult {
    * `new AsyncResult(app, id)` for any task id (the store is checked); `sendTask` passes
    * `{ dueAt }` for a scheduled job and `{ published: true }` for one sent at once.
    */
-  constructor(
-    app: ResultApp,
-    id: string,
-    init: { dueAt?: Date; published?: boolean; keyOutcome?: 'added' | 'replaced' | 'kept'; replacedId?: string } = {},
-  ) {
+  constructor(app: ResultApp, id: string, init: { dueAt?: Date; published?: boolean; keyOutcome?: 'added' | 'replaced' | 'kept'; replacedId?: string } = {}) {
     this.#app = app;
     this.id = id;
     this.dueAt = init.dueAt;
@@ -453,7 +444,10 @@ export class AsyncResult {
     }
     const broker = this.#app.broker;
     if (!broker.broadcast) {
-      throw new SchedulerError(ErrorCode.PUBLISH, `the broker ${broker.description} cannot broadcast, so task ${JSON.stringify(this.id)} cannot be revoked there`);
+      throw new SchedulerError(
+        ErrorCode.PUBLISH,
+        `the broker ${broker.description} cannot broadcast, so task ${JSON.stringify(this.id)} cannot be revoked there`,
+      );
     }
     await broker.broadcast(revokeBroadcast(this.id, { controlExchange: this.#app.config.controlExchange, now: this.#app.now() }));
     return 'broadcast';
@@ -467,7 +461,9 @@ export class AsyncResult {
   #backend(): RedisResultBackend {
     const backend = this.#app.resultBackend;
     if (!backend) {
-      throw new ValidationError([`no result backend is configured, so the result of task ${JSON.stringify(this.id)} cannot be read; pass resultBackend (Celery's result_backend), e.g. redis://localhost:6379/1`]);
+      throw new ValidationError([
+        `no result backend is configured, so the result of task ${JSON.stringify(this.id)} cannot be read; pass resultBackend (Celery's result_backend), e.g. redis://localhost:6379/1`,
+      ]);
     }
     return backend;
   }

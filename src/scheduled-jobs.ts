@@ -81,7 +81,13 @@ export interface JobStats {
 const PAGE = 1000;
 
 export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJobInfo {
-  const base = { id: stored.id, dueAt: new Date(stored.dueAt * 1000), dueAtUnix: stored.dueAt, state: stored.state === 'in_flight' ? ('claimed' as const) : ('scheduled' as const), entry: stored.entry };
+  const base = {
+    id: stored.id,
+    dueAt: new Date(stored.dueAt * 1000),
+    dueAtUnix: stored.dueAt,
+    state: stored.state === 'in_flight' ? ('claimed' as const) : ('scheduled' as const),
+    entry: stored.entry,
+  };
   let job: Job;
   try {
     job = decodeEntry(stored.id, stored.entry);
@@ -157,7 +163,8 @@ export async function showJob(store: ScheduleStore, defaultQueue: string, id: st
  * that is gone, is never touched: `NotScheduledError` says which.
  */
 export async function rescheduleJob(store: ScheduleStore, id: string, dueAt: Date, action = 'reschedule'): Promise<void> {
-  if (!(dueAt instanceof Date) || !Number.isFinite(dueAt.getTime())) throw new ValidationError([`the new due time for ${JSON.stringify(id)} is not a valid Date; pass a Date`]);
+  if (!(dueAt instanceof Date) || !Number.isFinite(dueAt.getTime()))
+    throw new ValidationError([`the new due time for ${JSON.stringify(id)} is not a valid Date; pass a Date`]);
   const t = checkRepresentable(dueAt, `the new due time for ${JSON.stringify(id)}`).getTime();
   if (await store.reschedule(id, t / 1000)) return;
   const now = await store.get(id);
@@ -206,4 +213,3 @@ export async function jobStats(store: ScheduleStore, now: Date, o: { days?: numb
     at: now,
   };
 }
-

@@ -99,7 +99,9 @@ export class Scheduler {
 }
 
 /** Options of `Scheduler.dispatchDue` and `Scheduler.dispatcher`. */
-export type DispatchOptions = Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer' | 'maxAttempts' | 'retryDelayMs' | 'retryDelayMaxMs'>> & { logger?: Logger };
+export type DispatchOptions = Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer' | 'maxAttempts' | 'retryDelayMs' | 'retryDelayMaxMs'>> & {
+  logger?: Logger;
+};
 
 /** Options of `Scheduler.daemon` (store, broker, queue and clock come from the app). */
 export type RunOptions = Partial<Omit<DaemonOptions, 'store' | 'broker' | 'defaultQueue'>>;

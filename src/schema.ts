@@ -31,7 +31,15 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
     if (options.statusOnly) {
       const { current, expected } = await schemaStatus(url);
       const state = current === expected ? 'up to date' : current === undefined || current < expected ? 'needs migrate-schema' : 'newer than this code';
-      return { store, kind: 'postgres', from: current, to: current, expected, changed: false, message: `${store}: schema version ${version(current)}, this code needs ${expected} (${state})` };
+      return {
+        store,
+        kind: 'postgres',
+        from: current,
+        to: current,
+        expected,
+        changed: false,
+        message: `${store}: schema version ${version(current)}, this code needs ${expected} (${state})`,
+      };
     }
     const { from, to } = await migrateSchema(url);
     const changed = from !== to;
@@ -42,7 +50,15 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
     const { file } = parseSqliteUrl(url);
     const found = file !== ':memory:' && existsSync(file) ? readUserVersion(file) : undefined;
     if (options.statusOnly) {
-      return { store, kind: 'sqlite', from: found, to: found, expected: SQLITE_SCHEMA_VERSION, changed: false, message: `${store}: schema version ${version(found)}, this code needs ${SQLITE_SCHEMA_VERSION} (SQLite files upgrade themselves when opened)` };
+      return {
+        store,
+        kind: 'sqlite',
+        from: found,
+        to: found,
+        expected: SQLITE_SCHEMA_VERSION,
+        changed: false,
+        message: `${store}: schema version ${version(found)}, this code needs ${SQLITE_SCHEMA_VERSION} (SQLite files upgrade themselves when opened)`,
+      };
     }
     const s = new SqliteStore(url);
     try {
@@ -51,10 +67,20 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
       await s.close();
     }
     const changed = found !== SQLITE_SCHEMA_VERSION;
-    const message = changed ? `${store}: schema migrated from version ${version(found)} to ${SQLITE_SCHEMA_VERSION}` : `${store}: schema already at version ${SQLITE_SCHEMA_VERSION}; nothing to do`;
+    const message = changed
+      ? `${store}: schema migrated from version ${version(found)} to ${SQLITE_SCHEMA_VERSION}`
+      : `${store}: schema already at version ${SQLITE_SCHEMA_VERSION}; nothing to do`;
     return { store, kind: 'sqlite', from: found, to: SQLITE_SCHEMA_VERSION, expected: SQLITE_SCHEMA_VERSION, changed, message };
   }
-  return { store, kind: 'redis', from: undefined, to: undefined, expected: undefined, changed: false, message: `${store}: Redis stores have no schema (the Python package's layout); nothing to do` };
+  return {
+    store,
+    kind: 'redis',
+    from: undefined,
+    to: undefined,
+    expected: undefined,
+    changed: false,
+    message: `${store}: Redis stores have no schema (the Python package's layout); nothing to do`,
+  };
 }
 
 /** `PRAGMA user_version` of an existing file, read only; 0 (a fresh file) reads as none. */

@@ -374,7 +374,9 @@ export function checkNewJobs(jobs: readonly NewJob[]): void {
 /** Checks a deduplication key: a non-empty string of well-formed Unicode. */
 export function checkJobKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key === '' || !isWellFormed(key)) {
-    throw new ValidationError([`a job key must be a non-empty string of well-formed Unicode, got ${typeof key === 'string' ? JSON.stringify(key) : typeof key}`]);
+    throw new ValidationError([
+      `a job key must be a non-empty string of well-formed Unicode, got ${typeof key === 'string' ? JSON.stringify(key) : typeof key}`,
+    ]);
   }
 }
 
@@ -385,7 +387,8 @@ export function checkDueAt(dueAt: unknown, what: string): asserts dueAt is numbe
 
 /** Checks a page size given to `list` or `deadLetters`. */
 export function checkLimit(limit: unknown): asserts limit is number {
-  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) throw new ValidationError([`the page size must be a whole number >= 1, not ${String(limit)}`]);
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1)
+    throw new ValidationError([`the page size must be a whole number >= 1, not ${String(limit)}`]);
 }
 
 /** The error every store method throws after `close()`. */
@@ -422,7 +425,8 @@ export function cursorAfter(job: { dueAt: number; id: string }): string {
 export function parseCursor(cursor: string): { dueAt: number; id: string } {
   const i = cursor.indexOf(':');
   const dueAt = Number(cursor.slice(0, i));
-  if (i <= 0 || !Number.isFinite(dueAt)) throw new ValidationError([`${JSON.stringify(cursor)} is not a list cursor; pass the cursor a previous page returned`]);
+  if (i <= 0 || !Number.isFinite(dueAt))
+    throw new ValidationError([`${JSON.stringify(cursor)} is not a list cursor; pass the cursor a previous page returned`]);
   return { dueAt, id: cursor.slice(i + 1) };
 }
 

@@ -37,7 +37,8 @@ export function amqpMessageProblem(m: {
   if (m.bodyBytes > MAX_BODY_BYTES) return `its body is ${m.bodyBytes} bytes, over RabbitMQ's default max_message_size of ${MAX_BODY_BYTES}`;
   const sized = headersBytes(m.headers);
   if (typeof sized === 'string') return sized;
-  if (sized > MAX_HEADERS_BYTES) return `its headers take ${sized} bytes encoded, over the ${MAX_HEADERS_BYTES} amqplib can send (RabbitMQ would close the connection)`;
+  if (sized > MAX_HEADERS_BYTES)
+    return `its headers take ${sized} bytes encoded, over the ${MAX_HEADERS_BYTES} amqplib can send (RabbitMQ would close the connection)`;
   return undefined;
 }
 

@@ -40,9 +40,7 @@ export function layoutFromTransportOptions(options: Record<string, unknown> = {}
   const steps = options.priority_steps;
   if (steps !== undefined) {
     const ok =
-      Array.isArray(steps) &&
-      steps.length > 0 &&
-      steps.every((n, i) => Number.isInteger(n) && n >= 0 && n <= 9 && (i === 0 || n > (steps[i - 1] as number)));
+      Array.isArray(steps) && steps.length > 0 && steps.every((n, i) => Number.isInteger(n) && n >= 0 && n <= 9 && (i === 0 || n > (steps[i - 1] as number)));
     if (!ok) problems.push(`priority_steps must be ascending integers from 0 to 9, e.g. [0, 3, 6, 9]; got ${JSON.stringify(steps)}`);
     else layout.prioritySteps = steps as number[];
   }

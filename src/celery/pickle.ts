@@ -79,21 +79,50 @@ export function pickleUtcDatetime(at: Date): string {
   if (year < 1 || year > 9999) throw fail(`year ${year} is outside Python's datetime range (1-9999)`);
   const micros = at.getUTCMilliseconds() * 1000;
   const state = [
-    year >> 8, year & 0xff, at.getUTCMonth() + 1, at.getUTCDate(),
-    at.getUTCHours(), at.getUTCMinutes(), at.getUTCSeconds(),
-    (micros >> 16) & 0xff, (micros >> 8) & 0xff, micros & 0xff,
+    year >> 8,
+    year & 0xff,
+    at.getUTCMonth() + 1,
+    at.getUTCDate(),
+    at.getUTCHours(),
+    at.getUTCMinutes(),
+    at.getUTCSeconds(),
+    (micros >> 16) & 0xff,
+    (micros >> 8) & 0xff,
+    micros & 0xff,
   ];
   const ascii = (text: string): number[] => [...text].map((c) => c.charCodeAt(0));
   const put = (index: number): number[] => [0x71, index]; // BINPUT: memoize, as Python does
   const bytes = [
-    0x80, 0x03, // PROTO 3
-    ...ascii('cdatetime\ndatetime\n'), ...put(0), // GLOBAL datetime.datetime
-    0x43, 10, ...state, ...put(1), // SHORT_BINBYTES: the 10-byte state
-    ...ascii('cdatetime\ntimezone\n'), ...put(2),
-    ...ascii('cdatetime\ntimedelta\n'), ...put(3),
-    0x4b, 0, 0x4b, 0, 0x4b, 0, 0x87, ...put(4), 0x52, ...put(5), // timedelta(0, 0, 0)
-    0x85, ...put(6), 0x52, ...put(7), // timezone(timedelta(0)), i.e. timezone.utc
-    0x86, ...put(8), 0x52, ...put(9), // datetime(state, tz)
+    0x80,
+    0x03, // PROTO 3
+    ...ascii('cdatetime\ndatetime\n'),
+    ...put(0), // GLOBAL datetime.datetime
+    0x43,
+    10,
+    ...state,
+    ...put(1), // SHORT_BINBYTES: the 10-byte state
+    ...ascii('cdatetime\ntimezone\n'),
+    ...put(2),
+    ...ascii('cdatetime\ntimedelta\n'),
+    ...put(3),
+    0x4b,
+    0,
+    0x4b,
+    0,
+    0x4b,
+    0,
+    0x87,
+    ...put(4),
+    0x52,
+    ...put(5), // timedelta(0, 0, 0)
+    0x85,
+    ...put(6),
+    0x52,
+    ...put(7), // timezone(timedelta(0)), i.e. timezone.utc
+    0x86,
+    ...put(8),
+    0x52,
+    ...put(9), // datetime(state, tz)
     0x2e, // STOP
   ];
   return PICKLE_MARKER + Buffer.from(bytes).toString('base64');
@@ -442,9 +471,7 @@ function daysInMonth(year: number, month: number): number {
 function toInstant(dt: PyDateTime): { at: Date; offsetMicros: number } {
   const { wall, tz } = dt;
   if (!tz) {
-    throw fail(
-      `naive datetime: ${formatWall(wall)} has no time zone, so the instant is ambiguous; pass an aware datetime`,
-    );
+    throw fail(`naive datetime: ${formatWall(wall)} has no time zone, so the instant is ambiguous; pass an aware datetime`);
   }
   const wallMs = utcMillis(wall.year, wall.month, wall.day, wall.hour, wall.minute, wall.second);
   const offsetMicros = tz instanceof FixedOffsetZone ? tz.offsetMicros : zoneOffsetMs(tz.key, wallMs, wall.fold) * 1000;
@@ -638,19 +665,74 @@ function decodeLong(bytes: Uint8Array): number | bigint {
 /** Every pickle opcode by byte, so that even unsupported ones are named in errors. */
 const OPCODE_NAMES: ReadonlyMap<number, string> = new Map(
   Object.entries({
-    '(': 'MARK', '.': 'STOP', '0': 'POP', '1': 'POP_MARK', '2': 'DUP', F: 'FLOAT', I: 'INT',
-    J: 'BININT', K: 'BININT1', L: 'LONG', M: 'BININT2', N: 'NONE', P: 'PERSID', Q: 'BINPERSID',
-    R: 'REDUCE', S: 'STRING', T: 'BINSTRING', U: 'SHORT_BINSTRING', V: 'UNICODE', X: 'BINUNICODE',
-    a: 'APPEND', b: 'BUILD', c: 'GLOBAL', d: 'DICT', '}': 'EMPTY_DICT', e: 'APPENDS', g: 'GET',
-    h: 'BINGET', i: 'INST', j: 'LONG_BINGET', l: 'LIST', ']': 'EMPTY_LIST', o: 'OBJ', p: 'PUT',
-    q: 'BINPUT', r: 'LONG_BINPUT', s: 'SETITEM', t: 'TUPLE', ')': 'EMPTY_TUPLE', u: 'SETITEMS',
-    G: 'BINFLOAT', B: 'BINBYTES', C: 'SHORT_BINBYTES',
-    '\x80': 'PROTO', '\x81': 'NEWOBJ', '\x82': 'EXT1', '\x83': 'EXT2', '\x84': 'EXT4',
-    '\x85': 'TUPLE1', '\x86': 'TUPLE2', '\x87': 'TUPLE3', '\x88': 'NEWTRUE', '\x89': 'NEWFALSE',
-    '\x8a': 'LONG1', '\x8b': 'LONG4', '\x8c': 'SHORT_BINUNICODE', '\x8d': 'BINUNICODE8',
-    '\x8e': 'BINBYTES8', '\x8f': 'EMPTY_SET', '\x90': 'ADDITEMS', '\x91': 'FROZENSET',
-    '\x92': 'NEWOBJ_EX', '\x93': 'STACK_GLOBAL', '\x94': 'MEMOIZE', '\x95': 'FRAME',
-    '\x96': 'BYTEARRAY8', '\x97': 'NEXT_BUFFER', '\x98': 'READONLY_BUFFER',
+    '(': 'MARK',
+    '.': 'STOP',
+    '0': 'POP',
+    '1': 'POP_MARK',
+    '2': 'DUP',
+    F: 'FLOAT',
+    I: 'INT',
+    J: 'BININT',
+    K: 'BININT1',
+    L: 'LONG',
+    M: 'BININT2',
+    N: 'NONE',
+    P: 'PERSID',
+    Q: 'BINPERSID',
+    R: 'REDUCE',
+    S: 'STRING',
+    T: 'BINSTRING',
+    U: 'SHORT_BINSTRING',
+    V: 'UNICODE',
+    X: 'BINUNICODE',
+    a: 'APPEND',
+    b: 'BUILD',
+    c: 'GLOBAL',
+    d: 'DICT',
+    '}': 'EMPTY_DICT',
+    e: 'APPENDS',
+    g: 'GET',
+    h: 'BINGET',
+    i: 'INST',
+    j: 'LONG_BINGET',
+    l: 'LIST',
+    ']': 'EMPTY_LIST',
+    o: 'OBJ',
+    p: 'PUT',
+    q: 'BINPUT',
+    r: 'LONG_BINPUT',
+    s: 'SETITEM',
+    t: 'TUPLE',
+    ')': 'EMPTY_TUPLE',
+    u: 'SETITEMS',
+    G: 'BINFLOAT',
+    B: 'BINBYTES',
+    C: 'SHORT_BINBYTES',
+    '\x80': 'PROTO',
+    '\x81': 'NEWOBJ',
+    '\x82': 'EXT1',
+    '\x83': 'EXT2',
+    '\x84': 'EXT4',
+    '\x85': 'TUPLE1',
+    '\x86': 'TUPLE2',
+    '\x87': 'TUPLE3',
+    '\x88': 'NEWTRUE',
+    '\x89': 'NEWFALSE',
+    '\x8a': 'LONG1',
+    '\x8b': 'LONG4',
+    '\x8c': 'SHORT_BINUNICODE',
+    '\x8d': 'BINUNICODE8',
+    '\x8e': 'BINBYTES8',
+    '\x8f': 'EMPTY_SET',
+    '\x90': 'ADDITEMS',
+    '\x91': 'FROZENSET',
+    '\x92': 'NEWOBJ_EX',
+    '\x93': 'STACK_GLOBAL',
+    '\x94': 'MEMOIZE',
+    '\x95': 'FRAME',
+    '\x96': 'BYTEARRAY8',
+    '\x97': 'NEXT_BUFFER',
+    '\x98': 'READONLY_BUFFER',
   }).map(([char, name]) => [char.charCodeAt(0), name]),
 );
 
@@ -820,11 +902,7 @@ class SafeUnpickler {
       default: {
         const name = OPCODE_NAMES.get(opcode);
         const hex = `0x${opcode.toString(16).padStart(2, '0')}`;
-        throw fail(
-          name
-            ? `opcode ${name} (${hex}) at offset ${offset} is not supported in a date/time pickle`
-            : `unknown opcode ${hex} at offset ${offset}`,
-        );
+        throw fail(name ? `opcode ${name} (${hex}) at offset ${offset} is not supported in a date/time pickle` : `unknown opcode ${hex} at offset ${offset}`);
       }
     }
   }

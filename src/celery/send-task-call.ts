@@ -70,4 +70,3 @@ export interface SendTaskCall {
   argsrepr?: string;
   kwargsrepr?: string;
 }
-

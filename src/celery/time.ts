@@ -25,7 +25,7 @@ export function formatUnixSeconds(seconds: number): string {
  */
 export const MIN_TIME_MS = -62_135_596_800_000; // 0001-01-01T00:00:00.000Z
 export const MAX_TIME_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-export const TIME_RANGE = '0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z (UTC), what Python\'s datetime and so Celery can hold';
+export const TIME_RANGE = "0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z (UTC), what Python's datetime and so Celery can hold";
 
 /** True when `ms` (unix milliseconds) is a time both JavaScript and Python can hold. */
 export function isRepresentableMs(ms: number): boolean {
@@ -55,8 +55,7 @@ function utcMs(y: number, mo: number, d: number, h: number, mi: number, s: numbe
 }
 
 // An ISO-8601 date-time that carries an explicit offset (Z or ±HH:MM / ±HHMM / ±HH).
-const ISO_WITH_OFFSET =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)$/;
+const ISO_WITH_OFFSET = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)$/;
 
 /**
  * Parses an ISO-8601 string that MUST carry a UTC offset. A bare local time is ambiguous across

@@ -21,10 +21,12 @@ export interface DeadCommandContext {
 export function addDeadCommand(program: Command, ctx: DeadCommandContext): void {
   const dead = program
     .command('dead')
-    .description('dead letters: jobs that will not be sent as they are (corrupt, unsupported by this dispatcher, too large for the broker, or refused on every attempt)')
+    .description(
+      'dead letters: jobs that will not be sent as they are (corrupt, unsupported by this dispatcher, too large for the broker, or refused on every attempt)',
+    )
     .addHelpText(
       'after',
-      '\nA dead letter keeps the job\'s entry, the reason (corrupt, unsupported, rejected, max_attempts), the last error, its attempts and times.\n' +
+      "\nA dead letter keeps the job's entry, the reason (corrupt, unsupported, rejected, max_attempts), the last error, its attempts and times.\n" +
         '`retry` schedules it again, due now, with its attempts cleared; `purge` deletes it for good.\n',
     );
 
@@ -37,14 +39,18 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
     .action(async (o: { limit: string; cursor?: string; json?: boolean }) => {
       const limit = bounded(o.limit, '--limit', LIMITS.limit);
       const page = await ctx.withApp((a) => getScheduler(a).deadLetters({ limit, ...(o.cursor !== undefined && { cursor: o.cursor }) }));
-      printPage(ctx.stdout, { items: page.letters, cursor: page.cursor }, {
-        json: o.json === true,
-        toJson: deadJson,
-        headers: ['ID', 'DIED (UTC)', 'REASON', 'ATTEMPTS', 'TASK', 'ERROR'],
-        row: (d) => [clip(d.id, 40), humanTime(d.diedAt), d.reason, String(d.attempts), clip(d.task, 40), clip(d.error, 100)],
-        noun: ['dead letter', 'dead letters'],
-        empty: 'no dead letters',
-      });
+      printPage(
+        ctx.stdout,
+        { items: page.letters, cursor: page.cursor },
+        {
+          json: o.json === true,
+          toJson: deadJson,
+          headers: ['ID', 'DIED (UTC)', 'REASON', 'ATTEMPTS', 'TASK', 'ERROR'],
+          row: (d) => [clip(d.id, 40), humanTime(d.diedAt), d.reason, String(d.attempts), clip(d.task, 40), clip(d.error, 100)],
+          noun: ['dead letter', 'dead letters'],
+          empty: 'no dead letters',
+        },
+      );
     });
 
   dead

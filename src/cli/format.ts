@@ -28,15 +28,18 @@ export const LIMITS = {
 /** A whole number within `range`, or a usage error saying the range (and why, when it is not obvious). */
 export function bounded(text: string, flag: string, range: { min: number; max: number; below?: string }): number {
   const n = Number(text);
-  if (text.trim() === '' || !Number.isInteger(n)) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
+  if (text.trim() === '' || !Number.isInteger(n))
+    throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
   if (n < range.min && range.below) throw new ValidationError([`${flag} ${n} is below ${range.min}: ${range.below}; pass ${range.min} or more`]);
-  if (n < range.min || n > range.max) throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
+  if (n < range.min || n > range.max)
+    throw new ValidationError([`${flag} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(text)}`]);
   return n;
 }
 
 export function portNumber(text: string, flag: string): number {
   const n = Number(text);
-  if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError([`${flag} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`]);
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535)
+    throw new ValidationError([`${flag} must be a port number from 0 to 65535, got ${JSON.stringify(text)}`]);
   return n;
 }
 
@@ -62,7 +65,12 @@ export function relative(at: Date, now: Date): string {
   const ms = at.getTime() - now.getTime();
   let s = Math.round(Math.abs(ms) / 1000);
   const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     if (s >= size || (unit === 's' && parts.length === 0)) {
       parts.push(`${Math.floor(s / size)}${unit}`);
       s %= size;

@@ -24,7 +24,8 @@ export function acquireLock(path: string): Lock {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'EEXIST') throw unusable(flag, path, err);
-      if (isDirectory(path)) throw new ValidationError([`${flag} is a directory; pass a file path inside it, e.g. ${JSON.stringify(join(path, 'celery-longterm-scheduler.lock'))}`]);
+      if (isDirectory(path))
+        throw new ValidationError([`${flag} is a directory; pass a file path inside it, e.g. ${JSON.stringify(join(path, 'celery-longterm-scheduler.lock'))}`]);
       const holder = readHolder(path);
       if (holder === 'not-a-lock') {
         throw new ValidationError([`${flag} exists and is not a lock file (it holds no pid); pass another path, or remove the file if it is a leftover`]);

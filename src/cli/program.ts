@@ -83,8 +83,14 @@ function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError('(run with --help for usage)')
     .option('--broker <url>', `Celery broker URL [env CELERY_BROKER_URL] (default ${CELERY_DEFAULTS.broker})`)
-    .option('--backend <url>', `long-term store URL: sqlite://, postgres:// or redis:// [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`)
-    .option('--key-prefix <prefix>', 'prefix for every store key, to share a Redis database [env CELERY_LONGTERM_SCHEDULER_KEY_PREFIX] (default none: the original layout)')
+    .option(
+      '--backend <url>',
+      `long-term store URL: sqlite://, postgres:// or redis:// [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`,
+    )
+    .option(
+      '--key-prefix <prefix>',
+      'prefix for every store key, to share a Redis database [env CELERY_LONGTERM_SCHEDULER_KEY_PREFIX] (default none: the original layout)',
+    )
     .option('--default-queue <name>', "Celery's task_default_queue [env CELERY_TASK_DEFAULT_QUEUE] (default celery)")
     .option(
       '--broker-transport-options <json>',
@@ -98,7 +104,10 @@ function buildProgram(io: CliIo): Command {
     const g = program.opts<GlobalOptions>();
     const transport = g.brokerTransportOptions ?? io.env.CELERY_BROKER_TRANSPORT_OPTIONS;
     const brokerTransportOptions = transport === undefined ? undefined : parseJson(transport, '--broker-transport-options', 'a JSON object');
-    if (brokerTransportOptions !== undefined && (typeof brokerTransportOptions !== 'object' || brokerTransportOptions === null || Array.isArray(brokerTransportOptions))) {
+    if (
+      brokerTransportOptions !== undefined &&
+      (typeof brokerTransportOptions !== 'object' || brokerTransportOptions === null || Array.isArray(brokerTransportOptions))
+    ) {
       throw new ValidationError(['--broker-transport-options must be a JSON object, e.g. \'{"global_keyprefix": "pfx:"}\'']);
     }
     const masterName = g.backendMasterName ?? io.env.CELERY_LONGTERM_SCHEDULER_MASTER_NAME;
@@ -137,12 +146,17 @@ function buildProgram(io: CliIo): Command {
     .option('--priority <n>', 'message priority, an integer 0-255 (Redis: 0-9, 0 first)')
     .option('--expires <iso8601|seconds>', 'an ISO-8601 time, or seconds counted from dispatch')
     .option('--job-key <key>', 'a deduplication key: at most one scheduled job holds it')
-    .addOption(new Option('--job-key-mode <mode>', 'when a scheduled job already holds the key: fail (reject), take its place (replace), or leave it and print its id (keep)').choices(['reject', 'replace', 'keep']))
+    .addOption(
+      new Option(
+        '--job-key-mode <mode>',
+        'when a scheduled job already holds the key: fail (reject), take its place (replace), or leave it and print its id (keep)',
+      ).choices(['reject', 'replace', 'keep']),
+    )
     .addHelpText('after', '\nExample:\n  celery-longterm-scheduler schedule proj.tasks.add --args "[1, 2]" --countdown 3600\n')
     .action(async (task: string, o: Record<string, string | undefined>) => {
       const options = scheduleOptions(o);
       if (!isScheduled(options)) throw new ValidationError(['pass --eta ISO8601 or --countdown SECONDS; to publish at once use Celery itself']);
-      const args = parseJson(o.args ?? '[]', '--args', 'a JSON array, e.g. \'[1, 2]\'');
+      const args = parseJson(o.args ?? '[]', '--args', "a JSON array, e.g. '[1, 2]'");
       const kwargs = parseJson(o.kwargs ?? '{}', '--kwargs', 'a JSON object, e.g. \'{"y": 2}\'');
       const result = await withApp((a) => a.sendTask(task, args as unknown[], kwargs as Record<string, unknown>, options));
       io.stdout(`${result.id}\n`);
@@ -184,7 +198,9 @@ function buildProgram(io: CliIo): Command {
         const summary = await withApp((a) => getScheduler(a).dispatchDue(until, { batchSize, ...retry, logger }));
         const { sent, failed, dead, corrupt, elapsedMs } = summary;
         if (o.json) {
-          io.stdout(`${JSON.stringify({ sent, failed, dead, corrupt, elapsedMs: Math.round(elapsedMs * 10) / 10, ...(summary.error && { error: redactUrlsIn(summary.error.message) }) })}\n`);
+          io.stdout(
+            `${JSON.stringify({ sent, failed, dead, corrupt, elapsedMs: Math.round(elapsedMs * 10) / 10, ...(summary.error && { error: redactUrlsIn(summary.error.message) }) })}\n`,
+          );
         } else {
           io.stdout(`sent ${sent}, failed ${failed}, dead letters ${dead}, elapsed ${formatMs(elapsedMs)}\n`);
         }
@@ -201,7 +217,11 @@ function buildProgram(io: CliIo): Command {
 
   withRetryFlags(program.command('run'))
     .description('run the dispatcher as a service: sends each job when it is due; SIGTERM/SIGINT stops it gracefully')
-    .option('--poll-interval-ms <ms>', `longest sleep between two looks at the store (finds jobs written by other tools), ${LIMITS.pollIntervalMs.min} to ${LIMITS.pollIntervalMs.max} (a day)`, '1000')
+    .option(
+      '--poll-interval-ms <ms>',
+      `longest sleep between two looks at the store (finds jobs written by other tools), ${LIMITS.pollIntervalMs.min} to ${LIMITS.pollIntervalMs.max} (a day)`,
+      '1000',
+    )
     .option('--batch-size <n>', `jobs per claim and per broker round trip, ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max}`, '500')
     .option(
       '--lease-ms <ms>',
@@ -209,7 +229,11 @@ function buildProgram(io: CliIo): Command {
       '60000',
     )
     .option('--metrics-port <n>', 'serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this port; 0 picks a free one')
-    .option('--metrics-host <host>', 'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network', '127.0.0.1')
+    .option(
+      '--metrics-host <host>',
+      'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network',
+      '127.0.0.1',
+    )
     .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string } & RetryFlags) => {
       const options = {
         pollIntervalMs: bounded(o.pollIntervalMs, '--poll-interval-ms', LIMITS.pollIntervalMs),
@@ -237,7 +261,9 @@ function buildProgram(io: CliIo): Command {
           const server = metrics && (await startMetricsServer({ port: metricsPort ?? 0, host: o.metricsHost, metrics, health: () => metrics.health() }));
           if (server) logger.info('metrics listening', { host: server.host, port: server.port });
           try {
-            await getScheduler(a).daemon({ ...options, logger, ...(metrics && { observer: metrics }) }).run(stop.signal);
+            await getScheduler(a)
+              .daemon({ ...options, logger, ...(metrics && { observer: metrics }) })
+              .run(stop.signal);
           } finally {
             await server?.close();
           }
@@ -265,14 +291,18 @@ function buildProgram(io: CliIo): Command {
       if (o.queue !== undefined) options.queue = o.queue;
       if (o.cursor !== undefined) options.cursor = o.cursor;
       const page = await withApp((a) => listJobs(a.store, a.config.taskDefaultQueue, options));
-      printPage(io.stdout, { items: page.jobs, cursor: page.cursor }, {
-        json: o.json === true,
-        toJson: jobJson,
-        headers: ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
-        row: (j) => [j.id, humanTime(j.dueAtUnix), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)],
-        noun: ['job', 'jobs'],
-        empty: 'no scheduled jobs match',
-      });
+      printPage(
+        io.stdout,
+        { items: page.jobs, cursor: page.cursor },
+        {
+          json: o.json === true,
+          toJson: jobJson,
+          headers: ['ID', 'DUE (UTC)', 'TASK', 'QUEUE', 'ARGS'],
+          row: (j) => [j.id, humanTime(j.dueAtUnix), j.task, j.queue ?? `exchange ${j.exchange ?? ''}`, clip(JSON.stringify(j.args), 40)],
+          noun: ['job', 'jobs'],
+          empty: 'no scheduled jobs match',
+        },
+      );
     });
 
   program
@@ -304,7 +334,8 @@ function buildProgram(io: CliIo): Command {
       if (job.routingKey !== undefined) rows.push(['routing key', job.routingKey]);
       if (job.priority !== undefined) rows.push(['priority', String(job.priority)]);
       if (job.canvas?.chain) rows.push(['then', job.canvas.chain.join(' → ')]);
-      if (job.canvas?.groupId !== undefined) rows.push(['group', `${job.canvas.groupId}${job.canvas.groupIndex !== undefined ? ` (index ${job.canvas.groupIndex})` : ''}`]);
+      if (job.canvas?.groupId !== undefined)
+        rows.push(['group', `${job.canvas.groupId}${job.canvas.groupIndex !== undefined ? ` (index ${job.canvas.groupIndex})` : ''}`]);
       if (job.canvas?.chordBody !== undefined) rows.push(['chord body', job.canvas.chordBody]);
       if (job.corrupt !== undefined) rows.push(['corrupt', job.corrupt]);
       rows.push(['stored', job.entry]);
@@ -348,7 +379,9 @@ function buildProgram(io: CliIo): Command {
       const days = bounded(o.days, '--days', { min: 1, max: MAX_STATS_DAYS });
       const s = await withApp((a) => jobStats(a.store, a.now(), { days }));
       if (o.json) {
-        io.stdout(`${JSON.stringify({ ...s, nextDueAt: s.nextDueAtUnix === undefined ? null : (isoOrUndefined(s.nextDueAtUnix) ?? null), at: s.at.toISOString() })}\n`);
+        io.stdout(
+          `${JSON.stringify({ ...s, nextDueAt: s.nextDueAtUnix === undefined ? null : (isoOrUndefined(s.nextDueAtUnix) ?? null), at: s.at.toISOString() })}\n`,
+        );
         return;
       }
       const n = (x: number) => x.toLocaleString('en-US');
@@ -396,57 +429,70 @@ function buildProgram(io: CliIo): Command {
     .option('--after <cursor>', 'resume after this cursor (printed when a run is interrupted)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', '\nExample:\n  celery-longterm-scheduler migrate --from redis://localhost:6379/1 --to sqlite:///celery-longterm-scheduler.db\n')
-    .action(async (o: { from: string; to: string; fromKeyPrefix?: string; toKeyPrefix?: string; move?: boolean; batchSize: string; after?: string; json?: boolean }) => {
-      const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
-      const migrate = program.opts<GlobalOptions>().migrate === true;
-      // both URLs are checked before either store is reached
-      const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
-      const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }), logger });
-      let to: ReturnType<typeof createStore>;
-      try {
-        to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate, logger });
-      } catch (err) {
-        await from.close();
-        throw err;
-      }
-      const stop = new AbortController();
-      const unsubscribe = io.onSignal?.(() => stop.abort());
-      try {
+    .action(
+      async (o: {
+        from: string;
+        to: string;
+        fromKeyPrefix?: string;
+        toKeyPrefix?: string;
+        move?: boolean;
+        batchSize: string;
+        after?: string;
+        json?: boolean;
+      }) => {
+        const batchSize = bounded(o.batchSize, '--batch-size', LIMITS.batchSize);
+        const migrate = program.opts<GlobalOptions>().migrate === true;
+        // both URLs are checked before either store is reached
+        const logger = createCliLogger(program.opts<GlobalOptions>().logFormat, (line) => io.stderr(`${line}\n`));
+        const from = createStore(o.from, { ...(o.fromKeyPrefix && { keyPrefix: o.fromKeyPrefix }), logger });
+        let to: ReturnType<typeof createStore>;
         try {
-          const bar = progressBar(io, o.json === true);
-          const summary = await migrateJobs(from, to, {
-            batchSize,
-            ...(o.move && { move: true }),
-            ...(o.after !== undefined && { after: o.after }),
-            onProgress: bar.update,
-            signal: stop.signal,
-          });
-          bar.done();
-          const rate = summary.elapsedMs > 0 ? Math.round((summary.seen / summary.elapsedMs) * 1000) : 0;
-          if (o.json) io.stdout(`${JSON.stringify({ ...summary, elapsedMs: Math.round(summary.elapsedMs) })}\n`);
-          else {
-            const moved = o.move
-              ? `, removed from source ${summary.removed}${summary.leftToSource ? `, left to the source's dispatcher ${summary.leftToSource}` : ''}${summary.resumed ? `, finished ${summary.resumed} an interrupted move had held` : ''}`
-              : '';
-            io.stdout(`copied ${summary.copied}, already there ${summary.skipped}${moved}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`);
-          }
-          if (summary.held > 0) {
-            io.stderr(
-              `warning: ${summary.held} jobs are held (not sent) by an interrupted migrate --move that this run could not finish; run that migrate --move again, with the same --from\n`,
-            );
-          }
-          if (summary.cursor !== undefined) {
-            io.stderr(`interrupted; resume with --after '${summary.cursor}'\n`);
-            throw new ExitWith(EXIT.FAILURE);
+          to = createStore(o.to, { ...(o.toKeyPrefix && { keyPrefix: o.toKeyPrefix }), migrate, logger });
+        } catch (err) {
+          await from.close();
+          throw err;
+        }
+        const stop = new AbortController();
+        const unsubscribe = io.onSignal?.(() => stop.abort());
+        try {
+          try {
+            const bar = progressBar(io, o.json === true);
+            const summary = await migrateJobs(from, to, {
+              batchSize,
+              ...(o.move && { move: true }),
+              ...(o.after !== undefined && { after: o.after }),
+              onProgress: bar.update,
+              signal: stop.signal,
+            });
+            bar.done();
+            const rate = summary.elapsedMs > 0 ? Math.round((summary.seen / summary.elapsedMs) * 1000) : 0;
+            if (o.json) io.stdout(`${JSON.stringify({ ...summary, elapsedMs: Math.round(summary.elapsedMs) })}\n`);
+            else {
+              const moved = o.move
+                ? `, removed from source ${summary.removed}${summary.leftToSource ? `, left to the source's dispatcher ${summary.leftToSource}` : ''}${summary.resumed ? `, finished ${summary.resumed} an interrupted move had held` : ''}`
+                : '';
+              io.stdout(
+                `copied ${summary.copied}, already there ${summary.skipped}${moved}; ${summary.seen} jobs in ${formatMs(summary.elapsedMs)} (${rate}/s)\n`,
+              );
+            }
+            if (summary.held > 0) {
+              io.stderr(
+                `warning: ${summary.held} jobs are held (not sent) by an interrupted migrate --move that this run could not finish; run that migrate --move again, with the same --from\n`,
+              );
+            }
+            if (summary.cursor !== undefined) {
+              io.stderr(`interrupted; resume with --after '${summary.cursor}'\n`);
+              throw new ExitWith(EXIT.FAILURE);
+            }
+          } finally {
+            await to.close();
           }
         } finally {
-          await to.close();
+          unsubscribe?.();
+          await from.close();
         }
-      } finally {
-        unsubscribe?.();
-        await from.close();
-      }
-    });
+      },
+    );
 
   addDeadCommand(program, {
     withApp,
@@ -470,7 +516,10 @@ interface RetryFlags {
 function withRetryFlags(command: Command): Command {
   const d = DISPATCH_DEFAULTS;
   return command
-    .option('--max-attempts <n>', `refusals by the broker before a job becomes a dead letter, ${LIMITS.maxAttempts.min} to ${LIMITS.maxAttempts.max} (default ${d.maxAttempts})`)
+    .option(
+      '--max-attempts <n>',
+      `refusals by the broker before a job becomes a dead letter, ${LIMITS.maxAttempts.min} to ${LIMITS.maxAttempts.max} (default ${d.maxAttempts})`,
+    )
     .option('--retry-delay-ms <ms>', `wait before trying a refused job again; doubles with each refusal (default ${d.retryDelayMs})`)
     .option('--retry-delay-max-ms <ms>', `the longest wait between two attempts (default ${d.retryDelayMaxMs}, an hour)`)
     .addHelpText(
@@ -567,7 +616,9 @@ function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
 function countdownDate(now: Date, countdown: number): Date {
   if (countdown < 0) throw new ValidationError([`--countdown ${countdown} is negative; pass seconds from now (0 or more), or use run-now`]);
   const ms = now.getTime() + countdown * 1000;
-  if (!isRepresentableMs(ms)) throw new ValidationError([`--countdown ${countdown} lands outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, what Python's datetime (and so Celery) can hold`]);
+  if (!isRepresentableMs(ms))
+    throw new ValidationError([
+      `--countdown ${countdown} lands outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, what Python's datetime (and so Celery) can hold`,
+    ]);
   return new Date(ms);
 }
-

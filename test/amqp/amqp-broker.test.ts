@@ -31,7 +31,13 @@ function message(task: string, args: unknown[], kwargs: Record<string, unknown>,
 describe('parseAmqpUrl (Celery/kombu URL rules)', () => {
   it('reads user, password, host, port and the vhost', () => {
     expect(parseAmqpUrl('amqp://u%40x:p%2Fw@rabbit:5673/prod')).toEqual({
-      protocol: 'amqp', hostname: 'rabbit', port: 5673, username: 'u@x', password: 'p/w', vhost: 'prod', heartbeat: undefined,
+      protocol: 'amqp',
+      hostname: 'rabbit',
+      port: 5673,
+      username: 'u@x',
+      password: 'p/w',
+      vhost: 'prod',
+      heartbeat: undefined,
     });
   });
   it('"//", "/%2F", "/" and no path all mean vhost "/"', () => {
@@ -98,7 +104,17 @@ describe.skipIf(skip)('AmqpBroker publishes what a Python producer publishes', (
       'proj.add',
       [1, 'two', { three: [3] }, 1.5, true, null],
       { k: 'v', n: 42 },
-      { taskId: `id-${tag}-1`, queue: prioQ, priority: 7, expires: 3600, timeLimit: 30, softTimeLimit: 20, countdown: 120, headers: { 'x-tenant': 'acme' }, link: signature('proj.notify', ['cb']) },
+      {
+        taskId: `id-${tag}-1`,
+        queue: prioQ,
+        priority: 7,
+        expires: 3600,
+        timeLimit: 30,
+        softTimeLimit: 20,
+        countdown: 120,
+        headers: { 'x-tenant': 'acme' },
+        link: signature('proj.notify', ['cb']),
+      },
       'celery',
     );
     expect(await broker.publish([msg])).toEqual([{ ok: true }]);

@@ -37,8 +37,7 @@ const skipRedis = requireService(redis, 'Redis');
 const amqpPort = url ? Number(new URL(url).port || 5672) : 5672;
 const amqpHost = url ? new URL(url).hostname : '';
 /** rabbitmqctl manages the local node only: the kill test needs it and a loopback broker. */
-const canKill =
-  ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(amqpHost) && spawnSync('sh', ['-c', 'command -v rabbitmqctl']).status === 0;
+const canKill = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(amqpHost) && spawnSync('sh', ['-c', 'command -v rabbitmqctl']).status === 0;
 if (!skipAmqp && !canKill) console.warn('[skip] rabbitmqctl or a local RabbitMQ is missing: the connection-kill test is skipped');
 
 /** Local ports of this process's established TCP connections to the AMQP port. */

@@ -89,7 +89,7 @@ describe.skipIf(skip)('a private RabbitMQ that restarts', () => {
       const rival = new RedisStore((redis as RedisService).urlFor(0), { keyPrefix: prefix });
       const stolen: string[] = [];
       try {
-        for (const end = Date.now() + 3 * leaseMs + 500; Date.now() < end; ) {
+        for (const end = Date.now() + 3 * leaseMs + 500; Date.now() < end;) {
           await new Promise((r) => setTimeout(r, 250));
           const now = Date.now() / 1000;
           stolen.push(...(await rival.claimDue({ until: now, now, limit: 100, leaseMs })).map((c) => c.id));

@@ -62,8 +62,16 @@ describe.skipIf(skip)('amqps:// and heartbeats on a private RabbitMQ', () => {
   it('refuses a server it cannot verify with a one-line ConnectionError that hides the password', async () => {
     const broker = new AmqpBroker(node.tlsUrl!, { connectTimeout: 3 });
     try {
-      const err = await broker.publish([]).then(() => undefined, (e: unknown) => e);
-      const failure = err ?? (await dispatchOne(broker).then(() => undefined, (e: unknown) => e));
+      const err = await broker.publish([]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const failure =
+        err ??
+        (await dispatchOne(broker).then(
+          () => undefined,
+          (e: unknown) => e,
+        ));
       expect(failure).toBeInstanceOf(ConnectionError);
       const message = (failure as Error).message;
       expect(message).toMatch(/^cannot reach the Celery broker \(RabbitMQ\) at amqps:\/\/guest:\*\*\*@localhost:\d+\/\/: .*certificate/);

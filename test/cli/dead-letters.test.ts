@@ -66,7 +66,10 @@ for (const target of targets) {
       expect(list.stdout).toMatch(new RegExp(`${refused}\\s+\\S+ \\S+\\s+max_attempts\\s+1\\s+proj\\.report\\s+exchange "${queue}-ex" has no queue bound`));
       expect(list.stdout).toMatch(/junk-1\s+\S+ \S+\s+corrupt\s+0\s+\?\s+stored job "junk-1" is corrupt: not JSON/);
       expect(list.stdout).toMatch(/\n2 dead letters\n$/);
-      const json = (await cli('dead', 'list', '--json', '--limit', '1')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const json = (await cli('dead', 'list', '--json', '--limit', '1')).stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(json).toHaveLength(2);
       expect(json[1]).toMatchObject({ next_cursor: expect.any(String) });
       const page2 = (await cli('dead', 'list', '--json', '--cursor', String(json[1]!.next_cursor))).stdout.trim().split('\n');

@@ -20,14 +20,26 @@ describe('schedule refuses hostile input, storing nothing', () => {
   });
 
   it.each<[string, string[], RegExp]>([
-    ['an empty job key', ['--job-key', ''], /^error: jobKey must be a non-empty string that is not only whitespace, got ""; pass a key naming what must be scheduled once, e.g. "user:7:reminder"\n$/],
+    [
+      'an empty job key',
+      ['--job-key', ''],
+      /^error: jobKey must be a non-empty string that is not only whitespace, got ""; pass a key naming what must be scheduled once, e.g. "user:7:reminder"\n$/,
+    ],
     ['a job key of spaces', ['--job-key', '   '], /^error: jobKey must be a non-empty string that is not only whitespace, got "   "; pass a key/],
     ['a job key of a tab', ['--job-key', '\t'], /jobKey must be a non-empty string that is not only whitespace/],
-    ['args nested 100,000 deep', ['--args', `${'['.repeat(100_000)}${']'.repeat(100_000)}`], /^error: args is nested more than 256 levels deep, counted from the stored job's root \(Python's JSON decoder recurses once per level\); flatten it\n$/],
+    [
+      'args nested 100,000 deep',
+      ['--args', `${'['.repeat(100_000)}${']'.repeat(100_000)}`],
+      /^error: args is nested more than 256 levels deep, counted from the stored job's root \(Python's JSON decoder recurses once per level\); flatten it\n$/,
+    ],
     ['kwargs nested 100,000 deep', ['--kwargs', `{"k": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`], /^error: kwargs is nested more than 256 levels deep/],
     ['a lone surrogate in args[2]', ['--args', '["a", "b", "x\\ud800"]'], /^error: args\[2\] is not well-formed Unicode \(it holds a lone UTF-16 surrogate/],
     ['a lone surrogate as a kwargs key', ['--kwargs', '{"\\udc00": 1}'], /^error: kwargs has the key "\\udc00", which is not well-formed Unicode/],
-    ['a task id of 256 UTF-8 bytes', ['--id', 'é'.repeat(128)], /^error: taskId is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most 255 bytes/],
+    [
+      'a task id of 256 UTF-8 bytes',
+      ['--id', 'é'.repeat(128)],
+      /^error: taskId is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most 255 bytes/,
+    ],
     ['a queue of 256 bytes', ['--queue', 'q'.repeat(256)], /^error: queue is 256 bytes in UTF-8/],
     ['an exchange of 256 bytes', ['--exchange', 'x'.repeat(256), '--routing-key', 'r'], /^error: exchange is 256 bytes in UTF-8/],
   ])('%s: exit 2, one line', async (_label, flags, message) => {

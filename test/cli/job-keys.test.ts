@@ -19,7 +19,11 @@ const cli = (...argv: string[]) => runCli(argv);
 let n = 0;
 const targets = [
   { name: 'SQLite', skip: false, config: () => ({ longtermSchedulerBackend: `sqlite:///${join(dir, `k${n++}.db`)}` }) },
-  { name: 'Redis', skip: requireService(redis, 'Redis'), config: () => ({ longtermSchedulerBackend: redis!.urlFor(0), longtermSchedulerKeyPrefix: uniquePrefix('keys') }) },
+  {
+    name: 'Redis',
+    skip: requireService(redis, 'Redis'),
+    config: () => ({ longtermSchedulerBackend: redis!.urlFor(0), longtermSchedulerKeyPrefix: uniquePrefix('keys') }),
+  },
 ];
 
 for (const t of targets) {
@@ -32,7 +36,9 @@ for (const t of targets) {
         expect(first.keyOutcome).toBe('added');
         const err = await remind.applyAsync(['v2'], {}, { countdown: 60, jobKey: 'user:7:reminder' }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(JobKeyTakenError);
-        expect((err as Error).message).toBe(`a job with key "user:7:reminder" is already scheduled (id "${first.id}"); pass jobKeyMode 'replace' or 'keep', or revoke it first`);
+        expect((err as Error).message).toBe(
+          `a job with key "user:7:reminder" is already scheduled (id "${first.id}"); pass jobKeyMode 'replace' or 'keep', or revoke it first`,
+        );
 
         const kept = await remind.applyAsync(['v3'], {}, { countdown: 60, jobKey: 'user:7:reminder', jobKeyMode: 'keep' });
         expect(kept).toMatchObject({ id: first.id, keyOutcome: 'kept' });

@@ -17,11 +17,27 @@ const dispatch = (lock: string) => cli(['--backend', 'sqlite://:memory:', 'dispa
 
 describe('dispatch --lockfile', () => {
   it.each([
-    ['in a directory that does not exist', () => join(dir, 'missing', 'x.lock'), /^error: --lockfile ".*missing\/x\.lock": the directory .*missing does not exist; create it, or pass a path in a directory that exists\n$/],
-    ['below a file, not a directory', () => (writeFileSync(join(dir, 'plain'), 'x'), join(dir, 'plain', 'x.lock')), /^error: --lockfile ".*plain\/x\.lock": .*plain is not a directory; pass a path in a directory that exists\n$/],
-    ['a directory', () => (mkdirSync(join(dir, 'adir'), { recursive: true }), join(dir, 'adir')), /^error: --lockfile ".*adir" is a directory; pass a file path inside it, e.g. ".*adir\/celery-longterm-scheduler\.lock"\n$/],
+    [
+      'in a directory that does not exist',
+      () => join(dir, 'missing', 'x.lock'),
+      /^error: --lockfile ".*missing\/x\.lock": the directory .*missing does not exist; create it, or pass a path in a directory that exists\n$/,
+    ],
+    [
+      'below a file, not a directory',
+      () => (writeFileSync(join(dir, 'plain'), 'x'), join(dir, 'plain', 'x.lock')),
+      /^error: --lockfile ".*plain\/x\.lock": .*plain is not a directory; pass a path in a directory that exists\n$/,
+    ],
+    [
+      'a directory',
+      () => (mkdirSync(join(dir, 'adir'), { recursive: true }), join(dir, 'adir')),
+      /^error: --lockfile ".*adir" is a directory; pass a file path inside it, e.g. ".*adir\/celery-longterm-scheduler\.lock"\n$/,
+    ],
     // sysfs refuses new files even to root
-    ['where this user may not write', () => '/sys/cls-test.lock', /^error: --lockfile "\/sys\/cls-test\.lock" cannot be created \((EACCES|EROFS|EPERM)\): this user may not write to \/sys; pass a path it can write\n$/],
+    [
+      'where this user may not write',
+      () => '/sys/cls-test.lock',
+      /^error: --lockfile "\/sys\/cls-test\.lock" cannot be created \((EACCES|EROFS|EPERM)\): this user may not write to \/sys; pass a path it can write\n$/,
+    ],
     ['empty', () => '', /^error: --lockfile is empty; pass the path of a file to create, e.g\. \/run\/celery-longterm-scheduler\.lock\n$/],
   ])('%s: exit 2, one line naming the path and the fix', async (_label, path, message) => {
     const r = await dispatch(path());
@@ -35,7 +51,9 @@ describe('dispatch --lockfile', () => {
     writeFileSync(precious, 'root:x:0:0:root:/root:/bin/bash\n');
     const r = await dispatch(precious);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^error: --lockfile ".*precious\.conf" exists and is not a lock file \(it holds no pid\); pass another path, or remove the file if it is a leftover\n$/);
+    expect(r.stderr).toMatch(
+      /^error: --lockfile ".*precious\.conf" exists and is not a lock file \(it holds no pid\); pass another path, or remove the file if it is a leftover\n$/,
+    );
     expect(readFileSync(precious, 'utf8')).toBe('root:x:0:0:root:/root:/bin/bash\n');
   });
 

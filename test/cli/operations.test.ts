@@ -84,13 +84,26 @@ for (const target of targets) {
       expect(lines[2]).toContain('celery'); // the default queue
       expect(lines[6]).toBe('5 jobs');
 
-      const json = (await cli(...g, 'list', '--json', '--task', 'proj.report')).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const json = (await cli(...g, 'list', '--json', '--task', 'proj.report')).stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(json.map((j) => j.id)).toEqual([ids.a, ids.d]);
       expect(json[0]).toMatchObject({ task: 'proj.report', args: ['a'], queue: 'reports', state: 'scheduled', dueAt: iso(t0 + 3 * HOUR) });
 
-      expect((await cli(...g, 'list', '--json', '--queue', 'mail')).stdout.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual([ids.c]);
+      expect(
+        (await cli(...g, 'list', '--json', '--queue', 'mail')).stdout
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { id: string }).id),
+      ).toEqual([ids.c]);
       const window = await cli(...g, 'list', '--json', '--from', iso(t0), '--to', iso(t0 + 2 * HOUR));
-      expect(window.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual([ids.b, ids.c]);
+      expect(
+        window.stdout
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { id: string }).id),
+      ).toEqual([ids.b, ids.c]);
 
       const seen: string[] = [];
       let cursor: string | undefined;
@@ -116,7 +129,14 @@ for (const target of targets) {
     it('show: everything stored, and the state: scheduled, claimed, unknown (exit 1)', async () => {
       const shown = await cli(...g, 'show', ids.a!, '--json');
       expect(shown.code).toBe(0);
-      expect(JSON.parse(shown.stdout)).toMatchObject({ id: ids.a, state: 'scheduled', task: 'proj.report', args: ['a'], queue: 'reports', stored: [['proj.report'], { args: ['a'], task_id: ids.a, queue: 'reports' }] });
+      expect(JSON.parse(shown.stdout)).toMatchObject({
+        id: ids.a,
+        state: 'scheduled',
+        task: 'proj.report',
+        args: ['a'],
+        queue: 'reports',
+        stored: [['proj.report'], { args: ['a'], task_id: ids.a, queue: 'reports' }],
+      });
       const text = await cli(...g, 'show', ids.b!);
       expect(text.stdout).toMatch(/^id\s+\S+\nstate\s+scheduled\ndue\s+\S+ \(in (59m|1h)/);
 
@@ -196,9 +216,12 @@ for (const target of targets) {
       const day = (ms: number) => iso(ms).slice(0, 10);
       const expected = new Map<string, number>();
       for (const ms of [t0 + HOUR, t0 + 2 * HOUR, t0 + 3 * HOUR, t0 + 26 * HOUR]) expected.set(day(ms), (expected.get(day(ms)) ?? 0) + 1);
-      for (const d of s.byDay) expect(d.count).toBe(d.day === day(t0) && day(t0 - 90_000) === day(t0) ? (expected.get(d.day) ?? 0) + 1 : (expected.get(d.day) ?? 0));
+      for (const d of s.byDay)
+        expect(d.count).toBe(d.day === day(t0) && day(t0 - 90_000) === day(t0) ? (expected.get(d.day) ?? 0) + 1 : (expected.get(d.day) ?? 0));
       const text = await cli(...g, 'stats');
-      expect(text.stdout).toMatch(/^scheduled\s+5\nin flight\s+0\ndead\s+0\noverdue\s+1 \(the oldest is [\d.]+ s late\)\nnext due\s+\S+ \(1m \d+s ago\)\n\nper task:\n  proj\.email\s+3\n  proj\.report\s+2\n\nper day/);
+      expect(text.stdout).toMatch(
+        /^scheduled\s+5\nin flight\s+0\ndead\s+0\noverdue\s+1 \(the oldest is [\d.]+ s late\)\nnext due\s+\S+ \(1m \d+s ago\)\n\nper task:\n  proj\.email\s+3\n  proj\.report\s+2\n\nper day/,
+      );
     });
   });
 }

@@ -40,13 +40,21 @@ describe('run --metrics-host', () => {
   it('listens on 127.0.0.1 by default, so /healthz error texts stay on this host', async () => {
     const run = startRun(['--backend', sqlite(), '--log-format', 'json', 'run', '--metrics-port', '0']);
     await expect.poll(run.stderr, { timeout: 10_000 }).toMatch(/"msg":"metrics listening"/);
-    const line = run.stderr().split('\n').find((l) => l.includes('metrics listening')) ?? '';
+    const line =
+      run
+        .stderr()
+        .split('\n')
+        .find((l) => l.includes('metrics listening')) ?? '';
     expect(JSON.parse(line)).toMatchObject({ host: '127.0.0.1' });
     expect(await run.stop()).toBe(0);
   });
 
   it('startMetricsServer without a host listens on 127.0.0.1', async () => {
-    const server = await startMetricsServer({ port: 0, metrics: { render: () => '' }, health: async () => ({ ok: true, store: { up: true }, broker: { up: true } }) });
+    const server = await startMetricsServer({
+      port: 0,
+      metrics: { render: () => '' },
+      health: async () => ({ ok: true, store: { up: true }, broker: { up: true } }),
+    });
     try {
       expect(server.host).toBe('127.0.0.1');
       expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
@@ -59,7 +67,10 @@ describe('run --metrics-host', () => {
 describe('numeric flags at their extremes: a usage error before anything is opened', () => {
   const backend = () => ['--backend', sqlite()];
   it.each([
-    [['run', '--lease-ms', '1'], /^error: --lease-ms 1 is below 1000: a lease that runs out between claiming a job and acknowledging it lets another dispatcher send the job again; pass 1000 or more\n$/],
+    [
+      ['run', '--lease-ms', '1'],
+      /^error: --lease-ms 1 is below 1000: a lease that runs out between claiming a job and acknowledging it lets another dispatcher send the job again; pass 1000 or more\n$/,
+    ],
     [['run', '--lease-ms', '999'], /--lease-ms 999 is below 1000/],
     [['run', '--lease-ms', '1e12'], /^error: --lease-ms must be a whole number from 1000 to 86400000, got "1e12"\n$/],
     [['run', '--poll-interval-ms', '1'], /^error: --poll-interval-ms must be a whole number from 10 to 86400000, got "1"\n$/],
@@ -101,7 +112,9 @@ describe('numeric flags at their extremes: a usage error before anything is open
   it('run --help says why the lease has a floor, and every bound', async () => {
     let help = '';
     await runCli(['run', '--help'], { stdout: (t) => (help += t), stderr: () => {}, env: {} });
-    expect(help.replace(/\s+/g, ' ')).toMatch(/1000 to 86400000 \(a day\): a shorter lease can run out between claiming a job and acknowledging it, and another dispatcher then sends the job again/);
+    expect(help.replace(/\s+/g, ' ')).toMatch(
+      /1000 to 86400000 \(a day\): a shorter lease can run out between claiming a job and acknowledging it, and another dispatcher then sends the job again/,
+    );
     expect(help.replace(/\s+/g, ' ')).toMatch(/10 to 86400000 \(a day\)/);
     expect(help.replace(/\s+/g, ' ')).toMatch(/1 to 10000/);
   });

@@ -42,14 +42,20 @@ describe('scheduling and rescheduling refuse times Python cannot hold', () => {
   it('a year from 1 to 99 is kept as written, and shown as written', async () => {
     const id = (await cli('schedule', 't.times', '--eta', '0050-06-15T12:00:00Z')).stdout.trim();
     expect((await cli('show', id)).stdout).toMatch(/^due\s+0050-06-15T12:00:00\.000Z /m);
-    expect(JSON.parse((await cli('show', id, '--json')).stdout)).toMatchObject({ dueAt: '0050-06-15T12:00:00.000Z', dueAtUnix: Date.parse('0050-06-15T12:00:00Z') / 1000 });
+    expect(JSON.parse((await cli('show', id, '--json')).stdout)).toMatchObject({
+      dueAt: '0050-06-15T12:00:00.000Z',
+      dueAtUnix: Date.parse('0050-06-15T12:00:00Z') / 1000,
+    });
     expect((await cli('revoke', id)).code).toBe(0);
   });
 
   it('reschedule --countdown / --eta past year 9999: exit 2, the job keeps its time', async () => {
     const id = (await cli('schedule', 't.times', '--countdown', '600')).stdout.trim();
     const before = JSON.parse((await cli('show', id, '--json')).stdout) as { dueAtUnix: number };
-    for (const flags of [['--countdown', '1e13'], ['--eta', '9999-12-31T23:30:00-01:00']]) {
+    for (const flags of [
+      ['--countdown', '1e13'],
+      ['--eta', '9999-12-31T23:30:00-01:00'],
+    ]) {
       const r = await cli('reschedule', id, ...flags);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/^error: .*(9999-12-31T23:59:59Z|after the range)/);
@@ -88,7 +94,11 @@ describe.skipIf(requireService(redis, 'Redis'))('a due time stored out of range 
     raw = new Redis(url);
     g = ['--backend', url, '--key-prefix', prefix];
     // what a foreign writer can do to the Python package's layout: any score, even inf
-    for (const [id, score] of [['far', '1e20'], ['early', '-1e20'], ['inf', '+inf']] as const) {
+    for (const [id, score] of [
+      ['far', '1e20'],
+      ['early', '-1e20'],
+      ['inf', '+inf'],
+    ] as const) {
       await raw.set(`${prefix}${id}`, JSON.stringify([['t.foreign'], { args: [], task_id: id }]));
       await raw.zadd(`${prefix}scheduled_task_id_by_time`, score, id);
     }
@@ -106,7 +116,10 @@ describe.skipIf(requireService(redis, 'Redis'))('a due time stored out of range 
     expect(text.stdout).toMatch(/^far\s+unix 100000000000000000000 \(outside years 1-9999\)\s+t\.foreign/m);
     const json = await cli('list', '--json');
     expect(json.code).toBe(0);
-    const jobs = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; dueAt: string | null; dueAtUnix: number | null });
+    const jobs = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; dueAt: string | null; dueAtUnix: number | null });
     expect(jobs.find((j) => j.id === 'far')).toMatchObject({ dueAt: null, dueAtUnix: 1e20 });
   });
 

@@ -119,10 +119,15 @@ for (const kind of kinds) {
           expect((await victim.exited).signal).toBe('SIGKILL');
           const survivor = spawnRun(opts);
           try {
-            await waitFor('the store to empty', async () => {
-              const c = await store.count();
-              return c.scheduled + c.inFlight === 0;
-            }, 60_000, 100);
+            await waitFor(
+              'the store to empty',
+              async () => {
+                const c = await store.count();
+                return c.scheduled + c.inFlight === 0;
+              },
+              60_000,
+              100,
+            );
           } finally {
             await stopRun(survivor);
           }

@@ -56,7 +56,9 @@ describe.skipIf(skip)('a job refused forever', () => {
     stop.abort();
     await running;
     const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-    console.log(`[refused forever] 5 s: ${total(brokerCalls)} broker calls ${JSON.stringify(Object.fromEntries(brokerCalls))}, ${total(storeCalls)} store calls ${JSON.stringify(Object.fromEntries(storeCalls))}`);
+    console.log(
+      `[refused forever] 5 s: ${total(brokerCalls)} broker calls ${JSON.stringify(Object.fromEntries(brokerCalls))}, ${total(storeCalls)} store calls ${JSON.stringify(Object.fromEntries(storeCalls))}`,
+    );
     expect(brokerCalls.get('publish')).toBe(1);
     expect(total(storeCalls)).toBeLessThanOrEqual(5 * 4); // a poll a second: claim, next due time (and the first watch)
     const stored = await realStore.get(job.id);
@@ -75,7 +77,14 @@ describe.skipIf(skip)('a job refused forever', () => {
     const store = new RedisStore((redis as RedisService).urlFor(0), { keyPrefix: prefix });
     const { job } = resolveTaskCall('forever.task', [2], {}, { exchange: `${prefix}ex`, routingKey: 'nobody' });
     await store.add([{ id: job.id, dueAt: Date.now() / 1000 - 1, entry: encodeEntry(job) }]);
-    const p = spawnRun({ backend: (redis as RedisService).urlFor(0), broker: (redis as RedisService).urlFor(0), prefix, batchSize: 100, leaseMs: 30_000, pollIntervalMs: 100 });
+    const p = spawnRun({
+      backend: (redis as RedisService).urlFor(0),
+      broker: (redis as RedisService).urlFor(0),
+      prefix,
+      batchSize: 100,
+      leaseMs: 30_000,
+      pollIntervalMs: 100,
+    });
     running.push(p);
     await sleep(3000);
     await stopRun(p);

@@ -613,9 +613,24 @@ export function storeContract(name: string, harness: StoreHarness): void {
         ]);
         expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 3 });
         expect(await store.getDead('d2')).toEqual({
-          id: 'd2', entry: job('d2', 0).entry, dueAt: T0, reason: 'max_attempts', error: 'unroutable', attempts: 10, firstFailedAt: T0 + 5, diedAt: T0 + 100,
+          id: 'd2',
+          entry: job('d2', 0).entry,
+          dueAt: T0,
+          reason: 'max_attempts',
+          error: 'unroutable',
+          attempts: 10,
+          firstFailedAt: T0 + 5,
+          diedAt: T0 + 100,
         });
-        expect(await store.getDead('d1')).toEqual({ id: 'd1', entry: job('d1', 0).entry, dueAt: T0, reason: 'corrupt', error: 'not JSON', attempts: 0, diedAt: T0 + 200 });
+        expect(await store.getDead('d1')).toEqual({
+          id: 'd1',
+          entry: job('d1', 0).entry,
+          dueAt: T0,
+          reason: 'corrupt',
+          error: 'not JSON',
+          attempts: 0,
+          diedAt: T0 + 200,
+        });
         expect(await store.getDead('nope')).toBeUndefined();
         const p1 = await store.deadLetters({ limit: 2 });
         expect(ids(p1.letters)).toEqual(['d3', 'd2']);

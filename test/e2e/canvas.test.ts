@@ -97,14 +97,20 @@ describe.skipIf(skip)('canvas runs on a real Python worker, dispatched by us', (
     });
 
     it('a group runs each member once, with the group id', () => {
-      for (const args of [[1, 1], [2, 2]]) {
+      for (const args of [
+        [1, 1],
+        [2, 2],
+      ]) {
         expect(ran('bench.add', args).filter((r) => r.group === 'ceccfd2a-cf0c-47bf-bad6-d8f37802f2d4')).toHaveLength(1);
       }
     });
 
     it('a chord runs its header, then its body once with the header results', () => {
       const header = records.filter((r) => r.group === '2c7e2e11-ba91-4747-9e33-629fbc0d24a0');
-      expect(header.map((r) => r.args).sort()).toEqual([[1, 1], [2, 2]]);
+      expect(header.map((r) => r.args).sort()).toEqual([
+        [1, 1],
+        [2, 2],
+      ]);
       const body = records.filter((r) => r.task === 'bench.tsum');
       expect(body).toHaveLength(1);
       expect(body[0]?.args).toEqual([[2, 4]]);

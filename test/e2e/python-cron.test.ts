@@ -71,7 +71,12 @@ describe.skipIf(skip)("the Python package's dispatcher sends what we scheduled",
     await broker.sadd('_kombu.binding.billing', `billing.reminders${SEP}${SEP}billing-q`);
     broker.disconnect();
 
-    worker = await startCeleryWorker({ brokerUrl: redis.urlFor(0), queues: ['celery', 'other', 'billing-q'], recordKey: RECORDS, resultBackend: redis.urlFor(2) });
+    worker = await startCeleryWorker({
+      brokerUrl: redis.urlFor(0),
+      queues: ['celery', 'other', 'billing-q'],
+      recordKey: RECORDS,
+      resultBackend: redis.urlFor(2),
+    });
     cronAt = Date.now() / 1000;
     cron = await runPythonCron({ storeUrl: redis.urlFor(1), brokerUrl: redis.urlFor(0), resultBackend: redis.urlFor(2) });
     // 7 of ours (the expired one is discarded) + the link callback, 3 chain steps, 2 group members, 2 + 1 of the chord

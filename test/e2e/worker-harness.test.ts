@@ -11,9 +11,7 @@ import { requireService, sharedRedis, uniquePrefix, type RedisService } from '..
 import { pythonCeleryAvailable, startCeleryWorker, type CeleryWorker } from '../helpers/celery-worker.js';
 
 const redisService = await sharedRedis();
-const skip =
-  requireService(redisService, 'Redis') ||
-  requireService(pythonCeleryAvailable() ? true : undefined, 'Python Celery (/usr/bin/python3 -m celery)');
+const skip = requireService(redisService, 'Redis') || requireService(pythonCeleryAvailable() ? true : undefined, 'Python Celery (/usr/bin/python3 -m celery)');
 
 describe.skipIf(skip)('python celery worker harness', () => {
   const prefix = uniquePrefix('e2e-harness');

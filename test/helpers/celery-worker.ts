@@ -109,12 +109,21 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
   const pool = concurrency > 1 ? ['-P', 'prefork', '-c', String(concurrency)] : ['-P', 'solo'];
   const hostname = `e2e-${randomBytes(4).toString('hex')}@%h`;
   const args = [
-    '-m', 'celery', '-A', 'e2e_tasks', 'worker',
+    '-m',
+    'celery',
+    '-A',
+    'e2e_tasks',
+    'worker',
     ...pool,
-    '-Q', opts.queues.join(','),
-    '-n', hostname,
-    '--loglevel', 'INFO',
-    '--without-heartbeat', '--without-gossip', '--without-mingle',
+    '-Q',
+    opts.queues.join(','),
+    '-n',
+    hostname,
+    '--loglevel',
+    'INFO',
+    '--without-heartbeat',
+    '--without-gossip',
+    '--without-mingle',
   ];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -167,9 +176,7 @@ export async function startCeleryWorker(opts: StartCeleryWorkerOptions): Promise
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('error', (err) => settle(new Error(`celery worker could not be spawned: ${err.message}`)));
-    child.once('exit', (code, signal) =>
-      settle(new Error(`celery worker exited before ready (code ${code}, signal ${signal}):\n${tail(log)}`)),
-    );
+    child.once('exit', (code, signal) => settle(new Error(`celery worker exited before ready (code ${code}, signal ${signal}):\n${tail(log)}`)));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       settle(new Error(`celery worker not ready after ${READY_TIMEOUT_MS} ms:\n${tail(log)}`));

@@ -14,9 +14,9 @@ export interface FixtureEntry {
   value: string;
 }
 
-export const fixture = JSON.parse(
-  readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8'),
-) as { entries: FixtureEntry[] };
+export const fixture = JSON.parse(readFileSync(new URL('../data/celery_longterm_scheduler-1.x-entries.json', import.meta.url), 'utf8')) as {
+  entries: FixtureEntry[];
+};
 
 /**
  * Entries the Python package wrote for Celery canvas and workflow options (chain, group, chord,
@@ -24,6 +24,6 @@ export const fixture = JSON.parse(
  * zone-named datetime expires), all through `apply_async(..., eta=2031-03-04T05:06:07Z)`; several
  * entries can come from one call (a group or chord writes one per header task).
  */
-export const canvasFixture = JSON.parse(
-  readFileSync(new URL('../data/celery_longterm_scheduler-1.x-canvas-entries.json', import.meta.url), 'utf8'),
-) as { entries: FixtureEntry[] };
+export const canvasFixture = JSON.parse(readFileSync(new URL('../data/celery_longterm_scheduler-1.x-canvas-entries.json', import.meta.url), 'utf8')) as {
+  entries: FixtureEntry[];
+};

@@ -53,7 +53,10 @@ export function runPythonCron(o: PythonCronOptions): Promise<PythonCronRun> {
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      const sent = stdout.split('\n').filter((l) => l.startsWith('sent ')).map((l) => l.split(' ')[1] as string);
+      const sent = stdout
+        .split('\n')
+        .filter((l) => l.startsWith('sent '))
+        .map((l) => l.split(' ')[1] as string);
       resolve({ code, timedOut, stdout, stderr, sent });
     });
   });

@@ -126,4 +126,3 @@ export async function stopRun(p: RunProcess): Promise<{ code: number | null; sig
     clearTimeout(timer);
   }
 }
-

@@ -74,11 +74,7 @@ async function startPrivateRedis(): Promise<RedisService> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'cls-redis-'));
   const launch = async (): Promise<ChildProcess> => {
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-      { stdio: 'ignore' },
-    );
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
     started.push(child);
     const deadline = Date.now() + 5000;
     while (!(await canConnect('127.0.0.1', port, 200))) {
@@ -197,7 +193,10 @@ export async function privateRabbitmq(options: { tls?: RabbitTlsFiles } = {}): P
     );
   }
   writeFileSync(join(dir, 'rabbitmq.conf'), `${config.join('\n')}\n`);
-  spawnSync('sh', ['-c', `mkdir -p "${dir}/mnesia" "${dir}/log" && echo '[].' > "${dir}/enabled_plugins" && chown -R rabbitmq:rabbitmq "${dir}" 2>/dev/null; chmod 755 "${dir}"`]);
+  spawnSync('sh', [
+    '-c',
+    `mkdir -p "${dir}/mnesia" "${dir}/log" && echo '[].' > "${dir}/enabled_plugins" && chown -R rabbitmq:rabbitmq "${dir}" 2>/dev/null; chmod 755 "${dir}"`,
+  ]);
   const node = `clstest${randomBytes(3).toString('hex')}@localhost`;
   const env = {
     ...process.env,
@@ -267,7 +266,8 @@ function postgresUser(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const uid = Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout.trim());
   const gid = Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim());
-  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0) throw new Error('running as root, and there is no postgres user to run a private PostgreSQL as');
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0)
+    throw new Error('running as root, and there is no postgres user to run a private PostgreSQL as');
   return { uid, gid };
 }
 
@@ -282,12 +282,32 @@ async function startPrivatePostgres(bin: string): Promise<PostgresService> {
   });
   if (init.status !== 0) throw new Error(`initdb failed for a private PostgreSQL: ${init.stderr}`);
   const port = await freePort();
-  const args = ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+  const args = [
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-k',
+    dir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'fsync=off',
+    '-c',
+    'synchronous_commit=off',
+    '-c',
+    'full_page_writes=off',
+  ];
   // A watchdog shell: the server gets a fast shutdown when our end of its stdin closes, so it
   // also goes away (with its directory) when the test process is killed without exit handlers.
   const child = spawn(
     'sh',
-    ['-c', 'exec 3<&0; "$0" "$@" </dev/null & pid=$!; (read _ <&3; kill -INT "$pid" 2>/dev/null) & wait "$pid"; rm -rf "$CLS_PG_DIR"', join(bin, 'postgres'), ...args],
+    [
+      '-c',
+      'exec 3<&0; "$0" "$@" </dev/null & pid=$!; (read _ <&3; kill -INT "$pid" 2>/dev/null) & wait "$pid"; rm -rf "$CLS_PG_DIR"',
+      join(bin, 'postgres'),
+      ...args,
+    ],
     { stdio: ['pipe', 'ignore', 'ignore'], env: { ...process.env, CLS_PG_DIR: dir }, ...user },
   );
   started.push(child);

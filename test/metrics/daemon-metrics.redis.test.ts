@@ -35,7 +35,13 @@ describe.skipIf(skip)('dispatcher metrics with Redis store and broker', () => {
     storeUrl = (shared as RedisService).urlFor(0);
     brokerUrl = (brokerServer as RedisService).urlFor(0);
     raw = new Redis(storeUrl);
-    app = new Celery({ broker: brokerUrl, longtermSchedulerBackend: storeUrl, longtermSchedulerKeyPrefix: prefix, redisSocketConnectTimeout: 1, redisSocketTimeout: 2 });
+    app = new Celery({
+      broker: brokerUrl,
+      longtermSchedulerBackend: storeUrl,
+      longtermSchedulerKeyPrefix: prefix,
+      redisSocketConnectTimeout: 1,
+      redisSocketTimeout: 2,
+    });
     metrics = new DispatcherMetrics({ store: app.store, broker: app.broker, clock: () => app.now(), checkTimeoutMs: 500 });
     // what the CLI does: the server first, then the daemon with the metrics as its observer
     server = await startMetricsServer({ port: 0, host: '127.0.0.1', metrics, health: () => metrics.health() });

@@ -31,7 +31,9 @@ class FakeBroker implements Broker {
   }
   ping(): Promise<void> {
     if (this.hang) return new Promise(() => {});
-    return this.down ? Promise.reject(new ConnectionError('Celery broker (fake)', 'redis://user:s3cret@broker.example:6379/0', new Error('ECONNREFUSED'))) : Promise.resolve();
+    return this.down
+      ? Promise.reject(new ConnectionError('Celery broker (fake)', 'redis://user:s3cret@broker.example:6379/0', new Error('ECONNREFUSED')))
+      : Promise.resolve();
   }
   async close(): Promise<void> {}
 }
@@ -283,7 +285,9 @@ describe('startMetricsServer', () => {
   it('close() stops listening, even with a keep-alive connection open; a taken port is an error', async () => {
     const { server, base } = await serve();
     expect((await fetch(`${base}/metrics`)).status).toBe(200); // leaves a keep-alive socket
-    await expect(startMetricsServer({ port: server.port, host: '127.0.0.1', metrics: { render: () => '' }, health: () => Promise.reject(new Error('x')) })).rejects.toThrow(/EADDRINUSE/);
+    await expect(
+      startMetricsServer({ port: server.port, host: '127.0.0.1', metrics: { render: () => '' }, health: () => Promise.reject(new Error('x')) }),
+    ).rejects.toThrow(/EADDRINUSE/);
     await server.close();
     await server.close(); // idempotent
     await expect(fetch(`${base}/metrics`)).rejects.toThrow();

@@ -180,7 +180,7 @@ describe('migrate --move finishes what an interrupted move left held in the targ
     expect(await from.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
-  it('never copies a held copy out of a store as a job: a move into the source is that move\'s to finish', async () => {
+  it("never copies a held copy out of a store as a job: a move into the source is that move's to finish", async () => {
     const elsewhere = store();
     const from = store();
     const to = store();

@@ -87,69 +87,65 @@ describe.skipIf(skipRedis)('migrate from a Redis source exits promptly when the 
 describe.skipIf(skipRedis)('migrate --move racing dispatchers on a SQLite source and a SQLite target', () => {
   const JOBS = 4000;
 
-  it(
-    `sends each of ${JOBS} due jobs exactly once, and loses none, while both stores' dispatchers claim`,
-    async () => {
-      const fromUrl = `sqlite:///${join(dir, 'race-from.db')}`;
-      const toUrl = `sqlite:///${join(dir, 'race-to.db')}`;
-      const brokerUrl = redis!.urlFor(0);
-      const queue = `${uniquePrefix('migrate-race')}q`;
-      const broker = new Redis(brokerUrl);
-      const from = createStore(fromUrl);
-      const to = createStore(toUrl);
-      const runs: RunProcess[] = [];
-      try {
-        await to.count(); // the target exists, empty, before anything runs
-        const now = Date.now() / 1000;
-        const jobs = Array.from({ length: JOBS }, (_, k) => {
-          const { job } = resolveTaskCall('t.migrate_race', [k], {}, { queue });
-          return { id: job.id, dueAt: now - 60 + k / 1000, entry: encodeEntry(job) };
-        });
-        await from.add(jobs);
-        // every job is due: the move and the source's dispatcher work on the same jobs at once,
-        // in small batches so that they overlap for the whole move
-        const migrating = cliProcess(['migrate', '--from', fromUrl, '--to', toUrl, '--move', '--batch-size', '20', '--json']);
-        runs.push(spawnRun({ backend: fromUrl, broker: brokerUrl, batchSize: 5, leaseMs: 30_000, pollIntervalMs: 20 }));
-        runs.push(spawnRun({ backend: toUrl, broker: brokerUrl, batchSize: 5, leaseMs: 30_000, pollIntervalMs: 20 }));
-        const migrated = await migrating;
-        expect(migrated.stderr).toBe('');
-        expect(migrated.code).toBe(0);
-        await waitFor(
-          'both stores to empty',
-          async () => {
-            const [a, b] = await Promise.all([from.count(), to.count()]);
-            return a.scheduled + a.inFlight + b.scheduled + b.inFlight === 0;
-          },
-          60_000,
-          50,
-        );
-        await sleep(300); // nothing more may arrive
-        const got = await drainQueue(broker, queue);
-        const times = new Map<string, number>();
-        for (const id of got) times.set(id, (times.get(id) ?? 0) + 1);
-        const twice = [...times.values()].filter((n) => n > 1).length;
-        const lost = jobs.filter((j) => !times.has(j.id)).length;
-        const summary = JSON.parse(migrated.stdout) as { copied: number; removed: number; leftToSource: number };
-        const sentBy = runs.map((r) => r.logs.filter((l) => l.msg === 'dispatched').reduce((n, l) => n + Number(l.sent), 0));
-        console.log(
-          `migrate race: ${JOBS} jobs, ${got.length} messages, ${twice} sent twice, ${lost} lost; ` +
-            `moved ${summary.copied}, left to the source's dispatcher ${summary.leftToSource}; sent by source/target ${sentBy.join('/')}`,
-        );
-        expect({ twice, lost, messages: got.length }).toEqual({ twice: 0, lost: 0, messages: JOBS });
-        // the race really happened: both dispatchers sent jobs, and the source's claimed some the move had already held
-        expect(sentBy.every((n) => n > 0)).toBe(true);
-        expect(summary.leftToSource).toBeGreaterThan(0);
-        expect(summary.copied).toBe(sentBy[1]);
-      } finally {
-        for (const r of runs) await stopRun(r);
-        await broker.del(queue, `_kombu.binding.${queue}`);
-        broker.disconnect();
-        await from.close();
-        await to.close();
-      }
-    },
-    120_000,
-  );
+  it(`sends each of ${JOBS} due jobs exactly once, and loses none, while both stores' dispatchers claim`, async () => {
+    const fromUrl = `sqlite:///${join(dir, 'race-from.db')}`;
+    const toUrl = `sqlite:///${join(dir, 'race-to.db')}`;
+    const brokerUrl = redis!.urlFor(0);
+    const queue = `${uniquePrefix('migrate-race')}q`;
+    const broker = new Redis(brokerUrl);
+    const from = createStore(fromUrl);
+    const to = createStore(toUrl);
+    const runs: RunProcess[] = [];
+    try {
+      await to.count(); // the target exists, empty, before anything runs
+      const now = Date.now() / 1000;
+      const jobs = Array.from({ length: JOBS }, (_, k) => {
+        const { job } = resolveTaskCall('t.migrate_race', [k], {}, { queue });
+        return { id: job.id, dueAt: now - 60 + k / 1000, entry: encodeEntry(job) };
+      });
+      await from.add(jobs);
+      // every job is due: the move and the source's dispatcher work on the same jobs at once,
+      // in small batches so that they overlap for the whole move
+      const migrating = cliProcess(['migrate', '--from', fromUrl, '--to', toUrl, '--move', '--batch-size', '20', '--json']);
+      runs.push(spawnRun({ backend: fromUrl, broker: brokerUrl, batchSize: 5, leaseMs: 30_000, pollIntervalMs: 20 }));
+      runs.push(spawnRun({ backend: toUrl, broker: brokerUrl, batchSize: 5, leaseMs: 30_000, pollIntervalMs: 20 }));
+      const migrated = await migrating;
+      expect(migrated.stderr).toBe('');
+      expect(migrated.code).toBe(0);
+      await waitFor(
+        'both stores to empty',
+        async () => {
+          const [a, b] = await Promise.all([from.count(), to.count()]);
+          return a.scheduled + a.inFlight + b.scheduled + b.inFlight === 0;
+        },
+        60_000,
+        50,
+      );
+      await sleep(300); // nothing more may arrive
+      const got = await drainQueue(broker, queue);
+      const times = new Map<string, number>();
+      for (const id of got) times.set(id, (times.get(id) ?? 0) + 1);
+      const twice = [...times.values()].filter((n) => n > 1).length;
+      const lost = jobs.filter((j) => !times.has(j.id)).length;
+      const summary = JSON.parse(migrated.stdout) as { copied: number; removed: number; leftToSource: number };
+      const sentBy = runs.map((r) => r.logs.filter((l) => l.msg === 'dispatched').reduce((n, l) => n + Number(l.sent), 0));
+      console.log(
+        `migrate race: ${JOBS} jobs, ${got.length} messages, ${twice} sent twice, ${lost} lost; ` +
+          `moved ${summary.copied}, left to the source's dispatcher ${summary.leftToSource}; sent by source/target ${sentBy.join('/')}`,
+      );
+      expect({ twice, lost, messages: got.length }).toEqual({ twice: 0, lost: 0, messages: JOBS });
+      // the race really happened: both dispatchers sent jobs, and the source's claimed some the move had already held
+      expect(sentBy.every((n) => n > 0)).toBe(true);
+      expect(summary.leftToSource).toBeGreaterThan(0);
+      expect(summary.copied).toBe(sentBy[1]);
+    } finally {
+      for (const r of runs) await stopRun(r);
+      await broker.del(queue, `_kombu.binding.${queue}`);
+      broker.disconnect();
+      await from.close();
+      await to.close();
+    }
+  }, 120_000);
 });
 
 async function everyJob(store: ScheduleStore): Promise<StoredJob[]> {

@@ -146,7 +146,9 @@ describe.skipIf(skipPg)('migrate-schema and migrate on PostgreSQL', () => {
   it('refuses a store without a schema, creates it on migrate-schema, and a second run is a no-op', async () => {
     const before = await cli('--backend', url, 'schedule', 't.x', '--countdown', '60');
     expect(before.code).toBe(1);
-    expect(before.stderr).toMatch(/^error: the store .* has no scheduler schema yet, this code needs version \d+; run `celery-longterm-scheduler migrate-schema --backend <url>`/);
+    expect(before.stderr).toMatch(
+      /^error: the store .* has no scheduler schema yet, this code needs version \d+; run `celery-longterm-scheduler migrate-schema --backend <url>`/,
+    );
     expect((await cli('--backend', url, 'migrate-schema', '--status', '--json')).stdout).toMatch(/"from":null|"to":null|needs migrate-schema/);
     const first = await cli('--backend', url, 'migrate-schema', '--json');
     expect(first.code).toBe(0);
@@ -200,7 +202,9 @@ async function jobsIn(url: string, options: { keyPrefix?: string } = {}): Promis
 async function expectRefused(from: string[], to: string[], left: () => Promise<unknown>): Promise<void> {
   for (const move of [['--move'], []]) {
     const r = await cli('migrate', ...from, ...to, ...move);
-    expect(r.stderr).toMatch(/^error: the source .* and the target .* are one store \(the same [^)]+\); migrate copies between two different stores, so pass another target\n$/);
+    expect(r.stderr).toMatch(
+      /^error: the source .* and the target .* are one store \(the same [^)]+\); migrate copies between two different stores, so pass another target\n$/,
+    );
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(await left()).toEqual(threeJobs);
@@ -222,11 +226,35 @@ describe('migrate refuses a store as its own target, however it is reached', () 
       const port = new URL((redis as RedisService).url).port;
       const url = `redis://127.0.0.1:${port}/6`;
       await seeded(url, { keyPrefix: 'one:' });
-      const toPrefix = await cli('migrate', '--from', url, '--from-key-prefix', 'one:', '--to', `redis://localhost:${port}/6`, '--to-key-prefix', 'two:', '--move', '--json');
+      const toPrefix = await cli(
+        'migrate',
+        '--from',
+        url,
+        '--from-key-prefix',
+        'one:',
+        '--to',
+        `redis://localhost:${port}/6`,
+        '--to-key-prefix',
+        'two:',
+        '--move',
+        '--json',
+      );
       expect(toPrefix.code).toBe(0);
       expect(JSON.parse(toPrefix.stdout)).toMatchObject({ copied: 3, removed: 3 });
       expect(await jobsIn(url, { keyPrefix: 'two:' })).toEqual(threeJobs);
-      const toDb = await cli('migrate', '--from', url, '--from-key-prefix', 'two:', '--to', `redis://127.0.0.1:${port}/7`, '--to-key-prefix', 'two:', '--move', '--json');
+      const toDb = await cli(
+        'migrate',
+        '--from',
+        url,
+        '--from-key-prefix',
+        'two:',
+        '--to',
+        `redis://127.0.0.1:${port}/7`,
+        '--to-key-prefix',
+        'two:',
+        '--move',
+        '--json',
+      );
       expect(toDb.code).toBe(0);
       expect(JSON.parse(toDb.stdout)).toMatchObject({ copied: 3, removed: 3 });
       expect(await jobsIn(`redis://127.0.0.1:${port}/7`, { keyPrefix: 'two:' })).toEqual(threeJobs);
@@ -276,7 +304,10 @@ describe('migrate refuses a store as its own target, however it is reached', () 
       byName.hostname = byName.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
       await expectRefused(['--from', url], ['--to', byName.toString()], left);
       await expectRefused(['--from', url], ['--to', url], left);
-      const [{ dir } = { dir: '' }] = await sql<{ dir: string }>(pgService!.url, "SELECT split_part(current_setting('unix_socket_directories'), ',', 1) AS dir");
+      const [{ dir } = { dir: '' }] = await sql<{ dir: string }>(
+        pgService!.url,
+        "SELECT split_part(current_setting('unix_socket_directories'), ',', 1) AS dir",
+      );
       const port = new URL(url).port || '5432';
       if (dir && existsSync(join(dir.trim(), `.s.PGSQL.${port}`))) {
         const bySocket = new URL(url);

@@ -36,7 +36,9 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
 
   it('a missing schema: SchemaVersionError (found undefined), and nothing is created', async () => {
     const schema = fresh();
-    const err = await open(schema).count().catch((e: unknown) => e);
+    const err = await open(schema)
+      .count()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SchemaVersionError);
     expect((err as SchemaVersionError).found).toBeUndefined();
     expect((err as SchemaVersionError).expected).toBe(SCHEMA_VERSION);
@@ -60,7 +62,10 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
   it('migrate: true applies the migrations on first use, once, even from racing stores', async () => {
     const schema = fresh();
     const racing = Array.from({ length: 5 }, () => open(schema, true));
-    const [counts, migrations] = await Promise.all([Promise.all(racing.map((s) => s.count())), Promise.all([migrateSchema(url, { schema }), migrateSchema(url, { schema })])]);
+    const [counts, migrations] = await Promise.all([
+      Promise.all(racing.map((s) => s.count())),
+      Promise.all([migrateSchema(url, { schema }), migrateSchema(url, { schema })]),
+    ]);
     expect(counts).toEqual(racing.map(() => ({ scheduled: 0, inFlight: 0, dead: 0 })));
     expect(migrations.every((m) => m.to === SCHEMA_VERSION)).toBe(true);
     const rows = await sql(url, `SELECT version FROM "${schema}".schema_migrations`);
@@ -69,8 +74,13 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
 
   it('an older schema: SchemaVersionError with the version found; migrating brings it up to date', async () => {
     const schema = fresh();
-    await sql(url, `CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); INSERT INTO "${schema}".schema_migrations VALUES (0)`);
-    const err = await open(schema).nextDueAt().catch((e: unknown) => e);
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); INSERT INTO "${schema}".schema_migrations VALUES (0)`,
+    );
+    const err = await open(schema)
+      .nextDueAt()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SchemaVersionError);
     expect((err as SchemaVersionError).found).toBe(0);
     expect(await migrateSchema(url, { schema })).toEqual({ from: 0, to: SCHEMA_VERSION });
@@ -80,7 +90,10 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
   it('version 1 with jobs in it (scheduled and in flight) migrates to job keys, keeping every job', async () => {
     const schema = fresh();
     const v1 = MIGRATIONS.find((m) => m.version === 1)!;
-    await sql(url, `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${v1.sql}; INSERT INTO schema_migrations VALUES (1)`);
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${v1.sql}; INSERT INTO schema_migrations VALUES (1)`,
+    );
     await sql(url, `INSERT INTO "${schema}".jobs (id, due_at, entry, lease) VALUES ('old-1', 10, '[1]', NULL), ('old-2', 20, '[2]', 99)`);
     expect(await migrateSchema(url, { schema })).toEqual({ from: 1, to: SCHEMA_VERSION });
     const store = open(schema);
@@ -94,13 +107,29 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
 
   it('version 2 with corrupt jobs moved aside migrates them to dead letters, and adds attempts', async () => {
     const schema = fresh();
-    const upTo2 = MIGRATIONS.filter((m) => m.version <= 2).map((m) => m.sql).join(';');
-    await sql(url, `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo2}; INSERT INTO schema_migrations VALUES (1), (2)`);
-    await sql(url, `INSERT INTO "${schema}".corrupt (id, entry, due_at, reason, moved_at) VALUES ('bad', 'not json', 7, 'stored job "bad" is corrupt: not JSON', to_timestamp(1800000000.5))`);
+    const upTo2 = MIGRATIONS.filter((m) => m.version <= 2)
+      .map((m) => m.sql)
+      .join(';');
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo2}; INSERT INTO schema_migrations VALUES (1), (2)`,
+    );
+    await sql(
+      url,
+      `INSERT INTO "${schema}".corrupt (id, entry, due_at, reason, moved_at) VALUES ('bad', 'not json', 7, 'stored job "bad" is corrupt: not JSON', to_timestamp(1800000000.5))`,
+    );
     await sql(url, `INSERT INTO "${schema}".jobs (id, due_at, entry) VALUES ('ok', 10, '[1]')`);
     expect(await migrateSchema(url, { schema })).toEqual({ from: 2, to: SCHEMA_VERSION });
     const store = open(schema);
-    expect(await store.getDead('bad')).toEqual({ id: 'bad', entry: 'not json', dueAt: 7, reason: 'corrupt', error: 'stored job "bad" is corrupt: not JSON', attempts: 0, diedAt: 1800000000.5 });
+    expect(await store.getDead('bad')).toEqual({
+      id: 'bad',
+      entry: 'not json',
+      dueAt: 7,
+      reason: 'corrupt',
+      error: 'stored job "bad" is corrupt: not JSON',
+      attempts: 0,
+      diedAt: 1800000000.5,
+    });
     expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 1 });
     const [claim] = await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 1000 });
     expect(claim).toMatchObject({ id: 'ok' });
@@ -112,7 +141,9 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     await migrateSchema(url, { schema });
     await sql(url, `INSERT INTO "${schema}".schema_migrations VALUES ($1)`, [SCHEMA_VERSION + 1]);
     for (const migrate of [false, true]) {
-      const err = await open(schema, migrate).count().catch((e: unknown) => e);
+      const err = await open(schema, migrate)
+        .count()
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(SchemaVersionError);
       expect((err as SchemaVersionError).found).toBe(SCHEMA_VERSION + 1);
       expect((err as Error).message).toMatch(/upgrade celery-longterm-scheduler/);
@@ -144,7 +175,10 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     const schema = fresh();
     await migrateSchema(url, { schema });
     const role = uniqueSchema('role');
-    await sql(url, `CREATE ROLE ${role} LOGIN; GRANT USAGE ON SCHEMA "${schema}" TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema}" TO ${role}; REVOKE CREATE ON SCHEMA public FROM ${role}`);
+    await sql(
+      url,
+      `CREATE ROLE ${role} LOGIN; GRANT USAGE ON SCHEMA "${schema}" TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema}" TO ${role}; REVOKE CREATE ON SCHEMA public FROM ${role}`,
+    );
     try {
       const u = new URL(url);
       u.username = role;

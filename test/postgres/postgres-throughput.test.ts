@@ -33,7 +33,14 @@ describe.skipIf(skip)('PostgreSQL store throughput', () => {
     const jobs: NewJob[] = Array.from({ length: N }, (_, i) => {
       const id = `0b7e6f3c-${String(i).padStart(8, '0')}-4f2a-9d1e-perf`;
       // a realistic entry, about 250 bytes
-      return { id, dueAt: T0 + (i % 3600) + i / N, entry: JSON.stringify([['app.tasks.send_reminder'], { task_id: id, args: [i, 'user@example.com'], kwargs: { template: 'reminder', locale: 'en' }, queue: 'celery', eta: '2027-01-15T08:00:00+00:00' }]) };
+      return {
+        id,
+        dueAt: T0 + (i % 3600) + i / N,
+        entry: JSON.stringify([
+          ['app.tasks.send_reminder'],
+          { task_id: id, args: [i, 'user@example.com'], kwargs: { template: 'reminder', locale: 'en' }, queue: 'celery', eta: '2027-01-15T08:00:00+00:00' },
+        ]),
+      };
     });
     let t = performance.now();
     expect(await store.add(jobs)).toBe(N);

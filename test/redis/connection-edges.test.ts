@@ -49,7 +49,11 @@ describe('a Sentinel that cannot be reached', () => {
     const err = await connections.open().catch((e: unknown) => e);
     const elapsed = Date.now() - t0;
     expect(err).toBeInstanceOf(ConnectionError);
-    expect((err as Error).message).toMatch(new RegExp(`^cannot reach the store at sentinel://:\\*\\*\\*@127\\.0\\.0\\.1:${port}/0: no Sentinel answered for master "m" within 1 s \\(last error: [^)]+\\); check that it is running`));
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^cannot reach the store at sentinel://:\\*\\*\\*@127\\.0\\.0\\.1:${port}/0: no Sentinel answered for master "m" within 1 s \\(last error: [^)]+\\); check that it is running`,
+      ),
+    );
     expect((err as Error).message).not.toContain('\n');
     expect(elapsed).toBeLessThan(2500);
     await connections.closeAll();
@@ -70,7 +74,9 @@ describe('a Sentinel that cannot be reached', () => {
     const t0 = Date.now();
     const r = await cli(['--backend', `sentinel://127.0.0.1:${port}`, '--backend-master-name', 'm', 'list']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: cannot reach the long-term scheduler store \(Redis\) at sentinel:\/\/127\.0\.0\.1:\d+: no Sentinel answered for master "m" within 10 s/);
+    expect(r.stderr).toMatch(
+      /^error: cannot reach the long-term scheduler store \(Redis\) at sentinel:\/\/127\.0\.0\.1:\d+: no Sentinel answered for master "m" within 10 s/,
+    );
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(Date.now() - t0).toBeLessThan(12_000);
   }, 20_000);

@@ -22,7 +22,10 @@ function job(task: string, args: unknown[], dueAt: number, options: object = {})
 
 function memoryLogger() {
   const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
-  const log = (level: string) => (message: string, fields: Record<string, unknown> = {}) => lines.push({ level, message, fields });
+  const log =
+    (level: string) =>
+    (message: string, fields: Record<string, unknown> = {}) =>
+      lines.push({ level, message, fields });
   const logger: Logger = { info: log('info'), warn: log('warn'), error: log('error') };
   return { logger, lines };
 }
@@ -96,7 +99,10 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     const index = `${prefix}scheduled_task_id_by_time`;
     await raw.set(`${prefix}bad-json`, '{{{');
     await raw.set(`${prefix}bad-shape`, '{"task": "x"}');
-    await raw.set(`${prefix}bad-pickle`, JSON.stringify([['t.x'], { args: [], task_id: 'bad-pickle', expires: '__python_pickle__gASVHwAAAAAAAACMBXBvc2l4lIwGc3lzdGVtlJOUjAR0cnVllIWUUpQu' }]));
+    await raw.set(
+      `${prefix}bad-pickle`,
+      JSON.stringify([['t.x'], { args: [], task_id: 'bad-pickle', expires: '__python_pickle__gASVHwAAAAAAAACMBXBvc2l4lIwGc3lzdGVtlJOUjAR0cnVllIWUUpQu' }]),
+    );
     await raw.zadd(index, 4, 'bad-json', 4, 'bad-shape', 4, 'bad-pickle', 4, 'missing-key');
     const { logger, lines } = memoryLogger();
     const summary = await new Dispatcher({ store: s, broker: broker(), logger, clock: () => new Date(10_000) }).dispatchDue();
@@ -108,7 +114,12 @@ describe.skipIf(skip)('Dispatcher with a Redis store and a Redis broker', () => 
     expect(dead.find((d) => d.id === 'bad-pickle')?.error).toMatch(/posix\.system/);
     expect(dead.find((d) => d.id === 'bad-json')?.entry).toBe('{{{');
     expect(dead.find((d) => d.id === 'missing-key')?.entry).toBeNull();
-    expect(lines.filter((l) => l.message.includes('dead letter')).map((l) => l.fields.id).sort()).toEqual(['bad-json', 'bad-pickle', 'bad-shape', 'missing-key']);
+    expect(
+      lines
+        .filter((l) => l.message.includes('dead letter'))
+        .map((l) => l.fields.id)
+        .sort(),
+    ).toEqual(['bad-json', 'bad-pickle', 'bad-shape', 'missing-key']);
     expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 4 });
     expect(await s.purgeDead('all')).toBe(4);
   });

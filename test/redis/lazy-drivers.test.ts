@@ -60,7 +60,9 @@ describe('a driver that is not installed', () => {
     }
     expect(err).toBeInstanceOf(DriverMissingError);
     expect((err as DriverMissingError).code).toBe('DRIVER_MISSING');
-    expect((err as Error).message).toBe('the PostgreSQL store needs the npm package "cls-no-such-driver", which is not installed; install it (npm install cls-no-such-driver)');
+    expect((err as Error).message).toBe(
+      'the PostgreSQL store needs the npm package "cls-no-such-driver", which is not installed; install it (npm install cls-no-such-driver)',
+    );
   });
 
   it('loads an installed one', () => {

@@ -18,13 +18,26 @@ describe('the Redis store scripts', () => {
 
   it('are every command, each with the key count its file name gives', () => {
     expect(Object.fromEntries([...scripts].map(([name, s]) => [name, s.keys]))).toEqual({
-      add: 4, addKeyed: 5, remove: 4, reschedule: 1, renew: 1, claim: 6, ack: 3, release: 4, bury: 5, revive: 5, handoff: 3,
+      add: 4,
+      addKeyed: 5,
+      remove: 4,
+      reschedule: 1,
+      renew: 1,
+      claim: 6,
+      ack: 3,
+      release: 4,
+      bury: 5,
+      revive: 5,
+      handoff: 3,
     });
   });
 
   it('have their includes spliced in: the lease check is written once and used by four scripts', () => {
     for (const s of scripts.values()) expect(s.lua).not.toContain('@include');
-    const users = [...scripts].filter(([, s]) => s.lua.includes('local function leasedTo(')).map(([n]) => n).sort();
+    const users = [...scripts]
+      .filter(([, s]) => s.lua.includes('local function leasedTo('))
+      .map(([n]) => n)
+      .sort();
     expect(users).toEqual(['ack', 'bury', 'handoff', 'release']);
   });
 

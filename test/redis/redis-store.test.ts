@@ -53,17 +53,48 @@ describe.skipIf(skip || !isolated)('the original layout, on a Redis of its own',
 
   it('writes JSON with send_task keywords only; the one pickle is an absolute expires, a UTC datetime', async () => {
     const cb = app.task('tasks.notify').s(['done']);
-    await app.task('bench.add').applyAsync([1], { y: 2 }, {
-      countdown: 10, taskId: 'all-opts', queue: 'q', routingKey: 'rk', exchange: 'ex', priority: 3,
-      expires: new Date('2031-03-05T00:00:00Z'), headers: { 'x-a': 1 }, link: cb, linkError: [cb],
-      shadow: 'sh', timeLimit: 30, softTimeLimit: 20, ignoreResult: true,
-    });
+    await app.task('bench.add').applyAsync(
+      [1],
+      { y: 2 },
+      {
+        countdown: 10,
+        taskId: 'all-opts',
+        queue: 'q',
+        routingKey: 'rk',
+        exchange: 'ex',
+        priority: 3,
+        expires: new Date('2031-03-05T00:00:00Z'),
+        headers: { 'x-a': 1 },
+        link: cb,
+        linkError: [cb],
+        shadow: 'sh',
+        timeLimit: 30,
+        softTimeLimit: 20,
+        ignoreResult: true,
+      },
+    );
     const value = (await raw.get('all-opts')) ?? '';
     expect(value.split('__python_pickle__')).toHaveLength(2); // one pickle, in expires
     const [[name], kw] = JSON.parse(value) as [[string], Record<string, unknown>];
     expect(name).toBe('bench.add');
     // every key is a keyword of Python's Celery.send_task
-    const sendTaskKeywords = ['args', 'kwargs', 'task_id', 'queue', 'routing_key', 'exchange', 'priority', 'expires', 'headers', 'link', 'link_error', 'shadow', 'time_limit', 'soft_time_limit', 'ignore_result'];
+    const sendTaskKeywords = [
+      'args',
+      'kwargs',
+      'task_id',
+      'queue',
+      'routing_key',
+      'exchange',
+      'priority',
+      'expires',
+      'headers',
+      'link',
+      'link_error',
+      'shadow',
+      'time_limit',
+      'soft_time_limit',
+      'ignore_result',
+    ];
     for (const key of Object.keys(kw)) expect(sendTaskKeywords).toContain(key);
     // Celery 5.0-5.2 send_task takes an absolute expires only as a datetime
     expect(readPickledDatetime(kw.expires as string)).toEqual({ at: new Date('2031-03-05T00:00:00Z'), isoformat: '2031-03-05T00:00:00+00:00' });
@@ -89,7 +120,8 @@ describe.skipIf(skip || !isolated)('the original layout, on a Redis of its own',
       const db0 = new Redis(server.urlFor(0));
       expect(await db0.exists('oom-q')).toBe(0);
       db0.disconnect();
-      for (const c of claims) expect(await store.get(c.id)).toEqual({ id: c.id, dueAt: Number(c.token), entry: jobs.find((j) => j.id === c.id)!.entry, state: 'in_flight' });
+      for (const c of claims)
+        expect(await store.get(c.id)).toEqual({ id: c.id, dueAt: Number(c.token), entry: jobs.find((j) => j.id === c.id)!.entry, state: 'in_flight' });
       await store.release(claims);
       for (const j of jobs) expect(await store.remove(j.id)).toBe(true); // scheduled again, as before the claim
     } finally {
@@ -209,7 +241,7 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     }
   });
 
-  it('keeps an in-flight job\'s id reserved, and its entry in the in-flight hash until acknowledged', async () => {
+  it("keeps an in-flight job's id reserved, and its entry in the in-flight hash until acknowledged", async () => {
     const j = newJob('t.f', [7], 600, 'fl-1');
     await store.add([j]);
     const claimed = (await store.claimDue({ until: 600, now: 600, limit: 10, leaseMs: 60_000 })).filter((c) => c.id === 'fl-1');
@@ -256,7 +288,15 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     const s = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: p });
     try {
       expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 2 });
-      expect(await s.getDead('old')).toEqual({ id: 'old', entry: 'nope', dueAt: 3, reason: 'corrupt', error: 'stored job "old" is corrupt: not JSON', attempts: 0, diedAt: 4 });
+      expect(await s.getDead('old')).toEqual({
+        id: 'old',
+        entry: 'nope',
+        dueAt: 3,
+        reason: 'corrupt',
+        error: 'stored job "old" is corrupt: not JSON',
+        attempts: 0,
+        diedAt: 4,
+      });
       expect((await s.getDead('weird'))?.error).toContain('not a record');
       expect(await raw.exists(`${p}celery_longterm_scheduler:corrupt`)).toBe(0);
       expect(await s.purgeDead('all')).toBe(2);
@@ -273,7 +313,12 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     await store.retryLater([{ claim: claim!, retryAt: 9, attempts: { count: 1, lastError: 'unroutable', firstFailedAt: 7, firstDueAt: 7 } }]);
     expect(await raw.get(`${prefix}att-1`)).toBe(entry);
     expect(await raw.zscore(`${prefix}scheduled_task_id_by_time`, 'att-1')).toBe('9');
-    expect(JSON.parse((await raw.hget(`${prefix}celery_longterm_scheduler:attempts`, 'att-1'))!)).toEqual({ count: 1, lastError: 'unroutable', firstFailedAt: 7, firstDueAt: 7 });
+    expect(JSON.parse((await raw.hget(`${prefix}celery_longterm_scheduler:attempts`, 'att-1'))!)).toEqual({
+      count: 1,
+      lastError: 'unroutable',
+      firstFailedAt: 7,
+      firstDueAt: 7,
+    });
     expect(await store.remove('att-1')).toBe(true);
     expect(await raw.hexists(`${prefix}celery_longterm_scheduler:attempts`, 'att-1')).toBe(0);
   });
@@ -333,7 +378,7 @@ describe.skipIf(skip)('RedisStore job keys: our own hashes, never the entry', ()
     expect(await raw.hgetall(keyOf)).toEqual({ new: 'C' });
   });
 
-  it("treats a mapping whose job was sent or revoked by the Python package (which knows no keys) as free", async () => {
+  it('treats a mapping whose job was sent or revoked by the Python package (which knows no keys) as free', async () => {
     const { store, prefix, index, keys } = fresh();
     await store.addKeyed(newJob('t.k', [], 100, 'py-1'), 'K', 'reject');
     // the Python dispatcher's send: ZREM + DEL, nothing else

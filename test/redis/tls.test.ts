@@ -26,8 +26,28 @@ describe.skipIf(skip)('rediss:// with certificate options', () => {
     port = await freePort();
     server = spawn(
       'redis-server',
-      ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', certs.cert, '--tls-key-file', certs.key,
-        '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no', '--dir', dir],
+      [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--tls-cert-file',
+        certs.cert,
+        '--tls-key-file',
+        certs.key,
+        '--tls-ca-cert-file',
+        certs.ca,
+        '--tls-auth-clients',
+        'no',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ],
       { stdio: 'ignore' },
     );
     const deadline = Date.now() + 5000;
@@ -53,7 +73,9 @@ describe.skipIf(skip)('rediss:// with certificate options', () => {
   it('refuses a server whose certificate it cannot verify, with a one-line connection error', async () => {
     const app = new Celery({ longtermSchedulerBackend: `rediss://localhost:${port}/1`, redisSocketConnectTimeout: 2 });
     try {
-      await expect(app.task('t.tls').applyAsync([1], {}, { countdown: 5 })).rejects.toThrow(/cannot reach the long-term scheduler store \(Redis\) at rediss:\/\/localhost/);
+      await expect(app.task('t.tls').applyAsync([1], {}, { countdown: 5 })).rejects.toThrow(
+        /cannot reach the long-term scheduler store \(Redis\) at rediss:\/\/localhost/,
+      );
     } finally {
       await app.close();
     }

@@ -146,7 +146,9 @@ describe('SQLite store: several processes on one file', () => {
     const lines = racers.flatMap((c) => c.lines);
     const ids = racers.flatMap((c) => Array.from({ length: 10 }, (_, i) => `${c.proc.pid}-${i}`));
     return {
-      results: lines.filter((l) => l.startsWith('result ')).map((l) => JSON.parse(l.slice('result '.length)) as { id: string; outcome: string; replacedId?: string }),
+      results: lines
+        .filter((l) => l.startsWith('result '))
+        .map((l) => JSON.parse(l.slice('result '.length)) as { id: string; outcome: string; replacedId?: string }),
       taken: lines.filter((l) => l.startsWith('taken ')).map((l) => l.slice('taken '.length)),
       ids,
     };

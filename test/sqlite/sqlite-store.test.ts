@@ -10,12 +10,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectionError, SchemaVersionError, ValidationError } from '../../src/errors.js';
 import type { NewJob } from '../../src/job.js';
-import {
-  DEFAULT_SQLITE_FILE,
-  SQLITE_SCHEMA_VERSION,
-  SqliteStore,
-  parseSqliteUrl,
-} from '../../src/stores/sqlite/sqlite-store.js';
+import { DEFAULT_SQLITE_FILE, SQLITE_SCHEMA_VERSION, SqliteStore, parseSqliteUrl } from '../../src/stores/sqlite/sqlite-store.js';
 
 const T0 = 1_800_000_000;
 
@@ -161,7 +156,9 @@ describe('SqliteStore', () => {
   it('refuses a file that is not a database, and another application database, without touching them', async () => {
     const text = join(dir, 'notes.txt');
     writeFileSync(text, 'not a database\n'.repeat(300));
-    const err = await store(`sqlite:///${text}`).count().catch((e: unknown) => e);
+    const err = await store(`sqlite:///${text}`)
+      .count()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ValidationError);
     expect((err as Error).message).toBe(`${text} is not a SQLite database; point the store URL at the scheduler's own file`);
 
@@ -212,7 +209,9 @@ describe('SqliteStore', () => {
     const raw = new Database(file);
     raw.pragma(`user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
     raw.close();
-    const err = await store(`sqlite:///${file}`).get('a').catch((e: unknown) => e);
+    const err = await store(`sqlite:///${file}`)
+      .get('a')
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SchemaVersionError);
     expect(err).toMatchObject({ found: SQLITE_SCHEMA_VERSION + 1, expected: SQLITE_SCHEMA_VERSION });
     expect((err as Error).message).toMatch(/upgrade celery-longterm-scheduler/);
@@ -325,7 +324,15 @@ describe('SqliteStore', () => {
     raw.close();
     const s = store(`sqlite:///${file}`);
     expect(await s.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 1 });
-    expect(await s.getDead('bad')).toEqual({ id: 'bad', entry: 'not json', dueAt: 7, reason: 'corrupt', error: 'stored job "bad" is corrupt: not JSON', attempts: 0, diedAt: 8 });
+    expect(await s.getDead('bad')).toEqual({
+      id: 'bad',
+      entry: 'not json',
+      dueAt: 7,
+      reason: 'corrupt',
+      error: 'stored job "bad" is corrupt: not JSON',
+      attempts: 0,
+      diedAt: 8,
+    });
     const [claim] = await s.claimDue({ until: 10, now: 10, limit: 1, leaseMs: 1000 });
     expect(claim).toEqual({ id: 'ok', dueAt: 10, entry: '[1]', token: expect.any(String) });
   });

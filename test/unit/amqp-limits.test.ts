@@ -19,20 +19,27 @@ function randomValue(rand: () => number, depth: number): unknown {
     const k = Math.floor(rand() * 9);
     const numbers = [0, 1, -1, 127, 128, -129, 32767, 32768, -32769, 2 ** 31, -(2 ** 31) - 1, 2 ** 50, 2 ** 53 + 2, 2 ** 63, 1.5, -0.25, 1e300];
     switch (k) {
-      case 0: return null;
-      case 1: return rand() < 0.5;
-      case 2: case 3: return numbers[Math.floor(rand() * numbers.length)];
-      default: return 'x€😀'.repeat(Math.floor(rand() * 50));
+      case 0:
+        return null;
+      case 1:
+        return rand() < 0.5;
+      case 2:
+      case 3:
+        return numbers[Math.floor(rand() * numbers.length)];
+      default:
+        return 'x€😀'.repeat(Math.floor(rand() * 50));
     }
   }
   if (r < 0.7) return Array.from({ length: Math.floor(rand() * 5) }, () => randomValue(rand, depth + 1));
-  return Object.fromEntries(Array.from({ length: Math.floor(rand() * 5) }, (_, i) => [`k${i}-ü`.repeat(1 + Math.floor(rand() * 3)), randomValue(rand, depth + 1)]));
+  return Object.fromEntries(
+    Array.from({ length: Math.floor(rand() * 5) }, (_, i) => [`k${i}-ü`.repeat(1 + Math.floor(rand() * 3)), randomValue(rand, depth + 1)]),
+  );
 }
 
 describe('AMQP limits', () => {
   it('headersBytes is the size amqplib encodes, for 2,000 random header tables', () => {
     let seed = 42;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const buf = Buffer.alloc(1 << 20);
     for (let i = 0; i < 2000; i++) {
       const headers = randomValue(rand, 0);
@@ -60,9 +67,16 @@ describe('AMQP limits', () => {
     const store = new MemoryStore();
     Object.defineProperty(app, 'store', { get: () => store });
     const t = app.task('proj.t');
-    await expect(t.applyAsync([], {}, { countdown: 60, headers: { big: 'h'.repeat(70_000) } })).rejects.toThrow(/message headers would take \d+ bytes encoded, over the 65535/);
+    await expect(t.applyAsync([], {}, { countdown: 60, headers: { big: 'h'.repeat(70_000) } })).rejects.toThrow(
+      /message headers would take \d+ bytes encoded, over the 65535/,
+    );
     await expect(t.applyAsync([], {}, { countdown: 60, headers: { bad: { '!': 'x', value: 1 } } })).rejects.toBeInstanceOf(ValidationError);
-    const err = await app.sendTasks([{ name: 'proj.t', options: { countdown: 60 } }, { name: 'proj.t', options: { countdown: 60, headers: { big: 'h'.repeat(70_000) } } }]).catch((e: unknown) => e);
+    const err = await app
+      .sendTasks([
+        { name: 'proj.t', options: { countdown: 60 } },
+        { name: 'proj.t', options: { countdown: 60, headers: { big: 'h'.repeat(70_000) } } },
+      ])
+      .catch((e: unknown) => e);
     expect(String(err)).toMatch(/calls\[1\]: the message headers would take/);
     expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
     await t.applyAsync([], {}, { countdown: 60, headers: { fine: 'h'.repeat(60_000) } });

@@ -68,7 +68,10 @@ describe('a canvas is planned in the layout the Python package writes', () => {
     expect(plan.dueAt).toBe(NOW.getTime() / 1000 + 60);
     const ours = plan.jobs.map((j) => storedKw(j));
     const python = fixtureKw('group of two');
-    expect(ours.map((kw) => kw.args)).toEqual([[1, 1], [2, 2]]);
+    expect(ours.map((kw) => kw.args)).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
     expect(new Set(ours.map((kw) => kw.group_id)).size).toBe(1);
     expect(ours[0]?.group_id).toBe(plan.groupId);
     for (const kw of ours) expect(Object.keys(comparable(kw)).sort()).toEqual(Object.keys(comparable(python[0] as Record<string, unknown>, ['kwargs'])).sort());
@@ -94,7 +97,11 @@ describe('a canvas is planned in the layout the Python package writes', () => {
   it('signatures carry their own options under the keyword names the worker reads', () => {
     const link = note.s(['q'], {}, { queue: 'reports', priority: 3, countdown: 30, expires: 600, eta: '2031-03-04T06:00:00+01:00', timeLimit: 5 });
     expect(link).toEqual({
-      task: 'bench.note', args: ['q'], kwargs: {}, subtask_type: null, immutable: false,
+      task: 'bench.note',
+      args: ['q'],
+      kwargs: {},
+      subtask_type: null,
+      immutable: false,
       options: { queue: 'reports', priority: 3, countdown: 30, expires: 600, eta: '2031-03-04T05:00:00.000000+00:00', time_limit: 5 },
     });
     expect(note.si(['x']).immutable).toBe(true);
@@ -148,7 +155,9 @@ describe('a canvas is validated before anything is stored, every problem at once
   it('two tasks of one canvas with the same task id store nothing', async () => {
     const a = newApp();
     const t = a.task('bench.add');
-    await expect(group(t.s([1], {}, { taskId: 'same' }), t.s([2], {}, { taskId: 'same' })).applyAsync({ eta: ETA })).rejects.toThrow(/"same" is given to two tasks/);
+    await expect(group(t.s([1], {}, { taskId: 'same' }), t.s([2], {}, { taskId: 'same' })).applyAsync({ eta: ETA })).rejects.toThrow(
+      /"same" is given to two tasks/,
+    );
     await expect(chain(t.s([1], {}, { taskId: 'same' }), t.s([2], {}, { taskId: 'same' })).applyAsync({ eta: ETA })).rejects.toThrow(/given to two tasks/);
     expect((await a.store.count()).scheduled).toBe(0);
     await a.close();
@@ -156,7 +165,9 @@ describe('a canvas is validated before anything is stored, every problem at once
 
   it('a chord whose result backend cannot be reached stores nothing, and says so in one line', async () => {
     const a = newApp({ resultBackend: 'redis://:secret@127.0.0.1:1/0', redisSocketConnectTimeout: 1 });
-    const err = await chord([a.task('bench.add').s([1, 1])], a.task('bench.tsum').s()).applyAsync({ eta: ETA }).catch((e: Error) => e);
+    const err = await chord([a.task('bench.add').s([1, 1])], a.task('bench.tsum').s())
+      .applyAsync({ eta: ETA })
+      .catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/cannot reach the .*127\.0\.0\.1:1/);
     expect((err as Error).message).not.toContain('secret');
@@ -167,7 +178,9 @@ describe('a canvas is validated before anything is stored, every problem at once
 
   it('a chord without a result backend stores nothing', async () => {
     const a = newApp();
-    await expect(chord([a.task('bench.add').s([1, 1])], a.task('bench.tsum').s()).applyAsync({ eta: ETA })).rejects.toThrow(/a chord needs Celery's Redis result backend/);
+    await expect(chord([a.task('bench.add').s([1, 1])], a.task('bench.tsum').s()).applyAsync({ eta: ETA })).rejects.toThrow(
+      /a chord needs Celery's Redis result backend/,
+    );
     expect((await a.store.count()).scheduled).toBe(0);
     await a.close();
   });
@@ -203,7 +216,7 @@ describe('applyAsync stores every job of a canvas, all or none', () => {
     await a.close();
   });
 
-  it('`show` names a job\'s part in its canvas: the chain steps still to run, its group', async () => {
+  it("`show` names a job's part in its canvas: the chain steps still to run, its group", async () => {
     const url = `sqlite:///${join(dir, 'show.db')}`;
     const a = new Celery({ longtermSchedulerBackend: url, clock: () => NOW });
     const t = a.task('bench.add');

@@ -85,13 +85,20 @@ describe('poison jobs and dead letters (dispatcher)', () => {
       { id: 'unknown', dueAt: T0, entry: kw({ task_id: 'unknown', stamped_headers: ['x'] }) },
       { id: 'pickler', dueAt: T0, entry: kw({ task_id: 'pickler', serializer: 'pickle' }) },
       { id: 'prio', dueAt: T0, entry: kw({ task_id: 'prio', priority: 1000 }) },
-      { id: 'chain', dueAt: T0, entry: kw({ task_id: 'chain', chain: [{ task: 'next', args: [], kwargs: {}, options: {}, subtask_type: null, immutable: false }] }) },
+      {
+        id: 'chain',
+        dueAt: T0,
+        entry: kw({ task_id: 'chain', chain: [{ task: 'next', args: [], kwargs: {}, options: {}, subtask_type: null, immutable: false }] }),
+      },
       { id: 'ok', dueAt: T0, entry: entry('ok') },
     ]);
     expect(await dispatcher.dispatchDue()).toMatchObject({ sent: 2, failed: 0, dead: 3, corrupt: 0 });
     expect(details[0]?.deadByReason).toEqual({ corrupt: 0, unsupported: 3, rejected: 0, max_attempts: 0 });
     expect(broker.accepted.sort()).toEqual(['chain', 'ok']);
-    expect(await store.getDead('unknown')).toMatchObject({ reason: 'unsupported', error: expect.stringMatching(/"stamped_headers" is not one of Celery's send_task keywords/) });
+    expect(await store.getDead('unknown')).toMatchObject({
+      reason: 'unsupported',
+      error: expect.stringMatching(/"stamped_headers" is not one of Celery's send_task keywords/),
+    });
     expect(await store.getDead('pickler')).toMatchObject({ reason: 'unsupported', error: expect.stringMatching(/serializer "pickle"/) });
     expect(await store.getDead('prio')).toMatchObject({ reason: 'unsupported', error: expect.stringMatching(/priority 1000 is impossible/) });
   });
@@ -113,7 +120,7 @@ describe('poison jobs and dead letters (dispatcher)', () => {
     expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 3 });
   });
 
-  it('an unreachable broker is not the jobs\' fault: they go back unchanged, no attempt counted', async () => {
+  it("an unreachable broker is not the jobs' fault: they go back unchanged, no attempt counted", async () => {
     const broker: Broker = {
       description: 'down://',
       publish: async () => {
@@ -155,10 +162,21 @@ describe('poison jobs and dead letters (dispatcher)', () => {
   it('refuses settings at their extremes with one ValidationError naming each', () => {
     const store = new MemoryStore();
     const broker = new ScriptedBroker();
-    for (const bad of [{ leaseMs: 1 }, { leaseMs: 999 }, { leaseMs: 1e12 }, { batchSize: 0 }, { batchSize: 1e9 }, { maxAttempts: 0 }, { retryDelayMs: -1 }, { leaseMs: Number.NaN }]) {
+    for (const bad of [
+      { leaseMs: 1 },
+      { leaseMs: 999 },
+      { leaseMs: 1e12 },
+      { batchSize: 0 },
+      { batchSize: 1e9 },
+      { maxAttempts: 0 },
+      { retryDelayMs: -1 },
+      { leaseMs: Number.NaN },
+    ]) {
       expect(() => new Dispatcher({ store, broker, ...bad })).toThrow(ValidationError);
     }
-    expect(() => new Dispatcher({ store, broker, leaseMs: 1 })).toThrow(/leaseMs must be a whole number from 1000 to 86400000 ms \(a lease shorter than a claim-to-acknowledge round trip/);
+    expect(() => new Dispatcher({ store, broker, leaseMs: 1 })).toThrow(
+      /leaseMs must be a whole number from 1000 to 86400000 ms \(a lease shorter than a claim-to-acknowledge round trip/,
+    );
     expect(DISPATCH_DEFAULTS).toMatchObject({ maxAttempts: 10, retryDelayMs: 10_000, retryDelayMaxMs: 3_600_000 });
   });
 });

@@ -42,7 +42,15 @@ function unsupported(kw: Record<string, unknown>): string {
 
 describe('the canvas entries the Python package wrote become the message send_task would publish', () => {
   it('covers every captured entry, and every keyword in them is in the keyword table', () => {
-    const described = ['chain of three', 'group of two', 'chord:', 'link as a list', 'signature with its own options', 'retries and a parent', 'expires as a zone-named'];
+    const described = [
+      'chain of three',
+      'group of two',
+      'chord:',
+      'link as a list',
+      'signature with its own options',
+      'retries and a parent',
+      'expires as a zone-named',
+    ];
     for (const entry of canvasFixture.entries) {
       expect(described.filter((d) => entry.description.startsWith(d))).toHaveLength(1);
       for (const key of Object.keys(kwOf(entry))) expect(SEND_TASK_KEYWORDS[key], key).toBeDefined();
@@ -200,7 +208,16 @@ describe('what cannot be honoured is unsupported (a dead letter), never dropped'
   });
 
   it('a keyword of the wrong JSON type is corrupt', () => {
-    for (const kw of [{ chain: { task: 'x' } }, { chord: [] }, { group_id: 5 }, { reply_to: [] }, { ignore_result: 'yes' }, { link: { task: 't', args: 'x' } }, { root_id: '\ud800' }, { chain: [{ args: [] }] }]) {
+    for (const kw of [
+      { chain: { task: 'x' } },
+      { chord: [] },
+      { group_id: 5 },
+      { reply_to: [] },
+      { ignore_result: 'yes' },
+      { link: { task: 't', args: 'x' } },
+      { root_id: '\ud800' },
+      { chain: [{ args: [] }] },
+    ]) {
       expect(() => decodeEntry('j', JSON.stringify([['bench.add'], kw]))).toThrow(CorruptEntryError);
     }
   });

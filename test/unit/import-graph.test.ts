@@ -37,7 +37,8 @@ function edges(from: (f: string) => boolean, to: (f: string) => boolean): string
   return [...graph].flatMap(([f, ts]) => (from(f) ? ts.filter(to).map((t) => `${f} -> ${t}`) : []));
 }
 
-const UPPER_LAYERS = /^(app|canvas|results|scheduler|dispatcher|dispatcher-daemon|scheduled-jobs|dead-letters|migrate|schema|metrics|metrics-server|index)\.ts$|^(cli|entry)\//;
+const UPPER_LAYERS =
+  /^(app|canvas|results|scheduler|dispatcher|dispatcher-daemon|scheduled-jobs|dead-letters|migrate|schema|metrics|metrics-server|index)\.ts$|^(cli|entry)\//;
 
 describe('the import graph of src/', () => {
   it('reads the files and their imports', () => {
@@ -65,19 +66,44 @@ describe('the import graph of src/', () => {
   });
 
   it('the pure protocol (src/celery/) imports only itself and errors.ts', () => {
-    expect(edges((f) => f.startsWith('celery/'), (t) => !t.startsWith('celery/') && t !== 'errors.ts')).toEqual([]);
+    expect(
+      edges(
+        (f) => f.startsWith('celery/'),
+        (t) => !t.startsWith('celery/') && t !== 'errors.ts',
+      ),
+    ).toEqual([]);
   });
 
   it('nothing outside the CLI imports the CLI, and nothing imports the entry points (index.ts, entry/)', () => {
-    expect(edges((f) => !f.startsWith('cli/'), (t) => t.startsWith('cli/'))).toEqual([]);
-    expect(edges(() => true, (t) => t === 'index.ts' || t.startsWith('entry/'))).toEqual([]);
+    expect(
+      edges(
+        (f) => !f.startsWith('cli/'),
+        (t) => t.startsWith('cli/'),
+      ),
+    ).toEqual([]);
+    expect(
+      edges(
+        () => true,
+        (t) => t === 'index.ts' || t.startsWith('entry/'),
+      ),
+    ).toEqual([]);
   });
 
   it('stores and brokers import nothing of the client, dispatch, admin or metrics layers', () => {
-    expect(edges((f) => f.startsWith('stores/') || f.startsWith('brokers/'), (t) => UPPER_LAYERS.test(t))).toEqual([]);
+    expect(
+      edges(
+        (f) => f.startsWith('stores/') || f.startsWith('brokers/'),
+        (t) => UPPER_LAYERS.test(t),
+      ),
+    ).toEqual([]);
   });
 
   it('every import names a file that exists', () => {
-    expect(edges(() => true, (t) => !graph.has(t))).toEqual([]);
+    expect(
+      edges(
+        () => true,
+        (t) => !graph.has(t),
+      ),
+    ).toEqual([]);
   });
 });

@@ -1,21 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import { CorruptEntryError, UnsupportedEntryError, ValidationError } from '../../src/errors.js';
 import { readPickledDatetime } from '../../src/celery/pickle.js';
-import {
-  decodeEntry,
-  encodeEntry,
-  isScheduled,
-  resolveTaskCall,
-  signature,
-  type Job,
-  type Signature,
-  type TaskOptions,
-} from '../../src/job.js';
+import { decodeEntry, encodeEntry, isScheduled, resolveTaskCall, signature, type Job, type Signature, type TaskOptions } from '../../src/job.js';
 import { fixture, type FixtureEntry } from '../helpers/fixture.js';
 
 const NOW = new Date('2031-03-04T05:06:07.089Z');
 const NOW_S = NOW.getTime() / 1000;
-
 
 function fixtureEntry(prefix: string): FixtureEntry {
   const entry = fixture.entries.find((e) => e.description.startsWith(prefix));
@@ -163,9 +153,7 @@ describe('resolveTaskCall rejects bad input with a ValidationError that says wha
   });
 
   it('several problems at once, all listed', () => {
-    const problems = problemsOf(() =>
-      resolveTaskCall('', 'abc', [1], { countdown: -5, priority: 300, bogus: 1 } as unknown as TaskOptions, NOW),
-    );
+    const problems = problemsOf(() => resolveTaskCall('', 'abc', [1], { countdown: -5, priority: 300, bogus: 1 } as unknown as TaskOptions, NOW));
     expect(problems).toHaveLength(6);
     expect(problems.some((p) => p.includes('task name is empty'))).toBe(true);
     expect(problems.some((p) => p.includes('unknown option "bogus"'))).toBe(true);
@@ -313,9 +301,17 @@ describe('encodeEntry', () => {
       { expires: 3600 },
       { expires: new Date('2031-03-05T00:00:00.123Z') },
       {
-        queue: 'q', routingKey: 'rk', exchange: 'ex', priority: 9, headers: { a: [1, { b: null }] },
-        link: [signature('tasks.a'), signature('tasks.b', [1])], linkError: signature('tasks.err'),
-        shadow: 's', timeLimit: 1.5, softTimeLimit: 1, ignoreResult: false,
+        queue: 'q',
+        routingKey: 'rk',
+        exchange: 'ex',
+        priority: 9,
+        headers: { a: [1, { b: null }] },
+        link: [signature('tasks.a'), signature('tasks.b', [1])],
+        linkError: signature('tasks.err'),
+        shadow: 's',
+        timeLimit: 1.5,
+        softTimeLimit: 1,
+        ignoreResult: false,
       },
     ];
     for (const opts of options) {
@@ -342,7 +338,10 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
     ['positional args only', { args: [1, 2] }],
     ['args and kwargs', { args: [1], kwargs: { y: 2 } }],
     ['queue and priority', { args: [3, 4], queue: 'reports', priority: 7 }],
-    ['expires as a pendulum datetime in UTC', { args: [5, 6], expires: { kind: 'absolute', at: new Date('2031-03-05T00:00:00Z'), text: '2031-03-05T00:00:00+00:00' } }],
+    [
+      'expires as a pendulum datetime in UTC',
+      { args: [5, 6], expires: { kind: 'absolute', at: new Date('2031-03-05T00:00:00Z'), text: '2031-03-05T00:00:00+00:00' } },
+    ],
     ['expires as a number of seconds', { args: [5, 6], expires: { kind: 'relative', seconds: 3600 } }],
     [
       'link and link_error callbacks',
@@ -353,7 +352,10 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
       },
     ],
     ['caller-chosen task id', { id: 'invoice-42-reminder', args: [9, 10], routingKey: 'billing.reminders', exchange: 'billing' }],
-    ['time limits, shadow name and custom headers', { args: [11, 12], shadow: 'add-shadow', timeLimit: 30, softTimeLimit: 20, headers: { 'x-tenant': 'acme' } }],
+    [
+      'time limits, shadow name and custom headers',
+      { args: [11, 12], shadow: 'add-shadow', timeLimit: 30, softTimeLimit: 20, headers: { 'x-tenant': 'acme' } },
+    ],
     ['unicode and nested values', { args: [{ name: 'Zoë', tags: ['ä', '✓'] }, [1, [2, [3]]]] }],
     ['eta with a fractional second', { args: [0, 0] }],
     [
@@ -361,8 +363,14 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
       // the pickled state is 2031-03-05 06:07:08.123456 UTC; Date keeps milliseconds
       { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T06:07:08.123Z'), text: '2031-03-05T06:07:08.123456+00:00' } },
     ],
-    ['expires as a datetime in Europe/Berlin', { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T05:00:00Z'), text: '2031-03-05T06:00:00+01:00' } }],
-    ['expires as a standard-library datetime with a fixed +02:00 offset', { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T10:00:00Z'), text: '2031-03-05T12:00:00+02:00' } }],
+    [
+      'expires as a datetime in Europe/Berlin',
+      { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T05:00:00Z'), text: '2031-03-05T06:00:00+01:00' } },
+    ],
+    [
+      'expires as a standard-library datetime with a fixed +02:00 offset',
+      { args: [1, 1], expires: { kind: 'absolute', at: new Date('2031-03-05T10:00:00Z'), text: '2031-03-05T12:00:00+02:00' } },
+    ],
   ];
 
   it('covers every fixture entry', () => {
@@ -384,7 +392,9 @@ describe('decodeEntry reads the Python package 1.x entries', () => {
       const encoded = encodeEntry(job);
       const [, kw] = JSON.parse(encoded) as [string[], Record<string, unknown>];
       expect(Object.values(kw)).not.toContain(null);
-      const pickled = Object.entries(kw).filter(([, v]) => typeof v === 'string' && v.startsWith('__python_pickle__')).map(([k]) => k);
+      const pickled = Object.entries(kw)
+        .filter(([, v]) => typeof v === 'string' && v.startsWith('__python_pickle__'))
+        .map(([k]) => k);
       expect(pickled).toEqual(job.expires?.kind === 'absolute' ? ['expires'] : []);
       const again = decodeEntry(entry.key, encoded);
       if (job.expires?.kind === 'absolute') {

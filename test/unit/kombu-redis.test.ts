@@ -15,9 +15,15 @@ describe('queueListKey', () => {
     expect(DEFAULT_SEP).toBe('\u0006\u0016');
     expect(DEFAULT_LAYOUT).toEqual({ keyPrefix: '', sep: '\x06\x16', prioritySteps: [0, 3, 6, 9] });
     expect([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((p) => queueListKey('celery', p))).toEqual([
-      'celery', 'celery', 'celery',
-      'celery\x06\x163', 'celery\x06\x163', 'celery\x06\x163',
-      'celery\x06\x166', 'celery\x06\x166', 'celery\x06\x166',
+      'celery',
+      'celery',
+      'celery',
+      'celery\x06\x163',
+      'celery\x06\x163',
+      'celery\x06\x163',
+      'celery\x06\x166',
+      'celery\x06\x166',
+      'celery\x06\x166',
       'celery\x06\x169',
     ]);
   });

@@ -20,13 +20,7 @@ interface Sent {
 }
 
 /** Resolves a task call as the public API does, builds its message and wraps it as the Redis broker does. */
-function send(
-  task: string,
-  args: unknown,
-  kwargs: unknown,
-  options: TaskOptions = {},
-  ctx: Partial<MessageContext> = {},
-): Sent {
+function send(task: string, args: unknown, kwargs: unknown, options: TaskOptions = {}, ctx: Partial<MessageContext> = {}): Sent {
   const { job, dueAt } = resolveTaskCall(task, args, kwargs, { taskId: ID, ...options }, NOW);
   const message = buildTaskMessage(job, { now: NOW, origin: ORIGIN, defaultQueue: 'celery', ...(dueAt !== undefined && { dueAt }), ...ctx });
   const raw = toRedisEnvelope(message, { exchange: message.routing.exchange, routingKey: message.routing.routingKey });
@@ -258,10 +252,15 @@ describe('golden messages', () => {
   });
 
   it('link and linkError become callbacks and errbacks lists of docs/protocol.md §1.4 signatures', () => {
-    const { envelope } = send('bench.add', [7, 8], {}, {
-      link: [signature('tasks.notify', ['done'], { k: 1 }), signature('tasks.log', [], {}, { immutable: true, options: { queue: 'logs' } })],
-      linkError: signature('tasks.alert'),
-    });
+    const { envelope } = send(
+      'bench.add',
+      [7, 8],
+      {},
+      {
+        link: [signature('tasks.notify', ['done'], { k: 1 }), signature('tasks.log', [], {}, { immutable: true, options: { queue: 'logs' } })],
+        linkError: signature('tasks.alert'),
+      },
+    );
     const [, , embed] = envelope.body;
     expect(embed).toEqual({
       callbacks: [
@@ -335,7 +334,24 @@ describe('invariants of every message', () => {
     ['future eta and relative expires', [], {}, { countdown: 12.345, expires: 1.0005 }, {}],
     ['absolute expires', [], {}, { expires: '2031-03-04T05:06:07.999999+05:30' }, {}],
     ['past due and past expires', [], {}, { expires: new Date(0) }, { dueAt: 0 }],
-    ['everything', [1], { y: 2 }, { queue: 'q', priority: 9, link: signature('cb'), linkError: signature('eb'), timeLimit: 1, softTimeLimit: 1, shadow: 's', ignoreResult: true, headers: { h: 1 }, eta: new Date('2099-12-31T23:59:59.999Z') }, {}],
+    [
+      'everything',
+      [1],
+      { y: 2 },
+      {
+        queue: 'q',
+        priority: 9,
+        link: signature('cb'),
+        linkError: signature('eb'),
+        timeLimit: 1,
+        softTimeLimit: 1,
+        shadow: 's',
+        ignoreResult: true,
+        headers: { h: 1 },
+        eta: new Date('2099-12-31T23:59:59.999Z'),
+      },
+      {},
+    ],
   ];
 
   it.each(variants)('%s: times match …ffffff+00:00, body has 3 elements, id and delivery_tag are set', (_label, args, kwargs, options, ctx) => {
@@ -359,15 +375,13 @@ describe('invariants of every message', () => {
   it('gives each envelope of the same message its own delivery tag', () => {
     const { message } = send('bench.add', [], {});
     const delivery = { exchange: '', routingKey: 'celery' };
-    const tags = new Set(
-      Array.from({ length: 5 }, () => parseRedisEnvelope(toRedisEnvelope(message, delivery)).properties.delivery_tag),
-    );
+    const tags = new Set(Array.from({ length: 5 }, () => parseRedisEnvelope(toRedisEnvelope(message, delivery)).properties.delivery_tag));
     expect(tags.size).toBe(5);
   });
 
   it('carries unicode args and kwargs through the base64 body unchanged', () => {
     const args = ['Zoë', { tags: ['ä', '✓'] }, '😀 \u2028 \\ "q"'];
-    const kwargs = { 'ключ': '值', emoji: '👍🏽' };
+    const kwargs = { ключ: '值', emoji: '👍🏽' };
     const { raw, envelope } = send('bench.add', args, kwargs);
     expect(envelope.body[0]).toEqual(args);
     expect(envelope.body[1]).toEqual(kwargs);

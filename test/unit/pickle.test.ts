@@ -7,7 +7,6 @@ import { UnsupportedPickleError } from '../../src/errors.js';
 import { PICKLE_MARKER, decodePickledDatetime, isPickled } from '../../src/celery/pickle.js';
 import { fixture, type FixtureEntry } from '../helpers/fixture.js';
 
-
 function optionsOf(entry: FixtureEntry): Record<string, unknown> {
   const [, options] = JSON.parse(entry.value) as [unknown, Record<string, unknown>];
   return options;
@@ -149,7 +148,7 @@ describe('decodePickledDatetime on python3-generated pickles', () => {
       '2031-03-05T06:00:00.000Z',
     ],
     [
-      "datetime(2031, 3, 5, 6, 0, tzinfo=<pytz America/New_York EST-1 day, 19:00:00 STD>), protocol 4",
+      'datetime(2031, 3, 5, 6, 0, tzinfo=<pytz America/New_York EST-1 day, 19:00:00 STD>), protocol 4',
       'gASVXQAAAAAAAACMCGRhdGV0aW1llIwIZGF0ZXRpbWWUk5RDCgfvAwUGAAAAAACUjARweXR6lIwCX3CUk5QojBBBbWVyaWNhL05ld19Zb3JrlEqwuf//SwCMA0VTVJR0lFKUhpRSlC4=',
       '2031-03-05T11:00:00.000Z',
     ],
@@ -182,9 +181,7 @@ describe('decodePickledDatetime on python3-generated pickles', () => {
 
   it('rejects a value that is not a datetime', () => {
     // timedelta(hours=1), protocol 4
-    expect(rejection('gASVJQAAAAAAAACMCGRhdGV0aW1llIwJdGltZWRlbHRhlJOUSwBNEA5LAIeUUpQu').message).toContain(
-      'holds a timedelta, not an aware datetime',
-    );
+    expect(rejection('gASVJQAAAAAAAACMCGRhdGV0aW1llIwJdGltZWRlbHRhlJOUSwBNEA5LAIeUUpQu').message).toContain('holds a timedelta, not an aware datetime');
     // l = []; l.append(l) (self-referencing), protocol 4
     expect(rejection('gASVBgAAAAAAAABdlGgAYS4=').message).toContain('holds a list, not an aware datetime');
   });
@@ -224,9 +221,7 @@ describe('decodePickledDatetime against hostile pickles', () => {
     // __reduce__ = lambda self: (subprocess.Popen, (['touch', '/tmp/pwned'],)), protocol 5
     ['subprocess.Popen', 'gAWVNQAAAAAAAACMCnN1YnByb2Nlc3OUjAVQb3BlbpSTlF2UKIwFdG91Y2iUjAovdG1wL3B3bmVklGWFlFKULg=='],
   ])('rejects %s by name', (name, base64) => {
-    expect(rejection(`${PICKLE_MARKER}${base64}`).message).toBe(
-      `unsupported pickled value: global ${name} is not an allowed date/time type`,
-    );
+    expect(rejection(`${PICKLE_MARKER}${base64}`).message).toBe(`unsupported pickled value: global ${name} is not an allowed date/time type`);
   });
 
   it('allows getattr only for allowlisted attributes', () => {
@@ -247,9 +242,7 @@ describe('decodePickledDatetime against hostile pickles', () => {
   });
 
   it('rejects an allowlisted class that may not be called', () => {
-    expect(rejection(protocol2Call('zoneinfo', 'ZoneInfo', 'Europe/Berlin')).message).toContain(
-      'the global zoneinfo.ZoneInfo may not be called',
-    );
+    expect(rejection(protocol2Call('zoneinfo', 'ZoneInfo', 'Europe/Berlin')).message).toContain('the global zoneinfo.ZoneInfo may not be called');
   });
 
   it('names unsupported and unknown opcodes', () => {
@@ -277,12 +270,8 @@ describe('decodePickledDatetime against hostile pickles', () => {
 
   it('enforces the size, stack and nesting limits', () => {
     expect(rejection('A'.repeat(1_400_000)).message).toContain('larger than 1 MiB');
-    expect(rejection(toBase64([0x80, 0x04, ...new Array<number>(70_000).fill(0x4e), 0x2e])).message).toContain(
-      'stack too deep',
-    );
-    expect(rejection(toBase64([0x80, 0x04, ...new Array<number>(300).fill(0x28), 0x2e])).message).toContain(
-      'MARK nesting too deep',
-    );
+    expect(rejection(toBase64([0x80, 0x04, ...new Array<number>(70_000).fill(0x4e), 0x2e])).message).toContain('stack too deep');
+    expect(rejection(toBase64([0x80, 0x04, ...new Array<number>(300).fill(0x28), 0x2e])).message).toContain('MARK nesting too deep');
     const hugeLong = [0x80, 0x04, 0x8b, 0x00, 0x00, 0x01, 0x00, ...new Array<number>(65_536).fill(1), 0x2e];
     expect(rejection(toBase64(hugeLong)).message).toContain('too large');
   });

@@ -17,8 +17,16 @@ describe('redactUrl', () => {
     ['a lone token (Redis reads it as the password)', 'redis://secret@host', 'redis://***@host'],
     ['an empty password', 'redis://:@host', 'redis://:***@host'],
     ['no credentials at all', 'redis://host:6379/0', 'redis://host:6379/0'],
-    ['libpq ?password= (a lone user token is hidden too: some clients read it as the password)', 'postgres://app@db:5432/app?password=SECRET', 'postgres://***@db:5432/app?password=***'],
-    ['libpq ?sslpassword= among other options', 'postgres://db/app?sslmode=require&sslpassword=SECRET&schema=s', 'postgres://db/app?sslmode=require&sslpassword=***&schema=s'],
+    [
+      'libpq ?password= (a lone user token is hidden too: some clients read it as the password)',
+      'postgres://app@db:5432/app?password=SECRET',
+      'postgres://***@db:5432/app?password=***',
+    ],
+    [
+      'libpq ?sslpassword= among other options',
+      'postgres://db/app?sslmode=require&sslpassword=SECRET&schema=s',
+      'postgres://db/app?sslmode=require&sslpassword=***&schema=s',
+    ],
     ['a secret query value holding @', 'postgres://db/app?password=a@b', 'postgres://db/app?password=***'],
     ['a query user holding @ with a password after it', 'postgres://db/app?user=a@b&password=SECRET', 'postgres://***@b&password=***'],
     ['a percent-encoded parameter name', 'postgres://db/app?pass%77ord=SECRET', 'postgres://db/app?pass%77ord=***'],
@@ -59,7 +67,9 @@ describe('redactUrlsIn', () => {
   });
 
   it('leaves text without credentials alone, and is line by line', () => {
-    expect(redactUrlsIn('see https://example.com/docs?x=1 for more\nnext: u@example.com')).toBe('see https://example.com/docs?x=1 for more\nnext: u@example.com');
+    expect(redactUrlsIn('see https://example.com/docs?x=1 for more\nnext: u@example.com')).toBe(
+      'see https://example.com/docs?x=1 for more\nnext: u@example.com',
+    );
   });
 });
 
@@ -77,7 +87,8 @@ describe('every message carries the URL redacted', () => {
       log.warn('cannot reach redis://u:pa"ss@h/0', { url: 'postgres://db/app?password=S3 cret&x=1', nested: { list: ['amqp://g:p@ss@r//'] } });
       expect(lines).toHaveLength(1);
       expect(lines[0]).not.toMatch(/pa"ss|pa\\"ss|S3|cret|p@ss/);
-      if (format === 'json') expect(JSON.parse(lines[0] ?? '')).toMatchObject({ url: 'postgres://db/app?password=***&x=1', nested: { list: ['amqp://g:***@r//'] } });
+      if (format === 'json')
+        expect(JSON.parse(lines[0] ?? '')).toMatchObject({ url: 'postgres://db/app?password=***&x=1', nested: { list: ['amqp://g:***@r//'] } });
     }
   });
 });

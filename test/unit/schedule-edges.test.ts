@@ -23,15 +23,31 @@ function problems(options: TaskOptions, args: unknown = [], kwargs: unknown = {}
 
 describe('times outside years 1-9999 UTC', () => {
   it.each<[string, TaskOptions, RegExp]>([
-    ['a countdown past year 9999', { countdown: 1e13 }, /^countdown 10000000000000 s lands after 9999-12-31T23:59:59Z, the latest time Python's datetime \(and so Celery\) can hold; pass at most \d+ seconds$/],
+    [
+      'a countdown past year 9999',
+      { countdown: 1e13 },
+      /^countdown 10000000000000 s lands after 9999-12-31T23:59:59Z, the latest time Python's datetime \(and so Celery\) can hold; pass at most \d+ seconds$/,
+    ],
     ['an eta Date past year 9999', { eta: new Date(MAX_TIME_MS + 1) }, /^eta \(253402300800 unix seconds\) is after the range/],
     ['an eta Date before year 1', { eta: new Date(-62_135_596_800_001) }, /^eta .* is before the range/],
     ['an eta string carried past 9999 by its offset', { eta: '9999-12-31T23:30:00-01:00' }, /^eta .* is after the range/],
     ['an eta string in year 0000', { eta: '0000-06-01T00:00:00Z' }, /^eta "0000-06-01T00:00:00Z" is not a real calendar date-time/],
     ['an absolute expires past 9999', { countdown: 1, expires: new Date(8.64e15) }, /^expires .* is after the range/],
-    ['a relative expires landing past 9999', { countdown: 1, expires: 1e13 }, /^expires 10000000000000 s, counted from dispatch, lands after 9999-12-31T23:59:59Z.*; pass at most \d+ seconds$/],
-    ['a relative expires landing past 9999 from a late due time', { eta: '9999-12-31T00:00:00Z', expires: 2 * 86_400 }, /^expires 172800 s, counted from dispatch, lands after 9999/],
-    ['a negative expires', { countdown: 1, expires: -5 }, /^expires -5 is negative; pass seconds >= 0 counted from dispatch, or a Date or ISO-8601 time with offset$/],
+    [
+      'a relative expires landing past 9999',
+      { countdown: 1, expires: 1e13 },
+      /^expires 10000000000000 s, counted from dispatch, lands after 9999-12-31T23:59:59Z.*; pass at most \d+ seconds$/,
+    ],
+    [
+      'a relative expires landing past 9999 from a late due time',
+      { eta: '9999-12-31T00:00:00Z', expires: 2 * 86_400 },
+      /^expires 172800 s, counted from dispatch, lands after 9999/,
+    ],
+    [
+      'a negative expires',
+      { countdown: 1, expires: -5 },
+      /^expires -5 is negative; pass seconds >= 0 counted from dispatch, or a Date or ISO-8601 time with offset$/,
+    ],
   ])('refuses %s', (_label, options, message) => {
     expect(problems(options)).toMatch(message);
   });
@@ -65,22 +81,64 @@ describe('well-formed Unicode, nesting depth and AMQP short strings', () => {
   const LONE = 'id-\uD800-x';
 
   it.each<[string, TaskOptions, unknown, unknown, RegExp]>([
-    ['a task id with a lone surrogate', { countdown: 1, taskId: LONE }, [], {}, /^taskId "id-\\ud800-x" is not well-formed Unicode \(it holds a lone UTF-16 surrogate/],
+    [
+      'a task id with a lone surrogate',
+      { countdown: 1, taskId: LONE },
+      [],
+      {},
+      /^taskId "id-\\ud800-x" is not well-formed Unicode \(it holds a lone UTF-16 surrogate/,
+    ],
     ['a job key with a lone surrogate', { countdown: 1, jobKey: '\uDFFF' }, [], {}, /^jobKey "\\udfff" is not well-formed Unicode/],
     ['a queue with a lone surrogate', { countdown: 1, queue: 'q\uD800' }, [], {}, /^queue "q\\ud800" is not well-formed Unicode/],
     ['an exchange with a lone surrogate', { countdown: 1, exchange: '\uD800' }, [], {}, /^exchange "\\ud800" is not well-formed Unicode/],
     ['a routing key with a lone surrogate', { countdown: 1, routingKey: '\uD800rk' }, [], {}, /^routingKey "\\ud800rk" is not well-formed Unicode/],
     ['a shadow name with a lone surrogate', { countdown: 1, shadow: '\uD800' }, [], {}, /^shadow "\\ud800" is not well-formed Unicode/],
     ['a string deep in args, naming its path', { countdown: 1 }, ['a', 'b', ['ok', LONE]], {}, /^args\[2\]\[1\] is not well-formed Unicode/],
-    ['a kwargs key', { countdown: 1 }, [], { '\uDC00': 1 }, /^kwargs has the key "\\udc00", which is not well-formed Unicode \(a lone UTF-16 surrogate\); rename it$/],
+    [
+      'a kwargs key',
+      { countdown: 1 },
+      [],
+      { '\uDC00': 1 },
+      /^kwargs has the key "\\udc00", which is not well-formed Unicode \(a lone UTF-16 surrogate\); rename it$/,
+    ],
     ['a header value', { countdown: 1, headers: { h: { deep: [LONE] } } }, [], {}, /^headers\.h\.deep\[0\] is not well-formed Unicode/],
-    ['a link signature argument', { countdown: 1, link: { task: 'cb', args: [LONE], kwargs: {}, options: {}, subtask_type: null, immutable: false } }, [], {}, /^link\.args\[0\] is not well-formed Unicode/],
-    ['a link signature queue option', { countdown: 1, linkError: [{ task: 'cb', args: [], kwargs: {}, options: { queue: LONE }, subtask_type: null, immutable: false }] }, [], {}, /^linkError\[0\]\.options\.queue is not well-formed Unicode/],
-    ['a task id over 255 UTF-8 bytes', { countdown: 1, taskId: 'é'.repeat(128) }, [], {}, /^taskId is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most 255 bytes, so it cannot carry this job; use a shorter one$/],
-    ['a queue name over 255 bytes', { countdown: 1, queue: 'q'.repeat(256) }, [], {}, /^queue is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string/],
+    [
+      'a link signature argument',
+      { countdown: 1, link: { task: 'cb', args: [LONE], kwargs: {}, options: {}, subtask_type: null, immutable: false } },
+      [],
+      {},
+      /^link\.args\[0\] is not well-formed Unicode/,
+    ],
+    [
+      'a link signature queue option',
+      { countdown: 1, linkError: [{ task: 'cb', args: [], kwargs: {}, options: { queue: LONE }, subtask_type: null, immutable: false }] },
+      [],
+      {},
+      /^linkError\[0\]\.options\.queue is not well-formed Unicode/,
+    ],
+    [
+      'a task id over 255 UTF-8 bytes',
+      { countdown: 1, taskId: 'é'.repeat(128) },
+      [],
+      {},
+      /^taskId is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string, which holds at most 255 bytes, so it cannot carry this job; use a shorter one$/,
+    ],
+    [
+      'a queue name over 255 bytes',
+      { countdown: 1, queue: 'q'.repeat(256) },
+      [],
+      {},
+      /^queue is 256 bytes in UTF-8; RabbitMQ carries it as an AMQP short string/,
+    ],
     ['an exchange name over 255 bytes', { countdown: 1, exchange: 'x'.repeat(300) }, [], {}, /^exchange is 300 bytes/],
     ['a routing key over 255 bytes', { countdown: 1, routingKey: '€'.repeat(86) }, [], {}, /^routingKey is 258 bytes/],
-    ['a header name over 255 bytes', { countdown: 1, headers: { ['h'.repeat(256)]: 1 } }, [], {}, /^headers has a name of 256 bytes in UTF-8; AMQP header names hold at most 255 bytes/],
+    [
+      'a header name over 255 bytes',
+      { countdown: 1, headers: { ['h'.repeat(256)]: 1 } },
+      [],
+      {},
+      /^headers has a name of 256 bytes in UTF-8; AMQP header names hold at most 255 bytes/,
+    ],
   ])('refuses %s', (_label, options, args, kwargs, message) => {
     expect(problems(options, args, kwargs)).toMatch(message);
   });
@@ -102,10 +160,14 @@ describe('well-formed Unicode, nesting depth and AMQP short strings', () => {
 
   it('a value nested 100,000 deep is one problem, not a stack overflow', () => {
     const message = problems({ countdown: 1 }, nested(100_000));
-    expect(message).toBe("args is nested more than 256 levels deep, counted from the stored job's root (Python's JSON decoder recurses once per level); flatten it");
+    expect(message).toBe(
+      "args is nested more than 256 levels deep, counted from the stored job's root (Python's JSON decoder recurses once per level); flatten it",
+    );
     expect(problems({ countdown: 1 }, [], { k: nested(100_000) })).toMatch(/^kwargs is nested more than 256 levels/);
     expect(problems({ countdown: 1, headers: { h: nested(100_000) } })).toMatch(/^headers is nested more than 256 levels/);
-    expect(problems({ countdown: 1, link: { task: 'cb', args: nested(100_000) as unknown[], kwargs: {}, options: {}, subtask_type: null, immutable: false } })).toMatch(/^link is nested more than 256 levels/);
+    expect(
+      problems({ countdown: 1, link: { task: 'cb', args: nested(100_000) as unknown[], kwargs: {}, options: {}, subtask_type: null, immutable: false } }),
+    ).toMatch(/^link is nested more than 256 levels/);
   });
 
   it('the limit is the stored entry: args may nest 254 levels (the entry wraps them in 2), not 255', async () => {
@@ -120,7 +182,9 @@ describe('well-formed Unicode, nesting depth and AMQP short strings', () => {
     // a signature's args sit one level below it; a list of several, one more
     expect(nestedDeeperThan(JSON.parse(encodeEntry(resolveTaskCall('t', [], {}, { countdown: 1, link: sig(nested(253)) }, NOW).job)), 256)).toBe(false);
     expect(problems({ countdown: 1, link: sig(nested(254)) })).toMatch(/nested more than 256/);
-    expect(nestedDeeperThan(JSON.parse(encodeEntry(resolveTaskCall('t', [], {}, { countdown: 1, link: [sig([]), sig(nested(252))] }, NOW).job)), 256)).toBe(false);
+    expect(nestedDeeperThan(JSON.parse(encodeEntry(resolveTaskCall('t', [], {}, { countdown: 1, link: [sig([]), sig(nested(252))] }, NOW).job)), 256)).toBe(
+      false,
+    );
     expect(problems({ countdown: 1, link: [sig([]), sig(nested(253))] })).toMatch(/nested more than 256/);
   });
 
@@ -131,7 +195,10 @@ describe('well-formed Unicode, nesting depth and AMQP short strings', () => {
   });
 
   it('a million bad strings make a message of 20 problems and a count, not a million', () => {
-    const message = problems({ countdown: 1 }, Array.from({ length: 1_000_000 }, () => '\uD800'));
+    const message = problems(
+      { countdown: 1 },
+      Array.from({ length: 1_000_000 }, () => '\uD800'),
+    );
     expect(message.match(/is not well-formed Unicode/g)).toHaveLength(20);
     expect(message).toMatch(/; and 999980 more problems like these in args$/);
   });

@@ -1,6 +1,16 @@
 import { describe, it, expect } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
-import { MAX_TIME_MS, MIN_TIME_MS, checkRepresentable, formatCeleryTime, formatUnixSeconds, isRepresentableMs, isoOrUndefined, parseIsoWithOffset, toDate } from '../../src/celery/time.js';
+import {
+  MAX_TIME_MS,
+  MIN_TIME_MS,
+  checkRepresentable,
+  formatCeleryTime,
+  formatUnixSeconds,
+  isRepresentableMs,
+  isoOrUndefined,
+  parseIsoWithOffset,
+  toDate,
+} from '../../src/celery/time.js';
 
 const CELERY_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/;
 
@@ -158,7 +168,9 @@ describe('times outside what JavaScript and Python both hold', () => {
     expect(checkRepresentable(new Date(MAX_TIME_MS), 'eta').getTime()).toBe(MAX_TIME_MS);
     expect(new Date(MIN_TIME_MS).toISOString()).toBe('0001-01-01T00:00:00.000Z');
     expect(new Date(MAX_TIME_MS).toISOString()).toBe('9999-12-31T23:59:59.999Z');
-    expect(validationProblem(() => checkRepresentable(new Date(MAX_TIME_MS + 1), 'eta'))).toMatch(/^eta \(253402300800 unix seconds\) is after the range; pass a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z/);
+    expect(validationProblem(() => checkRepresentable(new Date(MAX_TIME_MS + 1), 'eta'))).toMatch(
+      /^eta \(253402300800 unix seconds\) is after the range; pass a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z/,
+    );
     expect(validationProblem(() => checkRepresentable(new Date(MIN_TIME_MS - 1), 'eta'))).toMatch(/is before the range/);
     // an offset can carry a written year across the edge
     expect(validationProblem(() => checkRepresentable(parseIsoWithOffset('0001-01-01T00:30:00+01:00', 'eta'), 'eta'))).toMatch(/before the range/);

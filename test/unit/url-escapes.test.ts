@@ -32,7 +32,11 @@ describe('a malformed %-escape in a URL', () => {
     ['a Redis store built directly', () => new RedisStore('redis://:%zz@127.0.0.1/0'), 'redis://:***@127.0.0.1/0'],
     ['a Redis broker', () => createBroker('redis://%@127.0.0.1/0'), 'redis://***@127.0.0.1/0'],
     ['a Redis result backend', () => new RedisResultBackend('redis://u:%z@127.0.0.1/1'), 'redis://u:***@127.0.0.1/1'],
-    ['a Sentinel list, in its second URL', () => ioredisTarget('sentinel://h1:26379;sentinel://:%zz@h2:26379', 'store', 'm'), 'sentinel://h1:26379;sentinel://:***@h2:26379'],
+    [
+      'a Sentinel list, in its second URL',
+      () => ioredisTarget('sentinel://h1:26379;sentinel://:%zz@h2:26379', 'store', 'm'),
+      'sentinel://h1:26379;sentinel://:***@h2:26379',
+    ],
     ['a PostgreSQL store', () => createStore('postgres://u:%zz@127.0.0.1/db'), 'postgres://u:***@127.0.0.1/db'],
     ['a PostgreSQL store, in the database name', () => createStore('postgresql://u@127.0.0.1/d%zzb'), 'postgresql://***@127.0.0.1/d%zzb'],
     ['an AMQP broker', () => createBroker('amqp://guest:%zz@127.0.0.1:5672//'), 'amqp://guest:***@127.0.0.1:5672//'],

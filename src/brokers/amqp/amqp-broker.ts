@@ -297,8 +297,12 @@ export class AmqpBroker implements Broker {
         // announces the block only once a connection publishes under the alarm, so the batch that
         // meets it waits for its confirms until the alarm clears (nothing is re-published; the
         // dispatcher renews its leases meanwhile).
-        if (link.blocked) throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked}); waiting for the alarm to clear`));
-        missing = await this.#missingExchanges(link, todo.map((i) => (out[i] as Outgoing).exchange));
+        if (link.blocked)
+          throw new ConnectionError(WHAT, this.#url, new Error(`RabbitMQ blocked the connection (${link.blocked}); waiting for the alarm to clear`));
+        missing = await this.#missingExchanges(
+          link,
+          todo.map((i) => (out[i] as Outgoing).exchange),
+        );
       } catch (err) {
         if (!attempted) throw err; // nothing of this call was written: the caller's outage
         for (const i of todo) outcomes[i] = { ok: false, error: err instanceof ConnectionError ? err : new ConnectionError(WHAT, this.#url, err) };
@@ -399,7 +403,10 @@ export class AmqpBroker implements Broker {
               }
               pending--;
               if (nacked) {
-                settled.set(i, { ok: false, error: new SchedulerError(ErrorCode.PUBLISH, `RabbitMQ refused (nacked) task ${JSON.stringify(o.id)}; it stays scheduled and is retried`) });
+                settled.set(i, {
+                  ok: false,
+                  error: new SchedulerError(ErrorCode.PUBLISH, `RabbitMQ refused (nacked) task ${JSON.stringify(o.id)}; it stays scheduled and is retried`),
+                });
               } else if (returned.has(i)) settled.set(i, { ok: false, error: new UnroutableError(o.exchange, o.routingKey) });
               else settled.set(i, { ok: true });
               finish();
@@ -512,14 +519,16 @@ export class AmqpBroker implements Broker {
       const onDeath = (err: Error): void => {
         const code = (err as { code?: unknown }).code;
         // closed by RabbitMQ for the message's form: this one is the culprit; anything else is an outage
-        if (typeof code === 'number' && MESSAGE_FAULT_CODES.has(code)) settle(() => resolve(new MessageRejectedError(o.id, `RabbitMQ closed the channel for it: ${errorText(err)}`, { cause: err })));
+        if (typeof code === 'number' && MESSAGE_FAULT_CODES.has(code))
+          settle(() => resolve(new MessageRejectedError(o.id, `RabbitMQ closed the channel for it: ${errorText(err)}`, { cause: err })));
         else settle(() => reject(new ConnectionError(WHAT, this.#url, err)));
       };
       if (link.dead) return onDeath(link.cause ?? new Error('the AMQP channel was closed'));
       link.onDeath.add(onDeath);
       try {
         link.channel.publish('', `celery-longterm-scheduler.probe.${randomUUID()}`, o.body, options, (err: unknown) => {
-          if (err instanceof Error && err.message === 'message nacked') settle(() => resolve(undefined)); // checked and refused for room, not for form
+          if (err instanceof Error && err.message === 'message nacked')
+            settle(() => resolve(undefined)); // checked and refused for room, not for form
           else if (!err) settle(() => resolve(undefined));
         });
       } catch (err) {

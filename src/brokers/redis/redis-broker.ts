@@ -137,7 +137,9 @@ export class RedisBroker implements Broker {
           });
         } catch (err) {
           // e.g. a body JSON cannot serialize: this message alone can never be sent
-          return new MessageRejectedError(msg.properties.correlation_id, `its message cannot be serialized (${errorMessage(err).split('\n', 1)[0]})`, { cause: err });
+          return new MessageRejectedError(msg.properties.correlation_id, `its message cannot be serialized (${errorMessage(err).split('\n', 1)[0]})`, {
+            cause: err,
+          });
         }
       });
       if (declare.size > 0) {
@@ -203,7 +205,11 @@ export class RedisBroker implements Broker {
         bindings.set(
           ex,
           err
-            ? new SchedulerError(ErrorCode.PUBLISH, `cannot read the bindings of exchange ${JSON.stringify(ex)} (${bindingKey(ex, this.layout)}): ${errorMessage(err)}`, { cause: err })
+            ? new SchedulerError(
+                ErrorCode.PUBLISH,
+                `cannot read the bindings of exchange ${JSON.stringify(ex)} (${bindingKey(ex, this.layout)}): ${errorMessage(err)}`,
+                { cause: err },
+              )
             : ((members as string[]) ?? []),
         );
       });
@@ -239,6 +245,11 @@ export function matchBindings(members: readonly string[], routingKey: string, se
 
 function topicMatches(pattern: string, key: string): boolean {
   const words = pattern.split('.').map((w) => (w === '*' ? '[^.]+' : w === '#' ? '.*?' : w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
-  const re = new RegExp(`^${words.join('\\.').replace(/\\\.\.\*\?/g, '(?:\\..*)?').replace(/^\.\*\?\\\./, '(?:.*\\.)?')}$`);
+  const re = new RegExp(
+    `^${words
+      .join('\\.')
+      .replace(/\\\.\.\*\?/g, '(?:\\..*)?')
+      .replace(/^\.\*\?\\\./, '(?:.*\\.)?')}$`,
+  );
   return re.test(key);
 }

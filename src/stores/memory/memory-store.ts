@@ -44,7 +44,6 @@ interface Leased {
   entry: string | null;
 }
 
-
 /** What several handles of one memory store share. */
 class MemoryData {
   readonly scheduled = new Map<string, { dueAt: number; entry: string }>();

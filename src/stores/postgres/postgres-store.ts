@@ -87,7 +87,6 @@ export interface PostgresStoreOptions extends PostgresUrlOptions {
 /** Rows per INSERT statement of an add (all in one transaction). */
 const ADD_CHUNK = 5000;
 
-
 /** float8 columns come back as strings; PostgreSQL prints the shortest exact form. */
 const num = (v: string | number): number => Number(v);
 
@@ -386,7 +385,12 @@ export class PostgresStore implements ScheduleStore {
       `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at, failures = c.failures
        FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[]) AS c(id, lease, due_at, failures)
        WHERE j.id = c.id AND j.lease = c.lease`,
-      [retries.map((r) => r.claim.id), retries.map((r) => Number(r.claim.token)), retries.map((r) => r.retryAt), retries.map((r) => encodeAttempts(r.attempts))],
+      [
+        retries.map((r) => r.claim.id),
+        retries.map((r) => Number(r.claim.token)),
+        retries.map((r) => r.retryAt),
+        retries.map((r) => encodeAttempts(r.attempts)),
+      ],
     );
   }
 
@@ -440,7 +444,9 @@ export class PostgresStore implements ScheduleStore {
     return this.#run(() =>
       this.#transaction(async (client) => {
         const wanted = [...new Set(ids)];
-        const dead = await client.query<{ id: string; entry: string | null }>(`SELECT id, entry FROM ${this.#dead} WHERE id = ANY($1::text[]) FOR UPDATE`, [wanted]);
+        const dead = await client.query<{ id: string; entry: string | null }>(`SELECT id, entry FROM ${this.#dead} WHERE id = ANY($1::text[]) FOR UPDATE`, [
+          wanted,
+        ]);
         const entries = new Map(dead.rows.map((r) => [r.id, r.entry]));
         const candidates = dead.rows.filter((r): r is { id: string; entry: string } => r.entry !== null);
         const prior = await client.query<{ d: string | null }>(`SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL`);
@@ -482,10 +488,9 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async get(id: string): Promise<StoredJob | undefined> {
-    const [row] = await this.#query<{ due_at: string; entry: string; lease: string | null }>(
-      `SELECT due_at, entry, lease FROM ${this.#jobs} WHERE id = $1`,
-      [id],
-    );
+    const [row] = await this.#query<{ due_at: string; entry: string; lease: string | null }>(`SELECT due_at, entry, lease FROM ${this.#jobs} WHERE id = $1`, [
+      id,
+    ]);
     if (!row) return undefined;
     return row.lease === null
       ? { id, dueAt: num(row.due_at), entry: row.entry, state: 'scheduled' }
@@ -505,7 +510,11 @@ export class PostgresStore implements ScheduleStore {
       `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(readAhead(o.limit))}`,
       params,
     );
-    const { items, cursor } = pageOf(rows.map((r): StoredJob => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, state: 'scheduled' })), o.limit, cursorAfter);
+    const { items, cursor } = pageOf(
+      rows.map((r): StoredJob => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, state: 'scheduled' })),
+      o.limit,
+      cursorAfter,
+    );
     return cursor ? { jobs: items, cursor } : { jobs: items };
   }
 
@@ -590,9 +599,11 @@ export class PostgresStore implements ScheduleStore {
     try {
       let row: { system: string | null; started: string; db: string } | undefined;
       try {
-        [row] = (await this.#pool.query<{ system: string; started: string; db: string }>(
-          `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system, ${server}`,
-        )).rows;
+        [row] = (
+          await this.#pool.query<{ system: string; started: string; db: string }>(
+            `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system, ${server}`,
+          )
+        ).rows;
       } catch (err) {
         if ((err as { code?: unknown }).code !== '42501') throw err; // not allowed to read pg_control_system()
         [row] = (await this.#pool.query<{ system: null; started: string; db: string }>(`SELECT NULL AS system, ${server}`)).rows;

@@ -127,7 +127,9 @@ export function loadScripts(dir: string = here): Map<ScriptName, { lua: string; 
     if (!m) continue;
     const name = (m[1] as string).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as ScriptName;
     if (!SCRIPT_NAMES.includes(name)) throw new Error(`${join(dir, file)} is not one of the Redis store's scripts (${SCRIPT_NAMES.join(', ')})`);
-    const lua = readFileSync(join(dir, file), 'utf8').replace(/^--- @include "([a-z-]+)"$/gm, (_, fragment: string) => readFileSync(join(dir, 'includes', `${fragment}.lua`), 'utf8'));
+    const lua = readFileSync(join(dir, file), 'utf8').replace(/^--- @include "([a-z-]+)"$/gm, (_, fragment: string) =>
+      readFileSync(join(dir, 'includes', `${fragment}.lua`), 'utf8'),
+    );
     found.set(name, { lua, keys: Number(m[2]) });
   }
   const missing = SCRIPT_NAMES.filter((n) => !found.has(n));
@@ -172,9 +174,7 @@ export class RedisStore implements ScheduleStore {
   };
   readonly #connections: RedisConnections;
   readonly #client = new Lazy(() => this.#connect());
-  readonly #location = new Lazy(() =>
-    this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 })),
-  );
+  readonly #location = new Lazy(() => this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 })));
   /** the legacy `corrupt` hash was folded into the dead letters (once per store object) */
   #folded = false;
   #closed = false;
@@ -243,7 +243,7 @@ export class RedisStore implements ScheduleStore {
     checkJobKey(key);
     const [outcome, id] = await this.#run(
       async (client) =>
-        (await client.clsAddKeyed(
+        await client.clsAddKeyed(
           this.keys.index,
           this.keys.inFlight,
           this.keys.jobKeys,
@@ -256,7 +256,7 @@ export class RedisStore implements ScheduleStore {
           job.id,
           job.dueAt,
           job.entry,
-        )),
+        ),
     );
     switch (outcome) {
       case 'added':
@@ -273,15 +273,15 @@ export class RedisStore implements ScheduleStore {
   }
 
   async remove(id: string): Promise<boolean> {
-    return this.#run(async (client) => (await client.clsRemove(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1);
+    return this.#run(
+      async (client) => (await client.clsRemove(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1,
+    );
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
     checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
     if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
-    return this.#run(
-      async (client) => (await client.clsReschedule(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1,
-    );
+    return this.#run(async (client) => (await client.clsReschedule(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1);
   }
 
   async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
@@ -306,7 +306,7 @@ export class RedisStore implements ScheduleStore {
     const token = leaseToken(o.now, o.leaseMs); // the lease deadline (see claim-5.lua)
     const flat = await this.#run(
       async (client) =>
-        (await client.clsClaim(
+        await client.clsClaim(
           this.keys.index,
           this.keys.inFlight,
           this.keys.inFlightEntries,
@@ -318,7 +318,7 @@ export class RedisStore implements ScheduleStore {
           o.now,
           o.limit,
           token,
-        )),
+        ),
     );
     const out: ClaimedJob[] = [];
     for (let i = 0; i < flat.length; i += 4) {
@@ -429,7 +429,19 @@ export class RedisStore implements ScheduleStore {
       const out: ReviveOutcome[] = [];
       for (let i = 0; i < ids.length; i += 1000) {
         const part = ids.slice(i, i + 1000);
-        out.push(...(await revive(this.keys.index, this.keys.inFlight, this.keys.dead, this.keys.deadByTime, this.keys.attempts, this.prefix, this.keys.wakeup, dueAt, ...part)));
+        out.push(
+          ...(await revive(
+            this.keys.index,
+            this.keys.inFlight,
+            this.keys.dead,
+            this.keys.deadByTime,
+            this.keys.attempts,
+            this.prefix,
+            this.keys.wakeup,
+            dueAt,
+            ...part,
+          )),
+        );
       }
       return out;
     });
@@ -446,7 +458,11 @@ export class RedisStore implements ScheduleStore {
       const unique = [...new Set(ids)];
       for (let i = 0; i < unique.length; i += 1000) {
         const part = unique.slice(i, i + 1000);
-        const [[, removed]] = (await client.multi().hdel(this.keys.dead, ...part).zrem(this.keys.deadByTime, ...part).exec()) as [[unknown, number]];
+        const [[, removed]] = (await client
+          .multi()
+          .hdel(this.keys.dead, ...part)
+          .zrem(this.keys.deadByTime, ...part)
+          .exec()) as [[unknown, number]];
         n += Number(removed);
       }
       return n;
@@ -461,7 +477,10 @@ export class RedisStore implements ScheduleStore {
     return this.#run(async (client) => {
       const handoff = client.clsHandoff.bind(client);
       const done: (boolean | Error)[] = [];
-      for (const [token, group] of byToken(claims.map((c, i) => ({ ...c, i })), claimToken)) {
+      for (const [token, group] of byToken(
+        claims.map((c, i) => ({ ...c, i })),
+        claimToken,
+      )) {
         const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, db, brokerDb];
         for (const c of group) {
           const list = pushes[c.i] ?? [];
@@ -543,11 +562,12 @@ export class RedisStore implements ScheduleStore {
   async count(): Promise<StoreCounts> {
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
-      const [[, scheduled], [, inFlight], [, dead]] = (await client.multi().zcard(this.keys.index).zcard(this.keys.inFlight).zcard(this.keys.deadByTime).exec()) as [
-        [unknown, number],
-        [unknown, number],
-        [unknown, number],
-      ];
+      const [[, scheduled], [, inFlight], [, dead]] = (await client
+        .multi()
+        .zcard(this.keys.index)
+        .zcard(this.keys.inFlight)
+        .zcard(this.keys.deadByTime)
+        .exec()) as [[unknown, number], [unknown, number], [unknown, number]];
       return { scheduled: Number(scheduled), inFlight: Number(inFlight), dead: Number(dead) };
     });
   }
@@ -582,7 +602,7 @@ async function pageByScore(
   const from = Math.max(min, after?.dueAt ?? -Infinity);
   const bound = (x: number) => (x === Infinity ? '+inf' : x === -Infinity ? '-inf' : String(x));
   const found: { id: string; dueAt: number }[] = [];
-  for (let offset = 0; found.length < wanted; ) {
+  for (let offset = 0; found.length < wanted;) {
     const count = Math.max(wanted, 100);
     const flat = await client.zrangebyscore(key, bound(from), bound(max), 'WITHSCORES', 'LIMIT', offset, count);
     for (let i = 0; i < flat.length && found.length < wanted; i += 2) {

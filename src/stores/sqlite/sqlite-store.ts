@@ -195,7 +195,6 @@ function notify(key: string, dueAt: number): void {
   }
 }
 
-
 let sqliteDriver: typeof Database | undefined;
 
 /** better-sqlite3, loaded on first use (see drivers.ts). */
@@ -296,7 +295,9 @@ class Connection {
     this.count = db.prepare(
       'SELECT (SELECT count(*) FROM jobs WHERE lease IS NULL) AS scheduled, (SELECT count(*) FROM jobs WHERE lease IS NOT NULL) AS inFlight, (SELECT count(*) FROM dead) AS dead',
     );
-    this.nextDue = db.prepare('SELECT (SELECT min(due_at) FROM jobs WHERE lease IS NULL) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease');
+    this.nextDue = db.prepare(
+      'SELECT (SELECT min(due_at) FROM jobs WHERE lease IS NULL) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease',
+    );
   }
 
   /** Runs `fn` in a write transaction that takes the write lock first (BEGIN IMMEDIATE). */
@@ -371,7 +372,10 @@ export class SqliteStore implements ScheduleStore {
       const dir = dirname(this.file);
       if (code === 'ENOENT' || code === 'ENOTDIR') {
         const why = code === 'ENOENT' ? `the directory ${dir} does not exist` : `a part of ${dir} is not a directory`;
-        throw new ConnectionError(WHAT, this.#url, new Error(why, { cause: err }), { action: 'open', hint: 'create it, or point the store URL at a directory that exists' });
+        throw new ConnectionError(WHAT, this.#url, new Error(why, { cause: err }), {
+          action: 'open',
+          hint: 'create it, or point the store URL at a directory that exists',
+        });
       }
       throw new ConnectionError(WHAT, this.#url, err, { action: 'open', hint: `check that this user may create and write files in ${dir}` });
     }
@@ -410,7 +414,10 @@ export class SqliteStore implements ScheduleStore {
     if (code === 'SQLITE_NOTADB') {
       return new ValidationError([`${this.file} is not a SQLite database; point the store URL at the scheduler's own file`]);
     }
-    return new ConnectionError(WHAT, this.#url, err, { action: 'use', hint: `check the file ${this.file}: that it exists, that this user may write it and its directory, and that the disk has room` });
+    return new ConnectionError(WHAT, this.#url, err, {
+      action: 'use',
+      hint: `check the file ${this.file}: that it exists, that this user may write it and its directory, and that the disk has room`,
+    });
   }
 
   /** Runs a synchronous database step with the connection, wrapping driver errors. */
@@ -624,9 +631,7 @@ export class SqliteStore implements ScheduleStore {
   async get(id: string): Promise<StoredJob | undefined> {
     const row = this.#run((c) => c.get.get(id));
     if (!row) return undefined;
-    return row.lease === null
-      ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' }
-      : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
+    return row.lease === null ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' } : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
   }
 
   async list(o: ListOptions): Promise<JobPage> {
@@ -638,7 +643,11 @@ export class SqliteStore implements ScheduleStore {
     const rows = this.#run((c) =>
       after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, readAhead(o.limit)) : c.listFrom.all(from, to, readAhead(o.limit)),
     );
-    const { items, cursor } = pageOf(rows.map((r): StoredJob => ({ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' })), o.limit, cursorAfter);
+    const { items, cursor } = pageOf(
+      rows.map((r): StoredJob => ({ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' })),
+      o.limit,
+      cursorAfter,
+    );
     return cursor ? { jobs: items, cursor } : { jobs: items };
   }
 
