@@ -40,7 +40,10 @@ async function everyJob(store: ScheduleStore): Promise<{ id: string; dueAt: numb
 const dir = mkdtempSync(join(tmpdir(), 'cls-migrate-'));
 let fileNo = 0;
 const sqliteUrl = () => `sqlite:///${join(dir, `s${fileNo++}.db`)}`;
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await redis?.stop(); // the private server this file started (it was left running, one per test run)
+});
 
 describe.skipIf(skipRedis)('migrate from a store the Python package wrote', () => {
   let url: string;
