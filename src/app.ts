@@ -266,8 +266,7 @@ export class Celery {
     const now = this.#clock();
     const { job, dueAt, key } = resolveTaskCall(name, args, kwargs, options, now);
     if (dueAt !== undefined) {
-      const stored = { id: job.id, dueAt, entry: encodeEntry(job) };
-      this.#checkCarriable(job, stored.entry, now, dueAt);
+      const stored = this.#storable(job, dueAt, now);
       if (key) {
         const r = await this.store.addKeyed(stored, key.key, key.mode); // JobKeyTakenError when 'reject'
         if (r.outcome === 'kept') {
@@ -312,14 +311,12 @@ export class Celery {
     }
     const jobs: NewJob[] = [];
     for (const job of plan.jobs) {
-      const entry = encodeEntry(job);
       try {
-        this.#checkCarriable(job, entry, now, plan.dueAt);
+        jobs.push(this.#storable(job, plan.dueAt, now));
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
         problems.push(...err.problems.map((p) => `task ${job.id}: ${p}`));
       }
-      jobs.push({ id: job.id, dueAt: plan.dueAt, entry });
     }
     if (problems.length) throw new ValidationError(problems);
     if (plan.chordSize !== undefined && plan.groupId !== undefined) {
@@ -347,9 +344,7 @@ export class Celery {
         const { job, dueAt, key } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
         if (dueAt === undefined) throw new ValidationError(['needs an eta or countdown (sendTasks only schedules)']);
         if (key) throw new ValidationError(['jobKey is not supported by sendTasks; schedule keyed jobs one at a time with applyAsync or sendTask']);
-        const entry = encodeEntry(job);
-        this.#checkCarriable(job, entry, now, dueAt);
-        jobs.push({ id: job.id, dueAt, entry });
+        jobs.push(this.#storable(job, dueAt, now));
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
         problems.push(...err.problems.map((p) => `calls[${i}]: ${p}`));
@@ -375,12 +370,14 @@ export class Celery {
   }
 
   /**
-   * Refuses a job no broker could carry when it is due (a store outlives its broker, so both
+   * The store row for a job due at `dueAt`: its entry, once the job is known to be carriable. A
+   * job no broker could carry when it is due is refused (a store outlives its broker, so both
    * brokers' limits hold): its headers over what amqplib can encode, its body over RabbitMQ's
    * maximum. The fixed header set is small, so the message is built only when user headers or a
    * long task name could make it large. Names and ids are checked by `resolveTaskCall`.
    */
-  #checkCarriable(job: Job, entry: string, now: Date, dueAt: number): void {
+  #storable(job: Job, dueAt: number, now: Date): NewJob {
+    const entry = encodeEntry(job);
     const problems: string[] = [];
     if (Buffer.byteLength(entry, 'utf8') > MAX_BODY_BYTES)
       problems.push(
@@ -396,6 +393,7 @@ export class Celery {
         );
     }
     if (problems.length) throw new ValidationError(problems);
+    return { id: job.id, dueAt, entry };
   }
 
   #redisOptions() {

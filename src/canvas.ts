@@ -357,6 +357,13 @@ function taskIdOf(sig: Signature): string {
   return sig.options.task_id as string;
 }
 
+/** A stored step's own options: each `apply_async` keyword a signature can carry -> its `TaskOptions` name. */
+const STEP_OPTION_NAMES: ReadonlyMap<string, keyof TaskOptions> = new Map<string, keyof TaskOptions>([
+  ...Object.entries(SIGNATURE_OPTION_KEYWORDS).map(([name, keyword]) => [keyword, name as keyof TaskOptions] as const),
+  ['link', 'link'],
+  ['link_error', 'linkError'],
+]);
+
 /** The stored job that runs `sig` (a chain's first step, a group member, a chord header task) at `dueAt`. */
 function jobOf(sig: Signature, where: string, dueAt: number, now: Date): Job {
   const o = sig.options;
@@ -364,43 +371,16 @@ function jobOf(sig: Signature, where: string, dueAt: number, now: Date): Job {
   for (const key of ['eta', 'countdown']) {
     if (o[key] !== undefined) problems.push(`${where} has its own ${key}; when it runs is the ${where.split(' ')[0]}'s eta or countdown`);
   }
-  const known = new Set([
-    'task_id',
-    'queue',
-    'routing_key',
-    'exchange',
-    'priority',
-    'expires',
-    'time_limit',
-    'soft_time_limit',
-    'shadow',
-    'ignore_result',
-    'headers',
-    'link',
-    'link_error',
-    'eta',
-    'countdown',
-  ]);
-  for (const key of Object.keys(o)) if (!known.has(key)) problems.push(`${where} has the option ${JSON.stringify(key)}, which a stored task cannot take`);
+  const options: Record<string, unknown> = { eta: new Date(dueAt * 1000) };
+  for (const [key, value] of Object.entries(o)) {
+    const name = STEP_OPTION_NAMES.get(key);
+    if (name === undefined) problems.push(`${where} has the option ${JSON.stringify(key)}, which a stored task cannot take`);
+    else if (name !== 'eta' && name !== 'countdown' && value !== undefined) options[name] = value;
+  }
   if (problems.length) throw new ValidationError(problems);
-  const options: TaskOptions = {
-    eta: new Date(dueAt * 1000),
-    ...(o.task_id !== undefined && { taskId: o.task_id as string }),
-    ...(o.queue !== undefined && { queue: o.queue as string }),
-    ...(o.routing_key !== undefined && { routingKey: o.routing_key as string }),
-    ...(o.exchange !== undefined && { exchange: o.exchange as string }),
-    ...(o.priority !== undefined && { priority: o.priority as number }),
-    ...(o.expires !== undefined && { expires: o.expires as number }),
-    ...(o.time_limit !== undefined && { timeLimit: o.time_limit as number }),
-    ...(o.soft_time_limit !== undefined && { softTimeLimit: o.soft_time_limit as number }),
-    ...(o.shadow !== undefined && { shadow: o.shadow as string }),
-    ...(o.ignore_result !== undefined && { ignoreResult: o.ignore_result as boolean }),
-    ...(o.headers !== undefined && { headers: o.headers as Record<string, unknown> }),
-    ...(o.link !== undefined && { link: o.link as Signature | Signature[] }),
-    ...(o.link_error !== undefined && { linkError: o.link_error as Signature | Signature[] }),
-  };
   try {
-    return resolveTaskCall(sig.task, sig.args, sig.kwargs, options, now).job;
+    // resolveTaskCall checks every value's type and range, as for a task
+    return resolveTaskCall(sig.task, sig.args, sig.kwargs, options as TaskOptions, now).job;
   } catch (err) {
     if (err instanceof ValidationError) throw new ValidationError(err.problems.map((p) => `${where}: ${p}`));
     throw err;

@@ -13,10 +13,10 @@
  * the Python package's, is `decodeEntry`, with every keyword handled in `entry-keywords.ts`.
  */
 import { randomUUID } from 'node:crypto';
-import { CorruptEntryError, UnsupportedPickleError, ValidationError } from './errors.js';
+import { CorruptEntryError, ValidationError } from './errors.js';
 import { PICKLE_MARKER, pickleUtcDatetime } from './celery/pickle.js';
 import { applyKeywords } from './entry-keywords.js';
-import { MAX_TIME_MS, checkRepresentable, formatCeleryTime, isRepresentableMs, toDate } from './celery/time.js';
+import { MAX_TIME_MS, checkRepresentable, isRepresentableMs, toDate } from './celery/time.js';
 import { MAX_JSON_DEPTH, MAX_SHORT_STRING_BYTES, isWellFormed, nestedDeeperThan, utf8Bytes } from './celery/limits.js';
 import type { Expiry, Job, JobKeyMode, Signature } from './job-types.js';
 

@@ -95,6 +95,7 @@ export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJ
     const reason = err instanceof CorruptEntryError ? err.message : errorMessage(err);
     return { ...base, task: '?', args: [], kwargs: {}, queue: undefined, corrupt: reason };
   }
+  const canvas = canvasOf(job);
   return {
     ...base,
     task: job.task,
@@ -104,7 +105,7 @@ export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJ
     ...(job.exchange !== undefined && { exchange: job.exchange }),
     ...(job.routingKey !== undefined && { routingKey: job.routingKey }),
     ...(job.priority !== undefined && { priority: job.priority }),
-    ...(canvasOf(job) && { canvas: canvasOf(job) }),
+    ...(canvas && { canvas }),
   };
 }
 

@@ -16,8 +16,6 @@ export interface Signature {
   options: Record<string, unknown>;
   subtask_type: string | null;
   immutable: boolean;
-  /** the chord's header size, on a chord body (Celery reads it for backends without a counter key) */
-  chord_size?: number;
 }
 
 /**

@@ -14,7 +14,6 @@ import {
   compareDue,
   cursorAfter,
   pageOf,
-  readAhead,
   deadCursorAfter,
   deadLetterOf,
   leaseToken,
