@@ -187,6 +187,11 @@ abstract class Canvas {
         .map((s) => boundApps.get(s))
         .find((a) => a !== undefined);
     if (!owner) {
+      try {
+        this.plan(options, new Date()); // a canvas that is wrong anyway says so first
+      } catch (err) {
+        return Promise.reject(err);
+      }
       return Promise.reject(
         new ValidationError([`this ${this.kind}'s signatures were not made by app.task(name).s(...), so it has no app; pass one: applyAsync(options, app)`]),
       );
@@ -211,13 +216,16 @@ export class Chain extends Canvas {
     const dueAt = dueTime(options, now, 'chain', problems);
     if (this.tasks.length === 0) problems.push('a chain needs at least one signature');
     const [first, ...rest] = this.tasks.map((s, i) => checkedSignature(s, `chain step ${i}`, problems));
-    const frozenRest = rest.filter((s): s is Signature => s !== undefined).map(freeze);
+    const frozenRest: Signature[] = [];
+    rest.forEach((s, i) => {
+      if (!s) return;
+      const frozen = freeze(s);
+      checkDepth(frozen, `chain step ${i + 1}`, 3, problems); // an item of the first step's `chain` list
+      frozenRest.push(frozen);
+    });
     let job: Job | undefined;
     if (first && dueAt !== undefined) job = collect(problems, () => jobOf(first, 'chain step 0', dueAt, now));
-    if (job && frozenRest.length) {
-      job.chain = [...frozenRest].reverse(); // the worker pops the last element next
-      checkDepth(job.chain, 'the chain', 2, problems);
-    }
+    if (job && frozenRest.length) job.chain = [...frozenRest].reverse(); // the worker pops the last element next
     if (problems.length || !job || dueAt === undefined) throw new ValidationError(problems);
     const taskIds = [job.id, ...frozenRest.map(taskIdOf)];
     return { jobs: [job], dueAt, taskIds, resultId: taskIds[taskIds.length - 1], groupId: undefined, chordSize: undefined };
@@ -276,7 +284,7 @@ export class Chord extends Canvas {
   plan(options: CanvasOptions, now: Date): CanvasPlan {
     const problems: string[] = [];
     const body = checkedSignature(this.body, 'chord body', problems);
-    if (body) checkDepth(body, 'the chord body', 2, problems);
+    if (body) checkDepth(body, 'chord body', 2, problems);
     if (problems.length || !body) throw new ValidationError(problems);
     return this.header.plan(options, now, freeze(body));
   }

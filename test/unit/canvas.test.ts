@@ -185,6 +185,13 @@ describe('a canvas is validated before anything is stored, every problem at once
     await a.close();
   });
 
+  it('an empty canvas says so, even with no app to find; a bad later step is named by its place', async () => {
+    await expect(group().applyAsync({ eta: ETA })).rejects.toThrow('a group needs at least one signature');
+    const bad = problems(() => chain(add.s([1]), add.s([2]), add.s([3], {}, { taskId: '\ud800' })).plan({ eta: ETA }, NOW));
+    expect(bad).toHaveLength(1);
+    expect(bad[0]).toMatch(/^chain step 2\.options\.task_id is not well-formed Unicode/);
+  });
+
   it('a signature made without an app needs one passed', async () => {
     const { signature } = await import('../../src/index.js');
     await expect(chain(signature('bench.add', [1])).applyAsync({ eta: ETA })).rejects.toThrow(/pass one: applyAsync\(options, app\)/);
