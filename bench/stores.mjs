@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { statSync } from 'node:fs';
 import pg from 'pg';
 import Database from 'better-sqlite3';
-import { Dispatcher } from '../dist/entry/dispatch.js';
-import { RedisBroker } from '../dist/entry/brokers.js';
+import { Dispatcher } from '../dist/exports/dispatch.js';
+import { RedisBroker } from '../dist/exports/brokers.js';
 import { SqliteStore } from '../dist/stores/sqlite/sqlite-store.js';
 import { PostgresStore } from '../dist/stores/postgres/postgres-store.js';
 

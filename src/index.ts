@@ -8,16 +8,18 @@
  * This is the API applications call. The parts for embedding or tooling are subpath exports:
  * `/stores`, `/brokers`, `/dispatch`, `/admin`, `/metrics`, `/protocol`, `/testing`.
  */
-export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig, type TaskCall } from './app.js';
-export { SCHEDULED, READY_STATES, type GetOptions, type TaskMeta } from './results.js';
-export { Scheduler, getScheduler, type RunOptions } from './scheduler.js';
-export type { DispatchSummary, HandoffMode } from './dispatcher.js';
-export { signature, type Signature, type TaskOptions, type Job } from './job.js';
-export { chain, group, chord, Chain, Group, Chord, signatureOptions, type SignatureOptions, type CanvasOptions, type CanvasResult } from './canvas.js';
-export { DEFAULT_STORE_URL } from './connect.js';
-export type { JobKeyMode } from './job-types.js';
-export type { ScheduledJobInfo, ListJobsOptions, JobListing, JobStats } from './scheduled-jobs.js';
-export type { Logger } from './logger.js';
+export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig, type TaskCall } from './client/celery.js';
+export { SCHEDULED, READY_STATES, type TaskMeta } from './results/redis-backend.js';
+export type { GetOptions } from './results/async-result.js';
+export { Scheduler, getScheduler, type RunOptions } from './client/scheduler.js';
+export type { DispatchSummary, HandoffMode } from './dispatch/dispatcher.js';
+export { type Signature, type Job } from './job/types.js';
+export { signature, type TaskOptions } from './job/options.js';
+export { chain, group, chord, Chain, Group, Chord, signatureOptions, type SignatureOptions, type CanvasOptions, type CanvasResult } from './client/canvas.js';
+export { DEFAULT_STORE_URL } from './stores/registry.js';
+export type { JobKeyMode } from './job/types.js';
+export type { ScheduledJobInfo, ListJobsOptions, JobListing, JobStats } from './admin/scheduled-jobs.js';
+export type { Logger } from './util/logger.js';
 export {
   SchedulerError,
   ValidationError,
@@ -37,4 +39,4 @@ export {
   ResultTimeoutError,
   ErrorCode,
   redactUrl,
-} from './errors.js';
+} from './util/errors.js';

@@ -3,7 +3,7 @@
  * the binding sets. Pure functions; the broker adapter does the I/O.
  */
 import { randomUUID } from 'node:crypto';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../util/errors.js';
 import type { TaskMessage } from './message.js';
 
 /** kombu's separator between a queue name and its priority step (two raw bytes 0x06 0x16). */

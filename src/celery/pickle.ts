@@ -19,7 +19,7 @@
  *   Nothing recurses over pickled values, so self-referencing pickles are harmless.
  * Every failure is an `UnsupportedPickleError` whose message names the offending opcode or global.
  */
-import { UnsupportedPickleError } from '../errors.js';
+import { UnsupportedPickleError } from '../util/errors.js';
 
 export const PICKLE_MARKER = '__python_pickle__';
 

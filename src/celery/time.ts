@@ -5,7 +5,7 @@
  * That is the one form every Celery 5.x parses correctly (docs/protocol.md §1.6): JavaScript's
  * `toISOString()` (`.sssZ`) runs up to 1 s early on 5.0-5.2 and is rejected on 5.3.0-5.3.4.
  */
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../util/errors.js';
 
 /** `Date` → Celery's universal ISO form. */
 export function formatCeleryTime(date: Date): string {

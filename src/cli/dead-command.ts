@@ -3,11 +3,11 @@
  * dispatcher will not send as they are; see the dispatcher).
  */
 import type { Command } from 'commander';
-import type { Celery } from '../app.js';
+import type { Celery } from '../client/celery.js';
 import { isoOrUndefined } from '../celery/time.js';
-import { ValidationError } from '../errors.js';
-import type { DeadLetterInfo } from '../dead-letters.js';
-import { getScheduler } from '../scheduler.js';
+import { ValidationError } from '../util/errors.js';
+import type { DeadLetterInfo } from '../admin/dead-letters.js';
+import { getScheduler } from '../client/scheduler.js';
 import { LIMITS, bounded, clip, humanTime, printPage } from './format.js';
 
 export interface DeadCommandContext {

@@ -3,8 +3,8 @@
  * plain-text tables and times for people (`--json` is for programs).
  */
 import { isoOrUndefined, isRepresentableMs } from '../celery/time.js';
-import { DISPATCH_LIMITS } from '../dispatcher.js';
-import { ValidationError } from '../errors.js';
+import { DISPATCH_LIMITS } from '../dispatch/dispatcher.js';
+import { ValidationError } from '../util/errors.js';
 
 /**
  * The bounds of the numeric flags: past them a value does harm rather than what was meant (a

@@ -6,7 +6,7 @@
  */
 import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LockedError, ValidationError } from '../errors.js';
+import { LockedError, ValidationError } from '../util/errors.js';
 
 export interface Lock {
   release(): void;

@@ -1,6 +1,6 @@
 /** The CLI's logger: one line per event on stderr, as text or JSON (`--log-format json`). */
-import { redactUrlsIn } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { redactUrlsIn } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
 
 export type LogFormat = 'text' | 'json';
 

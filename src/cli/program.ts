@@ -5,18 +5,18 @@
  * Exit codes: 0 ok, 1 failure or not found, 2 usage error (bad flags or bad input).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { Celery, CELERY_DEFAULTS } from '../app.js';
-import { SchedulerError, ValidationError, ErrorCode, errorMessage, redactUrlsIn } from '../errors.js';
-import { isScheduled, type TaskOptions } from '../job.js';
-import { getScheduler } from '../scheduler.js';
+import { Celery, CELERY_DEFAULTS } from '../client/celery.js';
+import { SchedulerError, ValidationError, ErrorCode, errorMessage, redactUrlsIn } from '../util/errors.js';
+import { isScheduled, type TaskOptions } from '../job/options.js';
+import { getScheduler } from '../client/scheduler.js';
 import { isoOrUndefined, isRepresentableMs, parseIsoWithOffset } from '../celery/time.js';
-import { createStore } from '../connect.js';
-import { migrateJobs, type MigrateProgress } from '../migrate.js';
-import { MAX_STATS_DAYS, jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../scheduled-jobs.js';
-import { migrateStoreSchema } from '../schema.js';
-import { DispatcherMetrics } from '../metrics.js';
-import { DISPATCH_DEFAULTS } from '../dispatcher.js';
-import { startMetricsServer } from '../metrics-server.js';
+import { createStore } from '../stores/registry.js';
+import { migrateJobs, type MigrateProgress } from '../admin/copy-jobs.js';
+import { MAX_STATS_DAYS, jobStats, listJobs, rescheduleJob, showJob, type ListJobsOptions, type ScheduledJobInfo } from '../admin/scheduled-jobs.js';
+import { migrateStoreSchema } from '../admin/schema.js';
+import { DispatcherMetrics } from '../metrics/prometheus.js';
+import { DISPATCH_DEFAULTS } from '../dispatch/dispatcher.js';
+import { startMetricsServer } from '../metrics/server.js';
 import { LIMITS, bounded, clip, formatMs, humanTime, outOfRange, portNumber, printPage, relative, seconds } from './format.js';
 import { addDeadCommand } from './dead-command.js';
 import { acquireLock } from './lockfile.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli as runCli } from '../helpers/cli.js';
-import { createStore } from '../../src/connect.js';
+import { createStore } from '../../src/stores/registry.js';
 import { dropSchema, schemaUrl } from '../helpers/postgres.js';
 import { postgres, requireService, sharedRedis, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli } from '../helpers/cli.js';
 import { acquireLock } from '../../src/cli/lockfile.js';
-import { ValidationError } from '../../src/errors.js';
+import { ValidationError } from '../../src/util/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cls-lockfile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli as runCli } from '../helpers/cli.js';
-import { createStore } from '../../src/connect.js';
-import type { ScheduleStore } from '../../src/store.js';
+import { createStore } from '../../src/stores/registry.js';
+import type { ScheduleStore } from '../../src/stores/store.js';
 import { dropSchema, schemaUrl } from '../helpers/postgres.js';
 import { postgres, requireService, sharedRedis, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 

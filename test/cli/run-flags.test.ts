@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
-import { startMetricsServer } from '../../src/metrics-server.js';
+import { startMetricsServer } from '../../src/metrics/server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cls-run-flags-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -103,9 +103,9 @@ describe('numeric flags at their extremes: a usage error before anything is open
   });
 
   it('jobStats refuses days out of range too', async () => {
-    const { jobStats } = await import('../../src/scheduled-jobs.js');
+    const { jobStats } = await import('../../src/admin/scheduled-jobs.js');
     const { MemoryStore } = await import('../../src/stores/memory/memory-store.js');
-    const { ValidationError } = await import('../../src/errors.js');
+    const { ValidationError } = await import('../../src/util/errors.js');
     for (const days of [0, 3661, 1e9, 1.5, Number.NaN]) await expect(jobStats(new MemoryStore(), new Date(), { days })).rejects.toThrow(ValidationError);
   });
 

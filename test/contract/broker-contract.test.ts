@@ -22,14 +22,14 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import amqp from 'amqplib';
 import type { Channel, ChannelModel, GetMessage } from 'amqplib';
-import type { Broker } from '../../src/broker.js';
+import type { Broker } from '../../src/brokers/broker.js';
 import { AmqpBroker } from '../../src/brokers/amqp/amqp-broker.js';
 import { RedisBroker } from '../../src/brokers/redis/redis-broker.js';
 import { DEFAULT_LAYOUT, bindingKey, bindingMember, parseRedisEnvelope, queueListKey } from '../../src/celery/kombu-redis.js';
 import { buildTaskMessage, type TaskMessage } from '../../src/celery/message.js';
 import { formatCeleryTime } from '../../src/celery/time.js';
-import { UnroutableError } from '../../src/errors.js';
-import { resolveTaskCall, signature, type TaskOptions } from '../../src/job.js';
+import { UnroutableError } from '../../src/util/errors.js';
+import { resolveTaskCall, signature, type TaskOptions } from '../../src/job/options.js';
 import { rabbitmq, requireService, sharedRedis, uniquePrefix } from '../helpers/services.js';
 
 const redis = await sharedRedis();

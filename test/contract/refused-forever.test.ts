@@ -6,11 +6,12 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import type { Broker } from '../../src/broker.js';
+import type { Broker } from '../../src/brokers/broker.js';
 import { AmqpBroker } from '../../src/brokers/amqp/amqp-broker.js';
-import { DispatcherDaemon } from '../../src/dispatcher-daemon.js';
-import { encodeEntry, resolveTaskCall } from '../../src/job.js';
-import type { ScheduleStore } from '../../src/store.js';
+import { DispatcherDaemon } from '../../src/dispatch/daemon.js';
+import { encodeEntry } from '../../src/job/entry.js';
+import { resolveTaskCall } from '../../src/job/options.js';
+import type { ScheduleStore } from '../../src/stores/store.js';
 import { RedisStore } from '../../src/stores/redis/redis-store.js';
 import { rabbitmq, requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';
 import { spawnRun, stopRun, sleep, type RunProcess } from '../helpers/run-process.js';

@@ -11,9 +11,9 @@
  * first cases; the rest pin down what the dispatcher relies on: leases, tokens, order and paging.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DuplicateJobError, ErrorCode, JobKeyTakenError, ValidationError } from '../../src/errors.js';
-import type { NewJob } from '../../src/job.js';
-import type { Attempts, ClaimedJob, JobKeyMode, KeyedAddResult, ScheduleStore } from '../../src/store.js';
+import { DuplicateJobError, ErrorCode, JobKeyTakenError, ValidationError } from '../../src/util/errors.js';
+import type { NewJob } from '../../src/job/types.js';
+import type { Attempts, ClaimedJob, JobKeyMode, KeyedAddResult, ScheduleStore } from '../../src/stores/store.js';
 import { requireService } from '../helpers/services.js';
 
 export interface StoreHarness {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Celery, TaskFailedError, TaskRevokedError, getScheduler } from '../../src/index.js';
-import { revokedMeta } from '../../src/entry/protocol.js';
+import { revokedMeta } from '../../src/exports/protocol.js';
 import { pythonCeleryAvailable, startCeleryWorker, waitForWorkerLog, type CeleryWorker } from '../helpers/celery-worker.js';
 import amqp from 'amqplib';
 import { privateRedis, rabbitmq, requireService, type RedisService } from '../helpers/services.js';

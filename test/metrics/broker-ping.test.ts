@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { AmqpBroker } from '../../src/brokers/amqp/amqp-broker.js';
 import { RedisBroker } from '../../src/brokers/redis/redis-broker.js';
-import { ConnectionError } from '../../src/errors.js';
+import { ConnectionError } from '../../src/util/errors.js';
 import { freePort, rabbitmq, requireService, sharedRedis, type RedisService } from '../helpers/services.js';
 
 const redis = await sharedRedis();

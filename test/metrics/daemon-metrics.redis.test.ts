@@ -5,12 +5,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Celery, getScheduler } from '../../src/index.js';
-import { RedisBroker } from '../../src/entry/brokers.js';
-import { RedisStore } from '../../src/entry/stores.js';
-import { Dispatcher } from '../../src/dispatcher.js';
-import { encodeEntry, resolveTaskCall } from '../../src/job.js';
-import { DispatcherMetrics } from '../../src/metrics.js';
-import { startMetricsServer, type MetricsServer } from '../../src/metrics-server.js';
+import { RedisBroker } from '../../src/exports/brokers.js';
+import { RedisStore } from '../../src/exports/stores.js';
+import { Dispatcher } from '../../src/dispatch/dispatcher.js';
+import { encodeEntry } from '../../src/job/entry.js';
+import { resolveTaskCall } from '../../src/job/options.js';
+import { DispatcherMetrics } from '../../src/metrics/prometheus.js';
+import { startMetricsServer, type MetricsServer } from '../../src/metrics/server.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../helpers/services.js';
 import { parseExposition, valueOf } from './exposition.js';
 

@@ -3,16 +3,17 @@
  * broker (no service needed), and the HTTP endpoint in front of it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Broker, PublishOutcome } from '../../src/broker.js';
+import type { Broker, PublishOutcome } from '../../src/brokers/broker.js';
 import type { TaskMessage } from '../../src/celery/message.js';
-import { Dispatcher, type DispatchObserver } from '../../src/dispatcher.js';
-import { DispatcherDaemon } from '../../src/dispatcher-daemon.js';
-import { ConnectionError, UnroutableError } from '../../src/errors.js';
-import { encodeEntry, resolveTaskCall } from '../../src/job.js';
-import { DispatcherMetrics, METRICS_CONTENT_TYPE } from '../../src/metrics.js';
-import { startMetricsServer, type MetricsServer } from '../../src/metrics-server.js';
+import { Dispatcher, type DispatchObserver } from '../../src/dispatch/dispatcher.js';
+import { DispatcherDaemon } from '../../src/dispatch/daemon.js';
+import { ConnectionError, UnroutableError } from '../../src/util/errors.js';
+import { encodeEntry } from '../../src/job/entry.js';
+import { resolveTaskCall } from '../../src/job/options.js';
+import { DispatcherMetrics, METRICS_CONTENT_TYPE } from '../../src/metrics/prometheus.js';
+import { startMetricsServer, type MetricsServer } from '../../src/metrics/server.js';
 import { MemoryStore } from '../../src/stores/memory/memory-store.js';
-import type { ClaimOptions, ClaimedJob } from '../../src/store.js';
+import type { ClaimOptions, ClaimedJob } from '../../src/stores/store.js';
 import { bucketsOf, parseExposition, valueOf } from './exposition.js';
 
 /** Accepts every message except tasks named `refuse.*`; `down` makes publish and ping reject; `hang` makes ping never answer. */

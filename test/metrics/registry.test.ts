@@ -2,7 +2,7 @@
  * The registry writes the Prometheus text exposition format 0.0.4: read back with a strict parser.
  */
 import { describe, expect, it } from 'vitest';
-import { MetricsRegistry, escapeLabelValue, formatValue } from '../../src/metrics.js';
+import { MetricsRegistry, escapeLabelValue, formatValue } from '../../src/metrics/prometheus.js';
 import { bucketsOf, parseExposition, valueOf } from './exposition.js';
 
 describe('MetricsRegistry exposition', () => {

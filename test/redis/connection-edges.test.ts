@@ -9,9 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
-import { ConnectionError } from '../../src/errors.js';
-import { RedisConnections } from '../../src/redis-connection.js';
-import type { Logger } from '../../src/logger.js';
+import { ConnectionError } from '../../src/util/errors.js';
+import { RedisConnections } from '../../src/redis/connection.js';
+import type { Logger } from '../../src/util/logger.js';
 import { cli } from '../helpers/cli.js';
 import { freePort, requireService, sharedRedis, type RedisService } from '../helpers/services.js';
 

@@ -4,10 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AsyncResult, Celery, ErrorCode, ResultTimeoutError, TaskFailedError, TaskRevokedError, ValidationError } from '../../src/index.js';
-import { fanoutChannel } from '../../src/entry/brokers.js';
-import { resultKey, resultKeyPrefix, revokeBroadcast, revokedMeta } from '../../src/entry/protocol.js';
+import { fanoutChannel } from '../../src/exports/brokers.js';
+import { resultKey, resultKeyPrefix, revokeBroadcast, revokedMeta } from '../../src/exports/protocol.js';
 import { toFanoutEnvelope } from '../../src/brokers/redis/redis-broker.js';
-import { outcomeOf, parseTaskMeta } from '../../src/results.js';
+import { outcomeOf, parseTaskMeta } from '../../src/results/redis-backend.js';
 
 describe('result keys (docs/protocol.md §6.3)', () => {
   it('has no prefix by default', () => {

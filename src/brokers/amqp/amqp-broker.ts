@@ -37,12 +37,12 @@
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
-import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
-import { tlsFromCeleryQuery, type TlsSettings } from '../../tls.js';
+import type { Broker, BroadcastMessage, PublishOutcome } from '../broker.js';
+import { tlsFromCeleryQuery, type TlsSettings } from '../../util/tls.js';
 import type { TaskMessage } from '../../celery/message.js';
-import { ConnectionError, ErrorCode, MessageRejectedError, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../errors.js';
+import { ConnectionError, ErrorCode, MessageRejectedError, SchedulerError, UnroutableError, ValidationError, redactUrl } from '../../util/errors.js';
 import { amqpMessageProblem } from '../../celery/amqp-limits.js';
-import { loadDriver } from '../../drivers.js';
+import { loadDriver } from '../../util/drivers.js';
 
 const WHAT = 'Celery broker (RabbitMQ)';
 
@@ -78,7 +78,7 @@ export interface AmqpLocation {
   password: string;
   vhost: string;
   heartbeat: number | undefined;
-  /** amqps only: from Celery's `ssl_*` query options (see tls.ts) */
+  /** amqps only: from Celery's `ssl_*` query options (see util/tls.ts) */
   tls: TlsSettings | undefined;
 }
 

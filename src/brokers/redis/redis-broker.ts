@@ -5,8 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { MessageRejectedError, SchedulerError, ErrorCode, UnroutableError, errorMessage, redactUrl } from '../../errors.js';
-import type { Broker, BroadcastMessage, PublishOutcome } from '../../broker.js';
+import { MessageRejectedError, SchedulerError, ErrorCode, UnroutableError, errorMessage, redactUrl } from '../../util/errors.js';
+import type { Broker, BroadcastMessage, PublishOutcome } from '../broker.js';
 import type { TaskMessage } from '../../celery/message.js';
 import {
   DEFAULT_LAYOUT,
@@ -17,8 +17,8 @@ import {
   toRedisEnvelope,
   type KombuRedisLayout,
 } from '../../celery/kombu-redis.js';
-import { Lazy, RedisConnections, isConnectionFailure, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
-import type { RedisPush } from '../../redis-handoff.js';
+import { Lazy, RedisConnections, isConnectionFailure, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
+import type { RedisPush } from '../../redis/handoff.js';
 
 export interface RedisBrokerOptions extends RedisConnectionOptions {
   /** kombu transport options: `global_keyprefix`, `sep`, `priority_steps` */

@@ -1,11 +1,11 @@
 /**
  * A store in this process's memory: for tests and for trying the library out. It keeps the
- * whole contract (see src/store.ts), including leases and wake-ups, but nothing survives the
+ * whole contract (see src/stores/store.ts), including leases and wake-ups, but nothing survives the
  * process and other processes cannot see it.
  */
-import { DuplicateJobError, JobKeyTakenError } from '../../errors.js';
-import type { NewJob } from '../../job.js';
-import { objectName } from '../../store-identity.js';
+import { DuplicateJobError, JobKeyTakenError } from '../../util/errors.js';
+import type { NewJob } from '../../job/types.js';
+import { objectName } from '../../util/object-name.js';
 import {
   checkDueAt,
   checkJobKey,
@@ -36,7 +36,7 @@ import {
   type ScheduleStore,
   type StoreCounts,
   type StoredJob,
-} from '../../store.js';
+} from '../store.js';
 
 interface Leased {
   deadline: number;

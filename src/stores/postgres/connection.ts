@@ -2,7 +2,7 @@
  * PostgreSQL URLs, options and driver errors, shared by the store and the migrations.
  */
 import type pg from 'pg';
-import { ConnectionError, ValidationError, malformedEscapeProblem, redactUrl } from '../../errors.js';
+import { ConnectionError, ValidationError, malformedEscapeProblem, redactUrl } from '../../util/errors.js';
 
 export const WHAT = 'long-term scheduler store (PostgreSQL)';
 export const DEFAULT_SCHEMA = 'celery_longterm_scheduler';

@@ -7,8 +7,8 @@
  * Never edit a released migration: add a new one with the next version.
  */
 import type pg from 'pg';
-import { loadDriver } from '../../drivers.js';
-import { SchemaVersionError } from '../../errors.js';
+import { loadDriver } from '../../util/drivers.js';
+import { SchemaVersionError } from '../../util/errors.js';
 import { connectionConfig, parsePostgresUrl, quoteIdent, wrapPgError, type PostgresUrlOptions } from './connection.js';
 
 export interface Migration {

@@ -38,9 +38,9 @@
  * (SELECT ... FOR UPDATE): once the claim commits, the row no longer holds the key.
  */
 import type pg from 'pg';
-import { loadDriver } from '../../drivers.js';
-import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../errors.js';
-import type { NewJob } from '../../job.js';
+import { loadDriver } from '../../util/drivers.js';
+import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../util/errors.js';
+import type { NewJob } from '../../job/types.js';
 import {
   checkDueAt,
   checkJobKey,
@@ -73,7 +73,7 @@ import {
   type ScheduleStore,
   type StoreCounts,
   type StoredJob,
-} from '../../store.js';
+} from '../store.js';
 import { connectionConfig, parsePostgresUrl, quoteIdent, wrapPgError, type PostgresTarget, type PostgresUrlOptions } from './connection.js';
 import { applyMigrations, currentVersion, SCHEMA_VERSION } from './migrations.js';
 

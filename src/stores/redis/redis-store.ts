@@ -27,10 +27,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis, Result } from 'ioredis';
-import { DuplicateJobError, JobKeyTakenError, redactUrl } from '../../errors.js';
-import type { NewJob } from '../../job.js';
-import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis-connection.js';
-import type { RedisPush } from '../../redis-handoff.js';
+import { DuplicateJobError, JobKeyTakenError, redactUrl } from '../../util/errors.js';
+import type { NewJob } from '../../job/types.js';
+import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
+import type { RedisPush } from '../../redis/handoff.js';
 import {
   DEAD_REASONS,
   checkDueAt,
@@ -65,7 +65,7 @@ import {
   type ScheduleStore,
   type StoreCounts,
   type StoredJob,
-} from '../../store.js';
+} from '../store.js';
 
 export const INDEX_KEY = 'scheduled_task_id_by_time';
 export const IN_FLIGHT_KEY = 'celery_longterm_scheduler:in_flight';
@@ -89,9 +89,9 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 }
 
 /**
- * The scripts: every `<name>-<number of keys>.lua` file beside this one is a command (`add-keyed-5.lua`
+ * The scripts: every `lua/<name>-<number of keys>.lua` file is a command (`add-keyed-5.lua`
  * is `addKeyed`, 5 keys: the file name is the one place the key count is written). A line
- * `--- @include "<fragment>"` is replaced by `includes/<fragment>.lua` (shared Lua functions).
+ * `--- @include "<fragment>"` is replaced by `lua/includes/<fragment>.lua` (shared Lua functions).
  * They are registered with ioredis `defineCommand` (EVALSHA with a NOSCRIPT fallback) and called
  * through the typed commands declared below.
  */
@@ -115,10 +115,10 @@ declare module 'ioredis' {
   }
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
+const here = join(dirname(fileURLToPath(import.meta.url)), 'lua');
 let scriptSources: Map<ScriptName, { lua: string; keys: number }> | undefined;
 
-/** The scripts found beside this file, includes spliced in; fails loudly on a missing or extra one. */
+/** The scripts found in lua/, includes spliced in; fails loudly on a missing or extra one. */
 export function loadScripts(dir: string = here): Map<ScriptName, { lua: string; keys: number }> {
   if (dir === here && scriptSources) return scriptSources;
   const found = new Map<ScriptName, { lua: string; keys: number }>();

@@ -40,9 +40,9 @@
 import { closeSync, existsSync, openSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type Database from 'better-sqlite3';
-import { loadDriver } from '../../drivers.js';
-import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../errors.js';
-import type { NewJob } from '../../job.js';
+import { loadDriver } from '../../util/drivers.js';
+import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../util/errors.js';
+import type { NewJob } from '../../job/types.js';
 import {
   checkDueAt,
   checkJobKey,
@@ -74,7 +74,7 @@ import {
   type ScheduleStore,
   type StoreCounts,
   type StoredJob,
-} from '../../store.js';
+} from '../store.js';
 
 export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
 /** The schema this code writes; `PRAGMA user_version` of a file it made. */
@@ -197,7 +197,7 @@ function notify(key: string, dueAt: number): void {
 
 let sqliteDriver: typeof Database | undefined;
 
-/** better-sqlite3, loaded on first use (see drivers.ts). */
+/** better-sqlite3, loaded on first use (see util/drivers.ts). */
 export function betterSqlite3(): typeof Database {
   sqliteDriver ??= loadDriver<typeof Database>('better-sqlite3');
   return sqliteDriver;

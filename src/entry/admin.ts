@@ -1,8 +1,0 @@
-/**
- * `celery-longterm-scheduler/admin`: what the CLI's operator commands do, on any store: list,
- * show, reschedule and count jobs, copy or move them between stores, create or upgrade schemas.
- */
-export { listJobs, showJob, rescheduleJob, jobStats, type ScheduledJobInfo, type ListJobsOptions, type JobListing, type JobStats } from '../scheduled-jobs.js';
-export { migrateJobs, type MigrateOptions, type MigrateProgress, type MigrateSummary } from '../migrate.js';
-export { migrateStoreSchema, type SchemaResult } from '../schema.js';
-export { migrateSchema, schemaStatus } from '../stores/postgres/migrations.js';

@@ -1,5 +1,0 @@
-/** `celery-longterm-scheduler/brokers`: the Celery brokers, for code that publishes through one directly. */
-export { createBroker } from '../connect.js';
-export type { Broker, BroadcastMessage, PublishOutcome } from '../broker.js';
-export { RedisBroker, fanoutChannel, type RedisBrokerOptions } from '../brokers/redis/redis-broker.js';
-export { AmqpBroker, parseAmqpUrl, type AmqpBrokerOptions, type AmqpLocation } from '../brokers/amqp/amqp-broker.js';

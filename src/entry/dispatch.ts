@@ -1,6 +1,0 @@
-/**
- * `celery-longterm-scheduler/dispatch`: the dispatcher and its daemon, for embedding them with a
- * store and broker of your own (`getScheduler(app).dispatchDue()` / `.daemon()` are the usual way).
- */
-export { Dispatcher, DISPATCH_DEFAULTS, type DispatcherOptions, type DispatchSummary, type HandoffMode } from '../dispatcher.js';
-export { DispatcherDaemon, DAEMON_DEFAULTS, MAX_TIMER_MS, type DaemonOptions } from '../dispatcher-daemon.js';

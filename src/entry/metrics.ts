@@ -1,3 +1,0 @@
-/** `celery-longterm-scheduler/metrics`: the dispatcher's Prometheus metrics and the `/metrics` + `/healthz` server. */
-export { DispatcherMetrics, MetricsRegistry, type HealthReport, type ComponentHealth } from '../metrics.js';
-export { startMetricsServer } from '../metrics-server.js';

@@ -1,0 +1,195 @@
+/** Schema versions: a store refuses a missing, older or newer schema; migrations fix the first two. */
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { SchemaVersionError } from '../../../src/util/errors.js';
+import { MIGRATIONS, SCHEMA_VERSION, migrateSchema, schemaStatus } from '../../../src/stores/postgres/migrations.js';
+import { PostgresStore } from '../../../src/stores/postgres/postgres-store.js';
+import { postgres, requireService, uniqueSchema } from '../../helpers/services.js';
+import { dropSchema, sql } from '../../helpers/postgres.js';
+
+const service = await postgres();
+const skip = requireService(service, 'PostgreSQL');
+afterAll(() => service?.stop());
+
+describe.skipIf(skip)('PostgreSQL schema versions', () => {
+  const url = service?.url ?? '';
+  const schemas: string[] = [];
+  const stores: PostgresStore[] = [];
+  const fresh = () => {
+    const s = uniqueSchema('schema');
+    schemas.push(s);
+    return s;
+  };
+  const open = (schema: string, migrate = false) => {
+    const s = new PostgresStore(url, { schema, migrate });
+    stores.push(s);
+    return s;
+  };
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    for (const s of schemas.splice(0)) await dropSchema(url, s);
+  });
+
+  it('the migrations are numbered 1, 2, ... without gaps', () => {
+    expect(MIGRATIONS.map((m) => m.version)).toEqual(MIGRATIONS.map((_, i) => i + 1));
+    expect(SCHEMA_VERSION).toBe(MIGRATIONS.length);
+  });
+
+  it('a missing schema: SchemaVersionError (found undefined), and nothing is created', async () => {
+    const schema = fresh();
+    const err = await open(schema)
+      .count()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SchemaVersionError);
+    expect((err as SchemaVersionError).found).toBeUndefined();
+    expect((err as SchemaVersionError).expected).toBe(SCHEMA_VERSION);
+    expect((err as Error).message).toMatch(/migrate-schema/);
+    expect(await sql(url, 'SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).toEqual([]);
+    expect(await schemaStatus(url, { schema })).toEqual({ current: undefined, expected: SCHEMA_VERSION });
+  });
+
+  it('migrateSchema creates it; running it again is a no-op; the store then works', async () => {
+    const schema = fresh();
+    expect(await migrateSchema(url, { schema })).toEqual({ from: undefined, to: SCHEMA_VERSION });
+    expect(await migrateSchema(`${url}${url.includes('?') ? '&' : '?'}schema=${schema}`)).toEqual({ from: SCHEMA_VERSION, to: SCHEMA_VERSION });
+    const rows = await sql<{ version: number }>(url, `SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
+    expect(rows.map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
+    expect(await schemaStatus(url, { schema })).toEqual({ current: SCHEMA_VERSION, expected: SCHEMA_VERSION });
+    const store = open(schema);
+    expect(await store.add([{ id: 'a', dueAt: 1, entry: '[]' }])).toBe(1);
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
+  });
+
+  it('migrate: true applies the migrations on first use, once, even from racing stores', async () => {
+    const schema = fresh();
+    const racing = Array.from({ length: 5 }, () => open(schema, true));
+    const [counts, migrations] = await Promise.all([
+      Promise.all(racing.map((s) => s.count())),
+      Promise.all([migrateSchema(url, { schema }), migrateSchema(url, { schema })]),
+    ]);
+    expect(counts).toEqual(racing.map(() => ({ scheduled: 0, inFlight: 0, dead: 0 })));
+    expect(migrations.every((m) => m.to === SCHEMA_VERSION)).toBe(true);
+    const rows = await sql(url, `SELECT version FROM "${schema}".schema_migrations`);
+    expect(rows).toHaveLength(MIGRATIONS.length);
+  });
+
+  it('an older schema: SchemaVersionError with the version found; migrating brings it up to date', async () => {
+    const schema = fresh();
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); INSERT INTO "${schema}".schema_migrations VALUES (0)`,
+    );
+    const err = await open(schema)
+      .nextDueAt()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SchemaVersionError);
+    expect((err as SchemaVersionError).found).toBe(0);
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 0, to: SCHEMA_VERSION });
+    expect(await open(schema).nextDueAt()).toBeUndefined();
+  });
+
+  it('version 1 with jobs in it (scheduled and in flight) migrates to job keys, keeping every job', async () => {
+    const schema = fresh();
+    const v1 = MIGRATIONS.find((m) => m.version === 1)!;
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${v1.sql}; INSERT INTO schema_migrations VALUES (1)`,
+    );
+    await sql(url, `INSERT INTO "${schema}".jobs (id, due_at, entry, lease) VALUES ('old-1', 10, '[1]', NULL), ('old-2', 20, '[2]', 99)`);
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 1, to: SCHEMA_VERSION });
+    const store = open(schema);
+    expect(await store.get('old-1')).toEqual({ id: 'old-1', dueAt: 10, entry: '[1]', state: 'scheduled' });
+    expect(await store.get('old-2')).toEqual({ id: 'old-2', dueAt: 99, entry: '[2]', state: 'in_flight' });
+    expect(await store.addKeyed({ id: 'k', dueAt: 5, entry: '[3]' }, 'K', 'keep')).toEqual({ id: 'k', outcome: 'added' });
+    expect(await store.addKeyed({ id: 'k2', dueAt: 5, entry: '[3]' }, 'K', 'keep')).toEqual({ id: 'k', outcome: 'kept' });
+    const indexes = await sql<{ indexdef: string }>(url, `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'jobs_job_key_idx'`, [schema]);
+    expect(indexes[0]?.indexdef).toMatch(/UNIQUE INDEX .* \(job_key\) WHERE \(job_key IS NOT NULL\)/);
+  });
+
+  it('version 2 with corrupt jobs moved aside migrates them to dead letters, and adds attempts', async () => {
+    const schema = fresh();
+    const upTo2 = MIGRATIONS.filter((m) => m.version <= 2)
+      .map((m) => m.sql)
+      .join(';');
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo2}; INSERT INTO schema_migrations VALUES (1), (2)`,
+    );
+    await sql(
+      url,
+      `INSERT INTO "${schema}".corrupt (id, entry, due_at, reason, moved_at) VALUES ('bad', 'not json', 7, 'stored job "bad" is corrupt: not JSON', to_timestamp(1800000000.5))`,
+    );
+    await sql(url, `INSERT INTO "${schema}".jobs (id, due_at, entry) VALUES ('ok', 10, '[1]')`);
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 2, to: SCHEMA_VERSION });
+    const store = open(schema);
+    expect(await store.getDead('bad')).toEqual({
+      id: 'bad',
+      entry: 'not json',
+      dueAt: 7,
+      reason: 'corrupt',
+      error: 'stored job "bad" is corrupt: not JSON',
+      attempts: 0,
+      diedAt: 1800000000.5,
+    });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 1 });
+    const [claim] = await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 1000 });
+    expect(claim).toMatchObject({ id: 'ok' });
+    expect(claim!.attempts).toBeUndefined();
+  });
+
+  it('a newer schema: SchemaVersionError, also with migrate: true, and migrateSchema changes nothing', async () => {
+    const schema = fresh();
+    await migrateSchema(url, { schema });
+    await sql(url, `INSERT INTO "${schema}".schema_migrations VALUES ($1)`, [SCHEMA_VERSION + 1]);
+    for (const migrate of [false, true]) {
+      const err = await open(schema, migrate)
+        .count()
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaVersionError);
+      expect((err as SchemaVersionError).found).toBe(SCHEMA_VERSION + 1);
+      expect((err as Error).message).toMatch(/upgrade celery-longterm-scheduler/);
+    }
+    await expect(migrateSchema(url, { schema })).rejects.toBeInstanceOf(SchemaVersionError);
+    expect(await schemaStatus(url, { schema })).toEqual({ current: SCHEMA_VERSION + 1, expected: SCHEMA_VERSION });
+  });
+
+  it('a store that found no schema works once it has been migrated (no restart needed)', async () => {
+    const schema = fresh();
+    const store = open(schema);
+    await expect(store.count()).rejects.toBeInstanceOf(SchemaVersionError);
+    await migrateSchema(url, { schema });
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+  });
+
+  it('tables dropped under a running store: SchemaVersionError, not a raw driver error', async () => {
+    const schema = fresh();
+    await migrateSchema(url, { schema });
+    const store = open(schema);
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+    await dropSchema(url, schema);
+    const err = await store.get('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SchemaVersionError);
+    expect((err as SchemaVersionError).found).toBeUndefined();
+  });
+
+  it('migrate: true on an up-to-date schema needs no CREATE privilege', async () => {
+    const schema = fresh();
+    await migrateSchema(url, { schema });
+    const role = uniqueSchema('role');
+    await sql(
+      url,
+      `CREATE ROLE ${role} LOGIN; GRANT USAGE ON SCHEMA "${schema}" TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema}" TO ${role}; REVOKE CREATE ON SCHEMA public FROM ${role}`,
+    );
+    try {
+      const u = new URL(url);
+      u.username = role;
+      u.password = '';
+      const store = new PostgresStore(u.toString(), { schema, migrate: true });
+      stores.push(store);
+      expect(await store.add([{ id: 'a', dueAt: 1, entry: '[]' }])).toBe(1);
+      expect(await migrateSchema(u.toString(), { schema })).toEqual({ from: SCHEMA_VERSION, to: SCHEMA_VERSION });
+      await store.close();
+    } finally {
+      await sql(url, `DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+});

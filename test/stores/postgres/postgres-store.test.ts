@@ -1,0 +1,180 @@
+/** What the contract suite does not cover for PostgreSQL: scale, races across processes, LISTEN/NOTIFY, the tables. */
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DuplicateJobError } from '../../../src/util/errors.js';
+import type { NewJob } from '../../../src/job/types.js';
+import { migrateSchema } from '../../../src/stores/postgres/migrations.js';
+import { PostgresStore } from '../../../src/stores/postgres/postgres-store.js';
+import { postgres, requireService, uniqueSchema } from '../../helpers/services.js';
+import { dropSchema, sql } from '../../helpers/postgres.js';
+
+const service = await postgres();
+const skip = requireService(service, 'PostgreSQL');
+afterAll(() => service?.stop());
+
+const T0 = 1_800_000_000;
+const job = (id: string, dueAt: number): NewJob => ({ id, dueAt, entry: JSON.stringify([['pg.task'], { task_id: id, args: [1, 2, 3], kwargs: {} }]) });
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe.skipIf(skip)('PostgreSQL store', () => {
+  const url = service?.url ?? '';
+  let schema: string;
+  const stores: PostgresStore[] = [];
+  const open = (options = {}) => {
+    const s = new PostgresStore(url, { schema, ...options });
+    stores.push(s);
+    return s;
+  };
+  beforeEach(async () => {
+    schema = uniqueSchema('store');
+    await migrateSchema(url, { schema });
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    await dropSchema(url, schema);
+  });
+
+  it('four stores claiming 5,000 jobs at once: each job exactly once', async () => {
+    const n = 5000;
+    await open().add(Array.from({ length: n }, (_, i) => job(`c-${i}`, T0 - (i % 13))));
+    const dispatchers = [open(), open(), open(), open()];
+    const seen: string[][] = dispatchers.map(() => []);
+    await Promise.all(
+      dispatchers.map(async (s, k) => {
+        for (;;) {
+          const got = await s.claimDue({ until: T0, now: T0, limit: 100, leaseMs: 30_000 });
+          if (got.length === 0) return;
+          seen[k]!.push(...got.map((c) => c.id));
+          await s.acknowledge(got);
+        }
+      }),
+    );
+    const all = seen.flat();
+    expect(all).toHaveLength(n);
+    expect(new Set(all).size).toBe(n);
+    expect(seen.filter((ids) => ids.length > 0).length).toBeGreaterThan(1); // they really raced
+    expect(await open().count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+  });
+
+  it('an add of several chunks is all or nothing: a taken id in the last chunk writes nothing', async () => {
+    const store = open();
+    await store.add([job('taken', T0)]);
+    const many = Array.from({ length: 12_000 }, (_, i) => job(`m-${i}`, T0 + i));
+    many.push(job('taken', T0 + 5));
+    const err = await store.add(many).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DuplicateJobError);
+    expect((err as DuplicateJobError).taskId).toBe('taken');
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
+    many.pop();
+    expect(await store.add(many)).toBe(12_000);
+  });
+
+  it("duplicates: 'skip' copes with an id twice in one batch, and across chunks", async () => {
+    const store = open();
+    await store.add([job('old', T0)]);
+    const batch = [job('old', T0 + 1), job('d', T0), job('d', T0 + 9), ...Array.from({ length: 6000 }, (_, i) => job(`s-${i % 5500}`, T0))];
+    expect(await store.add(batch, { duplicates: 'skip' })).toBe(1 + 5500);
+    expect(await store.get('old')).toMatchObject({ dueAt: T0 });
+    expect(await store.get('d')).toMatchObject({ dueAt: T0 });
+  });
+
+  it('keeps the claim token in the lease column; bury keeps the raw entry, reason and error in the dead table', async () => {
+    const store = open();
+    await store.add([job('q', T0 - 0.5)]);
+    const [claim] = await store.claimDue({ until: T0, now: T0 + 0.0004, limit: 10, leaseMs: 1234 });
+    expect(claim?.token).toBe(String(T0 + 1.234));
+    const [row] = await sql<{ lease: number }>(url, `SELECT lease FROM "${schema}".jobs WHERE id = 'q'`);
+    expect(row?.lease).toBe(Number(claim!.token));
+    await store.bury([{ claim: claim!, reason: 'corrupt', error: 'not a Celery entry', diedAt: T0 + 1 }]);
+    const dead = await sql(url, `SELECT id, entry, due_at, reason, error, attempts FROM "${schema}".dead`);
+    expect(dead).toEqual([{ id: 'q', entry: job('q', 0).entry, due_at: T0 - 0.5, reason: 'corrupt', error: 'not a Celery entry', attempts: 0 }]);
+    expect(await sql(url, `SELECT id FROM "${schema}".jobs`)).toEqual([]);
+  });
+
+  it('ids compare by bytes, as in every store', async () => {
+    const store = open();
+    const idsIn = ['b', 'B', 'a', 'é', 'Z', '_', '😀', 'ﬀ'];
+    await store.add(idsIn.map((id) => job(id, T0)));
+    const expected = [...idsIn].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    expect((await store.list({ limit: 100 })).jobs.map((j) => j.id)).toEqual(expected);
+    expect((await store.claimDue({ until: T0, now: T0, limit: 100, leaseMs: 1000 })).map((c) => c.id)).toEqual(expected);
+  });
+
+  it('claim uses the partial index: a due-order index scan, not a sort of the table', async () => {
+    const store = open();
+    await store.add(Array.from({ length: 2000 }, (_, i) => job(`p-${i}`, T0 + i)));
+    await sql(url, `ANALYZE "${schema}".jobs`);
+    const plan = await sql<{ 'QUERY PLAN': string }>(
+      url,
+      `EXPLAIN SELECT id, due_at FROM "${schema}".jobs WHERE lease IS NULL AND due_at <= $1 ORDER BY due_at, id LIMIT 500 FOR UPDATE SKIP LOCKED`,
+      [T0 + 10],
+    );
+    expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index Scan using jobs_scheduled_idx/);
+  });
+
+  it('watch: a job added sooner in one store wakes a watcher on another, with its due time', async () => {
+    const writer = open();
+    const watcher = open();
+    const heard: number[] = [];
+    const stop = await watcher.watch((t) => heard.push(t));
+    await writer.add([job('w1', T0 + 100.25)]);
+    await until(() => heard.length === 1);
+    await writer.add([job('w2', T0 + 500)]); // not sooner: silent
+    await writer.reschedule('w2', T0 + 7); // sooner now
+    await until(() => heard.length === 2);
+    await stop();
+    await writer.add([job('w3', T0)]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(heard).toEqual([T0 + 100.25, T0 + 7]);
+  });
+
+  it('watch: a failed add wakes nobody (the notification is sent on commit only)', async () => {
+    const writer = open();
+    const heard: number[] = [];
+    await open().watch((t) => heard.push(t));
+    await writer.add([job('x', T0 + 50)]);
+    await until(() => heard.length === 1);
+    await expect(writer.add([job('early', T0), job('x', T0)])).rejects.toBeInstanceOf(DuplicateJobError);
+    await writer.add([job('later', T0 + 10)]);
+    await until(() => heard.length === 2);
+    expect(heard).toEqual([T0 + 50, T0 + 10]);
+  });
+
+  it('watch: the listener reconnects after its connection is killed', async () => {
+    const writer = open();
+    const heard: number[] = [];
+    await open().watch((t) => heard.push(t));
+    const killed = await sql(
+      url,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1 AND application_name = 'celery-longterm-scheduler'`,
+      [`LISTEN "${schema}_wakeup"`],
+    );
+    expect(killed).toHaveLength(1);
+    let t = T0 + 1000;
+    // the listener comes back within about a second; keep adding sooner jobs until one is heard
+    await until(() => {
+      if (heard.length === 0) void writer.add([job(`r-${t}`, --t)]);
+      return heard.length > 0;
+    }, 5000);
+    expect(heard[0]).toBeLessThan(T0 + 1000);
+  });
+
+  it('closing the store stops its watchers', async () => {
+    const writer = open();
+    const watching = open();
+    const heard: number[] = [];
+    await watching.watch((t) => heard.push(t));
+    await watching.close();
+    await writer.add([job('after-close', T0)]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(heard).toEqual([]);
+    const listeners = await sql(url, 'SELECT 1 FROM pg_stat_activity WHERE query = $1', [`LISTEN "${schema}_wakeup"`]);
+    expect(listeners).toEqual([]);
+  });
+});

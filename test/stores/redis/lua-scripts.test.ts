@@ -1,0 +1,52 @@
+/**
+ * The Redis store's scripts: found by file name (`<name>-<keys>.lua`, the one place a key count is
+ * written), shared fragments spliced in from includes/, and nothing missing or extra.
+ */
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadScripts } from '../../../src/stores/redis/redis-store.js';
+
+const SRC = fileURLToPath(new URL('../../../src/stores/redis/lua', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'cls-lua-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('the Redis store scripts', () => {
+  const scripts = loadScripts(SRC);
+
+  it('are every command, each with the key count its file name gives', () => {
+    expect(Object.fromEntries([...scripts].map(([name, s]) => [name, s.keys]))).toEqual({
+      add: 4,
+      addKeyed: 5,
+      remove: 4,
+      reschedule: 1,
+      renew: 1,
+      claim: 6,
+      ack: 3,
+      release: 4,
+      bury: 5,
+      revive: 5,
+      handoff: 3,
+    });
+  });
+
+  it('have their includes spliced in: the lease check is written once and used by four scripts', () => {
+    for (const s of scripts.values()) expect(s.lua).not.toContain('@include');
+    const users = [...scripts]
+      .filter(([, s]) => s.lua.includes('local function leasedTo('))
+      .map(([n]) => n)
+      .sort();
+    expect(users).toEqual(['ack', 'bury', 'handoff', 'release']);
+  });
+
+  it('refuse a directory with a script missing, or an extra one', () => {
+    const copy = join(dir, 'copy');
+    cpSync(SRC, copy, { recursive: true, filter: (p) => !p.endsWith('renew-1.lua') });
+    expect(() => loadScripts(copy)).toThrow(/scripts renew are missing/);
+    writeFileSync(join(copy, 'renew-1.lua'), 'return 1');
+    writeFileSync(join(copy, 'frobnicate-2.lua'), 'return 1');
+    expect(() => loadScripts(copy)).toThrow(/frobnicate-2\.lua is not one of the Redis store's scripts/);
+  });
+});
