@@ -15,7 +15,7 @@
  *   list (docs/protocol.md §2.3), so the Redis adapter additionally asserts which list the message landed on.
  * - "A queue that does not exist" is unroutable only on RabbitMQ (kombu's Redis lists are created
  *   on demand), so the common unroutable cases use named exchanges; the missing-queue case is in
- *   test/amqp/amqp-broker.test.ts.
+ *   test/brokers/amqp/amqp-broker.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * The dispatcher's guarantees on the SQLite and PostgreSQL stores, with real `run` processes and
- * a real Redis broker (the Redis store's own, stronger, versions are in test/redis/run-process):
+ * a real Redis broker (the Redis store's own, stronger, versions are in test/dispatch/run-process):
  *
  * - racing daemons split the work and never send a job twice;
  * - SIGKILL at any moment loses nothing (at least once: a killed batch may be sent again once its

@@ -1,7 +1,7 @@
 /**
  * The dispatcher keeps its claims leased while a broker stalls (a slow confirm, a RabbitMQ memory
  * alarm), so another dispatcher never re-claims and re-sends them. Memory store, fake broker:
- * the real-RabbitMQ version of this is in test/amqp/amqp-private.test.ts.
+ * the real-RabbitMQ version of this is in test/brokers/amqp/amqp-private.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import type { Broker, PublishOutcome } from '../../src/brokers/broker.js';

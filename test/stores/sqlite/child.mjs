@@ -1,4 +1,4 @@
-// A separate dispatcher process for test/sqlite/processes.test.ts: it uses the BUILT store
+// A separate dispatcher process for test/stores/sqlite/processes.test.ts: it uses the BUILT store
 // (dist/, built by test/global-setup.ts) and reports on stdout, one line per committed step.
 //
 //   node child.mjs claim <url> <batch>   waits for "go" on stdin, then claims and acknowledges

@@ -1,5 +1,5 @@
 /**
- * Real dispatcher PROCESSES on one SQLite file (test/sqlite/child.mjs, running the built store):
+ * Real dispatcher PROCESSES on one SQLite file (test/stores/sqlite/child.mjs, running the built store):
  * concurrent claims never share a job, and a process SIGKILLed in the middle of a write leaves a
  * sound file with no job lost.
  */
