@@ -13,6 +13,7 @@ export { SCHEDULED, READY_STATES, type TaskMeta } from './results/redis-backend.
 export type { GetOptions } from './results/async-result.js';
 export { Scheduler, getScheduler, type RunOptions } from './client/scheduler.js';
 export type { DispatchSummary, HandoffMode } from './dispatch/dispatcher.js';
+export type { DispatchEvents, DispatchEventMap, DispatchListeners } from './dispatch/events.js';
 export { type Signature, type Job } from './job/types.js';
 export { signature, type TaskOptions } from './job/options.js';
 export { chain, group, chord, Chain, Group, Chord, signatureOptions, type SignatureOptions, type CanvasOptions, type CanvasResult } from './client/canvas.js';

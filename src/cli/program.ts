@@ -257,13 +257,14 @@ function buildProgram(io: CliIo): Command {
       });
       try {
         await withApp(async (a) => {
-          const metrics = metricsPort === undefined ? undefined : new DispatcherMetrics({ store: a.store, broker: a.broker, clock: () => a.now() });
+          const metrics =
+            metricsPort === undefined ? undefined : new DispatcherMetrics({ store: a.store, broker: a.broker, clock: () => a.now(), processMetrics: true });
           const server = metrics && (await startMetricsServer({ port: metricsPort ?? 0, host: o.metricsHost, metrics, health: () => metrics.health() }));
           if (server) logger.info('metrics listening', { host: server.host, port: server.port });
           try {
-            await getScheduler(a)
-              .daemon({ ...options, logger, ...(metrics && { observer: metrics }) })
-              .run(stop.signal);
+            const daemon = getScheduler(a).daemon({ ...options, logger });
+            metrics?.listen(daemon.events);
+            await daemon.run(stop.signal);
           } finally {
             await server?.close();
           }

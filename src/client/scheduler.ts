@@ -108,7 +108,7 @@ export class Scheduler {
 }
 
 /** Options of `Scheduler.dispatchDue` and `Scheduler.dispatcher`. */
-export type DispatchOptions = Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'observer' | 'maxAttempts' | 'retryDelayMs' | 'retryDelayMaxMs'>> & {
+export type DispatchOptions = Partial<Pick<DispatcherOptions, 'batchSize' | 'leaseMs' | 'events' | 'maxAttempts' | 'retryDelayMs' | 'retryDelayMaxMs'>> & {
   logger?: Logger;
 };
 

@@ -8,9 +8,9 @@
  * time. Broker and store outages are logged once per state change and retried with jittered
  * exponential backoff; nothing is lost while they last.
  */
-import { Dispatcher, notify, type DispatchSummary, type DispatcherOptions } from './dispatcher.js';
-import { ValidationError, errorMessage } from '../util/errors.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import { Dispatcher, type DispatcherOptions } from './dispatcher.js';
+import type { DispatchEvents } from './events.js';
+import { ValidationError } from '../util/errors.js';
 
 /** Node's setTimeout fires at once for delays above this (2^31-1 ms, ~24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -24,8 +24,6 @@ export interface DaemonOptions extends DispatcherOptions {
   backoffMaxMs?: number;
   /** injectable sleep (tests use a virtual clock); resolves early when `signal` aborts */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** called after every pass that sent, refused or made a dead letter of a job (tests, metrics) */
-  onPass?: (summary: DispatchSummary) => void;
 }
 
 export const DAEMON_DEFAULTS = { pollIntervalMs: 1000, backoffInitialMs: 100, backoffMaxMs: 30_000 } as const;
@@ -35,7 +33,6 @@ export type Health = 'up' | 'down';
 export class DispatcherDaemon {
   readonly dispatcher: Dispatcher;
   readonly #o: DaemonOptions;
-  readonly #log: Logger;
   readonly #clock: () => Date;
   readonly #poll: number;
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -49,10 +46,14 @@ export class DispatcherDaemon {
   constructor(o: DaemonOptions) {
     this.#o = o;
     this.dispatcher = new Dispatcher(o);
-    this.#log = o.logger ?? silentLogger;
     this.#clock = o.clock ?? (() => new Date());
     this.#poll = o.pollIntervalMs ?? DAEMON_DEFAULTS.pollIntervalMs;
     this.#sleep = o.sleep ?? sleep;
+  }
+
+  /** The dispatcher's events, which the loop also emits on (`started`, `pass`, `storeState`, ...). */
+  get events(): DispatchEvents {
+    return this.dispatcher.events;
   }
 
   /**
@@ -70,7 +71,7 @@ export class DispatcherDaemon {
 
   /** Runs until `signal` aborts; the batch in progress is finished or released first. */
   async run(signal: AbortSignal): Promise<void> {
-    this.#log.info('dispatcher started', { store: this.#o.store.description, broker: this.#o.broker.description, pollIntervalMs: this.#poll });
+    this.events.emit('started', { store: this.#o.store.description, broker: this.#o.broker.description, pollIntervalMs: this.#poll });
     try {
       while (!signal.aborted) {
         const delay = await this.#pass(signal);
@@ -80,7 +81,7 @@ export class DispatcherDaemon {
     } finally {
       await this.#stopWatching?.().catch(() => {});
       this.#stopWatching = undefined;
-      this.#log.info('dispatcher stopped');
+      this.events.emit('stopped', {});
     }
   }
 
@@ -90,16 +91,7 @@ export class DispatcherDaemon {
       await this.#ensureWatching();
       const summary = await this.dispatcher.dispatchDue(undefined, signal);
       this.#setStore('up');
-      if (summary.sent || summary.failed || summary.dead) {
-        this.#log.info('dispatched', {
-          sent: summary.sent,
-          failed: summary.failed,
-          dead: summary.dead,
-          ms: round(summary.elapsedMs),
-          mode: this.dispatcher.mode,
-        });
-        this.#o.onPass?.(summary);
-      }
+      if (summary.sent || summary.failed || summary.dead) this.events.emit('pass', { summary, mode: this.dispatcher.mode });
       if (summary.error) {
         this.#setBroker('down', summary.error);
         return this.#backoff();
@@ -150,18 +142,13 @@ export class DispatcherDaemon {
   #setStore(health: Health, err?: unknown): void {
     if (health === this.#store) return;
     this.#store = health;
-    if (this.#o.observer?.onStoreState) notify(() => this.#o.observer?.onStoreState?.(health === 'up', err));
-    if (health === 'down') this.#log.error('store unavailable; retrying with backoff', { store: this.#o.store.description, error: errorMessage(err) });
-    else this.#log.info('store available again', { store: this.#o.store.description });
+    this.events.emit('storeState', { up: health === 'up', store: this.#o.store.description, ...(health === 'down' && { error: err }) });
   }
 
   #setBroker(health: Health, err?: unknown): void {
     if (health === this.#broker) return;
     this.#broker = health;
-    if (this.#o.observer?.onBrokerState) notify(() => this.#o.observer?.onBrokerState?.(health === 'up', err));
-    if (health === 'down')
-      this.#log.error('broker unavailable; jobs stay scheduled, retrying with backoff', { broker: this.#o.broker.description, error: errorMessage(err) });
-    else this.#log.info('broker available again', { broker: this.#o.broker.description });
+    this.events.emit('brokerState', { up: health === 'up', broker: this.#o.broker.description, ...(health === 'down' && { error: err }) });
   }
 }
 
@@ -177,8 +164,4 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

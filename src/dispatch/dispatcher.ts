@@ -27,9 +27,11 @@ import { buildTaskMessage, type TaskMessage } from '../celery/message.js';
 import type { Broker } from '../brokers/broker.js';
 import { ConnectionError, CorruptEntryError, MessageRejectedError, UnsupportedEntryError, ValidationError, errorMessage, firstLine } from '../util/errors.js';
 import { decodeEntry } from '../job/entry.js';
-import { silentLogger, type Logger } from '../util/logger.js';
+import type { Logger } from '../util/logger.js';
+import { DispatchEvents, type DispatchDetail, type DispatchSummary, type HandoffMode } from './events.js';
+import { logDispatchEvents } from './log-events.js';
 import type { RedisPush } from '../redis/handoff.js';
-import type { Attempts, Burial, ClaimedJob, DeadReason, Retry, ScheduleStore } from '../stores/store.js';
+import type { Attempts, Burial, ClaimedJob, Retry, ScheduleStore } from '../stores/store.js';
 
 export interface DispatcherOptions {
   store: ScheduleStore;
@@ -52,52 +54,13 @@ export interface DispatcherOptions {
   retryDelayMaxMs?: number;
   /** the current time; injectable for tests */
   clock?: () => Date;
+  /** writes the dispatcher's log lines (`log-events.ts`) from its events */
   logger?: Logger;
-  /** told what each run did (and, by the daemon, when the store or broker goes down or comes back); e.g. metrics */
-  observer?: DispatchObserver;
+  /** where it emits what each run did (and, in a daemon, when the store or broker goes down or comes back); default a new one, see `events` */
+  events?: DispatchEvents;
 }
 
-/** What a dispatch run reports to its observer besides the summary. */
-export interface DispatchDetail {
-  /**
-   * Per sent job, seconds from its due time to the broker accepting it (never below 0). A job
-   * re-claimed after a lease ran out counts from its old lease deadline (the store's `dueAt`).
-   */
-  latenessSeconds: number[];
-  /** how many of `summary.failed` the broker refused (e.g. unroutable); the rest were given back because it could not be reached */
-  refused: number;
-  /** jobs made dead letters in this run, by reason (`summary.dead` in all) */
-  deadByReason: Record<DeadReason, number>;
-}
-
-/**
- * Hooks for metrics and the like, all optional. They are called synchronously; an observer that
- * throws is ignored, never allowed to change what the dispatcher does.
- */
-export interface DispatchObserver {
-  /** after every dispatch run, including runs that found nothing due and runs a store error ended */
-  onDispatched?(summary: DispatchSummary, detail: DispatchDetail): void;
-  /** the daemon saw the store go down (with why) or come back */
-  onStoreState?(up: boolean, error?: unknown): void;
-  /** the daemon saw the broker go down (with why) or come back */
-  onBrokerState?(up: boolean, error?: unknown): void;
-}
-
-export interface DispatchSummary {
-  sent: number;
-  /** not sent in this run and still scheduled: refused (tried again later) or given back (the broker could not be reached) */
-  failed: number;
-  /** made dead letters in this run: corrupt entries, messages the broker can never carry, jobs out of attempts */
-  dead: number;
-  /** of `dead`, the corrupt entries */
-  corrupt: number;
-  elapsedMs: number;
-  /** set when the run stopped early because the broker could not be reached */
-  error?: Error;
-}
-
-/** How jobs leave the store: atomically with the publish, or acknowledged after it. */
-export type HandoffMode = 'atomic' | 'publish-then-ack';
+export type { DispatchDetail, DispatchSummary, HandoffMode } from './events.js';
 
 export const DISPATCH_DEFAULTS = {
   defaultQueue: 'celery',
@@ -116,9 +79,6 @@ export const DISPATCH_LIMITS = {
   retryDelayMs: { min: 1, max: 86_400_000 },
   retryDelayMaxMs: { min: 1, max: 604_800_000 },
 } as const;
-
-/** Per-job log lines of one kind (refused, dead) per run; the rest are counted in one line. */
-const LOG_LINES_PER_RUN = 10;
 
 /** Why, past the number, a setting out of its bounds does harm. */
 const LIMIT_REASONS: Partial<Record<keyof typeof DISPATCH_LIMITS, string>> = {
@@ -148,8 +108,8 @@ export class Dispatcher {
   readonly #retryDelayMs: number;
   readonly #retryDelayMaxMs: number;
   readonly #clock: () => Date;
-  readonly #log: Logger;
-  readonly #observer: DispatchObserver | undefined;
+  /** what each run did, for metrics, logs and tests (see events.ts) */
+  readonly events: DispatchEvents;
   #mode: HandoffMode | undefined;
 
   constructor(o: DispatcherOptions) {
@@ -163,8 +123,8 @@ export class Dispatcher {
     this.#retryDelayMs = o.retryDelayMs ?? DISPATCH_DEFAULTS.retryDelayMs;
     this.#retryDelayMaxMs = o.retryDelayMaxMs ?? DISPATCH_DEFAULTS.retryDelayMaxMs;
     this.#clock = o.clock ?? (() => new Date());
-    this.#log = o.logger ?? silentLogger;
-    this.#observer = o.observer;
+    this.events = o.events ?? new DispatchEvents();
+    if (o.logger) logDispatchEvents(this.events, o.logger);
   }
 
   /**
@@ -189,7 +149,7 @@ export class Dispatcher {
       detail: { latenessSeconds: [], refused: 0, deadByReason: { corrupt: 0, unsupported: 0, rejected: 0, max_attempts: 0 } },
       giveBack: [],
       retries: [],
-      leases: new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.#log),
+      leases: new LeaseKeeper(this.#store, this.#leaseMs, this.#clock, this.events),
     };
     const { summary, leases } = run;
     const claim = () => {
@@ -250,10 +210,9 @@ export class Dispatcher {
     } finally {
       leases.stop();
       await this.#settleRefused(run);
-      this.#logTail(run);
       summary.failed = run.giveBack.length + run.retries.length;
       summary.elapsedMs = performance.now() - started;
-      if (this.#observer?.onDispatched) notify(() => this.#observer?.onDispatched?.(summary, run.detail));
+      this.events.emit('run', { summary, detail: run.detail, mode: this.#mode });
     }
     return summary;
   }
@@ -266,7 +225,7 @@ export class Dispatcher {
       try {
         await leases.settle(claims, fn);
       } catch (err) {
-        this.#log.error(`could not give ${what} back; they will be claimed again when their lease ends`, { count: claims.length, error: errorMessage(err) });
+        this.events.emit('giveBackFailed', { what, count: claims.length, error: err });
       }
     };
     await settle(giveBack, () => this.#store.release(giveBack), 'jobs');
@@ -337,7 +296,7 @@ export class Dispatcher {
         // false: it lost its lease to another dispatcher, which now sends it
       });
       summary.sent += sent.length;
-      if (this.#observer) this.#lateness(sent, run.detail);
+      if (this.events.has('run')) this.#lateness(sent, run.detail);
       await this.#bury(burials, run);
       return;
     }
@@ -357,14 +316,14 @@ export class Dispatcher {
       } else this.#refuse(r, outcome.error, nowS, run, burials);
     });
     if (outage) this.#brokerDown(new BrokerFailure(outage), lost, run);
-    const acceptedAt = this.#observer ? this.#clock().getTime() / 1000 : 0;
+    const acceptedAt = this.events.has('run') ? this.#clock().getTime() / 1000 : 0;
     await leases.settle(accepted, () => this.#store.acknowledge(accepted));
     summary.sent += accepted.length;
-    if (this.#observer) this.#lateness(accepted, run.detail, acceptedAt);
+    if (this.events.has('run')) this.#lateness(accepted, run.detail, acceptedAt);
     await this.#bury(burials, run);
   }
 
-  /** Records, for the observer, how late each sent job left (now, or when the broker accepted it). */
+  /** Records, for `run` listeners, how late each sent job left (now, or when the broker accepted it). */
   #lateness(sent: readonly ClaimedJob[], detail: DispatchDetail, at = this.#clock().getTime() / 1000): void {
     for (const c of sent) detail.latenessSeconds.push(Math.max(0, at - c.dueAt));
   }
@@ -394,16 +353,15 @@ export class Dispatcher {
     }
     const delayMs = Math.min(this.#retryDelayMaxMs, this.#retryDelayMs * 2 ** (attempts.count - 1));
     run.retries.push({ claim, retryAt: now + delayMs / 1000, attempts });
-    if (++run.detail.refused <= LOG_LINES_PER_RUN) {
-      this.#log.warn('broker refused a job; it stays scheduled and is tried again later', {
-        id: claim.id,
-        task: r.message.headers.task,
-        attempt: attempts.count,
-        maxAttempts: this.#maxAttempts,
-        retryInMs: delayMs,
-        error: attempts.lastError,
-      });
-    }
+    this.events.emit('refused', {
+      id: claim.id,
+      task: String(r.message.headers.task),
+      attempt: attempts.count,
+      maxAttempts: this.#maxAttempts,
+      retryInMs: delayMs,
+      error: attempts.lastError,
+      nthInRun: ++run.detail.refused,
+    });
   }
 
   /** Makes jobs dead letters (each still leased to this run), counted and logged. */
@@ -416,23 +374,8 @@ export class Dispatcher {
     for (const b of burials) {
       if (b.reason === 'corrupt') run.summary.corrupt++;
       run.detail.deadByReason[b.reason]++;
-      if (++run.summary.dead <= LOG_LINES_PER_RUN) {
-        this.#log.warn('made a job a dead letter; it will not be sent (see `dead list`)', {
-          id: b.claim.id,
-          reason: b.reason,
-          attempts: b.attempts?.count ?? 0,
-          error: b.error,
-        });
-      }
+      this.events.emit('dead', { id: b.claim.id, reason: b.reason, attempts: b.attempts?.count ?? 0, error: b.error, nthInRun: ++run.summary.dead });
     }
-  }
-
-  /** One line for what the per-job lines of this run left out. */
-  #logTail(run: RunState): void {
-    const refused = run.detail.refused - LOG_LINES_PER_RUN;
-    const dead = run.summary.dead - LOG_LINES_PER_RUN;
-    if (refused > 0) this.#log.warn('more jobs refused by the broker in this run (not logged one by one)', { count: refused });
-    if (dead > 0) this.#log.warn('more jobs made dead letters in this run (not logged one by one)', { count: dead });
   }
 
   async #handoffMode(): Promise<HandoffMode> {
@@ -464,7 +407,7 @@ class LeaseKeeper {
     private readonly store: ScheduleStore,
     private readonly leaseMs: number,
     private readonly clock: () => Date,
-    private readonly log: Logger,
+    private readonly events: DispatchEvents,
   ) {
     this.#timer = setInterval(() => void this.renew(), Math.max(1, leaseMs / 3));
     this.#timer.unref();
@@ -505,9 +448,9 @@ class LeaseKeeper {
             lost++;
           } else c.token = token;
         }
-        if (lost > 0) this.log.warn('lost the lease of claimed jobs; another dispatcher may send them too', { count: lost });
+        if (lost > 0) this.events.emit('leaseLost', { count: lost });
       } catch (err) {
-        this.log.warn('could not renew leases; will try again', { count: claims.length, error: errorMessage(err) });
+        this.events.emit('renewFailed', { count: claims.length, error: err });
       }
     });
   }
@@ -549,15 +492,6 @@ interface Batch {
 class BrokerFailure extends Error {
   constructor(cause: unknown) {
     super(errorMessage(cause), { cause });
-  }
-}
-
-/** Calls an observer hook; whatever it throws is dropped (metrics must never break dispatch). */
-export function notify(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // ignored on purpose
   }
 }
 

@@ -49,6 +49,21 @@ describe('run --metrics-host', () => {
     expect(await run.stop()).toBe(0);
   });
 
+  it('serves the dispatcher’s metrics and prom-client’s default process metrics on /metrics', async () => {
+    const run = startRun(['--backend', sqlite(), '--log-format', 'json', 'run', '--metrics-port', '0']);
+    await expect.poll(run.stderr, { timeout: 10_000 }).toMatch(/"msg":"metrics listening"/);
+    const line =
+      run
+        .stderr()
+        .split('\n')
+        .find((l) => l.includes('metrics listening')) ?? '';
+    const { port } = JSON.parse(line) as { port: number };
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const name of ['cls_jobs_dispatched_total', 'cls_store_up 1', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_seconds'])
+      expect(text).toContain(name);
+    expect(await run.stop()).toBe(0);
+  });
+
   it('startMetricsServer without a host listens on 127.0.0.1', async () => {
     const server = await startMetricsServer({
       port: 0,

@@ -116,12 +116,12 @@ describe.skipIf(skip)('DispatcherDaemon', () => {
         sleeps.push(ms);
         now += ms; // virtual time: the sleep takes exactly as long as asked
       },
-      onPass: (s) => {
-        if (s.sent) {
-          sentAt = now;
-          stop.abort();
-        }
-      },
+    });
+    daemon.events.on('pass', ({ summary }) => {
+      if (summary.sent) {
+        sentAt = now;
+        stop.abort();
+      }
     });
     await daemon.run(stop.signal);
     expect(sentAt).toBe(due);

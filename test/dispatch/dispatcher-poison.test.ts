@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Broker, PublishOutcome } from '../../src/brokers/broker.js';
 import type { TaskMessage } from '../../src/celery/message.js';
-import { Dispatcher, DISPATCH_DEFAULTS, type DispatchDetail, type DispatchSummary } from '../../src/dispatch/dispatcher.js';
+import { Dispatcher, DISPATCH_DEFAULTS, type DispatchDetail } from '../../src/dispatch/dispatcher.js';
 import { ConnectionError, MessageRejectedError, UnroutableError, ValidationError } from '../../src/util/errors.js';
 import { MemoryStore } from '../../src/stores/memory/memory-store.js';
 
@@ -41,8 +41,8 @@ function setup(broker: Broker, o: { maxAttempts?: number } = {}) {
     retryDelayMs: 10_000,
     retryDelayMaxMs: 60_000,
     ...o,
-    observer: { onDispatched: (_s: DispatchSummary, d: DispatchDetail) => void details.push(d) },
   });
+  dispatcher.events.on('run', ({ detail }) => void details.push(detail));
   return { store, dispatcher, details, at: (t: number) => (now = t) };
 }
 

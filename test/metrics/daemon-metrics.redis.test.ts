@@ -44,10 +44,11 @@ describe.skipIf(skip)('dispatcher metrics with Redis store and broker', () => {
       redisSocketTimeout: 2,
     });
     metrics = new DispatcherMetrics({ store: app.store, broker: app.broker, clock: () => app.now(), checkTimeoutMs: 500 });
-    // what the CLI does: the server first, then the daemon with the metrics as its observer
+    // what the CLI does: the server first, then the daemon, its events counted by the metrics
     server = await startMetricsServer({ port: 0, host: '127.0.0.1', metrics, health: () => metrics.health() });
     base = `http://127.0.0.1:${server.port}`;
-    const daemon = getScheduler(app).daemon({ observer: metrics, pollIntervalMs: 100, backoffInitialMs: 20, backoffMaxMs: 200 });
+    const daemon = getScheduler(app).daemon({ pollIntervalMs: 100, backoffInitialMs: 20, backoffMaxMs: 200 });
+    metrics.listen(daemon.events);
     done = daemon.run(stop.signal);
   });
 
@@ -143,7 +144,8 @@ describe.skipIf(requireService(shared, 'Redis'))('metrics in atomic hand-off mod
       });
       await store.add(jobs);
       const metrics = new DispatcherMetrics({ store, broker });
-      const dispatcher = new Dispatcher({ store, broker, observer: metrics });
+      const dispatcher = new Dispatcher({ store, broker });
+      metrics.listen(dispatcher.events);
       expect(await dispatcher.dispatchDue()).toMatchObject({ sent: 3, failed: 0 });
       expect(dispatcher.mode).toBe('atomic');
       const m = parseExposition(await metrics.render());

@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Broker, PublishOutcome } from '../../src/brokers/broker.js';
 import type { TaskMessage } from '../../src/celery/message.js';
-import { Dispatcher, type DispatchObserver } from '../../src/dispatch/dispatcher.js';
+import { Dispatcher, type DispatcherOptions } from '../../src/dispatch/dispatcher.js';
+import { DispatchEvents } from '../../src/dispatch/events.js';
 import { DispatcherDaemon } from '../../src/dispatch/daemon.js';
 import { ConnectionError, UnroutableError } from '../../src/util/errors.js';
 import { encodeEntry } from '../../src/job/entry.js';
@@ -48,12 +49,19 @@ const NOW = Date.parse('2030-06-01T12:00:00Z');
 const now = NOW / 1000;
 const clock = () => new Date(NOW);
 
+/** A dispatcher whose events the metrics count. */
+function metered(metrics: DispatcherMetrics, o: DispatcherOptions): Dispatcher {
+  const d = new Dispatcher(o);
+  metrics.listen(d.events);
+  return d;
+}
+
 const servers: MetricsServer[] = [];
 afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-describe('DispatcherMetrics as the dispatcher observer', () => {
+describe('DispatcherMetrics listening to the dispatcher’s events', () => {
   it('counts sent, refused and dead jobs, one batch observation, and each sent job’s lateness', async () => {
     const store = new MemoryStore();
     const broker = new FakeBroker();
@@ -65,7 +73,7 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
       job('ok.later', now + 3600),
     ]);
     const metrics = new DispatcherMetrics({ store, broker, clock });
-    const summary = await new Dispatcher({ store, broker, clock, observer: metrics }).dispatchDue();
+    const summary = await metered(metrics, { store, broker, clock }).dispatchDue();
     expect(summary).toMatchObject({ sent: 2, failed: 1, dead: 1, corrupt: 1 });
 
     const m = parseExposition(await metrics.render());
@@ -101,7 +109,7 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     broker.down = true;
     await store.add([job('ok.a', now - 1), job('ok.b', now - 2), job('ok.c', now - 3)]);
     const metrics = new DispatcherMetrics({ store, broker, clock });
-    const summary = await new Dispatcher({ store, broker, clock, observer: metrics }).dispatchDue();
+    const summary = await metered(metrics, { store, broker, clock }).dispatchDue();
     expect(summary.error).toBeInstanceOf(ConnectionError);
     const m = parseExposition(await metrics.render());
     expect(valueOf(m, 'cls_jobs_failed_total', { reason: 'broker_unavailable' })).toBe(3);
@@ -117,7 +125,7 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     const broker = new FakeBroker();
     await store.add([job('ok.later', now + 60)]);
     const metrics = new DispatcherMetrics({ store, broker, clock });
-    const d = new Dispatcher({ store, broker, clock, observer: metrics });
+    const d = metered(metrics, { store, broker, clock });
     await d.dispatchDue();
     await d.dispatchDue();
     const m = parseExposition(await metrics.render());
@@ -126,25 +134,24 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     expect(valueOf(m, 'cls_jobs_scheduled')).toBe(1);
   });
 
-  it('an observer that throws changes nothing about dispatch', async () => {
+  it('a listener that throws changes nothing about dispatch', async () => {
     const store = new MemoryStore();
     const broker = new FakeBroker();
     await store.add([job('ok.a', now - 1), job('ok.b', now - 1)]);
     let calls = 0;
-    const observer: DispatchObserver = {
-      onDispatched: () => {
-        calls++;
-        throw new Error('observer bug');
-      },
-    };
-    const summary = await new Dispatcher({ store, broker, clock, observer }).dispatchDue();
+    const events = new DispatchEvents();
+    events.on('run', () => {
+      calls++;
+      throw new Error('listener bug');
+    });
+    const summary = await new Dispatcher({ store, broker, clock, events }).dispatchDue();
     expect(calls).toBe(1);
     expect(summary).toMatchObject({ sent: 2, failed: 0 });
     expect(broker.published).toHaveLength(2);
     expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
   });
 
-  it('reports the daemon’s store outage and recovery, and lateness reaches the observer through the daemon', async () => {
+  it('reports the daemon’s store outage and recovery, and lateness reaches the metrics through the daemon', async () => {
     let failing = true;
     class FlakyStore extends MemoryStore {
       override claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
@@ -157,15 +164,10 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
     await store.add([job('ok.a', Date.now() / 1000 - 0.5)]);
     const metrics = new DispatcherMetrics({ store, broker });
     const states: boolean[] = [];
-    const observer: DispatchObserver = {
-      onDispatched: (s, d) => metrics.onDispatched(s, d),
-      onStoreState: (up, err) => {
-        states.push(up);
-        metrics.onStoreState(up, err);
-      },
-    };
     const stop = new AbortController();
-    const daemon = new DispatcherDaemon({ store, broker, observer, pollIntervalMs: 20, backoffInitialMs: 10, backoffMaxMs: 20 });
+    const daemon = new DispatcherDaemon({ store, broker, pollIntervalMs: 20, backoffInitialMs: 10, backoffMaxMs: 20 });
+    metrics.listen(daemon.events);
+    daemon.events.on('storeState', (e) => states.push(e.up));
     const done = daemon.run(stop.signal);
     try {
       await expect.poll(() => states, { timeout: 3000 }).toEqual([false]);
@@ -178,8 +180,8 @@ describe('DispatcherMetrics as the dispatcher observer', () => {
       expect(h.broker.up).toBe(true);
       failing = false;
       await expect.poll(() => states, { timeout: 3000 }).toEqual([false, true]);
-      await expect.poll(() => metrics.dispatched.get(), { timeout: 3000 }).toBe(1);
-      expect(metrics.latenessSeconds.render()).toMatch(/cls_dispatch_lateness_seconds_count 1\n/);
+      await expect.poll(async () => (await metrics.dispatched.get()).values[0]?.value, { timeout: 3000 }).toBe(1);
+      expect(valueOf(parseExposition(await metrics.render()), 'cls_dispatch_lateness_seconds_count')).toBe(1);
       expect((await metrics.health()).ok).toBe(true);
     } finally {
       stop.abort();
@@ -214,10 +216,12 @@ describe('health', () => {
 
   it('the daemon’s broker state counts even when a live ping succeeds', async () => {
     const metrics = new DispatcherMetrics({ store: new MemoryStore(), broker: new FakeBroker() });
-    metrics.onBrokerState(false, new Error('publish to amqp://guest:guest@rabbit:5672// failed'));
+    const events = new DispatchEvents();
+    metrics.listen(events);
+    events.emit('brokerState', { up: false, broker: 'fake://', error: new Error('publish to amqp://guest:guest@rabbit:5672// failed') });
     const h = await metrics.health();
     expect(h.broker).toEqual({ up: false, error: 'publish to amqp://guest:***@rabbit:5672// failed' });
-    metrics.onBrokerState(true);
+    events.emit('brokerState', { up: true, broker: 'fake://' });
     expect((await metrics.health()).ok).toBe(true);
   });
 });
