@@ -1,6 +1,6 @@
 /**
  * The store contract: ONE suite, run unchanged against every store (memory, Redis, SQLite,
- * PostgreSQL). A new store is done when it passes. It is the executable form of src/store.ts.
+ * PostgreSQL). A new store is done when it passes. It is the executable form of src/stores/store.ts.
  *
  * Each store registers a harness in its own `*.contract.test.ts` file. `create()` makes a fresh,
  * isolated, empty store (a key prefix, a temp file, a schema); `reopen()` opens a second handle on
