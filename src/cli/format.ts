@@ -2,6 +2,7 @@
  * What the CLI commands share to read flags and print results: the bounds of numeric flags, and
  * plain-text tables and times for people (`--json` is for programs).
  */
+import type { ScheduledJobInfo } from '../admin/scheduled-jobs.js';
 import { isoOrUndefined, isRepresentableMs } from '../celery/time.js';
 import { DISPATCH_LIMITS } from '../dispatch/dispatcher.js';
 import { ValidationError } from '../util/errors.js';
@@ -114,4 +115,14 @@ export function printPage<T>(
   write(table(o.headers, page.items.map(o.row)));
   const n = page.items.length;
   write(`${n} ${n === 1 ? o.noun[0] : o.noun[1]}${page.cursor === undefined ? '' : `; next page: --cursor '${page.cursor}'`}\n`);
+}
+
+/**
+ * A job as JSON for programs (`list --json`, `show --json`): times as ISO strings; `dueAt` is null
+ * when the stored time is outside years 1-9999 (another writer stored it), and `dueAtUnix` is always
+ * the stored number.
+ */
+export function jobJson(j: ScheduledJobInfo): Record<string, unknown> {
+  const { entry: _entry, dueAt: _dueAt, dueAtUnix, ...rest } = j;
+  return { ...rest, dueAt: isoOrUndefined(dueAtUnix) ?? null, dueAtUnix };
 }

@@ -1,24 +1,19 @@
 /**
  * `dead list | show | retry | purge`: the dead letters of the `--backend` store (jobs the
- * dispatcher will not send as they are; see the dispatcher).
+ * dispatcher will not send as they are; see the dispatcher). `retry` and `purge` take ids or
+ * --all, never both; any id they could not act on is named and the command exits 1.
  */
 import type { Command } from 'commander';
-import type { Celery } from '../client/celery.js';
-import { isoOrUndefined } from '../celery/time.js';
-import { ValidationError } from '../util/errors.js';
-import type { DeadLetterInfo } from '../admin/dead-letters.js';
-import { getScheduler } from '../client/scheduler.js';
-import { LIMITS, bounded, clip, humanTime, printPage } from './format.js';
+import type { DeadLetterInfo } from '../../admin/dead-letters.js';
+import { isoOrUndefined } from '../../celery/time.js';
+import { getScheduler } from '../../client/scheduler.js';
+import { ValidationError } from '../../util/errors.js';
+import type { CliContext } from '../context.js';
+import { EXIT, ExitWith } from '../exit.js';
+import { LIMITS, bounded, clip, humanTime, printPage } from '../format.js';
 
-export interface DeadCommandContext {
-  withApp: <T>(fn: (a: Celery) => Promise<T>) => Promise<T>;
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  /** ends the command with this exit code (after what was printed) */
-  fail: () => never;
-}
-
-export function addDeadCommand(program: Command, ctx: DeadCommandContext): void {
+export function addDeadCommand(program: Command, ctx: CliContext): void {
+  const { io } = ctx;
   const dead = program
     .command('dead')
     .description(
@@ -40,7 +35,7 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
       const limit = bounded(o.limit, '--limit', LIMITS.limit);
       const page = await ctx.withApp((a) => getScheduler(a).deadLetters({ limit, ...(o.cursor !== undefined && { cursor: o.cursor }) }));
       printPage(
-        ctx.stdout,
+        io.stdout,
         { items: page.letters, cursor: page.cursor },
         {
           json: o.json === true,
@@ -61,12 +56,12 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
     .action(async (id: string, o: { json?: boolean }) => {
       const d = await ctx.withApp((a) => getScheduler(a).deadLetter(id));
       if (!d) {
-        if (o.json) ctx.stdout(`${JSON.stringify({ id, state: 'not dead' })}\n`);
-        else ctx.stdout(`id     ${id}\nstate  not a dead letter (never one, or already retried or purged)\n`);
-        ctx.fail();
+        if (o.json) io.stdout(`${JSON.stringify({ id, state: 'not dead' })}\n`);
+        else io.stdout(`id     ${id}\nstate  not a dead letter (never one, or already retried or purged)\n`);
+        throw new ExitWith(EXIT.FAILURE);
       }
       if (o.json) {
-        ctx.stdout(`${JSON.stringify({ ...deadJson(d), entry: d.entry })}\n`);
+        io.stdout(`${JSON.stringify({ ...deadJson(d), entry: d.entry })}\n`);
         return;
       }
       const rows: [string, string][] = [
@@ -82,7 +77,7 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
         ['stored', d.entry ?? '(no entry: its key was missing)'],
       ];
       const w = Math.max(...rows.map(([k]) => k.length));
-      ctx.stdout(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}\n`).join(''));
+      io.stdout(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}\n`).join(''));
     });
 
   dead
@@ -94,17 +89,17 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
     .action(async (ids: string[], o: { all?: boolean; json?: boolean }) => {
       const which = target(ids, o.all, 'retry');
       const r = await ctx.withApp((a) => getScheduler(a).retryDead(which));
-      if (o.json) ctx.stdout(`${JSON.stringify(r)}\n`);
+      if (o.json) io.stdout(`${JSON.stringify(r)}\n`);
       else {
         const left = [
           r.notDead.length ? `not dead letters: ${r.notDead.join(', ')}` : '',
           r.idTaken.length ? `a scheduled job holds the id (left as they are): ${r.idTaken.join(', ')}` : '',
           r.noEntry.length ? `no entry to schedule (left as they are; purge them): ${r.noEntry.join(', ')}` : '',
         ].filter(Boolean);
-        ctx.stdout(`retried ${r.retried.length}\n`);
-        if (left.length) ctx.stderr(`${left.join('; ')}\n`);
+        io.stdout(`retried ${r.retried.length}\n`);
+        if (left.length) io.stderr(`${left.join('; ')}\n`);
       }
-      if (r.notDead.length || r.idTaken.length || r.noEntry.length) ctx.fail();
+      if (r.notDead.length || r.idTaken.length || r.noEntry.length) throw new ExitWith(EXIT.FAILURE);
     });
 
   dead
@@ -116,12 +111,12 @@ export function addDeadCommand(program: Command, ctx: DeadCommandContext): void 
     .action(async (ids: string[], o: { all?: boolean; json?: boolean }) => {
       const which = target(ids, o.all, 'purge');
       const r = await ctx.withApp((a) => getScheduler(a).purgeDead(which));
-      if (o.json) ctx.stdout(`${JSON.stringify(r)}\n`);
+      if (o.json) io.stdout(`${JSON.stringify(r)}\n`);
       else {
-        ctx.stdout(`purged ${r.purged}\n`);
-        if (r.notDead.length) ctx.stderr(`not dead letters: ${r.notDead.join(', ')}\n`);
+        io.stdout(`purged ${r.purged}\n`);
+        if (r.notDead.length) io.stderr(`not dead letters: ${r.notDead.join(', ')}\n`);
       }
-      if (r.notDead.length) ctx.fail();
+      if (r.notDead.length) throw new ExitWith(EXIT.FAILURE);
     });
 }
 

@@ -1,0 +1,49 @@
+/**
+ * Flags that more than one command reads: a JSON flag (a usage error naming the flag when it is
+ * not JSON), and the retry flags of `dispatch` and `run` (absent flags leave the dispatcher's
+ * defaults; present ones are checked against LIMITS).
+ */
+import type { Command } from 'commander';
+import { DISPATCH_DEFAULTS } from '../dispatch/dispatcher.js';
+import { ValidationError } from '../util/errors.js';
+import { LIMITS, bounded } from './format.js';
+
+export function parseJson(text: string, flag: string, expected: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ValidationError([`${flag} is not valid JSON; pass ${expected}`]);
+  }
+}
+
+export interface RetryFlags {
+  maxAttempts?: string;
+  retryDelayMs?: string;
+  retryDelayMaxMs?: string;
+}
+
+/** The flags of `dispatch` and `run` that say how a job the broker refuses is tried again. */
+export function withRetryFlags(command: Command): Command {
+  const d = DISPATCH_DEFAULTS;
+  return command
+    .option(
+      '--max-attempts <n>',
+      `refusals by the broker before a job becomes a dead letter, ${LIMITS.maxAttempts.min} to ${LIMITS.maxAttempts.max} (default ${d.maxAttempts})`,
+    )
+    .option('--retry-delay-ms <ms>', `wait before trying a refused job again; doubles with each refusal (default ${d.retryDelayMs})`)
+    .option('--retry-delay-max-ms <ms>', `the longest wait between two attempts (default ${d.retryDelayMaxMs}, an hour)`)
+    .addHelpText(
+      'after',
+      '\nA job the broker refuses (unroutable, nacked, a broker key of another type) is tried again after its backoff and ' +
+        'becomes a dead letter after --max-attempts refusals; a corrupt entry or a message the broker can never carry becomes ' +
+        'one at once. The rest of its batch is sent as usual. See `dead --help`.\n',
+    );
+}
+
+export function retryOptions(o: RetryFlags): { maxAttempts?: number; retryDelayMs?: number; retryDelayMaxMs?: number } {
+  return {
+    ...(o.maxAttempts !== undefined && { maxAttempts: bounded(o.maxAttempts, '--max-attempts', LIMITS.maxAttempts) }),
+    ...(o.retryDelayMs !== undefined && { retryDelayMs: bounded(o.retryDelayMs, '--retry-delay-ms', LIMITS.retryDelayMs) }),
+    ...(o.retryDelayMaxMs !== undefined && { retryDelayMaxMs: bounded(o.retryDelayMaxMs, '--retry-delay-max-ms', LIMITS.retryDelayMaxMs) }),
+  };
+}
