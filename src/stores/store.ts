@@ -5,7 +5,8 @@
  * not faked.
  *
  * Every store behaves the same; `test/contract/store-contract.ts` is the executable form of
- * this file, run unchanged against each store. In short:
+ * this file, run unchanged against each store, and every store extends `StoreBase` (base.ts),
+ * which does what they share once: the closed state, the checks below, leases and paging. In short:
  * - Times are unix seconds (fractions allowed). "Due order" is due time, then id (code-point order).
  * - A job is in exactly one state: scheduled, in flight (claimed, leased to a token), or gone.
  * - Ids are unique across scheduled and in-flight jobs.
@@ -164,7 +165,9 @@ export interface ClaimOptions {
   until: number;
   /** the current time (unix seconds), for lease expiry */
   now: number;
+  /** the most jobs to claim; rounded down, and below 1 claims nothing */
   limit: number;
+  /** > 0 */
   leaseMs: number;
 }
 
@@ -179,6 +182,7 @@ export interface AddOptions {
 export interface RenewOptions {
   /** the current time (unix seconds) */
   now: number;
+  /** > 0 */
   leaseMs: number;
 }
 
@@ -265,8 +269,8 @@ export interface ScheduleStore {
   /**
    * Extends the lease of claims this dispatcher still holds (e.g. while a broker is slow to
    * confirm). Resolves to the claims still held, with their new tokens; a claim whose lease was
-   * taken over is left out and left alone. A lease is never shortened: a claim whose lease
-   * already ends at or after `now + leaseMs` comes back unchanged.
+   * taken over (or settled) is left out and left alone. A lease is never shortened: a claim still
+   * held whose lease already ends at or after `now + leaseMs` comes back unchanged.
    */
   renew(claims: readonly ClaimedJob[], options: RenewOptions): Promise<ClaimedJob[]>;
   /** The broker accepted these: forget them. Jobs no longer leased to their claim are left alone. */

@@ -260,6 +260,14 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
       });
 
+      it('renew leaves out a claim no longer held, even one whose lease is long enough', async () => {
+        await store.add([job('settled', T0), job('held', T0)]);
+        const claims = await claimAt(T0); // leases end at T0 + 30
+        await store.acknowledge(claims.filter((c) => c.id === 'settled'));
+        const renewed = await store.renew(claims, { now: T0 + 1, leaseMs: 1000 }); // would end at T0 + 2: not renewed
+        expect(renewed).toEqual(claims.filter((c) => c.id === 'held'));
+      });
+
       it('bury makes a claimed job a dead letter: neither scheduled nor claimable, counted as dead', async () => {
         await store.add([job('bad', T0)]);
         const [claim] = await claimAt(T0);
@@ -711,6 +719,9 @@ export function storeContract(name: string, harness: StoreHarness): void {
         await expect(store.reschedule('m', T0, `["\uD800"]`)).rejects.toBeInstanceOf(ValidationError);
         await expect(store.list({ limit: 0 })).rejects.toBeInstanceOf(ValidationError);
         await expect(store.list({ limit: 1.5 })).rejects.toBeInstanceOf(ValidationError);
+        await expect(store.claimDue({ until: T0, now: T0, limit: 10, leaseMs: 0 })).rejects.toThrow(/leaseMs must be > 0/);
+        await expect(store.renew([], { now: T0, leaseMs: 0 })).rejects.toThrow(/leaseMs must be > 0/);
+        expect(await store.claimDue({ until: T0, now: T0, limit: 0, leaseMs: LEASE })).toEqual([]);
         expect(await store.count()).toEqual({ scheduled: 1, inFlight: 0, dead: 0 });
         expect(await store.get('m')).toMatchObject({ dueAt: T0, entry: job('m', T0).entry });
       });
@@ -723,6 +734,15 @@ export function storeContract(name: string, harness: StoreHarness): void {
       expect(err).toMatchObject({ code: ErrorCode.CLOSED });
       expect(String(err)).toMatch(/closed/);
       await expect(store.count()).rejects.toMatchObject({ code: ErrorCode.CLOSED });
+      // every call, even one with nothing to do or with bad input: the closed state is checked first
+      const closed = { code: ErrorCode.CLOSED };
+      await expect(store.add([])).rejects.toMatchObject(closed);
+      await expect(store.acknowledge([])).rejects.toMatchObject(closed);
+      await expect(store.renew([], { now: T0, leaseMs: LEASE })).rejects.toMatchObject(closed);
+      await expect(store.reschedule('x', Number.NaN)).rejects.toMatchObject(closed);
+      await expect(store.list({ limit: 0 })).rejects.toMatchObject(closed);
+      await expect(store.identity()).rejects.toMatchObject(closed);
+      if (store.watch) await expect(store.watch(() => {})).rejects.toMatchObject(closed);
     });
   });
 }

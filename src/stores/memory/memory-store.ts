@@ -1,39 +1,24 @@
 /**
  * A store in this process's memory: for tests and for trying the library out. It keeps the
  * whole contract (see src/stores/store.ts), including leases and wake-ups, but nothing survives the
- * process and other processes cannot see it.
+ * process and other processes cannot see it. What every store does the same (the checks, the
+ * closed state, lease arithmetic, paging) is `StoreBase`'s (../base.ts); this file is the rest.
  */
 import { DuplicateJobError, JobKeyTakenError } from '../../util/errors.js';
 import type { NewJob } from '../../job/types.js';
 import { objectName } from '../../util/object-name.js';
+import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
 import {
-  checkDueAt,
-  checkJobKey,
-  checkLimit,
-  checkNewJobs,
   compareDue,
-  cursorAfter,
-  pageOf,
-  deadCursorAfter,
   deadLetterOf,
-  leaseToken,
-  parseCursor,
-  storeClosed,
-  type AddOptions,
   type Attempts,
   type Burial,
-  type ClaimOptions,
   type ClaimedJob,
   type DeadLetter,
-  type DeadLetterPage,
   type JobKeyMode,
-  type JobPage,
   type KeyedAddResult,
-  type ListOptions,
-  type RenewOptions,
   type Retry,
   type ReviveOutcome,
-  type ScheduleStore,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -64,16 +49,16 @@ class MemoryData {
   }
 }
 
-export class MemoryStore implements ScheduleStore {
+export class MemoryStore extends StoreBase {
   readonly description = 'memory://';
   readonly #data: MemoryData;
   readonly #scheduled: Map<string, { dueAt: number; entry: string }>;
   readonly #inFlight: Map<string, Leased>;
   readonly #watchers: Set<(dueAt: number) => void>;
   readonly #mine = new Set<(dueAt: number) => void>();
-  #closed = false;
 
   constructor(data = new MemoryData()) {
+    super();
     this.#data = data;
     this.#scheduled = data.scheduled;
     this.#inFlight = data.inFlight;
@@ -85,29 +70,23 @@ export class MemoryStore implements ScheduleStore {
     return new MemoryStore(this.#data);
   }
 
-  #open(): void {
-    if (this.#closed) throw storeClosed(this.description);
-  }
-
   /** scheduled jobs in due order */
   #ordered(): StoredJob[] {
     return [...this.#scheduled].map(([id, j]) => ({ id, dueAt: j.dueAt, entry: j.entry, state: 'scheduled' as const })).sort(compareDue);
   }
 
-  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
-    this.#open();
-    checkNewJobs(jobs);
-    return this.#addNow(jobs, options);
+  protected async doAdd(jobs: readonly NewJob[], duplicates: 'reject' | 'skip'): Promise<number> {
+    return this.#addNow(jobs, duplicates);
   }
 
   /** `add`, synchronously: nothing else runs in between. */
-  #addNow(jobs: readonly NewJob[], options: AddOptions = {}): number {
+  #addNow(jobs: readonly NewJob[], duplicates: 'reject' | 'skip' = 'reject'): number {
     const taken = (id: string) => this.#scheduled.has(id) || this.#inFlight.has(id);
     const fresh: NewJob[] = [];
     const seen = new Set<string>();
     for (const job of jobs) {
       if (taken(job.id) || seen.has(job.id)) {
-        if (options.duplicates === 'skip') continue;
+        if (duplicates === 'skip') continue;
         throw new DuplicateJobError(job.id);
       }
       seen.add(job.id);
@@ -124,10 +103,7 @@ export class MemoryStore implements ScheduleStore {
     return fresh.length;
   }
 
-  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
-    this.#open();
-    checkNewJobs([job]);
-    checkJobKey(key);
+  protected async doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
     const data = this.#data;
     const holder = data.keyHolder.get(key);
     if (holder === undefined) {
@@ -149,18 +125,14 @@ export class MemoryStore implements ScheduleStore {
     return { id: job.id, outcome: 'replaced', replacedId: holder };
   }
 
-  async remove(id: string): Promise<boolean> {
-    this.#open();
+  protected async doRemove(id: string): Promise<boolean> {
     if (!this.#scheduled.delete(id)) return false;
     this.#data.dropKeyOf(id);
     this.#data.attempts.delete(id);
     return true;
   }
 
-  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
-    this.#open();
-    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
-    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
+  protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     const job = this.#scheduled.get(id);
     if (!job) return false;
     const first = this.#ordered()[0]?.dueAt;
@@ -169,11 +141,7 @@ export class MemoryStore implements ScheduleStore {
     return true;
   }
 
-  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
-    this.#open();
-    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
-    const token = leaseToken(o.now, o.leaseMs);
-    const deadline = Number(token);
+  protected async doClaim(o: ClaimQuery, { token, deadline }: Lease): Promise<ClaimedJob[]> {
     const out: ClaimedJob[] = [];
     const expired = [...this.#inFlight]
       .filter(([, l]) => l.deadline <= o.now)
@@ -202,25 +170,19 @@ export class MemoryStore implements ScheduleStore {
     return l && l.deadline === Number(c.token) ? l : undefined;
   }
 
-  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
-    this.#open();
-    const token = leaseToken(o.now, o.leaseMs);
-    const out: ClaimedJob[] = [];
-    for (const c of claims) {
+  protected async doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]> {
+    return claims.filter((c) => {
       const l = this.#held(c);
-      if (!l) continue;
-      if (Number(token) <= l.deadline) {
-        out.push(c); // never shortens a lease
-        continue;
-      }
-      l.deadline = Number(token);
-      out.push({ ...c, token });
-    }
-    return out;
+      if (l) l.deadline = lease.deadline;
+      return l !== undefined;
+    });
   }
 
-  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
-    this.#open();
+  protected async doStillHeld(claims: readonly ClaimedJob[]): Promise<readonly ClaimedJob[]> {
+    return claims.filter((c) => this.#held(c) !== undefined);
+  }
+
+  protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     for (const c of claims) {
       if (!this.#held(c)) continue;
       this.#inFlight.delete(c.id);
@@ -228,8 +190,7 @@ export class MemoryStore implements ScheduleStore {
     }
   }
 
-  async release(claims: readonly ClaimedJob[]): Promise<void> {
-    this.#open();
+  protected async doRelease(claims: readonly ClaimedJob[]): Promise<void> {
     for (const c of claims) {
       const l = this.#held(c);
       if (!l) continue;
@@ -238,8 +199,7 @@ export class MemoryStore implements ScheduleStore {
     }
   }
 
-  async retryLater(retries: readonly Retry[]): Promise<void> {
-    this.#open();
+  protected async doRetryLater(retries: readonly Retry[]): Promise<void> {
     for (const r of retries) {
       const l = this.#held(r.claim);
       if (!l) continue;
@@ -249,8 +209,7 @@ export class MemoryStore implements ScheduleStore {
     }
   }
 
-  async bury(burials: readonly Burial[]): Promise<void> {
-    this.#open();
+  protected async doBury(burials: readonly Burial[]): Promise<void> {
     for (const b of burials) {
       const l = this.#held(b.claim);
       if (!l) continue;
@@ -260,28 +219,21 @@ export class MemoryStore implements ScheduleStore {
     }
   }
 
-  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
-    this.#open();
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+  protected async doDeadLetters(after: Position | undefined, read: number): Promise<readonly DeadLetter[]> {
     const byDeath = (d: DeadLetter) => ({ dueAt: d.diedAt, id: d.id });
-    const all = [...this.#data.dead.values()]
+    return [...this.#data.dead.values()]
       .sort((a, b) => compareDue(byDeath(a), byDeath(b)))
-      .filter((d) => after === undefined || compareDue(byDeath(d), after) > 0);
-    const { items, cursor } = pageOf(all, o.limit, deadCursorAfter);
-    const letters = items.map((d) => ({ ...d }));
-    return cursor ? { letters, cursor } : { letters };
+      .filter((d) => after === undefined || compareDue(byDeath(d), after) > 0)
+      .slice(0, read)
+      .map((d) => ({ ...d }));
   }
 
-  async getDead(id: string): Promise<DeadLetter | undefined> {
-    this.#open();
+  protected async doGetDead(id: string): Promise<DeadLetter | undefined> {
     const d = this.#data.dead.get(id);
     return d && { ...d };
   }
 
-  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
-    this.#open();
-    checkDueAt(dueAt, 'the due time of revived jobs');
+  protected async doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
     return ids.map((id): ReviveOutcome => {
       const d = this.#data.dead.get(id);
       if (!d) return 'not_dead';
@@ -293,20 +245,18 @@ export class MemoryStore implements ScheduleStore {
     });
   }
 
-  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
-    this.#open();
+  protected async doPurgeDead(ids: readonly string[] | 'all'): Promise<number> {
     if (ids === 'all') {
       const n = this.#data.dead.size;
       this.#data.dead.clear();
       return n;
     }
     let n = 0;
-    for (const id of new Set(ids)) if (this.#data.dead.delete(id)) n++;
+    for (const id of ids) if (this.#data.dead.delete(id)) n++;
     return n;
   }
 
-  async get(id: string): Promise<StoredJob | undefined> {
-    this.#open();
+  protected async doGet(id: string): Promise<StoredJob | undefined> {
     const s = this.#scheduled.get(id);
     if (s) return { id, dueAt: s.dueAt, entry: s.entry, state: 'scheduled' };
     const l = this.#inFlight.get(id);
@@ -314,30 +264,24 @@ export class MemoryStore implements ScheduleStore {
     return undefined;
   }
 
-  async list(o: ListOptions): Promise<JobPage> {
-    this.#open();
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const jobs = this.#ordered()
-      .filter((j) => (o.from === undefined || j.dueAt >= o.from) && (o.to === undefined || j.dueAt <= o.to))
-      .filter((j) => after === undefined || compareDue(j, after) > 0);
-    const { items, cursor } = pageOf(jobs, o.limit, cursorAfter);
-    return cursor ? { jobs: items, cursor } : { jobs: items };
+  protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
+    return this.#ordered()
+      .filter((j) => (r.from === undefined || j.dueAt >= r.from) && (r.to === undefined || j.dueAt <= r.to))
+      .filter((j) => r.after === undefined || compareDue(j, r.after) > 0)
+      .slice(0, read);
   }
 
-  async count(): Promise<StoreCounts> {
-    this.#open();
+  protected async doCount(): Promise<StoreCounts> {
     return { scheduled: this.#scheduled.size, inFlight: this.#inFlight.size, dead: this.#data.dead.size };
   }
 
-  async nextDueAt(): Promise<number | undefined> {
-    this.#open();
+  protected async doNextDueAt(): Promise<number | undefined> {
     const times = [...this.#scheduled.values()].map((j) => j.dueAt).concat([...this.#inFlight.values()].map((l) => l.deadline));
     return times.length ? Math.min(...times) : undefined;
   }
 
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
-    this.#open();
+    this.assertOpen();
     this.#watchers.add(onSooner);
     this.#mine.add(onSooner);
     return async () => {
@@ -347,13 +291,11 @@ export class MemoryStore implements ScheduleStore {
   }
 
   /** `memory:<n>`: the same for every handle on these jobs (see `handle()`), different for any other store. */
-  async identity(): Promise<string> {
-    this.#open();
+  protected async doIdentity(): Promise<string> {
     return `memory:${objectName(this.#data)}`;
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
+  protected async doClose(): Promise<void> {
     for (const w of this.#mine) this.#watchers.delete(w);
     this.#mine.clear();
   }

@@ -36,41 +36,27 @@
  * so concurrent adds of one key (from any connection or process) run one after another; the
  * unique index is the backstop. A claim racing with it is serialised by the holder's row lock
  * (SELECT ... FOR UPDATE): once the claim commits, the row no longer holds the key.
+ *
+ * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
+ * `StoreBase`'s (../base.ts); this file is the rest.
  */
 import type pg from 'pg';
 import { loadDriver } from '../../util/drivers.js';
 import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../util/errors.js';
 import type { NewJob } from '../../job/types.js';
+import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
 import {
-  checkDueAt,
-  checkJobKey,
-  checkLimit,
-  checkNewJobs,
-  cursorAfter,
-  pageOf,
-  readAhead,
-  deadCursorAfter,
   deadLetterOf,
   decodeAttempts,
   encodeAttempts,
-  leaseToken,
-  parseCursor,
-  storeClosed,
   type Burial,
   type DeadLetter,
-  type DeadLetterPage,
   type DeadReason,
   type Retry,
   type ReviveOutcome,
-  type AddOptions,
-  type ClaimOptions,
   type ClaimedJob,
   type JobKeyMode,
-  type JobPage,
   type KeyedAddResult,
-  type ListOptions,
-  type RenewOptions,
-  type ScheduleStore,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -108,7 +94,7 @@ function deadLetter(r: DeadRow): DeadLetter {
   return r.first_failed_at === null ? d : { ...d, firstFailedAt: num(r.first_failed_at) };
 }
 
-export class PostgresStore implements ScheduleStore {
+export class PostgresStore extends StoreBase {
   readonly description: string;
   readonly schema: string;
   readonly #target: PostgresTarget;
@@ -119,9 +105,9 @@ export class PostgresStore implements ScheduleStore {
   readonly #channel: string;
   readonly #watchers = new Set<() => Promise<void>>();
   #ready: Promise<void> | undefined;
-  #closed = false;
 
   constructor(url: string, options: PostgresStoreOptions = {}) {
+    super();
     this.#target = parsePostgresUrl(url, options);
     const max = options.maxConnections ?? 10;
     if (!Number.isInteger(max) || max < 1) throw new ValidationError([`maxConnections must be a whole number >= 1, not ${max}`]);
@@ -166,7 +152,7 @@ export class PostgresStore implements ScheduleStore {
   }
 
   async #run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw storeClosed(this.description);
+    this.assertOpen();
     try {
       await this.#prepare();
       return await fn();
@@ -181,11 +167,8 @@ export class PostgresStore implements ScheduleStore {
     }
   }
 
-  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
-    if (this.#closed) throw storeClosed(this.description);
-    if (jobs.length === 0) return 0;
-    checkNewJobs(jobs);
-    const skip = options.duplicates === 'skip';
+  protected async doAdd(jobs: readonly NewJob[], duplicates: 'reject' | 'skip'): Promise<number> {
+    const skip = duplicates === 'skip';
     if (!skip) {
       const seen = new Set<string>();
       for (const j of jobs) {
@@ -257,10 +240,7 @@ export class PostgresStore implements ScheduleStore {
     }
   }
 
-  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
-    if (this.#closed) throw storeClosed(this.description);
-    checkNewJobs([job]);
-    checkJobKey(key);
+  protected async doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
     return this.#run(() =>
       this.#transaction(async (client) => {
         await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`celery_longterm_scheduler.job_key:${this.schema}:${key}`]);
@@ -292,14 +272,12 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async remove(id: string): Promise<boolean> {
+  protected async doRemove(id: string): Promise<boolean> {
     const rows = await this.#query(`DELETE FROM ${this.#jobs} WHERE id = $1 AND lease IS NULL RETURNING id`, [id]);
     return rows.length === 1;
   }
 
-  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
-    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
-    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
+  protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     const rows = await this.#query<{ n: number }>(
       `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
        moved AS (
@@ -314,9 +292,7 @@ export class PostgresStore implements ScheduleStore {
     return (rows[0]?.n ?? 0) > 0;
   }
 
-  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
-    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
-    const token = leaseToken(o.now, o.leaseMs);
+  protected async doClaim(o: ClaimQuery, { token }: Lease): Promise<ClaimedJob[]> {
     const rows = await this.#query<{ id: string; due_at: string; entry: string; failures: string | null }>(
       `WITH expired AS (
          SELECT id, lease AS due_at FROM ${this.#jobs}
@@ -345,23 +321,27 @@ export class PostgresStore implements ScheduleStore {
     });
   }
 
-  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
-    const token = leaseToken(o.now, o.leaseMs);
-    const longer = claims.filter((c) => Number(c.token) >= Number(token)); // never shortens a lease
-    claims = claims.filter((c) => Number(c.token) < Number(token));
-    if (claims.length === 0) return longer;
+  protected async doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]> {
     const rows = await this.#query<{ id: string }>(
       `UPDATE ${this.#jobs} j SET lease = $3
        FROM unnest($1::text[], $2::float8[]) AS c(id, lease)
        WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id`,
-      [claims.map((c) => c.id), claims.map((c) => Number(c.token)), token],
+      [claims.map((c) => c.id), claims.map((c) => Number(c.token)), lease.token],
     );
     const kept = new Set(rows.map((r) => r.id));
-    return [...longer, ...claims.filter((c) => kept.has(c.id)).map((c) => ({ ...c, token }))];
+    return claims.filter((c) => kept.has(c.id));
   }
 
-  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
-    if (claims.length === 0) return;
+  protected async doStillHeld(claims: readonly ClaimedJob[]): Promise<readonly ClaimedJob[]> {
+    const rows = await this.#query<{ id: string }>(
+      `SELECT j.id FROM ${this.#jobs} j JOIN unnest($1::text[], $2::float8[]) AS c(id, lease) ON j.id = c.id AND j.lease = c.lease`,
+      [claims.map((c) => c.id), claims.map((c) => Number(c.token))],
+    );
+    const held = new Set(rows.map((r) => r.id));
+    return claims.filter((c) => held.has(c.id));
+  }
+
+  protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#query(
       `DELETE FROM ${this.#jobs} j USING unnest($1::text[], $2::float8[]) AS c(id, lease)
        WHERE j.id = c.id AND j.lease = c.lease`,
@@ -369,8 +349,7 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async release(claims: readonly ClaimedJob[]): Promise<void> {
-    if (claims.length === 0) return;
+  protected async doRelease(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#query(
       `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at
        FROM unnest($1::text[], $2::float8[], $3::float8[]) AS c(id, lease, due_at)
@@ -379,8 +358,7 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async retryLater(retries: readonly Retry[]): Promise<void> {
-    if (retries.length === 0) return;
+  protected async doRetryLater(retries: readonly Retry[]): Promise<void> {
     await this.#query(
       `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at, failures = c.failures
        FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[]) AS c(id, lease, due_at, failures)
@@ -394,8 +372,7 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async bury(burials: readonly Burial[]): Promise<void> {
-    if (burials.length === 0) return;
+  protected async doBury(burials: readonly Burial[]): Promise<void> {
     const letters = burials.map((b) => deadLetterOf(b, null));
     await this.#query(
       `WITH c AS (
@@ -422,25 +399,20 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const params: unknown[] = [readAhead(o.limit)];
+  protected async doDeadLetters(after: Position | undefined, read: number): Promise<readonly DeadLetter[]> {
+    const params: unknown[] = [read];
     const where = after ? `WHERE (died_at, id) > ($2::float8, $3::text COLLATE "C")` : '';
     if (after) params.push(after.dueAt, after.id);
     const rows = await this.#query<DeadRow>(`SELECT ${DEAD_COLUMNS} FROM ${this.#dead} ${where} ORDER BY died_at, id LIMIT $1`, params);
-    const { items, cursor } = pageOf(rows.map(deadLetter), o.limit, deadCursorAfter);
-    return cursor ? { letters: items, cursor } : { letters: items };
+    return rows.map(deadLetter);
   }
 
-  async getDead(id: string): Promise<DeadLetter | undefined> {
+  protected async doGetDead(id: string): Promise<DeadLetter | undefined> {
     const [row] = await this.#query<DeadRow>(`SELECT ${DEAD_COLUMNS} FROM ${this.#dead} WHERE id = $1`, [id]);
     return row && deadLetter(row);
   }
 
-  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
-    checkDueAt(dueAt, 'the due time of revived jobs');
-    if (ids.length === 0) return [];
+  protected async doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
     return this.#run(() =>
       this.#transaction(async (client) => {
         const wanted = [...new Set(ids)];
@@ -476,18 +448,18 @@ export class PostgresStore implements ScheduleStore {
     );
   }
 
-  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+  protected async doPurgeDead(ids: readonly string[] | 'all'): Promise<number> {
     const rows =
       ids === 'all'
         ? await this.#query<{ n: number }>(`WITH gone AS (DELETE FROM ${this.#dead} RETURNING 1) SELECT count(*)::int AS n FROM gone`)
         : await this.#query<{ n: number }>(
             `WITH gone AS (DELETE FROM ${this.#dead} WHERE id = ANY($1::text[]) RETURNING 1) SELECT count(*)::int AS n FROM gone`,
-            [[...new Set(ids)]],
+            [ids],
           );
     return rows[0]?.n ?? 0;
   }
 
-  async get(id: string): Promise<StoredJob | undefined> {
+  protected async doGet(id: string): Promise<StoredJob | undefined> {
     const [row] = await this.#query<{ due_at: string; entry: string; lease: string | null }>(`SELECT due_at, entry, lease FROM ${this.#jobs} WHERE id = $1`, [
       id,
     ]);
@@ -497,28 +469,21 @@ export class PostgresStore implements ScheduleStore {
       : { id, dueAt: num(row.lease), entry: row.entry, state: 'in_flight' };
   }
 
-  async list(o: ListOptions): Promise<JobPage> {
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+  protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     const where = ['lease IS NULL'];
     const params: unknown[] = [];
     const param = (v: unknown) => `$${params.push(v)}`;
-    if (o.from !== undefined) where.push(`due_at >= ${param(o.from)}`);
-    if (o.to !== undefined) where.push(`due_at <= ${param(o.to)}`);
-    if (after) where.push(`(due_at, id) > (${param(after.dueAt)}::float8, ${param(after.id)}::text COLLATE "C")`);
+    if (r.from !== undefined) where.push(`due_at >= ${param(r.from)}`);
+    if (r.to !== undefined) where.push(`due_at <= ${param(r.to)}`);
+    if (r.after) where.push(`(due_at, id) > (${param(r.after.dueAt)}::float8, ${param(r.after.id)}::text COLLATE "C")`);
     const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
-      `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(readAhead(o.limit))}`,
+      `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(read)}`,
       params,
     );
-    const { items, cursor } = pageOf(
-      rows.map((r): StoredJob => ({ id: r.id, dueAt: num(r.due_at), entry: r.entry, state: 'scheduled' })),
-      o.limit,
-      cursorAfter,
-    );
-    return cursor ? { jobs: items, cursor } : { jobs: items };
+    return rows.map((row) => ({ id: row.id, dueAt: num(row.due_at), entry: row.entry }));
   }
 
-  async count(): Promise<StoreCounts> {
+  protected async doCount(): Promise<StoreCounts> {
     const [row] = await this.#query<{ scheduled: number; in_flight: number; dead: number }>(
       `SELECT (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NULL)::int AS scheduled,
               (SELECT count(*) FROM ${this.#jobs} WHERE lease IS NOT NULL)::int AS in_flight,
@@ -527,7 +492,7 @@ export class PostgresStore implements ScheduleStore {
     return { scheduled: row?.scheduled ?? 0, inFlight: row?.in_flight ?? 0, dead: row?.dead ?? 0 };
   }
 
-  async nextDueAt(): Promise<number | undefined> {
+  protected async doNextDueAt(): Promise<number | undefined> {
     const [row] = await this.#query<{ t: string | null }>(
       `SELECT least((SELECT min(due_at) FROM ${this.#jobs} WHERE lease IS NULL),
                     (SELECT min(lease) FROM ${this.#jobs} WHERE lease IS NOT NULL)) AS t`,
@@ -540,7 +505,7 @@ export class PostgresStore implements ScheduleStore {
    * until it can); wake-ups sent meanwhile are lost, which is why the daemon also polls.
    */
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
-    if (this.#closed) throw storeClosed(this.description);
+    this.assertOpen();
     let stopped = false;
     let client: pg.Client | undefined;
     let retry: NodeJS.Timeout | undefined;
@@ -592,8 +557,7 @@ export class PostgresStore implements ScheduleStore {
    * a TCP connection to one server agree, a replica or a copy of it does not), the database and
    * the schema. Needs no privileges and no schema: creates and changes nothing.
    */
-  async identity(): Promise<string> {
-    if (this.#closed) throw storeClosed(this.description);
+  protected async doIdentity(): Promise<string> {
     const server = `extract(epoch FROM pg_postmaster_start_time())::text AS started,
       (SELECT oid::text FROM pg_catalog.pg_database WHERE datname = current_database()) AS db`;
     try {
@@ -615,9 +579,7 @@ export class PostgresStore implements ScheduleStore {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected async doClose(): Promise<void> {
     await Promise.all([...this.#watchers].map((stop) => stop()));
     await this.#pool.end();
   }

@@ -22,6 +22,9 @@
  *
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
+ *
+ * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
+ * `StoreBase`'s (../base.ts); this file is the rest.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,38 +34,21 @@ import { DuplicateJobError, JobKeyTakenError, redactUrl } from '../../util/error
 import type { NewJob } from '../../job/types.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
 import type { RedisPush } from '../../redis/handoff.js';
+import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type MissingDead, type Position } from '../base.js';
 import {
   DEAD_REASONS,
-  checkDueAt,
-  checkJobKey,
-  checkLimit,
-  checkNewJobs,
   compareDue,
-  cursorAfter,
-  pageOf,
-  readAhead,
-  deadCursorAfter,
   deadLetterOf,
   decodeAttempts,
   encodeAttempts,
-  leaseToken,
-  parseCursor,
-  storeClosed,
   type Burial,
   type DeadLetter,
-  type DeadLetterPage,
   type DeadReason,
   type Retry,
   type ReviveOutcome,
-  type AddOptions,
-  type ClaimOptions,
   type ClaimedJob,
   type JobKeyMode,
-  type JobPage,
   type KeyedAddResult,
-  type ListOptions,
-  type RenewOptions,
-  type ScheduleStore,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -157,7 +143,7 @@ function byToken<T>(items: readonly T[], tokenOf: (item: T) => string): Map<stri
 
 const claimToken = (c: { token: string }): string => c.token;
 
-export class RedisStore implements ScheduleStore {
+export class RedisStore extends StoreBase {
   readonly description: string;
   readonly prefix: string;
   readonly keys: {
@@ -177,9 +163,9 @@ export class RedisStore implements ScheduleStore {
   readonly #location = new Lazy(() => this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 })));
   /** the legacy `corrupt` hash was folded into the dead letters (once per store object) */
   #folded = false;
-  #closed = false;
 
   constructor(url: string, options: RedisStoreOptions = {}) {
+    super();
     this.#connections = new RedisConnections(url, 'long-term scheduler store (Redis)', options);
     this.description = redactUrl(url);
     this.prefix = options.keyPrefix ?? '';
@@ -198,8 +184,8 @@ export class RedisStore implements ScheduleStore {
   }
 
   /** The connected client (connects on first use, once). */
-  client(): Promise<Redis> {
-    if (this.#closed) return Promise.reject(storeClosed(this.description));
+  async client(): Promise<Redis> {
+    this.assertOpen();
     return this.#client.get();
   }
 
@@ -219,10 +205,7 @@ export class RedisStore implements ScheduleStore {
     }
   }
 
-  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
-    if (jobs.length === 0) return 0;
-    checkNewJobs(jobs);
-    const mode = options.duplicates ?? 'reject';
+  protected async doAdd(jobs: readonly NewJob[], mode: 'reject' | 'skip'): Promise<number> {
     const chunk = mode === 'skip' ? ADD_CHUNK : jobs.length;
     return this.#run(async (client) => {
       const add = client.clsAdd.bind(client);
@@ -238,9 +221,7 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
-  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
-    checkNewJobs([job]);
-    checkJobKey(key);
+  protected async doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
     const [outcome, id] = await this.#run(
       async (client) =>
         await client.clsAddKeyed(
@@ -272,38 +253,43 @@ export class RedisStore implements ScheduleStore {
     }
   }
 
-  async remove(id: string): Promise<boolean> {
+  protected async doRemove(id: string): Promise<boolean> {
     return this.#run(
       async (client) => (await client.clsRemove(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1,
     );
   }
 
-  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
-    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
-    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
+  protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     return this.#run(async (client) => (await client.clsReschedule(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1);
   }
 
-  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
-    const token = leaseToken(o.now, o.leaseMs);
+  protected async doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]> {
     return this.#run(async (client) => {
       const renew = client.clsRenew.bind(client);
       const out: ClaimedJob[] = [];
       for (const [old, group] of byToken(claims, claimToken)) {
-        if (Number(token) <= Number(old)) {
-          out.push(...group); // never shortens a lease; these are checked when settled
-          continue;
-        }
-        const kept = new Set(await renew(this.keys.inFlight, old, token, ...group.map((c) => c.id)));
-        for (const c of group) if (kept.has(c.id)) out.push({ ...c, token });
+        const kept = new Set(await renew(this.keys.inFlight, old, lease.token, ...group.map((c) => c.id)));
+        for (const c of group) if (kept.has(c.id)) out.push(c);
       }
       return out;
     });
   }
 
-  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
-    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
-    const token = leaseToken(o.now, o.leaseMs); // the lease deadline (see claim-5.lua)
+  protected async doStillHeld(claims: readonly ClaimedJob[]): Promise<readonly ClaimedJob[]> {
+    return this.#run(async (client) => {
+      const read = client.pipeline();
+      for (const c of claims) read.zscore(this.keys.inFlight, c.id);
+      const scores = (await read.exec()) ?? [];
+      return claims.filter((c, i) => {
+        const [err, score] = scores[i] ?? [null, null];
+        if (err) throw err;
+        return typeof score === 'string' && Number(score) === Number(c.token);
+      });
+    });
+  }
+
+  protected async doClaim(o: ClaimQuery, { token }: Lease): Promise<ClaimedJob[]> {
+    // the token is the lease deadline (see claim-6.lua)
     const flat = await this.#run(
       async (client) =>
         await client.clsClaim(
@@ -329,7 +315,7 @@ export class RedisStore implements ScheduleStore {
     return out;
   }
 
-  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+  protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
       const ack = client.clsAck.bind(client);
       for (const [token, group] of byToken(claims, claimToken)) {
@@ -338,16 +324,15 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
-  async release(claims: readonly ClaimedJob[]): Promise<void> {
+  protected async doRelease(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#release(claims.map((c) => ({ claim: c, dueAt: c.dueAt, attempts: '' })));
   }
 
-  async retryLater(retries: readonly Retry[]): Promise<void> {
+  protected async doRetryLater(retries: readonly Retry[]): Promise<void> {
     await this.#release(retries.map((r) => ({ claim: r.claim, dueAt: r.retryAt, attempts: encodeAttempts(r.attempts) })));
   }
 
   async #release(items: readonly { claim: ClaimedJob; dueAt: number; attempts: string }[]): Promise<void> {
-    if (items.length === 0) return;
     await this.#run(async (client) => {
       const release = client.clsRelease.bind(client);
       for (const [token, group] of byToken(items, (item) => item.claim.token)) {
@@ -357,8 +342,7 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
-  async bury(burials: readonly Burial[]): Promise<void> {
-    if (burials.length === 0) return;
+  protected async doBury(burials: readonly Burial[]): Promise<void> {
     await this.#run(async (client) => {
       const bury = client.clsBury.bind(client);
       for (const [token, group] of byToken(burials, (b) => b.claim.token)) {
@@ -395,24 +379,19 @@ export class RedisStore implements ScheduleStore {
     this.#folded = true;
   }
 
-  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+  protected async doDeadLetters(after: Position | undefined, read: number): Promise<readonly (DeadLetter | MissingDead)[]> {
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
-      const found = await pageByScore(client, this.keys.deadByTime, after, -Infinity, Infinity, readAhead(o.limit));
-      const { items: page, cursor } = pageOf(found, o.limit, (last) => deadCursorAfter({ diedAt: last.dueAt, id: last.id }));
-      const records = page.length ? await client.hmget(this.keys.dead, ...page.map((j) => j.id)) : [];
-      const letters: DeadLetter[] = [];
-      page.forEach((j, i) => {
+      const found = await pageByScore(client, this.keys.deadByTime, after, -Infinity, Infinity, read);
+      const records = found.length ? await client.hmget(this.keys.dead, ...found.map((j) => j.id)) : [];
+      return found.map((j, i): DeadLetter | MissingDead => {
         const raw = records[i];
-        if (typeof raw === 'string') letters.push(decodeDead(j.id, raw, j.dueAt));
+        return typeof raw === 'string' ? decodeDead(j.id, raw, j.dueAt) : { id: j.id, diedAt: j.dueAt, missing: true };
       });
-      return cursor ? { letters, cursor } : { letters };
     });
   }
 
-  async getDead(id: string): Promise<DeadLetter | undefined> {
+  protected async doGetDead(id: string): Promise<DeadLetter | undefined> {
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
       const raw = await client.hget(this.keys.dead, id);
@@ -420,9 +399,7 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
-  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
-    checkDueAt(dueAt, 'the due time of revived jobs');
-    if (ids.length === 0) return [];
+  protected async doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
       const revive = client.clsRevive.bind(client);
@@ -447,7 +424,7 @@ export class RedisStore implements ScheduleStore {
     });
   }
 
-  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+  protected async doPurgeDead(ids: readonly string[] | 'all'): Promise<number> {
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
       if (ids === 'all') {
@@ -455,9 +432,8 @@ export class RedisStore implements ScheduleStore {
         return Number(n);
       }
       let n = 0;
-      const unique = [...new Set(ids)];
-      for (let i = 0; i < unique.length; i += 1000) {
-        const part = unique.slice(i, i + 1000);
+      for (let i = 0; i < ids.length; i += 1000) {
+        const part = ids.slice(i, i + 1000);
         const [[, removed]] = (await client
           .multi()
           .hdel(this.keys.dead, ...part)
@@ -470,6 +446,7 @@ export class RedisStore implements ScheduleStore {
   }
 
   async handOff(claims: readonly ClaimedJob[], pushes: readonly (readonly RedisPush[])[]): Promise<(boolean | Error)[]> {
+    this.assertOpen();
     const { db } = await this.redisLocation();
     const brokerDbs = new Set(pushes.flatMap((list) => list.map((p) => p.db)));
     if (brokerDbs.size > 1) throw new Error('one hand-off goes to one broker database');
@@ -502,7 +479,7 @@ export class RedisStore implements ScheduleStore {
     return this.#location.get();
   }
 
-  async nextDueAt(): Promise<number | undefined> {
+  protected async doNextDueAt(): Promise<number | undefined> {
     return this.#run(async (client) => {
       const [[, due], [, lease]] = (await client.multi().zrange(this.keys.index, 0, 0, 'WITHSCORES').zrange(this.keys.inFlight, 0, 0, 'WITHSCORES').exec()) as [
         [unknown, string[]],
@@ -514,13 +491,14 @@ export class RedisStore implements ScheduleStore {
   }
 
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
+    this.assertOpen();
     const subscriber = await this.#connections.open({ maxRetriesPerRequest: null });
     subscriber.on('message', (_channel: string, message: string) => onSooner(Number(message)));
     await subscriber.subscribe(this.keys.wakeup);
     return () => this.#connections.close(subscriber);
   }
 
-  async get(id: string): Promise<StoredJob | undefined> {
+  protected async doGet(id: string): Promise<StoredJob | undefined> {
     return this.#run(async (client) => {
       const [[, entry], [, due], [, lease], [, inFlightEntry]] = (await client
         .multi()
@@ -539,27 +517,19 @@ export class RedisStore implements ScheduleStore {
    * Pages through the index by score; ties come back in member (byte) order, which is the
    * contract's due order. Jobs at the cursor's own due time are skipped up to the cursor's id.
    */
-  async list(o: ListOptions): Promise<JobPage> {
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    checkLimit(o.limit);
-    const min = o.from ?? -Infinity;
-    const max = o.to ?? Infinity;
-    if (Math.max(min, after?.dueAt ?? -Infinity) > max) return { jobs: [] };
+  protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     return this.#run(async (client) => {
-      const found = await pageByScore(client, this.keys.index, after, min, max, readAhead(o.limit));
-      const { items: page, cursor } = pageOf(found, o.limit, cursorAfter);
-      const entries = page.length ? await client.mget(page.map((j) => `${this.prefix}${j.id}`)) : [];
-      const jobs: StoredJob[] = [];
-      page.forEach((j, i) => {
+      const found = await pageByScore(client, this.keys.index, r.after, r.from ?? -Infinity, r.to ?? Infinity, read);
+      const entries = found.length ? await client.mget(found.map((j) => `${this.prefix}${j.id}`)) : [];
+      // a job claimed between the two reads is in flight now, not scheduled: null
+      return found.map((j, i): ListedJob => {
         const entry = entries[i];
-        // a job claimed between the two reads is in flight now, not scheduled
-        if (typeof entry === 'string') jobs.push({ ...j, entry, state: 'scheduled' });
+        return { ...j, entry: typeof entry === 'string' ? entry : null };
       });
-      return cursor ? { jobs, cursor } : { jobs };
     });
   }
 
-  async count(): Promise<StoreCounts> {
+  protected async doCount(): Promise<StoreCounts> {
     return this.#run(async (client) => {
       await this.#foldLegacy(client);
       const [[, scheduled], [, inFlight], [, dead]] = (await client
@@ -573,14 +543,12 @@ export class RedisStore implements ScheduleStore {
   }
 
   /** `redis:<run_id>:<db>:<prefix>`: the server process, the database and the key prefix. */
-  async identity(): Promise<string> {
+  protected async doIdentity(): Promise<string> {
     const { server, db } = await this.redisLocation();
     return `redis:${server}:${db}:${this.prefix}`;
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected async doClose(): Promise<void> {
     this.#client.reset();
     this.#location.reset();
     await this.#connections.closeAll();

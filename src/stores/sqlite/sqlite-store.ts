@@ -36,6 +36,9 @@
  * Wake-ups: SQLite has no notifications. `watch` hears about jobs made due sooner than all
  * others by `add` or `reschedule` through any SqliteStore in THIS process on the same file; jobs
  * added by other processes are found by the dispatcher daemon's poll, at most a second later.
+ *
+ * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
+ * `StoreBase`'s (../base.ts); this file is the rest.
  */
 import { closeSync, existsSync, openSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -43,35 +46,18 @@ import type Database from 'better-sqlite3';
 import { loadDriver } from '../../util/drivers.js';
 import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../util/errors.js';
 import type { NewJob } from '../../job/types.js';
+import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
 import {
-  checkDueAt,
-  checkJobKey,
-  checkLimit,
-  checkNewJobs,
-  cursorAfter,
-  pageOf,
-  readAhead,
-  deadCursorAfter,
   deadLetterOf,
   decodeAttempts,
   encodeAttempts,
-  leaseToken,
-  parseCursor,
-  storeClosed,
-  type AddOptions,
   type Burial,
-  type ClaimOptions,
   type ClaimedJob,
   type DeadLetter,
-  type DeadLetterPage,
   type Retry,
   type ReviveOutcome,
   type JobKeyMode,
-  type JobPage,
   type KeyedAddResult,
-  type ListOptions,
-  type RenewOptions,
-  type ScheduleStore,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -241,6 +227,7 @@ class Connection {
   readonly due: Database.Statement<[number, number], ClaimRow>;
   readonly lease: Database.Statement<[number, string]>;
   readonly renew: Database.Statement<[number, string, number]>;
+  readonly held: Database.Statement<[string, number], number>;
   readonly ack: Database.Statement<[string, number]>;
   readonly release: Database.Statement<[number, string, number]>;
   readonly retry: Database.Statement<[number, string, string, number]>;
@@ -274,6 +261,7 @@ class Connection {
     // a job in flight holds no deduplication key
     this.lease = db.prepare('UPDATE jobs SET lease = ?, job_key = NULL WHERE id = ?');
     this.renew = db.prepare('UPDATE jobs SET lease = ? WHERE id = ? AND lease = ?');
+    this.held = db.prepare<[string, number], number>('SELECT 1 FROM jobs WHERE id = ? AND lease = ?').pluck();
     this.ack = db.prepare('DELETE FROM jobs WHERE id = ? AND lease = ?');
     this.release = db.prepare('UPDATE jobs SET lease = NULL, due_at = ? WHERE id = ? AND lease = ?');
     this.retry = db.prepare('UPDATE jobs SET lease = NULL, due_at = ?, failures = ? WHERE id = ? AND lease = ?');
@@ -306,7 +294,7 @@ class Connection {
   }
 }
 
-export class SqliteStore implements ScheduleStore {
+export class SqliteStore extends StoreBase {
   readonly description: string;
   /** the database file's absolute path, or ':memory:' */
   readonly file: string;
@@ -317,9 +305,9 @@ export class SqliteStore implements ScheduleStore {
   readonly #key: string;
   readonly #watchers = new Set<(dueAt: number) => void>();
   #connection: Connection | undefined;
-  #closed = false;
 
   constructor(url: string, options: SqliteStoreOptions = {}) {
+    super();
     const location = parseSqliteUrl(url);
     const problems: string[] = [];
     if (options.synchronous !== undefined && options.synchronous !== 'normal' && options.synchronous !== 'full') {
@@ -339,7 +327,7 @@ export class SqliteStore implements ScheduleStore {
 
   /** The open connection; opens (and creates or migrates) the file on first use. */
   #open(): Connection {
-    if (this.#closed) throw storeClosed(this.description);
+    this.assertOpen(); // closed: never opened again
     this.#connection ??= this.#connect();
     return this.#connection;
   }
@@ -430,11 +418,8 @@ export class SqliteStore implements ScheduleStore {
     }
   }
 
-  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
-    this.#open();
-    if (jobs.length === 0) return 0;
-    checkNewJobs(jobs);
-    const skip = options.duplicates === 'skip';
+  protected async doAdd(jobs: readonly NewJob[], duplicates: 'reject' | 'skip'): Promise<number> {
+    const skip = duplicates === 'skip';
     const { added, sooner } = this.#run((c) =>
       c.write(() => {
         const first = c.firstDue.get();
@@ -461,10 +446,7 @@ export class SqliteStore implements ScheduleStore {
     return added;
   }
 
-  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
-    this.#open();
-    checkNewJobs([job]);
-    checkJobKey(key);
+  protected async doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
     const { result, sooner } = this.#run((c) =>
       c.write(() => {
         // inside BEGIN IMMEDIATE: no other connection writes until this commits
@@ -488,13 +470,11 @@ export class SqliteStore implements ScheduleStore {
     return result;
   }
 
-  async remove(id: string): Promise<boolean> {
+  protected async doRemove(id: string): Promise<boolean> {
     return this.#run((c) => c.remove.run(id).changes === 1);
   }
 
-  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
-    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
-    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
+  protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     const sooner = this.#run((c) =>
       c.write(() => {
         const first = c.firstDue.get();
@@ -507,16 +487,11 @@ export class SqliteStore implements ScheduleStore {
     return true;
   }
 
-  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
-    if (!(o.leaseMs > 0)) throw new Error('leaseMs must be > 0');
-    const limit = Math.floor(o.limit);
-    const token = leaseToken(o.now, o.leaseMs);
-    const deadline = Number(token);
-    return this.#run((c) => {
-      if (!(limit > 0)) return [];
-      return c.write(() => {
-        let rows = c.expired.all(o.now, limit);
-        if (rows.length < limit) rows = rows.concat(c.due.all(o.until, limit - rows.length));
+  protected async doClaim(o: ClaimQuery, { token, deadline }: Lease): Promise<ClaimedJob[]> {
+    return this.#run((c) =>
+      c.write(() => {
+        let rows = c.expired.all(o.now, o.limit);
+        if (rows.length < o.limit) rows = rows.concat(c.due.all(o.until, o.limit - rows.length));
         const out: ClaimedJob[] = [];
         for (const r of rows) {
           c.lease.run(deadline, r.id);
@@ -524,24 +499,19 @@ export class SqliteStore implements ScheduleStore {
           out.push(attempts ? { id: r.id, dueAt: r.dueAt, entry: r.entry, token, attempts } : { id: r.id, dueAt: r.dueAt, entry: r.entry, token });
         }
         return out;
-      });
-    });
-  }
-
-  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
-    const token = leaseToken(o.now, o.leaseMs);
-    const deadline = Number(token);
-    return this.#run((c) =>
-      c.write(() =>
-        claims.flatMap((claim) => {
-          if (Number(claim.token) >= deadline) return [claim]; // never shortens a lease
-          return c.renew.run(deadline, claim.id, Number(claim.token)).changes === 1 ? [{ ...claim, token }] : [];
-        }),
-      ),
+      }),
     );
   }
 
-  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+  protected async doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]> {
+    return this.#run((c) => c.write(() => claims.filter((claim) => c.renew.run(lease.deadline, claim.id, Number(claim.token)).changes === 1)));
+  }
+
+  protected async doStillHeld(claims: readonly ClaimedJob[]): Promise<readonly ClaimedJob[]> {
+    return this.#run((c) => claims.filter((claim) => c.held.get(claim.id, Number(claim.token)) !== undefined));
+  }
+
+  protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     this.#run((c) =>
       c.write(() => {
         for (const claim of claims) c.ack.run(claim.id, Number(claim.token));
@@ -549,7 +519,7 @@ export class SqliteStore implements ScheduleStore {
     );
   }
 
-  async release(claims: readonly ClaimedJob[]): Promise<void> {
+  protected async doRelease(claims: readonly ClaimedJob[]): Promise<void> {
     this.#run((c) =>
       c.write(() => {
         for (const claim of claims) c.release.run(claim.dueAt, claim.id, Number(claim.token));
@@ -557,8 +527,7 @@ export class SqliteStore implements ScheduleStore {
     );
   }
 
-  async retryLater(retries: readonly Retry[]): Promise<void> {
-    if (retries.length === 0) return;
+  protected async doRetryLater(retries: readonly Retry[]): Promise<void> {
     this.#run((c) =>
       c.write(() => {
         for (const r of retries) c.retry.run(r.retryAt, encodeAttempts(r.attempts), r.claim.id, Number(r.claim.token));
@@ -566,8 +535,7 @@ export class SqliteStore implements ScheduleStore {
     );
   }
 
-  async bury(burials: readonly Burial[]): Promise<void> {
-    if (burials.length === 0) return;
+  protected async doBury(burials: readonly Burial[]): Promise<void> {
     this.#run((c) =>
       c.write(() => {
         for (const b of burials) {
@@ -580,22 +548,17 @@ export class SqliteStore implements ScheduleStore {
     );
   }
 
-  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const rows = this.#run((c) => (after ? c.deadAfter.all(after.dueAt, after.id, readAhead(o.limit)) : c.deadFirst.all(readAhead(o.limit))));
-    const { items, cursor } = pageOf(rows.map(deadLetter), o.limit, deadCursorAfter);
-    return cursor ? { letters: items, cursor } : { letters: items };
+  protected async doDeadLetters(after: Position | undefined, read: number): Promise<readonly DeadLetter[]> {
+    const rows = this.#run((c) => (after ? c.deadAfter.all(after.dueAt, after.id, read) : c.deadFirst.all(read)));
+    return rows.map(deadLetter);
   }
 
-  async getDead(id: string): Promise<DeadLetter | undefined> {
+  protected async doGetDead(id: string): Promise<DeadLetter | undefined> {
     const row = this.#run((c) => c.deadGet.get(id));
     return row && deadLetter(row);
   }
 
-  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
-    checkDueAt(dueAt, 'the due time of revived jobs');
-    if (ids.length === 0) return [];
+  protected async doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
     const { outcomes, sooner } = this.#run((c) =>
       c.write(() => {
         const first = c.firstDue.get();
@@ -617,45 +580,36 @@ export class SqliteStore implements ScheduleStore {
     return outcomes;
   }
 
-  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+  protected async doPurgeDead(ids: readonly string[] | 'all'): Promise<number> {
     return this.#run((c) =>
       c.write(() => {
         if (ids === 'all') return c.deadDeleteAll.run().changes;
         let n = 0;
-        for (const id of new Set(ids)) n += c.deadDelete.run(id).changes;
+        for (const id of ids) n += c.deadDelete.run(id).changes;
         return n;
       }),
     );
   }
 
-  async get(id: string): Promise<StoredJob | undefined> {
+  protected async doGet(id: string): Promise<StoredJob | undefined> {
     const row = this.#run((c) => c.get.get(id));
     if (!row) return undefined;
     return row.lease === null ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' } : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
   }
 
-  async list(o: ListOptions): Promise<JobPage> {
-    checkLimit(o.limit);
-    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const from = o.from ?? -Infinity;
-    const to = o.to ?? Infinity;
+  protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
+    const from = r.from ?? -Infinity;
+    const to = r.to ?? Infinity;
+    const after = r.after;
     // past the cursor, every job is due at or after it: start there unless `from` is later
-    const rows = this.#run((c) =>
-      after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, readAhead(o.limit)) : c.listFrom.all(from, to, readAhead(o.limit)),
-    );
-    const { items, cursor } = pageOf(
-      rows.map((r): StoredJob => ({ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' })),
-      o.limit,
-      cursorAfter,
-    );
-    return cursor ? { jobs: items, cursor } : { jobs: items };
+    return this.#run((c) => (after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, read) : c.listFrom.all(from, to, read)));
   }
 
-  async count(): Promise<StoreCounts> {
+  protected async doCount(): Promise<StoreCounts> {
     return this.#run((c) => c.count.get()!);
   }
 
-  async nextDueAt(): Promise<number | undefined> {
+  protected async doNextDueAt(): Promise<number | undefined> {
     const { due, lease } = this.#run((c) => c.nextDue.get()!);
     if (due === null) return lease ?? undefined;
     return lease === null ? due : Math.min(due, lease);
@@ -667,7 +621,7 @@ export class SqliteStore implements ScheduleStore {
    * heard: the dispatcher daemon finds them by polling (at most a second later).
    */
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
-    if (this.#closed) throw storeClosed(this.description);
+    this.assertOpen();
     const listener = (dueAt: number) => onSooner(dueAt);
     let set = watchersByFile.get(this.#key);
     if (!set) watchersByFile.set(this.#key, (set = new Set()));
@@ -689,8 +643,7 @@ export class SqliteStore implements ScheduleStore {
    * file not made yet; each `:memory:` database its own. Only looks at the file: opens, creates
    * and migrates nothing.
    */
-  async identity(): Promise<string> {
-    if (this.#closed) throw storeClosed(this.description);
+  protected async doIdentity(): Promise<string> {
     if (this.file === ':memory:') return `sqlite:${this.#key}`;
     try {
       const s = statSync(this.file, { bigint: true });
@@ -707,9 +660,7 @@ export class SqliteStore implements ScheduleStore {
     return `sqlite:path:${join(dir, basename(this.file))}`;
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  protected async doClose(): Promise<void> {
     for (const w of [...this.#watchers]) this.#unwatch(w);
     const c = this.#connection;
     this.#connection = undefined;

@@ -1,0 +1,305 @@
+/**
+ * What every store does the same way, written once: `StoreBase` implements the public
+ * `ScheduleStore` methods (store.ts) and each store extends it, writing only what is its own in
+ * the protected `do*` methods (template methods: the public method checks, then calls its `do*`).
+ *
+ * Invariants:
+ * - A closed store rejects every call with the coded error `ErrorCode.CLOSED` (`storeClosed`),
+ *   checked first, before any validation and without reaching the store. `close()` is
+ *   idempotent: the store's teardown (`doClose`) runs once, on the first call.
+ * - Input is validated here, before a store sees it, so every store refuses the same things
+ *   with the same `ValidationError` and changes nothing then. A `do*` method is only ever called
+ *   on an open store with checked input, and checks nothing itself.
+ * - The lease arithmetic is here: `leaseMs` must be > 0, a claim's or renewal's token is
+ *   `leaseToken(now, leaseMs)` (its deadline), and a renewal never shortens a lease: a claim whose
+ *   lease already ends at or after the new deadline is not renewed, only looked up (it comes
+ *   back unchanged while still held, and is left out otherwise).
+ * - Paging is here: a page size and a cursor are checked, a store reads one row more than the
+ *   page (`readAhead`), and `pageOf` cuts the page and gives the cursor after it.
+ * - A call with nothing to do (no jobs, claims, retries, burials or ids) resolves without
+ *   reaching the store: no connection is made, no file opened.
+ *
+ * What each method checks (after the closed check, which every method does):
+ *   add           each job (`checkNewJobs`: a non-empty well-formed id, a well-formed entry, a
+ *                 finite due time); `duplicates` other than 'skip' is 'reject'. No jobs: 0.
+ *   addKeyed      the job (`checkNewJobs`) and the key (`checkJobKey`: non-empty, well-formed).
+ *   reschedule    the due time (`checkDueAt`: finite); a new entry as `checkNewJobs` checks one.
+ *   claimDue      `leaseMs` > 0; `limit` is rounded down, and below 1 claims nothing.
+ *   renew         `leaseMs` > 0. No claims: [].
+ *   acknowledge, release, retryLater, bury   nothing to check; none given: nothing done.
+ *   deadLetters   the page size (`checkLimit`: a whole number >= 1) and the cursor (`parseCursor`).
+ *   list          the page size and the cursor, as deadLetters; a range that is empty (from
+ *                 after to, or the cursor past to) is an empty page.
+ *   reviveDead    the due time (`checkDueAt`). No ids: [].
+ *   purgeDead     ids given twice count once. No ids: 0.
+ *   remove, get, getDead, count, nextDueAt, identity   nothing but the closed check.
+ * The optional abilities (`watch`, `redisLocation`, `handOff`) are not declared here: a store
+ * that has them writes them, and calls `assertOpen()` first.
+ */
+import type { NewJob } from '../job/types.js';
+import {
+  checkDueAt,
+  checkJobKey,
+  checkLimit,
+  checkNewJobs,
+  cursorAfter,
+  deadCursorAfter,
+  leaseToken,
+  pageOf,
+  parseCursor,
+  readAhead,
+  storeClosed,
+  type AddOptions,
+  type Burial,
+  type ClaimOptions,
+  type ClaimedJob,
+  type DeadLetter,
+  type DeadLetterPage,
+  type JobKeyMode,
+  type JobPage,
+  type KeyedAddResult,
+  type ListOptions,
+  type RenewOptions,
+  type Retry,
+  type ReviveOutcome,
+  type ScheduleStore,
+  type StoreCounts,
+  type StoredJob,
+} from './store.js';
+
+/** A lease a claim or renewal gives: its token, and the deadline the token stands for. */
+export interface Lease {
+  /** `leaseToken(now, leaseMs)` */
+  token: string;
+  /** `Number(token)`: the unix seconds the lease ends at, as stored */
+  deadline: number;
+}
+
+/** The lease a claim or renewal made at `now` (unix seconds) for `leaseMs` gives; `leaseMs` must be > 0. */
+export function leaseOf(now: number, leaseMs: number): Lease {
+  if (!(leaseMs > 0)) throw new Error('leaseMs must be > 0');
+  const token = leaseToken(now, leaseMs);
+  return { token, deadline: Number(token) };
+}
+
+/** A place in a page's order: due time (for dead letters: when it died), then id. */
+export interface Position {
+  dueAt: number;
+  id: string;
+}
+
+/** A claim as a store's `doClaim` gets it: `limit` a whole number >= 1. */
+export interface ClaimQuery {
+  until: number;
+  now: number;
+  limit: number;
+}
+
+/** Which scheduled jobs a `list` page holds: due in [from, to], after the position `after`. */
+export interface ListRange {
+  from?: number;
+  to?: number;
+  after?: Position;
+}
+
+/**
+ * A row `doList` read: a scheduled job, in due order. `entry` null: the index named a job whose
+ * entry was gone when read (claimed between two reads); it is left out of the page, but a page
+ * ending on it still ends there.
+ */
+export interface ListedJob {
+  id: string;
+  dueAt: number;
+  entry: string | null;
+}
+
+/** A row `doDeadLetters` read whose record was gone (deleted between two reads): left out, as `ListedJob`'s null entry. */
+export interface MissingDead {
+  id: string;
+  diedAt: number;
+  missing: true;
+}
+
+export abstract class StoreBase implements ScheduleStore {
+  abstract readonly description: string;
+  #closed = false;
+
+  /** Throws the closed-store error (`ErrorCode.CLOSED`) once `close()` was called. */
+  protected assertOpen(): void {
+    if (this.#closed) throw storeClosed(this.description);
+  }
+
+  async add(jobs: readonly NewJob[], options: AddOptions = {}): Promise<number> {
+    this.assertOpen();
+    checkNewJobs(jobs);
+    if (jobs.length === 0) return 0;
+    return this.doAdd(jobs, options.duplicates === 'skip' ? 'skip' : 'reject');
+  }
+
+  async addKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    this.assertOpen();
+    checkNewJobs([job]);
+    checkJobKey(key);
+    return this.doAddKeyed(job, key, mode);
+  }
+
+  async remove(id: string): Promise<boolean> {
+    this.assertOpen();
+    return this.doRemove(id);
+  }
+
+  async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
+    this.assertOpen();
+    checkDueAt(dueAt, `the new due time of job ${JSON.stringify(id)}`);
+    if (entry !== undefined) checkNewJobs([{ id, dueAt, entry }]);
+    return this.doReschedule(id, dueAt, entry);
+  }
+
+  async claimDue(o: ClaimOptions): Promise<ClaimedJob[]> {
+    this.assertOpen();
+    const lease = leaseOf(o.now, o.leaseMs);
+    const limit = Math.floor(o.limit);
+    if (!(limit > 0)) return [];
+    return this.doClaim({ until: o.until, now: o.now, limit }, lease);
+  }
+
+  async renew(claims: readonly ClaimedJob[], o: RenewOptions): Promise<ClaimedJob[]> {
+    this.assertOpen();
+    const lease = leaseOf(o.now, o.leaseMs);
+    if (claims.length === 0) return [];
+    // never shortens a lease: one that already ends at or after the new deadline stays as it is
+    const longEnough = (c: ClaimedJob) => Number(c.token) >= lease.deadline;
+    const extend = claims.filter((c) => !longEnough(c));
+    const keep = claims.filter(longEnough);
+    const extended = new Set(extend.length ? await this.doRenew(extend, lease) : []);
+    const held = new Set(keep.length ? await this.doStillHeld(keep) : []);
+    return claims.flatMap((c) => (extended.has(c) ? [{ ...c, token: lease.token }] : held.has(c) ? [c] : []));
+  }
+
+  async acknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+    this.assertOpen();
+    if (claims.length) await this.doAcknowledge(claims);
+  }
+
+  async release(claims: readonly ClaimedJob[]): Promise<void> {
+    this.assertOpen();
+    if (claims.length) await this.doRelease(claims);
+  }
+
+  async retryLater(retries: readonly Retry[]): Promise<void> {
+    this.assertOpen();
+    if (retries.length) await this.doRetryLater(retries);
+  }
+
+  async bury(burials: readonly Burial[]): Promise<void> {
+    this.assertOpen();
+    if (burials.length) await this.doBury(burials);
+  }
+
+  async deadLetters(o: { limit: number; cursor?: string }): Promise<DeadLetterPage> {
+    this.assertOpen();
+    checkLimit(o.limit);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const rows = await this.doDeadLetters(after, readAhead(o.limit));
+    const { items, cursor } = pageOf(rows, o.limit, deadCursorAfter);
+    const letters = items.filter((r): r is DeadLetter => !('missing' in r));
+    return cursor ? { letters, cursor } : { letters };
+  }
+
+  async getDead(id: string): Promise<DeadLetter | undefined> {
+    this.assertOpen();
+    return this.doGetDead(id);
+  }
+
+  async reviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
+    this.assertOpen();
+    checkDueAt(dueAt, 'the due time of revived jobs');
+    if (ids.length === 0) return [];
+    return this.doReviveDead(ids, dueAt);
+  }
+
+  async purgeDead(ids: readonly string[] | 'all'): Promise<number> {
+    this.assertOpen();
+    if (ids === 'all') return this.doPurgeDead('all');
+    const unique = [...new Set(ids)];
+    return unique.length ? this.doPurgeDead(unique) : 0;
+  }
+
+  async get(id: string): Promise<StoredJob | undefined> {
+    this.assertOpen();
+    return this.doGet(id);
+  }
+
+  async list(o: ListOptions): Promise<JobPage> {
+    this.assertOpen();
+    checkLimit(o.limit);
+    const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    if (Math.max(o.from ?? -Infinity, after?.dueAt ?? -Infinity) > (o.to ?? Infinity)) return { jobs: [] };
+    const rows = await this.doList({ from: o.from, to: o.to, after }, readAhead(o.limit));
+    const { items, cursor } = pageOf(rows, o.limit, cursorAfter);
+    const jobs = items.flatMap((r): StoredJob[] => (r.entry === null ? [] : [{ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }]));
+    return cursor ? { jobs, cursor } : { jobs };
+  }
+
+  async count(): Promise<StoreCounts> {
+    this.assertOpen();
+    return this.doCount();
+  }
+
+  async nextDueAt(): Promise<number | undefined> {
+    this.assertOpen();
+    return this.doNextDueAt();
+  }
+
+  async identity(): Promise<string> {
+    this.assertOpen();
+    return this.doIdentity();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.doClose();
+  }
+
+  /** `add` of checked jobs, at least one. */
+  protected abstract doAdd(jobs: readonly NewJob[], duplicates: 'reject' | 'skip'): Promise<number>;
+  /** `addKeyed` of a checked job and key. */
+  protected abstract doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult>;
+  protected abstract doRemove(id: string): Promise<boolean>;
+  /** `reschedule` to a checked due time (and entry). */
+  protected abstract doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean>;
+  /** `claimDue`: leases up to `q.limit` (>= 1) jobs with `lease`, every claim's token `lease.token`. */
+  protected abstract doClaim(q: ClaimQuery, lease: Lease): Promise<ClaimedJob[]>;
+  /**
+   * Sets the lease of the claims still held (their stored deadline equals their token) to
+   * `lease`, whose deadline is later than each of theirs. Resolves to those it extended (the
+   * objects given, unchanged: `renew` gives them the new token).
+   */
+  protected abstract doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]>;
+  /** Of `claims`, those still held, changing nothing (the objects given). */
+  protected abstract doStillHeld(claims: readonly ClaimedJob[]): Promise<readonly ClaimedJob[]>;
+  /** `acknowledge` of at least one claim. */
+  protected abstract doAcknowledge(claims: readonly ClaimedJob[]): Promise<void>;
+  /** `release` of at least one claim. */
+  protected abstract doRelease(claims: readonly ClaimedJob[]): Promise<void>;
+  /** `retryLater` of at least one retry. */
+  protected abstract doRetryLater(retries: readonly Retry[]): Promise<void>;
+  /** `bury` of at least one burial. */
+  protected abstract doBury(burials: readonly Burial[]): Promise<void>;
+  /** Up to `read` dead letters after `after` (died at, then id), oldest first; `StoreBase` makes the page. */
+  protected abstract doDeadLetters(after: Position | undefined, read: number): Promise<readonly (DeadLetter | MissingDead)[]>;
+  protected abstract doGetDead(id: string): Promise<DeadLetter | undefined>;
+  /** `reviveDead` of at least one id (maybe given twice), to a checked due time. */
+  protected abstract doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]>;
+  /** `purgeDead` of `'all'`, or of at least one id, each once. */
+  protected abstract doPurgeDead(ids: readonly string[] | 'all'): Promise<number>;
+  protected abstract doGet(id: string): Promise<StoredJob | undefined>;
+  /** Up to `read` scheduled jobs in `range`, in due order; `StoreBase` makes the page. */
+  protected abstract doList(range: ListRange, read: number): Promise<readonly ListedJob[]>;
+  protected abstract doCount(): Promise<StoreCounts>;
+  protected abstract doNextDueAt(): Promise<number | undefined>;
+  protected abstract doIdentity(): Promise<string>;
+  /** The store's teardown (connections, watchers), run once, by the first `close()`. */
+  protected abstract doClose(): Promise<void>;
+}
