@@ -20,6 +20,8 @@ export interface NewJob {
   dueAt: number;
   /** the stored JSON string */
   entry: string;
+  /** our own labels (tags.ts), kept beside the entry, never in it; each once */
+  tags?: readonly string[];
 }
 
 /**

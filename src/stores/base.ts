@@ -16,6 +16,8 @@
  *   back unchanged while still held, and is left out otherwise).
  * - Paging is here: a page size and a cursor are checked, a store reads one row more than the
  *   page (`readAhead`), and `pageOf` cuts the page and gives the cursor after it.
+ * - Tags are read here: `get` and `list` add each job's tags (`doTagsOf`, one read per call); a
+ *   store writes them with the job and deletes them when the job is gone (see store.ts).
  * - A call with nothing to do (no jobs, claims, retries, burials or ids) resolves without
  *   reaching the store: no connection is made, no file opened.
  *
@@ -227,7 +229,10 @@ export abstract class StoreBase implements ScheduleStore {
 
   async get(id: string): Promise<StoredJob | undefined> {
     this.assertOpen();
-    return this.doGet(id);
+    const job = await this.doGet(id);
+    if (!job) return undefined;
+    const [tagged] = await this.#withTags([job]);
+    return tagged;
   }
 
   async list(o: ListOptions): Promise<JobPage> {
@@ -237,8 +242,20 @@ export abstract class StoreBase implements ScheduleStore {
     if (Math.max(o.from ?? -Infinity, after?.dueAt ?? -Infinity) > (o.to ?? Infinity)) return { jobs: [] };
     const rows = await this.doList({ from: o.from, to: o.to, after }, readAhead(o.limit));
     const { items, cursor } = pageOf(rows, o.limit, cursorAfter);
-    const jobs = items.flatMap((r): StoredJob[] => (r.entry === null ? [] : [{ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }]));
+    const found = items.flatMap((r): StoredJob[] => (r.entry === null ? [] : [{ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }]));
+    const jobs = await this.#withTags(found);
     return cursor ? { jobs, cursor } : { jobs };
+  }
+
+  /** The jobs with their tags (`tags` only on those that have any), read in one `doTagsOf`. */
+  async #withTags(jobs: StoredJob[]): Promise<StoredJob[]> {
+    if (jobs.length === 0) return jobs;
+    const tags = await this.doTagsOf(jobs.map((j) => j.id));
+    if (tags.size === 0) return jobs;
+    return jobs.map((j) => {
+      const t = tags.get(j.id);
+      return t && t.length ? { ...j, tags: t } : j;
+    });
   }
 
   async count(): Promise<StoreCounts> {
@@ -294,7 +311,14 @@ export abstract class StoreBase implements ScheduleStore {
   protected abstract doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]>;
   /** `purgeDead` of `'all'`, or of at least one id, each once. */
   protected abstract doPurgeDead(ids: readonly string[] | 'all'): Promise<number>;
+  /** The job (scheduled or in flight) without its tags: `StoreBase` adds them (`doTagsOf`). */
   protected abstract doGet(id: string): Promise<StoredJob | undefined>;
+  /**
+   * The tags of the live (scheduled or in-flight) jobs among `ids` (at least one), by id; jobs
+   * without tags are left out. A dead letter's tags travel in its record instead (`bury` moves
+   * them there, `reviveDead` back), so an id reused while a dead letter holds it never mixes them.
+   */
+  protected abstract doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>>;
   /** Up to `read` scheduled jobs in `range`, in due order; `StoreBase` makes the page. */
   protected abstract doList(range: ListRange, read: number): Promise<readonly ListedJob[]>;
   protected abstract doCount(): Promise<StoreCounts>;

@@ -16,6 +16,7 @@
 import { isWellFormed } from '../celery/limits.js';
 import { ErrorCode, SchedulerError, ValidationError } from '../util/errors.js';
 import type { JobKeyMode, NewJob } from '../job/types.js';
+import { tagProblems } from '../job/tags.js';
 import type { RedisPush, RedisServerId } from '../redis/handoff.js';
 
 /** A job a dispatcher claimed: in flight, leased to `token`, until acknowledged or released. */
@@ -108,7 +109,7 @@ export function decodeAttempts(raw: string | null | undefined): Attempts | undef
 }
 
 /** The dead letter a burial makes (what every store keeps). */
-export function deadLetterOf(b: Burial, entry: string | null): DeadLetter {
+export function deadLetterOf(b: Burial, entry: string | null, tags?: readonly string[]): DeadLetter {
   return {
     id: b.claim.id,
     entry,
@@ -118,6 +119,7 @@ export function deadLetterOf(b: Burial, entry: string | null): DeadLetter {
     attempts: b.attempts?.count ?? 0,
     ...(b.attempts && { firstFailedAt: b.attempts.firstFailedAt }),
     diedAt: b.diedAt,
+    ...(tags && tags.length > 0 && { tags }),
   };
 }
 
@@ -140,6 +142,8 @@ export interface DeadLetter {
   firstFailedAt?: number;
   /** when it became a dead letter (unix seconds) */
   diedAt: number;
+  /** its tags, when it has any; `reviveDead` gives them back to the job */
+  tags?: readonly string[];
 }
 
 export interface DeadLetterPage {
@@ -193,6 +197,8 @@ export interface StoredJob {
   dueAt: number;
   entry: string;
   state: 'scheduled' | 'in_flight';
+  /** its tags, when it has any (absent otherwise), in the order given */
+  tags?: readonly string[];
 }
 
 export interface ListOptions {
@@ -232,6 +238,13 @@ export interface StoreCounts {
   dead: number;
 }
 
+/**
+ * Tags (job/tags.ts) belong to a job id from `add` / `addKeyed` until the job is gone for good:
+ * `get`, `list` and `deadLetters` show them; `reschedule`, claiming, `release`, `retryLater`,
+ * `renew` and `bury` keep them; `reviveDead` gives them back with the job; `acknowledge`,
+ * `handOff`, `remove`, `purgeDead` and an `addKeyed` replace (for the replaced job) delete them.
+ * A job skipped by `add(..., { duplicates: 'skip' })` keeps the tags it had.
+ */
 export interface ScheduleStore {
   /** the store's URL with its password redacted, for messages */
   readonly description: string;
@@ -370,6 +383,7 @@ export function checkNewJobs(jobs: readonly NewJob[]): void {
     if (typeof job.entry !== 'string') problems.push(`${where} needs a string entry`);
     else if (!isWellFormed(job.entry)) problems.push(`${where} has an entry that is not well-formed Unicode (a lone surrogate)`);
     if (typeof job.dueAt !== 'number' || !Number.isFinite(job.dueAt)) problems.push(`${where} needs a finite due time (unix seconds)`);
+    problems.push(...tagProblems(job.tags, `${where}'s tags`));
     if (problems.length >= 20) break;
   }
   if (problems.length) throw new ValidationError(problems);

@@ -699,6 +699,104 @@ export function storeContract(name: string, harness: StoreHarness): void {
       });
     });
 
+    describe('tags', () => {
+      const tagged = (id: string, dueAt: number, tags: string[]): NewJob => ({ ...job(id, dueAt), tags });
+
+      it('are stored with the job, shown by get and list (absent when a job has none), never in the entry', async () => {
+        await store.add([tagged('t1', T0 + 1, ['tenant:42', 'invoice']), job('t2', T0 + 2), tagged('t3', T0 + 3, ['ünï 😀'])]);
+        expect(await store.get('t1')).toEqual({ id: 't1', dueAt: T0 + 1, entry: job('t1', T0 + 1).entry, state: 'scheduled', tags: ['tenant:42', 'invoice'] });
+        expect(await store.get('t2')).toEqual({ id: 't2', dueAt: T0 + 2, entry: job('t2', T0 + 2).entry, state: 'scheduled' });
+        const page = await store.list({ limit: 10 });
+        expect(page.jobs.map((j) => [j.id, j.tags])).toEqual([
+          ['t1', ['tenant:42', 'invoice']],
+          ['t2', undefined],
+          ['t3', ['ünï 😀']],
+        ]);
+        expect(page.jobs[0]?.entry).not.toContain('tenant');
+        const other = await second();
+        expect((await other.get('t3'))?.tags).toEqual(['ünï 😀']);
+      });
+
+      it('stay through reschedule, claim, release and retryLater, and go with acknowledge and remove', async () => {
+        await store.add([tagged('a', T0, ['x']), tagged('b', T0, ['y', 'z']), tagged('c', T0 + 5000, ['w'])]);
+        expect(await store.reschedule('c', T0 + 9000)).toBe(true);
+        expect((await store.get('c'))?.tags).toEqual(['w']);
+        const claims = await claimAt(T0);
+        expect(await store.get('a')).toMatchObject({ state: 'in_flight', tags: ['x'] });
+        const a = claims.find((c) => c.id === 'a') as ClaimedJob;
+        const b = claims.find((c) => c.id === 'b') as ClaimedJob;
+        await store.release([a]);
+        expect(await store.get('a')).toMatchObject({ state: 'scheduled', tags: ['x'] });
+        await store.retryLater([{ claim: b, retryAt: T0 + 60, attempts: { count: 1, lastError: 'e', firstFailedAt: T0, firstDueAt: T0 } }]);
+        expect(await store.get('b')).toMatchObject({ state: 'scheduled', dueAt: T0 + 60, tags: ['y', 'z'] });
+        const again = await claimAt(T0 + 60);
+        await store.acknowledge(again);
+        expect(await store.remove('c')).toBe(true);
+        // the same ids again, untagged: nothing of the old tags is left
+        await store.add([job('a', T0), job('b', T0), job('c', T0)]);
+        for (const id of ['a', 'b', 'c']) expect((await store.get(id))?.tags).toBeUndefined();
+      });
+
+      it('go with the dead letter and come back with the job when it is revived', async () => {
+        await store.add([tagged('d', T0, ['tenant:1'])]);
+        const [claim] = await claimAt(T0);
+        await store.bury([{ claim: claim as ClaimedJob, reason: 'rejected', error: 'too big', diedAt: T0 + 1 }]);
+        expect(await store.getDead('d')).toMatchObject({ id: 'd', tags: ['tenant:1'] });
+        expect((await store.deadLetters({ limit: 10 })).letters.map((l) => l.tags)).toEqual([['tenant:1']]);
+        // an id a dead letter holds may be scheduled again: their tags never mix
+        await store.add([tagged('d', T0 + 10, ['other'])]);
+        expect((await store.get('d'))?.tags).toEqual(['other']);
+        expect(await store.remove('d')).toBe(true);
+        expect(await store.reviveDead(['d'], T0 + 20)).toEqual(['scheduled']);
+        expect(await store.get('d')).toMatchObject({ dueAt: T0 + 20, tags: ['tenant:1'] });
+        await store.add([tagged('e', T0, ['gone'])]);
+        const [e] = await claimAt(T0);
+        await store.bury([{ claim: e as ClaimedJob, reason: 'corrupt', error: 'bad', diedAt: T0 + 2 }]);
+        expect(await store.purgeDead(['e'])).toBe(1);
+        await store.add([job('e', T0)]);
+        expect((await store.get('e'))?.tags).toBeUndefined();
+      });
+
+      it('a keyed add stores its tags; a replace drops the replaced job’s; a skipped duplicate keeps its own', async () => {
+        expect(await store.addKeyed(tagged('k1', T0, ['first']), 'K', 'reject')).toEqual({ id: 'k1', outcome: 'added' });
+        expect((await store.get('k1'))?.tags).toEqual(['first']);
+        expect(await store.addKeyed(tagged('k2', T0, ['second']), 'K', 'replace')).toEqual({ id: 'k2', outcome: 'replaced', replacedId: 'k1' });
+        expect((await store.get('k2'))?.tags).toEqual(['second']);
+        await store.add([job('k1', T0)]);
+        expect((await store.get('k1'))?.tags).toBeUndefined();
+        expect(await store.add([tagged('k2', T0, ['ignored']), tagged('k3', T0, ['third'])], { duplicates: 'skip' })).toBe(1);
+        expect((await store.get('k2'))?.tags).toEqual(['second']);
+        expect((await store.get('k3'))?.tags).toEqual(['third']);
+      });
+
+      it('refuses tags that are not a list of distinct printable strings, changing nothing', async () => {
+        const bad: unknown[] = [
+          ['ok', 'ok'],
+          [''],
+          ['  '],
+          ['a\u0000b'],
+          ['x\uD800'],
+          ['é'.repeat(65)],
+          [7],
+          'tenant:42',
+          Array.from({ length: 33 }, (_, i) => `t${i}`),
+        ];
+        for (const tags of bad) {
+          await expect(store.add([job('fine', T0), { ...job('t', T0), tags: tags as string[] }])).rejects.toBeInstanceOf(ValidationError);
+          await expect(store.addKeyed({ ...job('t', T0), tags: tags as string[] }, 'K', 'reject')).rejects.toBeInstanceOf(ValidationError);
+        }
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+        await store.add([
+          tagged(
+            'max',
+            T0,
+            Array.from({ length: 32 }, (_, i) => `t${i}`.padEnd(128, 'x')),
+          ),
+        ]);
+        expect((await store.get('max'))?.tags).toHaveLength(32);
+      });
+    });
+
     describe('validation, the same on every store', () => {
       it('refuses ids, entries and keys that are not well-formed Unicode, and non-finite due times, changing nothing', async () => {
         const lone = 'id-\uD800-x';

@@ -39,6 +39,8 @@ class MemoryData {
   /** deduplication key -> id of the scheduled job holding it, and back */
   readonly keyHolder = new Map<string, string>();
   readonly keyOf = new Map<string, string>();
+  /** the tags of live (scheduled or in-flight) jobs, by id; a dead letter keeps its own */
+  readonly tags = new Map<string, readonly string[]>();
 
   /** Drops the key `id` holds, if any (it was removed or claimed). */
   dropKeyOf(id: string): void {
@@ -98,6 +100,8 @@ export class MemoryStore extends StoreBase {
     for (const job of fresh) {
       this.#scheduled.set(job.id, { dueAt: job.dueAt, entry: job.entry });
       this.#data.attempts.delete(job.id);
+      if (job.tags?.length) this.#data.tags.set(job.id, [...job.tags]);
+      else this.#data.tags.delete(job.id);
     }
     if (first === undefined || earliest < first) for (const w of this.#watchers) w(earliest);
     return fresh.length;
@@ -119,6 +123,7 @@ export class MemoryStore extends StoreBase {
     this.#scheduled.delete(holder);
     data.dropKeyOf(holder);
     data.attempts.delete(holder);
+    data.tags.delete(holder);
     this.#addNow([job]);
     data.keyHolder.set(key, job.id);
     data.keyOf.set(job.id, key);
@@ -129,6 +134,7 @@ export class MemoryStore extends StoreBase {
     if (!this.#scheduled.delete(id)) return false;
     this.#data.dropKeyOf(id);
     this.#data.attempts.delete(id);
+    this.#data.tags.delete(id);
     return true;
   }
 
@@ -187,6 +193,7 @@ export class MemoryStore extends StoreBase {
       if (!this.#held(c)) continue;
       this.#inFlight.delete(c.id);
       this.#data.attempts.delete(c.id);
+      this.#data.tags.delete(c.id);
     }
   }
 
@@ -215,7 +222,8 @@ export class MemoryStore extends StoreBase {
       if (!l) continue;
       this.#inFlight.delete(b.claim.id);
       this.#data.attempts.delete(b.claim.id);
-      this.#data.dead.set(b.claim.id, deadLetterOf(b, l.entry));
+      this.#data.dead.set(b.claim.id, deadLetterOf(b, l.entry, this.#data.tags.get(b.claim.id)));
+      this.#data.tags.delete(b.claim.id);
     }
   }
 
@@ -240,7 +248,7 @@ export class MemoryStore extends StoreBase {
       if (d.entry === null) return 'no_entry';
       if (this.#scheduled.has(id) || this.#inFlight.has(id)) return 'id_taken';
       this.#data.dead.delete(id);
-      this.#addNow([{ id, dueAt, entry: d.entry }]);
+      this.#addNow([{ id, dueAt, entry: d.entry, ...(d.tags && { tags: d.tags }) }]);
       return 'scheduled';
     });
   }
@@ -262,6 +270,15 @@ export class MemoryStore extends StoreBase {
     const l = this.#inFlight.get(id);
     if (l && l.entry !== null) return { id, dueAt: l.deadline, entry: l.entry, state: 'in_flight' };
     return undefined;
+  }
+
+  protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    const out = new Map<string, readonly string[]>();
+    for (const id of ids) {
+      const tags = this.#data.tags.get(id);
+      if (tags) out.set(id, [...tags]);
+    }
+    return out;
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {

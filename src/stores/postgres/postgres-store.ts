@@ -469,6 +469,11 @@ export class PostgresStore extends StoreBase {
       : { id, dueAt: num(row.lease), entry: row.entry, state: 'in_flight' };
   }
 
+  // TODO(tags): not yet stored by this store
+  protected async doTagsOf(_ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    return new Map();
+  }
+
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     const where = ['lease IS NULL'];
     const params: unknown[] = [];

@@ -517,6 +517,11 @@ export class RedisStore extends StoreBase {
    * Pages through the index by score; ties come back in member (byte) order, which is the
    * contract's due order. Jobs at the cursor's own due time are skipped up to the cursor's id.
    */
+  // TODO(tags): not yet stored by this store
+  protected async doTagsOf(_ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    return new Map();
+  }
+
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     return this.#run(async (client) => {
       const found = await pageByScore(client, this.keys.index, r.after, r.from ?? -Infinity, r.to ?? Infinity, read);

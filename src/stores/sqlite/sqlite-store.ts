@@ -597,6 +597,11 @@ export class SqliteStore extends StoreBase {
     return row.lease === null ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' } : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
   }
 
+  // TODO(tags): not yet stored by this store
+  protected async doTagsOf(_ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    return new Map();
+  }
+
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     const from = r.from ?? -Infinity;
     const to = r.to ?? Infinity;
