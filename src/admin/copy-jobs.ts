@@ -1,6 +1,6 @@
 /**
  * Copies scheduled jobs from one store to another (any kind to any kind, including a Redis store
- * the Python package wrote): ids, due times and entries byte for byte.
+ * the Python package wrote): ids, due times and entries byte for byte, and our tags with them.
  *
  * - **Safe to run twice**: jobs already in the target (same id) are left alone and counted as
  *   skipped, so a second run copies nothing and changes nothing.
@@ -172,6 +172,11 @@ export async function migrateJobs(from: ScheduleStore, to: ScheduleStore, option
   }
 }
 
+/** A job's tags as `add` takes them: they travel with the job (held copies included). */
+function tagsOf(j: StoredJob): { tags?: readonly string[] } {
+  return j.tags && j.tags.length > 0 ? { tags: j.tags } : {};
+}
+
 /** The steps of a move (see the header), counted in `progress`. */
 class Move {
   constructor(
@@ -186,7 +191,7 @@ class Move {
   /** Without `move`: adds the jobs at their due times, leaving those the target has alone. */
   async copy(jobs: readonly StoredJob[]): Promise<void> {
     const added = await this.to.add(
-      jobs.map((j) => ({ id: j.id, dueAt: j.dueAt, entry: j.entry })),
+      jobs.map((j) => ({ id: j.id, dueAt: j.dueAt, entry: j.entry, ...tagsOf(j) })),
       { duplicates: 'skip' },
     );
     this.progress.copied += added;
@@ -201,8 +206,8 @@ class Move {
       jobs.map((j) => [
         j.id,
         held.has(j.id)
-          ? { id: j.id, dueAt: HOLD_AT, entry: holdEntry({ from: this.source, source: this.from.description, dueAt: j.dueAt, entry: j.entry }) }
-          : { id: j.id, dueAt: j.dueAt, entry: j.entry },
+          ? { id: j.id, dueAt: HOLD_AT, entry: holdEntry({ from: this.source, source: this.from.description, dueAt: j.dueAt, entry: j.entry }), ...tagsOf(j) }
+          : { id: j.id, dueAt: j.dueAt, entry: j.entry, ...tagsOf(j) },
       ]),
     );
     const added = await this.to.add([...wanted.values()], { duplicates: 'skip' });

@@ -29,6 +29,8 @@ export interface ScheduledJobInfo {
   priority?: number;
   /** its part in a canvas: the steps of a chain still to run (next first), its group, a chord's body */
   canvas?: { chain?: string[]; groupId?: string; groupIndex?: number; chordBody?: string };
+  /** its tags, when it has any (kept beside the entry, never in it) */
+  tags?: readonly string[];
   /** the stored JSON, exactly */
   entry: string;
   /** set when the entry cannot be turned into a message (the dispatcher will move it aside) */
@@ -88,6 +90,7 @@ export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJ
     dueAtUnix: stored.dueAt,
     state: stored.state === 'in_flight' ? ('claimed' as const) : ('scheduled' as const),
     entry: stored.entry,
+    ...(stored.tags && stored.tags.length > 0 && { tags: stored.tags }),
   };
   let job: Job;
   try {

@@ -268,9 +268,9 @@ export class Celery {
    */
   async sendTask(name: string, args?: unknown[], kwargs?: Record<string, unknown>, options: TaskOptions = {}): Promise<AsyncResult> {
     const now = this.#clock();
-    const { job, dueAt, key } = resolveTaskCall(name, args, kwargs, options, now);
+    const { job, dueAt, key, tags } = resolveTaskCall(name, args, kwargs, options, now);
     if (dueAt !== undefined) {
-      const stored = this.#storable(job, dueAt, now);
+      const stored = this.#storable(job, dueAt, now, tags);
       if (key) {
         const r = await this.store.addKeyed(stored, key.key, key.mode); // JobKeyTakenError when 'reject'
         if (r.outcome === 'kept') {
@@ -345,10 +345,10 @@ export class Celery {
     const jobs: NewJob[] = [];
     calls.forEach((call, i) => {
       try {
-        const { job, dueAt, key } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
+        const { job, dueAt, key, tags } = resolveTaskCall(call.name, call.args, call.kwargs, call.options, now);
         if (dueAt === undefined) throw new ValidationError(['needs an eta or countdown (sendTasks only schedules)']);
         if (key) throw new ValidationError(['jobKey is not supported by sendTasks; schedule keyed jobs one at a time with applyAsync or sendTask']);
-        jobs.push(this.#storable(job, dueAt, now));
+        jobs.push(this.#storable(job, dueAt, now, tags));
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
         problems.push(...err.problems.map((p) => `calls[${i}]: ${p}`));
@@ -380,7 +380,7 @@ export class Celery {
    * maximum. The fixed header set is small, so the message is built only when user headers or a
    * long task name could make it large. Names and ids are checked by `resolveTaskCall`.
    */
-  #storable(job: Job, dueAt: number, now: Date): NewJob {
+  #storable(job: Job, dueAt: number, now: Date, tags?: readonly string[]): NewJob {
     const entry = encodeEntry(job);
     const problems: string[] = [];
     if (Buffer.byteLength(entry, 'utf8') > MAX_BODY_BYTES)
@@ -397,7 +397,7 @@ export class Celery {
         );
     }
     if (problems.length) throw new ValidationError(problems);
-    return { id: job.id, dueAt, entry };
+    return { id: job.id, dueAt, entry, ...(tags && tags.length > 0 && { tags }) };
   }
 
   #redisOptions() {

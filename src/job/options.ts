@@ -15,6 +15,7 @@ import { PICKLE_MARKER } from '../celery/pickle.js';
 import { MAX_TIME_MS, checkRepresentable, isRepresentableMs, toDate } from '../celery/time.js';
 import { MAX_JSON_DEPTH, MAX_SHORT_STRING_BYTES, isWellFormed, utf8Bytes } from '../celery/limits.js';
 import type { Expiry, Job, JobKeyMode, Signature } from './types.js';
+import { normalizeTags, tagProblems } from './tags.js';
 
 /** Builds a plain task signature, like Python's `app.signature(name, args, kwargs)`. */
 export function signature(
@@ -60,6 +61,12 @@ export interface TaskOptions {
    * alone and return it.
    */
   jobKeyMode?: JobKeyMode;
+  /**
+   * Labels to find and steer the job by later (`tenant:42`, `invoice`): kept in the store beside
+   * the job, never in its entry (the Python package reads it unchanged). Repeats are dropped; at
+   * most 32 tags of at most 128 bytes each. Needs an eta or countdown.
+   */
+  tags?: readonly string[];
 }
 
 const OPTION_NAMES = new Set<string>([
@@ -80,6 +87,7 @@ const OPTION_NAMES = new Set<string>([
   'ignoreResult',
   'jobKey',
   'jobKeyMode',
+  'tags',
 ]);
 const JOB_KEY_MODES: readonly JobKeyMode[] = ['reject', 'replace', 'keep'];
 
@@ -99,7 +107,7 @@ export function resolveTaskCall(
   kwargs: unknown = {},
   options: TaskOptions = {},
   now: Date = new Date(),
-): { job: Job; dueAt: number | undefined; key?: { key: string; mode: JobKeyMode } } {
+): { job: Job; dueAt: number | undefined; key?: { key: string; mode: JobKeyMode }; tags?: string[] } {
   const problems: string[] = [];
   if (typeof task !== 'string' || task.trim() === '') problems.push('task name is empty; pass the registered Celery task name, e.g. "proj.tasks.add"');
   else checkName(task, 'task name', problems, false);
@@ -146,6 +154,14 @@ export function resolveTaskCall(
     else key = { key: opts.jobKey, mode };
   } else if (opts.jobKeyMode !== undefined) {
     problems.push('jobKeyMode needs a jobKey');
+  }
+
+  let tags: string[] | undefined;
+  if (opts.tags !== undefined) {
+    const given = tagProblems(Array.isArray(opts.tags) ? normalizeTags(opts.tags) : opts.tags, 'tags');
+    if (given.length) problems.push(...given);
+    else if (opts.eta === undefined && opts.countdown === undefined) problems.push('tags need an eta or countdown: only scheduled jobs hold tags');
+    else if (opts.tags.length > 0) tags = normalizeTags(opts.tags);
   }
 
   const id = opts.taskId ?? randomUUID();
@@ -212,7 +228,7 @@ export function resolveTaskCall(
     ...(opts.softTimeLimit !== undefined && { softTimeLimit: opts.softTimeLimit }),
     ...(opts.ignoreResult !== undefined && { ignoreResult: opts.ignoreResult }),
   };
-  return key ? { job, dueAt, key } : { job, dueAt };
+  return { job, dueAt, ...(key && { key }), ...(tags && { tags }) };
 }
 
 function resolveExpires(value: TaskOptions['expires']): Expiry | undefined {

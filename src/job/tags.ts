@@ -12,7 +12,6 @@ import { isWellFormed, utf8Bytes } from '../celery/limits.js';
 export const MAX_TAGS_PER_JOB = 32;
 export const MAX_TAG_BYTES = 128;
 
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** What is wrong with `tags` as a job's tags (`where` names them in the messages); [] when nothing. */

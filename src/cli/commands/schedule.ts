@@ -24,6 +24,7 @@ export function addScheduleCommand(program: Command, ctx: CliContext): void {
     .option('--priority <n>', 'message priority, an integer 0-255 (Redis: 0-9, 0 first)')
     .option('--expires <iso8601|seconds>', 'an ISO-8601 time, or seconds counted from dispatch')
     .option('--job-key <key>', 'a deduplication key: at most one scheduled job holds it')
+    .option('--tag <tag>', 'a label to find and steer the job by later, e.g. tenant:42 (repeatable)', (v: string, all: string[] = []) => [...all, v])
     .addOption(
       new Option(
         '--job-key-mode <mode>',
@@ -31,7 +32,7 @@ export function addScheduleCommand(program: Command, ctx: CliContext): void {
       ).choices(['reject', 'replace', 'keep']),
     )
     .addHelpText('after', '\nExample:\n  celery-longterm-scheduler schedule proj.tasks.add --args "[1, 2]" --countdown 3600\n')
-    .action(async (task: string, o: Record<string, string | undefined>) => {
+    .action(async (task: string, o: ScheduleFlags) => {
       const options = scheduleOptions(o);
       if (!isScheduled(options)) throw new ValidationError(['pass --eta ISO8601 or --countdown SECONDS; to publish at once use Celery itself']);
       const args = parseJson(o.args ?? '[]', '--args', "a JSON array, e.g. '[1, 2]'");
@@ -41,7 +42,9 @@ export function addScheduleCommand(program: Command, ctx: CliContext): void {
     });
 }
 
-function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {
+type ScheduleFlags = Record<string, string | undefined> & { tag?: string[] };
+
+function scheduleOptions(o: ScheduleFlags): TaskOptions {
   const options: TaskOptions = {};
   const problems: string[] = [];
   if (o.eta !== undefined) options.eta = o.eta;
@@ -53,6 +56,7 @@ function scheduleOptions(o: Record<string, string | undefined>): TaskOptions {
   if (o.id !== undefined) options.taskId = o.id;
   if (o.jobKey !== undefined) options.jobKey = o.jobKey;
   if (o.jobKeyMode !== undefined) options.jobKeyMode = o.jobKeyMode as TaskOptions['jobKeyMode'];
+  if (o.tag !== undefined) options.tags = o.tag;
   if (o.queue !== undefined) options.queue = o.queue;
   if (o.routingKey !== undefined) options.routingKey = o.routingKey;
   if (o.exchange !== undefined) options.exchange = o.exchange;
