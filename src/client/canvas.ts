@@ -140,6 +140,8 @@ export function bindSignature<T extends object>(sig: T, app: CanvasApp): T {
 export interface CanvasOptions {
   eta?: Date | string;
   countdown?: number;
+  /** tags for every job the canvas stores (see `TaskOptions.tags`) */
+  tags?: readonly string[];
 }
 
 /** What storing a canvas gives back. */

@@ -15,6 +15,7 @@ import { ValidationError } from '../util/errors.js';
 import { encodeEntry } from '../job/entry.js';
 import { type Job, type NewJob, type Signature } from '../job/types.js';
 import { resolveTaskCall, signature, type TaskOptions } from '../job/options.js';
+import { resolveTags } from '../job/tags.js';
 import type { Logger } from '../util/logger.js';
 import type { ScheduleStore } from '../stores/store.js';
 import { DISPATCH_DEFAULTS } from '../dispatch/dispatcher.js';
@@ -313,10 +314,11 @@ export class Celery {
         "a chord needs Celery's Redis result backend (the worker counts the header's results there); set resultBackend, e.g. redis://localhost:6379/1",
       );
     }
+    const tags = resolveTags(options.tags, problems);
     const jobs: NewJob[] = [];
     for (const job of plan.jobs) {
       try {
-        jobs.push(this.#storable(job, plan.dueAt, now));
+        jobs.push(this.#storable(job, plan.dueAt, now, tags));
       } catch (err) {
         if (!(err instanceof ValidationError)) throw err;
         problems.push(...err.problems.map((p) => `task ${job.id}: ${p}`));

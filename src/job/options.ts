@@ -15,7 +15,7 @@ import { PICKLE_MARKER } from '../celery/pickle.js';
 import { MAX_TIME_MS, checkRepresentable, isRepresentableMs, toDate } from '../celery/time.js';
 import { MAX_JSON_DEPTH, MAX_SHORT_STRING_BYTES, isWellFormed, utf8Bytes } from '../celery/limits.js';
 import type { Expiry, Job, JobKeyMode, Signature } from './types.js';
-import { normalizeTags, tagProblems } from './tags.js';
+import { resolveTags } from './tags.js';
 
 /** Builds a plain task signature, like Python's `app.signature(name, args, kwargs)`. */
 export function signature(
@@ -156,13 +156,10 @@ export function resolveTaskCall(
     problems.push('jobKeyMode needs a jobKey');
   }
 
-  let tags: string[] | undefined;
-  if (opts.tags !== undefined) {
-    const given = tagProblems(Array.isArray(opts.tags) ? normalizeTags(opts.tags) : opts.tags, 'tags');
-    if (given.length) problems.push(...given);
-    else if (opts.eta === undefined && opts.countdown === undefined) problems.push('tags need an eta or countdown: only scheduled jobs hold tags');
-    else if (opts.tags.length > 0) tags = normalizeTags(opts.tags);
-  }
+  const before = problems.length;
+  const tags = resolveTags(opts.tags, problems);
+  if (opts.tags !== undefined && problems.length === before && opts.eta === undefined && opts.countdown === undefined)
+    problems.push('tags need an eta or countdown: only scheduled jobs hold tags');
 
   const id = opts.taskId ?? randomUUID();
   if (typeof id !== 'string' || id === '') problems.push('taskId must be a non-empty string; omit it to get a random UUID');

@@ -35,6 +35,18 @@ export function tagProblems(tags: unknown, where: string): string[] {
   return problems;
 }
 
+/**
+ * A caller's `tags` option: each once, in the order first given (repeats dropped), or undefined
+ * when none were given or they were bad (the problems added to `problems`).
+ */
+export function resolveTags(tags: unknown, problems: string[]): string[] | undefined {
+  if (tags === undefined) return undefined;
+  const once = Array.isArray(tags) ? normalizeTags(tags as string[]) : tags;
+  const found = tagProblems(once, 'tags');
+  problems.push(...found);
+  return found.length === 0 && Array.isArray(once) && once.length > 0 ? (once as string[]) : undefined;
+}
+
 /** The tags as a store is given them: each once, in the order first given. */
 export function normalizeTags(tags: readonly string[]): string[] {
   return [...new Set(tags)];

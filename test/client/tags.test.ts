@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Celery, ValidationError } from '../../src/index.js';
+import { Celery, ValidationError, chain, group } from '../../src/index.js';
 import { migrateJobs } from '../../src/admin/copy-jobs.js';
 import { createStore } from '../../src/stores/registry.js';
 import { cli as runCli } from '../helpers/cli.js';
@@ -35,6 +35,25 @@ describe('tags through the client', () => {
       ]);
       expect((await app.store.get(a?.id ?? ''))?.tags).toEqual(['batch']);
       expect((await app.store.get(b?.id ?? ''))?.tags).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a canvas gives its tags to every job it stores; bad ones store nothing', async () => {
+    const app = new Celery({ longtermSchedulerBackend: fresh() });
+    try {
+      const add = app.task('bench.add');
+      const c = await chain(add.s([1, 2]), add.s([3])).applyAsync({ countdown: 60, tags: ['flow:1'] }, app);
+      const g = await group(add.s([1]), add.s([2])).applyAsync({ countdown: 60, tags: ['flow:2', 'flow:2'] }, app);
+      for (const id of c.scheduledIds) expect((await app.store.get(id))?.tags).toEqual(['flow:1']);
+      expect(g.scheduledIds).toHaveLength(2);
+      for (const id of g.scheduledIds) expect((await app.store.get(id))?.tags).toEqual(['flow:2']);
+      const bad = await group(add.s([1]))
+        .applyAsync({ countdown: 60, tags: [''] }, app)
+        .catch((e: unknown) => e);
+      expect(bad).toBeInstanceOf(ValidationError);
+      expect(await app.store.count()).toMatchObject({ scheduled: 3 });
     } finally {
       await app.close();
     }
