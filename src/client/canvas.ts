@@ -314,9 +314,9 @@ function dueTime(options: CanvasOptions, now: Date, what: string, problems: stri
     return undefined;
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'eta' && key !== 'countdown')
+    if (key !== 'eta' && key !== 'countdown' && key !== 'tags')
       problems.push(
-        `unknown ${what} option ${JSON.stringify(key)}; a ${what} takes eta or countdown, and each signature its own options (task.s(args, kwargs, { queue, ... }))`,
+        `unknown ${what} option ${JSON.stringify(key)}; a ${what} takes eta or countdown (and tags), and each signature its own options (task.s(args, kwargs, { queue, ... }))`,
       );
   }
   if ((options.eta === undefined || options.eta === null) && options.countdown === undefined) {
