@@ -6,6 +6,7 @@
 import { CorruptEntryError, NotScheduledError, ValidationError, errorMessage } from '../util/errors.js';
 import { decodeEntry, taskNameOf } from '../job/entry.js';
 import { type Job } from '../job/types.js';
+import { normalizeTags, tagProblems } from '../job/tags.js';
 import { checkRepresentable } from '../celery/time.js';
 import { cursorAfter, type ScheduleStore, type StoredJob } from '../stores/store.js';
 
@@ -46,6 +47,12 @@ export interface ListJobsOptions {
   task?: string;
   /** only jobs for this queue */
   queue?: string;
+  /** only jobs holding every one of these tags */
+  tags?: readonly string[];
+  /** only jobs holding at least one of these tags */
+  anyTags?: readonly string[];
+  /** only jobs whose id starts with this */
+  idPrefix?: string;
   /** the most jobs to return (default 50) */
   limit?: number;
   /** where the previous page ended */
@@ -132,7 +139,20 @@ export async function listJobs(store: ScheduleStore, defaultQueue: string, o: Li
   if (!Number.isInteger(limit) || limit < 1) throw new ValidationError([`limit must be a whole number >= 1, got ${String(o.limit)}`]);
   const from = o.from === undefined ? undefined : o.from.getTime() / 1000;
   const to = o.to === undefined ? undefined : o.to.getTime() / 1000;
-  const filtered = o.task !== undefined || o.queue !== undefined;
+  if (from !== undefined && to !== undefined && from > to)
+    throw new ValidationError([`the range is inverted: from ${o.from?.toISOString()} is after to ${o.to?.toISOString()}; pass from <= to`]);
+  for (const [name, tags] of [
+    ['tags', o.tags],
+    ['anyTags', o.anyTags],
+  ] as const) {
+    if (tags !== undefined) {
+      const problems = tagProblems(normalizeTags(tags), name);
+      if (problems.length) throw new ValidationError(problems);
+    }
+  }
+  const all = o.tags?.length ? new Set(o.tags) : undefined;
+  const any = o.anyTags?.length ? new Set(o.anyTags) : undefined;
+  const filtered = o.task !== undefined || o.queue !== undefined || all !== undefined || any !== undefined || o.idPrefix !== undefined;
   const jobs: ScheduledJobInfo[] = [];
   let cursor = o.cursor;
   for (;;) {
@@ -146,6 +166,9 @@ export async function listJobs(store: ScheduleStore, defaultQueue: string, o: Li
       const info = describeJob(stored, defaultQueue);
       if (o.task !== undefined && info.task !== o.task) continue;
       if (o.queue !== undefined && info.queue !== o.queue) continue;
+      if (o.idPrefix !== undefined && !info.id.startsWith(o.idPrefix)) continue;
+      if (all && [...all].some((tag) => !info.tags?.includes(tag))) continue;
+      if (any && !info.tags?.some((tag) => any.has(tag))) continue;
       jobs.push(info);
       if (jobs.length === limit) {
         const more = i < page.jobs.length - 1 || page.cursor !== undefined;

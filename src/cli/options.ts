@@ -47,3 +47,8 @@ export function retryOptions(o: RetryFlags): { maxAttempts?: number; retryDelayM
     ...(o.retryDelayMaxMs !== undefined && { retryDelayMaxMs: bounded(o.retryDelayMaxMs, '--retry-delay-max-ms', LIMITS.retryDelayMaxMs) }),
   };
 }
+
+/** A commander option parser for a repeatable flag: every value given, in order. */
+export function repeatable(value: string, all: string[] = []): string[] {
+  return [...all, value];
+}

@@ -103,6 +103,28 @@ describe('tags through the client', () => {
     expect(bad.stderr).toMatch(/^error: tags\[0\] is empty or only whitespace; a tag names something, e.g. "tenant:42"\n$/);
   });
 
+  it('list --tag / --any-tag / --id-prefix find them; an inverted range is exit 2 with one line', async () => {
+    const g = ['--backend', fresh()];
+    for (const [id, tags] of [
+      ['a-1', ['tenant:1', 'x']],
+      ['a-2', ['tenant:2']],
+      ['b-1', ['tenant:1']],
+    ] as const)
+      await runCli([...g, 'schedule', 't.l', '--countdown', '60', '--id', id, ...tags.flatMap((t) => ['--tag', t])]);
+    const listed = async (...flags: string[]) =>
+      (await runCli([...g, 'list', '--json', ...flags])).stdout
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { id: string }).id);
+    expect(await listed('--tag', 'tenant:1')).toEqual(['a-1', 'b-1']);
+    expect(await listed('--tag', 'tenant:1', '--tag', 'x')).toEqual(['a-1']);
+    expect(await listed('--any-tag', 'x', '--any-tag', 'tenant:2')).toEqual(['a-1', 'a-2']);
+    expect(await listed('--id-prefix', 'b-')).toEqual(['b-1']);
+    const inverted = await runCli([...g, 'list', '--from', '2031-01-02T00:00:00Z', '--to', '2031-01-01T00:00:00Z']);
+    expect(inverted.code).toBe(2);
+    expect(inverted.stderr).toBe('error: the range is inverted: from 2031-01-02T00:00:00.000Z is after to 2031-01-01T00:00:00.000Z; pass from <= to\n');
+  });
+
   it('migrate carries them to the target store', async () => {
     const fromUrl = fresh();
     const app = new Celery({ longtermSchedulerBackend: fromUrl });

@@ -6,7 +6,7 @@ import { Option, type Command } from 'commander';
 import { isScheduled, type TaskOptions } from '../../job/options.js';
 import { ValidationError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
-import { parseJson } from '../options.js';
+import { parseJson, repeatable } from '../options.js';
 
 export function addScheduleCommand(program: Command, ctx: CliContext): void {
   program
@@ -24,7 +24,7 @@ export function addScheduleCommand(program: Command, ctx: CliContext): void {
     .option('--priority <n>', 'message priority, an integer 0-255 (Redis: 0-9, 0 first)')
     .option('--expires <iso8601|seconds>', 'an ISO-8601 time, or seconds counted from dispatch')
     .option('--job-key <key>', 'a deduplication key: at most one scheduled job holds it')
-    .option('--tag <tag>', 'a label to find and steer the job by later, e.g. tenant:42 (repeatable)', (v: string, all: string[] = []) => [...all, v])
+    .option('--tag <tag>', 'a label to find and steer the job by later, e.g. tenant:42 (repeatable)', repeatable)
     .addOption(
       new Option(
         '--job-key-mode <mode>',
