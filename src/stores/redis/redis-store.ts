@@ -13,12 +13,25 @@
  *   <prefix>celery_longterm_scheduler:wakeup       pub/sub channel: the due time of a job sooner than all others
  *   <prefix>celery_longterm_scheduler:job_keys     HASH deduplication key -> id of the scheduled job holding it (ours)
  *   <prefix>celery_longterm_scheduler:job_key_of   HASH id -> the key it holds (ours)
+ *   <prefix>celery_longterm_scheduler:tags         HASH task id -> JSON array of its tags, of a live (scheduled or
+ *                                                  in-flight) job that has tags (ours)
+ *   <prefix>celery_longterm_scheduler:tag:<tag>    SET  the ids of the live jobs holding <tag>, one set per tag (ours)
  *
  * Deduplication keys live only in our two hashes, never in the entry (the Python package's
  * dispatcher passes the entry to send_task as is). A mapping counts only while its holder is in
  * the index and maps back to the key, so one left behind by something that does not know about
  * keys (the Python package sending or revoking the job) reads as free. Claim and remove drop the
  * mappings of the jobs they take; a released job comes back without its key.
+ *
+ * Tags live only in our tags hash and tag sets too, never in the entry, and only for live jobs:
+ * add and addKeyed write them (dropping any left for the id), claiming, releasing, rescheduling
+ * and renewing leave them alone (the id does not change), acknowledge, hand-off, remove and a
+ * keyed replace delete them, bury moves them into the dead letter's record (`tags`) and revive
+ * back. A tag's set key is derived inside the scripts (the tag key prefix in ARGV, then the tag,
+ * like a job's key is the prefix then its id; see lua/includes/tags.lua). Redis deletes a set or
+ * hash with its last member, so a store with no tagged job has no tag keys. A job the Python
+ * package sends or revokes (ZREM + DEL) leaves its tags behind until its id is added again here;
+ * they are read only beside a live job of that id, and a search by tag checks the index anyway.
  *
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
@@ -63,6 +76,9 @@ export const JOB_KEY_OF_KEY = 'celery_longterm_scheduler:job_key_of';
 export const ATTEMPTS_KEY = 'celery_longterm_scheduler:attempts';
 export const DEAD_KEY = 'celery_longterm_scheduler:dead';
 export const DEAD_BY_TIME_KEY = 'celery_longterm_scheduler:dead_by_time';
+export const TAGS_KEY = 'celery_longterm_scheduler:tags';
+/** a tag's set of ids is this prefix then the tag (the scripts derive it: lua/includes/tags.lua) */
+export const TAG_KEY_PREFIX = 'celery_longterm_scheduler:tag:';
 /**
  * Jobs per add script call when duplicates are skipped (each job stands alone then): bounds how
  * long one call blocks Redis. A rejecting add is one call, so it stays all or nothing.
@@ -75,8 +91,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 }
 
 /**
- * The scripts: every `lua/<name>-<number of keys>.lua` file is a command (`add-keyed-5.lua`
- * is `addKeyed`, 5 keys: the file name is the one place the key count is written). A line
+ * The scripts: every `lua/<name>-<number of keys>.lua` file is a command (`add-keyed-6.lua`
+ * is `addKeyed`, 6 keys: the file name is the one place the key count is written). A line
  * `--- @include "<fragment>"` is replaced by `lua/includes/<fragment>.lua` (shared Lua functions).
  * They are registered with ioredis `defineCommand` (EVALSHA with a NOSCRIPT fallback) and called
  * through the typed commands declared below.
@@ -157,6 +173,9 @@ export class RedisStore extends StoreBase {
     attempts: string;
     dead: string;
     deadByTime: string;
+    tags: string;
+    /** a tag's set is this then the tag */
+    tagPrefix: string;
   };
   readonly #connections: RedisConnections;
   readonly #client = new Lazy(() => this.#connect());
@@ -180,6 +199,8 @@ export class RedisStore extends StoreBase {
       attempts: `${this.prefix}${ATTEMPTS_KEY}`,
       dead: `${this.prefix}${DEAD_KEY}`,
       deadByTime: `${this.prefix}${DEAD_BY_TIME_KEY}`,
+      tags: `${this.prefix}${TAGS_KEY}`,
+      tagPrefix: `${this.prefix}${TAG_KEY_PREFIX}`,
     };
   }
 
@@ -211,8 +232,18 @@ export class RedisStore extends StoreBase {
       const add = client.clsAdd.bind(client);
       let added = 0;
       for (let i = 0; i < jobs.length; i += chunk) {
-        const args: (string | number)[] = [this.keys.index, this.keys.inFlight, this.keys.jobKeyOf, this.keys.attempts, this.prefix, this.keys.wakeup, mode];
-        for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry);
+        const args: (string | number)[] = [
+          this.keys.index,
+          this.keys.inFlight,
+          this.keys.jobKeyOf,
+          this.keys.attempts,
+          this.keys.tags,
+          this.prefix,
+          this.keys.wakeup,
+          mode,
+          this.keys.tagPrefix,
+        ];
+        for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry, encodeTags(job.tags));
         const [n, taken] = await add(...args);
         if (taken) throw new DuplicateJobError(String(taken));
         added += n;
@@ -230,6 +261,7 @@ export class RedisStore extends StoreBase {
           this.keys.jobKeys,
           this.keys.jobKeyOf,
           this.keys.attempts,
+          this.keys.tags,
           this.prefix,
           this.keys.wakeup,
           key,
@@ -237,6 +269,8 @@ export class RedisStore extends StoreBase {
           job.id,
           job.dueAt,
           job.entry,
+          this.keys.tagPrefix,
+          encodeTags(job.tags),
         ),
     );
     switch (outcome) {
@@ -255,7 +289,17 @@ export class RedisStore extends StoreBase {
 
   protected async doRemove(id: string): Promise<boolean> {
     return this.#run(
-      async (client) => (await client.clsRemove(this.keys.index, this.keys.jobKeys, this.keys.jobKeyOf, this.keys.attempts, this.prefix, id)) === 1,
+      async (client) =>
+        (await client.clsRemove(
+          this.keys.index,
+          this.keys.jobKeys,
+          this.keys.jobKeyOf,
+          this.keys.attempts,
+          this.keys.tags,
+          this.prefix,
+          id,
+          this.keys.tagPrefix,
+        )) === 1,
     );
   }
 
@@ -319,7 +363,16 @@ export class RedisStore extends StoreBase {
     await this.#run(async (client) => {
       const ack = client.clsAck.bind(client);
       for (const [token, group] of byToken(claims, claimToken)) {
-        await ack(this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...group.map((c) => c.id));
+        await ack(
+          this.keys.inFlight,
+          this.keys.inFlightEntries,
+          this.keys.attempts,
+          this.keys.tags,
+          this.prefix,
+          token,
+          this.keys.tagPrefix,
+          ...group.map((c) => c.id),
+        );
       }
     });
   }
@@ -346,11 +399,22 @@ export class RedisStore extends StoreBase {
     await this.#run(async (client) => {
       const bury = client.clsBury.bind(client);
       for (const [token, group] of byToken(burials, (b) => b.claim.token)) {
+        // the record without tags: the script adds the job's own (see bury-6.lua)
         const args = group.flatMap((b) => {
           const d = deadLetterOf(b, b.claim.entry);
           return [d.id, encodeDead(d), d.diedAt];
         });
-        await bury(this.keys.inFlight, this.keys.inFlightEntries, this.keys.dead, this.keys.deadByTime, this.keys.attempts, token, ...args);
+        await bury(
+          this.keys.inFlight,
+          this.keys.inFlightEntries,
+          this.keys.dead,
+          this.keys.deadByTime,
+          this.keys.attempts,
+          this.keys.tags,
+          token,
+          this.keys.tagPrefix,
+          ...args,
+        );
       }
     });
   }
@@ -413,9 +477,11 @@ export class RedisStore extends StoreBase {
             this.keys.dead,
             this.keys.deadByTime,
             this.keys.attempts,
+            this.keys.tags,
             this.prefix,
             this.keys.wakeup,
             dueAt,
+            this.keys.tagPrefix,
             ...part,
           )),
         );
@@ -458,7 +524,17 @@ export class RedisStore extends StoreBase {
         claims.map((c, i) => ({ ...c, i })),
         claimToken,
       )) {
-        const args: (string | number)[] = [this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, db, brokerDb];
+        const args: (string | number)[] = [
+          this.keys.inFlight,
+          this.keys.inFlightEntries,
+          this.keys.attempts,
+          this.keys.tags,
+          this.prefix,
+          token,
+          db,
+          brokerDb,
+          this.keys.tagPrefix,
+        ];
         for (const c of group) {
           const list = pushes[c.i] ?? [];
           args.push(c.id, list.length);
@@ -513,15 +589,23 @@ export class RedisStore extends StoreBase {
     });
   }
 
+  /** One HMGET on the tags hash, whatever the number of ids. */
+  protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    return this.#run(async (client) => {
+      const raw = await client.hmget(this.keys.tags, ...ids);
+      const out = new Map<string, readonly string[]>();
+      ids.forEach((id, i) => {
+        const tags = decodeTags(raw[i]);
+        if (tags) out.set(id, tags);
+      });
+      return out;
+    });
+  }
+
   /**
    * Pages through the index by score; ties come back in member (byte) order, which is the
    * contract's due order. Jobs at the cursor's own due time are skipped up to the cursor's id.
    */
-  // TODO(tags): not yet stored by this store
-  protected async doTagsOf(_ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
-    return new Map();
-  }
-
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     return this.#run(async (client) => {
       const found = await pageByScore(client, this.keys.index, r.after, r.from ?? -Infinity, r.to ?? Infinity, read);
@@ -588,6 +672,28 @@ async function pageByScore(
   return found;
 }
 
+/** A job's tags as the scripts take them: a JSON array, '' for none. */
+function encodeTags(tags: readonly string[] | undefined): string {
+  return tags && tags.length > 0 ? JSON.stringify(tags) : '';
+}
+
+/** A field of the tags hash (a JSON array); undefined when there is none or it is unreadable. */
+function decodeTags(raw: string | null | undefined): string[] | undefined {
+  if (typeof raw !== 'string') return undefined;
+  try {
+    return tagList(JSON.parse(raw));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The strings of a parsed tag array (a tags hash field, a dead letter's `tags`); undefined when none. */
+function tagList(v: unknown): string[] | undefined {
+  if (!Array.isArray(v)) return undefined;
+  const tags = v.filter((t): t is string => typeof t === 'string');
+  return tags.length > 0 ? tags : undefined;
+}
+
 /** A dead letter as the Redis store keeps it: JSON, its id being the hash field. */
 function encodeDead(d: DeadLetter): string {
   const { id: _id, ...rest } = d;
@@ -608,7 +714,8 @@ function decodeDead(id: string, raw: string, diedAt?: number): DeadLetter {
       attempts: typeof v.attempts === 'number' ? v.attempts : 0,
       diedAt: typeof v.diedAt === 'number' ? v.diedAt : (diedAt ?? 0),
     };
-    return typeof v.firstFailedAt === 'number' ? { ...d, firstFailedAt: v.firstFailedAt } : d;
+    const tags = tagList(v.tags);
+    return { ...d, ...(typeof v.firstFailedAt === 'number' && { firstFailedAt: v.firstFailedAt }), ...(tags && { tags }) };
   } catch {
     return { id, entry: null, dueAt: 0, reason: 'corrupt', error: `unreadable dead letter record: ${raw.slice(0, 200)}`, attempts: 0, diedAt: diedAt ?? 0 };
   }

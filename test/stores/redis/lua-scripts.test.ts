@@ -18,17 +18,17 @@ describe('the Redis store scripts', () => {
 
   it('are every command, each with the key count its file name gives', () => {
     expect(Object.fromEntries([...scripts].map(([name, s]) => [name, s.keys]))).toEqual({
-      add: 4,
-      addKeyed: 5,
-      remove: 4,
+      add: 5,
+      addKeyed: 6,
+      remove: 5,
       reschedule: 1,
       renew: 1,
       claim: 6,
-      ack: 3,
+      ack: 4,
       release: 4,
-      bury: 5,
-      revive: 5,
-      handoff: 3,
+      bury: 6,
+      revive: 6,
+      handoff: 4,
     });
   });
 
@@ -39,6 +39,14 @@ describe('the Redis store scripts', () => {
       .map(([n]) => n)
       .sort();
     expect(users).toEqual(['ack', 'bury', 'handoff', 'release']);
+  });
+
+  it('keep tags in one place: every script that adds a job or ends one includes the tag functions', () => {
+    const users = [...scripts]
+      .filter(([, s]) => s.lua.includes('local function dropTags('))
+      .map(([n]) => n)
+      .sort();
+    expect(users).toEqual(['ack', 'add', 'addKeyed', 'bury', 'handoff', 'remove', 'revive']);
   });
 
   it('refuse a directory with a script missing, or an extra one', () => {

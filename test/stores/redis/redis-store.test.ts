@@ -408,3 +408,165 @@ describe.skipIf(skip)('RedisStore job keys: our own hashes, never the entry', ()
     expect(await raw.exists(keys, keyOf)).toBe(0);
   });
 });
+
+describe.skipIf(skip)('RedisStore tags: a hash and one set per tag of ours, never the entry', () => {
+  let raw: Redis;
+  const stores: RedisStore[] = [];
+  const prefixes: string[] = [];
+  beforeAll(() => {
+    raw = new Redis((shared as RedisService).urlFor(0));
+  });
+  afterAll(async () => {
+    for (const s of stores) await s.close();
+    for (const p of prefixes) {
+      const keys = await raw.keys(`${p}*`);
+      if (keys.length) await raw.del(...keys);
+    }
+    raw.disconnect();
+  });
+
+  /** a store on a fresh prefix, and the names of its keys */
+  function fresh() {
+    const prefix = uniquePrefix('tags');
+    prefixes.push(prefix);
+    const store = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: prefix });
+    stores.push(store);
+    return {
+      store,
+      prefix,
+      index: `${prefix}scheduled_task_id_by_time`,
+      tags: `${prefix}celery_longterm_scheduler:tags`,
+      tag: (t: string) => `${prefix}celery_longterm_scheduler:tag:${t}`,
+      dead: `${prefix}celery_longterm_scheduler:dead`,
+      /** every tag key of the store: the hash and the sets */
+      tagKeys: async () => (await raw.keys(`${prefix}celery_longterm_scheduler:tag*`)).sort(),
+    };
+  }
+  const tagged = (id: string, dueAt: number, tags: string[]) => ({ ...newJob('t.tag', [id], dueAt, id), tags });
+
+  it('keeps each tagged job in the tags hash (id -> JSON list) and in one set per tag; the entry is byte for byte the untagged one', async () => {
+    const { store, prefix, index, tags, tag, tagKeys } = fresh();
+    const t1 = tagged('t1', 10, ['tenant:42', 'invoice']);
+    await store.add([t1, tagged('t2', 20, ['invoice']), newJob('t.tag', ['t3'], 30, 't3')]);
+    expect(await raw.get(`${prefix}t1`)).toBe(newJob('t.tag', ['t1'], 10, 't1').entry);
+    expect(await raw.type(tags)).toBe('hash');
+    expect(await raw.hgetall(tags)).toEqual({ t1: '["tenant:42","invoice"]', t2: '["invoice"]' });
+    expect(await raw.type(tag('invoice'))).toBe('set');
+    expect((await raw.smembers(tag('invoice'))).sort()).toEqual(['t1', 't2']);
+    expect(await raw.smembers(tag('tenant:42'))).toEqual(['t1']);
+    expect(await tagKeys()).toEqual([tags, tag('invoice'), tag('tenant:42')].sort());
+    expect((await raw.keys(`${prefix}*`)).sort()).toEqual([`${prefix}t1`, `${prefix}t2`, `${prefix}t3`, index, ...(await tagKeys())].sort());
+    // an index can serve a search: the set's members in due order, by their scores in the index
+    expect(await raw.zmscore(index, 't2', 't1')).toEqual(['20', '10']);
+  });
+
+  it('claiming, release and reschedule leave the keys as they are; acknowledge deletes them, sets and hash too', async () => {
+    const { store, tags, tag, tagKeys } = fresh();
+    await store.add([tagged('a', 10, ['x', 'y']), tagged('b', 10, ['y']), newJob('t.tag', ['c'], 10, 'c')]);
+    expect(await store.reschedule('b', 11)).toBe(true);
+    const before = await raw.hgetall(tags);
+    const claims = await store.claimDue({ until: 20, now: 20, limit: 10, leaseMs: 60_000 });
+    expect(claims).toHaveLength(3);
+    expect(await raw.hgetall(tags)).toEqual(before);
+    expect((await store.get('a'))?.tags).toEqual(['x', 'y']);
+    await store.release(claims.filter((c) => c.id === 'b'));
+    expect(await raw.sismember(tag('y'), 'b')).toBe(1);
+    await store.acknowledge(claims.filter((c) => c.id !== 'b'));
+    expect(await raw.hgetall(tags)).toEqual({ b: '["y"]' });
+    expect(await raw.smembers(tag('y'))).toEqual(['b']);
+    expect(await raw.exists(tag('x'))).toBe(0);
+    expect(await store.remove('b')).toBe(true);
+    expect(await tagKeys()).toEqual([]);
+  });
+
+  it('a hand-off deletes the tags of the jobs it sends, and only theirs', async () => {
+    const { store, prefix, tags, tag, tagKeys } = fresh();
+    await store.add([tagged('h1', 10, ['send']), newJob('t.tag', ['h2'], 10, 'h2'), tagged('h3', 10_000, ['send'])]);
+    const claims = await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 60_000 });
+    const { db } = await store.redisLocation();
+    const queue = `${prefix}queue`;
+    expect(
+      await store.handOff(
+        claims,
+        claims.map((c) => [{ db, key: queue, value: `message of ${c.id}` }]),
+      ),
+    ).toEqual([true, true]);
+    expect(await raw.llen(queue)).toBe(2);
+    expect(await raw.hgetall(tags)).toEqual({ h3: '["send"]' });
+    expect(await raw.smembers(tag('send'))).toEqual(['h3']);
+    expect(await store.remove('h3')).toBe(true);
+    expect(await tagKeys()).toEqual([]);
+  });
+
+  it('acknowledges more than a chunk (1,000) of tagged jobs in one call, leaving no tag key', async () => {
+    const { store, tagKeys } = fresh();
+    const jobs = Array.from({ length: 2100 }, (_, i) => tagged(`m${i}`, 10, [`n${i % 7}`, 'all']));
+    expect(await store.add(jobs, { duplicates: 'skip' })).toBe(2100);
+    expect(await tagKeys()).toHaveLength(9);
+    const claims = await store.claimDue({ until: 10, now: 10, limit: 3000, leaseMs: 60_000 });
+    expect(claims).toHaveLength(2100);
+    await store.acknowledge(claims);
+    expect(await tagKeys()).toEqual([]);
+  });
+
+  it('bury moves the tags into the dead letter record; reviving puts them back; the id reused meanwhile keeps its own', async () => {
+    const { store, tags, tag, dead, tagKeys } = fresh();
+    const odd = ['a/b', 'ünï 😀', 'q"uote\\'];
+    await store.add([tagged('d1', 10, odd), newJob('t.tag', ['d2'], 10, 'd2')]);
+    const claims = await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 60_000 });
+    await store.bury(claims.map((c) => ({ claim: c, reason: 'rejected' as const, error: 'no', diedAt: 11 })));
+    expect(await tagKeys()).toEqual([]);
+    const record = JSON.parse((await raw.hget(dead, 'd1'))!) as Record<string, unknown>;
+    expect(record).toEqual({ entry: newJob('t.tag', ['d1'], 10, 'd1').entry, dueAt: 10, reason: 'rejected', error: 'no', attempts: 0, diedAt: 11, tags: odd });
+    expect(JSON.parse((await raw.hget(dead, 'd2'))!)).not.toHaveProperty('tags');
+    expect((await store.getDead('d1'))?.tags).toEqual(odd);
+    expect(await store.getDead('d2')).not.toHaveProperty('tags');
+
+    await store.add([tagged('d1', 20, ['new'])]);
+    expect(await raw.hgetall(tags)).toEqual({ d1: '["new"]' });
+    expect((await store.getDead('d1'))?.tags).toEqual(odd);
+    expect(await store.reviveDead(['d1', 'd2'], 30)).toEqual(['id_taken', 'scheduled']);
+    expect(await store.remove('d1')).toBe(true);
+    expect(await tagKeys()).toEqual([]);
+    expect(await store.reviveDead(['d1'], 30)).toEqual(['scheduled']);
+    expect((await store.get('d1'))?.tags).toEqual(odd);
+    expect(await store.get('d2')).not.toHaveProperty('tags');
+    for (const t of odd) expect(await raw.smembers(tag(t))).toEqual(['d1']);
+    expect(await store.remove('d1')).toBe(true);
+    expect(await tagKeys()).toEqual([]);
+  });
+
+  it('an addKeyed replace deletes the replaced job’s tags', async () => {
+    const { store, tags, tag } = fresh();
+    await store.addKeyed(tagged('k1', 10, ['old', 'both']), 'K', 'reject');
+    await store.addKeyed(tagged('k2', 10, ['both']), 'K', 'replace');
+    expect(await raw.hgetall(tags)).toEqual({ k2: '["both"]' });
+    expect(await raw.exists(tag('old'))).toBe(0);
+    expect(await raw.smembers(tag('both'))).toEqual(['k2']);
+  });
+
+  it('reads an entry the Python package wrote (no tags) as before, and creates no tag key for it', async () => {
+    const { store, prefix, index, tagKeys } = fresh();
+    const entry = JSON.stringify([['t.py'], { args: [1], task_id: 'py-1' }]);
+    await raw.set(`${prefix}py-1`, entry);
+    await raw.zadd(index, 10, 'py-1');
+    expect(await store.get('py-1')).toEqual({ id: 'py-1', dueAt: 10, entry, state: 'scheduled' });
+    expect((await store.list({ limit: 10 })).jobs).toEqual([{ id: 'py-1', dueAt: 10, entry, state: 'scheduled' }]);
+    const claims = await store.claimDue({ until: 10, now: 10, limit: 10, leaseMs: 60_000 });
+    expect(claims.map((c) => c.entry)).toEqual([entry]);
+    await store.acknowledge(claims);
+    expect(await tagKeys()).toEqual([]);
+    expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+  });
+
+  it('tags a job the Python package sent (ZREM + DEL) left behind go when its id is added again', async () => {
+    const { store, prefix, index, tags, tagKeys } = fresh();
+    await store.add([tagged('again', 10, ['stale'])]);
+    await raw.zrem(index, 'again');
+    await raw.del(`${prefix}again`);
+    expect(await raw.hget(tags, 'again')).toBe('["stale"]');
+    await store.add([newJob('t.tag', ['again'], 20, 'again')]);
+    expect(await store.get('again')).not.toHaveProperty('tags');
+    expect(await tagKeys()).toEqual([]);
+  });
+});

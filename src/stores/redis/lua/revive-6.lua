@@ -1,23 +1,28 @@
 --[[
   Schedules dead letters again: each whose id no job holds goes back to its key and the index,
-  due at the given time, with no attempts; the others stay as they are.
+  due at the given time, with no attempts and with the tags its record holds; the others stay as
+  they are.
 
   KEYS[1]  the index, <prefix>scheduled_task_id_by_time
   KEYS[2]  the in-flight set: a job being sent holds its id
   KEYS[3]  the dead letters hash (id -> record JSON)
   KEYS[4]  the dead letters by time (sorted set)
   KEYS[5]  id -> failed attempts hash (a stale record for the id is dropped)
+  KEYS[6]  the tags hash (id -> JSON array of tags): the record's tags come back here and into
+           their SETs (stale ones left for the id are dropped first)
   ARGV[1]  key prefix
   ARGV[2]  wake-up channel
   ARGV[3]  the due time (unix seconds)
-  ARGV[4..] task ids
+  ARGV[4]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[4] .. tag)
+  ARGV[5..] task ids
 
   Returns one outcome per id: 'scheduled', 'not_dead', 'no_entry' or 'id_taken'.
 ]]
-local prefix, due = ARGV[1], ARGV[3]
+--- @include "tags"
+local prefix, due, tagPrefix = ARGV[1], ARGV[3], ARGV[4]
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local out, revived = {}, false
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local id = ARGV[i]
   local record = redis.call('HGET', KEYS[3], id)
   if not record then
@@ -35,6 +40,14 @@ for i = 4, #ARGV do
       redis.call('HDEL', KEYS[3], id)
       redis.call('ZREM', KEYS[4], id)
       redis.call('HDEL', KEYS[5], id)
+      dropTags(KEYS[6], tagPrefix, {id})
+      if type(decoded.tags) == 'table' then
+        local tags = {}
+        for _, tag in ipairs(decoded.tags) do
+          if type(tag) == 'string' then tags[#tags + 1] = tag end
+        end
+        if #tags > 0 then writeTags(KEYS[6], tagPrefix, id, cjson.encode(tags)) end
+      end
       out[#out + 1] = 'scheduled'
       revived = true
     end

@@ -7,6 +7,9 @@
   KEYS[4]  id -> the key it holds, hash <prefix>celery_longterm_scheduler:job_key_of
   KEYS[5]  id -> failed attempts hash, <prefix>celery_longterm_scheduler:attempts (a new job has
            none; a replaced one takes its record with it)
+  KEYS[6]  the tags hash, <prefix>celery_longterm_scheduler:tags (id -> JSON array of tags): the
+           new job has the tags given with it (stale ones left for its id are dropped first); a
+           replaced one takes its tags with it
   ARGV[1]  key prefix ('' for the original layout)
   ARGV[2]  wake-up channel
   ARGV[3]  the deduplication key
@@ -14,6 +17,8 @@
   ARGV[5]  task id
   ARGV[6]  due time (unix seconds)
   ARGV[7]  entry JSON (stored as is: the mapping lives in our own hashes, never in the entry)
+  ARGV[8]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[8] .. tag)
+  ARGV[9]  the new job's tags, a JSON array ('' for none; our own keys, never the entry)
 
   A mapping is trusted only while its holder is still in the index and maps back to the key:
   a job sent or revoked by something that does not know about keys (the Python package's
@@ -23,7 +28,8 @@
   'taken' (id: the holder; nothing changed), or 'duplicate' (id: the new job's id is taken;
   nothing changed).
 ]]
-local prefix, key, mode, id = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+--- @include "tags"
+local prefix, key, mode, id, tagPrefix = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[8]
 local holder = redis.call('HGET', KEYS[3], key)
 if holder and not (redis.call('ZSCORE', KEYS[1], holder) and redis.call('HGET', KEYS[4], holder) == key) then
   if redis.call('HGET', KEYS[4], holder) == key then redis.call('HDEL', KEYS[4], holder) end
@@ -41,8 +47,11 @@ if holder then
   redis.call('DEL', prefix .. holder)
   redis.call('HDEL', KEYS[4], holder)
   redis.call('HDEL', KEYS[5], holder)
+  dropTags(KEYS[6], tagPrefix, {holder})
 end
 redis.call('HDEL', KEYS[5], id)
+if holder ~= id then dropTags(KEYS[6], tagPrefix, {id}) end
+writeTags(KEYS[6], tagPrefix, id, ARGV[9])
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 redis.call('SET', prefix .. id, ARGV[7])
 redis.call('ZADD', KEYS[1], ARGV[6], id)

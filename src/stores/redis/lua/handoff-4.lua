@@ -13,22 +13,26 @@
   KEYS[1]  the in-flight set (id -> lease deadline)
   KEYS[2]  the in-flight entries hash (id -> entry)
   KEYS[3]  id -> failed attempts hash (a sent job's record goes)
+  KEYS[4]  the tags hash (id -> JSON array of tags): a sent job's tags go (one EXISTS when no job
+           has tags, else one HMGET per 1,000 jobs; only tagged jobs cost more)
   ARGV[1]  key prefix (unused: a claimed job's key is already gone; kept for a stable signature)
   ARGV[2]  the claim token (its lease deadline): a job is still ours when its score equals it
   ARGV[3]  the store's database number
   ARGV[4]  the broker's database number
-  ARGV[5..] per job: task id, number of messages n, then n pairs (list key, message)
+  ARGV[5]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[5] .. tag)
+  ARGV[6..] per job: task id, number of messages n, then n pairs (list key, message)
 
   Returns an array with, per job in order: 1 when handed off, 0 when no longer leased to this
   claim, or a string saying why its messages could not be pushed (nothing of it changed).
 ]]
 --- @include "leased"
+--- @include "tags"
 local token, storeDb, brokerDb = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local CHUNK = 1000
 
 -- the task ids, where each job's messages start in ARGV, and how many it has
 local ids, starts, counts = {}, {}, {}
-local i = 5
+local i = 6
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 1])
   ids[#ids + 1] = ARGV[i]
@@ -121,4 +125,5 @@ for k = 1, #mine, CHUNK do
   redis.call('HDEL', KEYS[2], unpack(mine, k, last))
   if attempts then redis.call('HDEL', KEYS[3], unpack(mine, k, last)) end
 end
+dropTags(KEYS[4], ARGV[5], mine)
 return out

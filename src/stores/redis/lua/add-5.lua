@@ -1,6 +1,6 @@
 --[[
-  Adds jobs atomically: every key with its index entry, or nothing. When a new job is due
-  before every job already scheduled, running dispatchers are told on the wake-up channel.
+  Adds jobs atomically: every key with its index entry and its tags, or nothing. When a new job
+  is due before every job already scheduled, running dispatchers are told on the wake-up channel.
 
   KEYS[1]  the index, sorted set <prefix>scheduled_task_id_by_time
   KEYS[2]  the in-flight set: a job being sent still holds its id
@@ -9,19 +9,24 @@
            or revoked an earlier job of that id without knowing about keys) is dropped
   KEYS[4]  id -> failed attempts hash, <prefix>celery_longterm_scheduler:attempts: a job added
            here has none, so a stale record left for its id is dropped too
+  KEYS[5]  the tags hash, <prefix>celery_longterm_scheduler:tags (id -> JSON array of tags): a
+           job added here has the tags given with it, so stale ones left for its id are dropped
+           first (one EXISTS when no job has tags)
   ARGV[1]  key prefix ('' for the original layout)
   ARGV[2]  wake-up channel, <prefix>celery_longterm_scheduler:wakeup
   ARGV[3]  'reject': a taken id (a key, an index entry, in flight, or twice here) adds nothing;
-           'skip': a taken id is left alone and the others are added
-  ARGV[4..] triplets: task id, due time (unix seconds), entry JSON
+           'skip': a taken id is left alone (tags and all) and the others are added
+  ARGV[4]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[4] .. tag)
+  ARGV[5..] quadruplets: task id, due time (unix seconds), entry JSON, tags JSON array ('' for none)
 
   Returns {added, taken}: how many jobs were added, and in 'reject' mode the first taken id
   (then added is 0), else false.
 ]]
-local prefix, skip = ARGV[1], ARGV[3] == 'skip'
+--- @include "tags"
+local prefix, skip, tagPrefix = ARGV[1], ARGV[3] == 'skip', ARGV[4]
 local seen, fresh = {}, {}
 local earliest = nil
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 4 do
   local id = ARGV[i]
   if seen[id] or redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
     if not skip then return {0, id} end
@@ -37,15 +42,17 @@ for _, i in ipairs(fresh) do
   redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
   redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
 end
+local freshIds = {}
+for n = 1, #fresh do freshIds[n] = ARGV[fresh[n]] end
 for _, side in ipairs({KEYS[3], KEYS[4]}) do
   if #fresh > 0 and redis.call('EXISTS', side) == 1 then
-    for k = 1, #fresh, 1000 do
-      local part = {}
-      for n = k, math.min(k + 999, #fresh) do part[#part + 1] = ARGV[fresh[n]] end
-      redis.call('HDEL', side, unpack(part))
+    for k = 1, #freshIds, 1000 do
+      redis.call('HDEL', side, unpack(freshIds, k, math.min(k + 999, #freshIds)))
     end
   end
 end
+dropTags(KEYS[5], tagPrefix, freshIds)
+for _, i in ipairs(fresh) do writeTags(KEYS[5], tagPrefix, ARGV[i], ARGV[i + 3]) end
 if earliest ~= nil and (first[2] == nil or earliest < tonumber(first[2])) then
   redis.call('PUBLISH', ARGV[2], tostring(earliest))
 end
