@@ -67,6 +67,25 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TABLE corrupt;
     `,
   },
+  {
+    // tags (job/tags.ts), beside the job, never in its entry: job_tags holds a live job's tags,
+    // a row each (pos: the order given), keyed by tag for search and by job for reading and
+    // deleting them; jobs.tagged says whether a job has any, so deleting an untagged job (an
+    // acknowledge) never looks in job_tags; a dead letter keeps its tags in dead.tags. Adding a
+    // column with a constant default rewrites nothing: the jobs there stay as they are, untagged.
+    version: 4,
+    sql: `
+      ALTER TABLE jobs ADD COLUMN tagged boolean NOT NULL DEFAULT false;
+      CREATE TABLE job_tags (
+        tag    text COLLATE "C" NOT NULL,
+        job_id text COLLATE "C" NOT NULL,
+        pos    smallint NOT NULL,
+        PRIMARY KEY (tag, job_id)
+      );
+      CREATE UNIQUE INDEX job_tags_by_job_idx ON job_tags (job_id, pos) INCLUDE (tag);
+      ALTER TABLE dead ADD COLUMN tags text[] NULL;
+    `,
+  },
 ];
 
 /** The schema version this code needs. */

@@ -2,7 +2,7 @@
  * The PostgreSQL store. Everything lives in one schema (default `celery_longterm_scheduler`):
  *
  *   jobs(id text COLLATE "C" PRIMARY KEY, due_at float8, entry text, lease float8 NULL,
- *        job_key text COLLATE "C" NULL)
+ *        job_key text COLLATE "C" NULL, failures text NULL, tagged boolean)
  *     lease NULL: the job is scheduled, due at `due_at`;
  *     lease set:  the job is in flight, and `lease` is the lease deadline, which is also the
  *                 claim's token (token = String(lease), as in the other stores).
@@ -10,8 +10,14 @@
  *     jobs_in_flight_idx (lease, id)  WHERE lease IS NOT NULL -- expired leases
  *     jobs_job_key_idx UNIQUE (job_key) WHERE job_key IS NOT NULL -- one scheduled job per
  *       deduplication key; a claim sets job_key NULL, so jobs in flight hold no key
- *        failures text NULL  -- the job's failed attempts as JSON (see `encodeAttempts`)
- *   dead(id, entry, due_at, reason, error, attempts, first_failed_at, died_at) -- dead letters
+ *     failures: the job's failed attempts as JSON (see `encodeAttempts`)
+ *     tagged: whether the job has rows in job_tags (set when it is added, never changed after)
+ *   job_tags(tag text COLLATE "C", job_id text COLLATE "C", pos int2) -- a live job's tags, a row
+ *       each, `pos` the order given; never in the entry, so the Python package reads every entry
+ *     PRIMARY KEY (tag, job_id)                           -- the jobs holding a tag (search)
+ *     job_tags_by_job_idx UNIQUE (job_id, pos) INCLUDE (tag) -- a job's tags, in order
+ *   dead(id, entry, due_at, reason, error, attempts, first_failed_at, died_at, tags text[] NULL)
+ *       -- dead letters, each with its own tags (NULL: none)
  *     dead_by_time_idx (died_at, id)
  *   schema_migrations(version, applied_at)                    -- see migrations.ts
  *
@@ -36,6 +42,15 @@
  * so concurrent adds of one key (from any connection or process) run one after another; the
  * unique index is the backstop. A claim racing with it is serialised by the holder's row lock
  * (SELECT ... FOR UPDATE): once the claim commits, the row no longer holds the key.
+ *
+ * Tags are written and deleted in the statement (or transaction) that adds or deletes their job:
+ * add and addKeyed insert them with the job, acknowledge, remove and an addKeyed replace delete
+ * them with it, bury moves them into the dead letter's `tags` (DELETE ... RETURNING, then the
+ * INSERT into dead, one statement), reviveDead moves them back. Every delete of jobs reads
+ * `tagged` and deletes from job_tags only the ids of tagged jobs (`= ANY (ARRAY(...))`, an index
+ * lookup each), so an untagged job costs nothing more there. Reschedule, claim, release,
+ * retryLater and renew update only jobs rows: the tags stay. No foreign key: its per-row trigger
+ * would cost every acknowledge, tagged or not.
  *
  * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
  * `StoreBase`'s (../base.ts); this file is the rest.
@@ -76,7 +91,7 @@ const ADD_CHUNK = 5000;
 /** float8 columns come back as strings; PostgreSQL prints the shortest exact form. */
 const num = (v: string | number): number => Number(v);
 
-const DEAD_COLUMNS = 'id, entry, due_at, reason, error, attempts, first_failed_at, died_at';
+const DEAD_COLUMNS = 'id, entry, due_at, reason, error, attempts, first_failed_at, died_at, tags';
 
 interface DeadRow {
   id: string;
@@ -87,12 +102,19 @@ interface DeadRow {
   attempts: number;
   first_failed_at: string | number | null;
   died_at: string | number;
+  tags: string[] | null;
 }
 
 function deadLetter(r: DeadRow): DeadLetter {
   const d: DeadLetter = { id: r.id, entry: r.entry, dueAt: num(r.due_at), reason: r.reason, error: r.error, attempts: r.attempts, diedAt: num(r.died_at) };
-  return r.first_failed_at === null ? d : { ...d, firstFailedAt: num(r.first_failed_at) };
+  return {
+    ...d,
+    ...(r.first_failed_at !== null && { firstFailedAt: num(r.first_failed_at) }),
+    ...(r.tags !== null && r.tags.length > 0 && { tags: r.tags }),
+  };
 }
+
+const hasTags = (job: NewJob): boolean => (job.tags?.length ?? 0) > 0;
 
 export class PostgresStore extends StoreBase {
   readonly description: string;
@@ -102,6 +124,7 @@ export class PostgresStore extends StoreBase {
   readonly #pool: pg.Pool;
   readonly #jobs: string;
   readonly #dead: string;
+  readonly #tags: string;
   readonly #channel: string;
   readonly #watchers = new Set<() => Promise<void>>();
   #ready: Promise<void> | undefined;
@@ -117,6 +140,7 @@ export class PostgresStore extends StoreBase {
     const s = quoteIdent(this.schema);
     this.#jobs = `${s}.jobs`;
     this.#dead = `${s}.dead`;
+    this.#tags = `${s}.job_tags`;
     this.#channel = `${this.schema}_wakeup`;
     this.#pool = new (loadDriver<typeof pg>('pg').Pool)(connectionConfig(this.#target, { max }));
     this.#pool.on('error', () => {}); // an idle client died; the next query reports it
@@ -177,42 +201,80 @@ export class PostgresStore extends StoreBase {
       }
     }
     // Each chunk: insert, then notify when the earliest job added beats every job scheduled
-    // before this statement (a CTE sees the table as it was when the statement began).
-    const sql = `
+    // before this statement (a CTE sees the table as it was when the statement began). A chunk
+    // with tagged jobs also inserts, in the same statement, the tags of the jobs it added (a
+    // skipped duplicate keeps its own); a chunk without is the statement it always was.
+    const sql = (tagged: boolean) => `
       WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
       added AS (
-        INSERT INTO ${this.#jobs} (id, due_at, entry)
-        SELECT * FROM unnest($1::text[], $2::float8[], $3::text[])
+        INSERT INTO ${this.#jobs} (id, due_at, entry${tagged ? ', tagged' : ''})
+        SELECT * FROM unnest($1::text[], $2::float8[], $3::text[]${tagged ? ', $5::bool[]' : ''})
         ${skip ? 'ON CONFLICT (id) DO NOTHING' : ''}
-        RETURNING due_at
+        RETURNING ${tagged ? 'id, ' : ''}due_at
       ),
+      ${
+        tagged
+          ? `tags AS (
+        INSERT INTO ${this.#tags} (tag, job_id, pos)
+        SELECT t.tag, t.id, t.pos FROM unnest($6::text[], $7::text[], $8::int2[]) AS t(id, tag, pos) JOIN added a ON a.id = t.id
+      ),`
+          : ''
+      }
       first AS (SELECT count(*) AS n, min(due_at) AS d FROM added)
       SELECT first.n::int AS n, CASE WHEN first.n > 0 AND (prior.d IS NULL OR first.d < prior.d)
         THEN pg_notify($4, first.d::text) END AS told
       FROM first, prior`;
-    const chunk = (i: number) => {
+    // With duplicates skipped, the first of an id in the call is the one inserted (unnest keeps
+    // the order; a later chunk finds it taken): only its tags are given, so none are mixed in.
+    const first = new Set<string>();
+    const chunk = (i: number): [string, unknown[]] => {
       const part = jobs.slice(i, i + ADD_CHUNK);
-      return [part.map((j) => j.id), part.map((j) => j.dueAt), part.map((j) => j.entry), this.#channel];
+      const params: unknown[] = [part.map((j) => j.id), part.map((j) => j.dueAt), part.map((j) => j.entry), this.#channel];
+      if (!part.some(hasTags)) {
+        for (const j of part) first.add(j.id);
+        return [sql(false), params];
+      }
+      const ids: string[] = [];
+      const tags: string[] = [];
+      const pos: number[] = [];
+      for (const j of part) {
+        if (first.has(j.id)) continue;
+        first.add(j.id);
+        for (const [k, tag] of (j.tags ?? []).entries()) {
+          ids.push(j.id);
+          tags.push(tag);
+          pos.push(k);
+        }
+      }
+      return [sql(true), [...params, part.map(hasTags), ids, tags, pos]];
     };
     return this.#run(async () => {
       try {
         if (jobs.length <= ADD_CHUNK) {
-          const { rows } = await this.#pool.query<{ n: number }>(sql, chunk(0));
+          const { rows } = await this.#pool.query<{ n: number }>(...chunk(0));
           return rows[0]?.n ?? 0;
         }
         return await this.#transaction(async (client) => {
           let added = 0;
           for (let i = 0; i < jobs.length; i += ADD_CHUNK) {
-            const { rows } = await client.query<{ n: number }>(sql, chunk(i));
+            const { rows } = await client.query<{ n: number }>(...chunk(i));
             added += rows[0]?.n ?? 0;
           }
           return added;
         });
       } catch (err) {
-        if ((err as { code?: string }).code === '23505') throw new DuplicateJobError(await this.#firstTaken(jobs));
+        if ((err as { code?: string }).code === '23505' && (err as { constraint?: string }).constraint === 'jobs_pkey') {
+          throw new DuplicateJobError(await this.#firstTaken(jobs));
+        }
         throw err;
       }
     });
+  }
+
+  /** `DELETE FROM job_tags` of the tagged jobs among those `cte` returned (its `id`, `tagged`). */
+  #dropTagsOf(cte: string): string {
+    // = ANY (ARRAY(...)): an index lookup per tagged id, none at all when there is none
+    return `DELETE FROM ${this.#tags} WHERE job_id = ANY (ARRAY(SELECT id FROM ${cte} WHERE tagged))`;
   }
 
   /** The first of `jobs` whose id is stored (after an add failed on a unique violation). */
@@ -249,14 +311,19 @@ export class PostgresStore extends StoreBase {
         const holder = rows[0]?.id;
         if (holder !== undefined && mode === 'keep') return { id: holder, outcome: 'kept' } satisfies KeyedAddResult;
         if (holder !== undefined && mode !== 'replace') throw new JobKeyTakenError(key, holder);
-        if (holder !== undefined) await client.query(`DELETE FROM ${this.#jobs} WHERE id = $1`, [holder]);
+        if (holder !== undefined) {
+          // the replaced job goes with its tags
+          await client.query(`WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = $1 RETURNING id, tagged) ${this.#dropTagsOf('gone')}`, [holder]);
+        }
+        const tagged = hasTags(job);
         try {
           await client.query(
             `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
-             added AS (INSERT INTO ${this.#jobs} (id, due_at, entry, job_key) VALUES ($1, $2, $3, $4) RETURNING due_at)
+             added AS (INSERT INTO ${this.#jobs} (id, due_at, entry, job_key, tagged) VALUES ($1, $2, $3, $4, $6) RETURNING due_at)
+             ${tagged ? `, tags AS (INSERT INTO ${this.#tags} (tag, job_id, pos) SELECT t.tag, $1, t.n - 1 FROM unnest($7::text[]) WITH ORDINALITY AS t(tag, n))` : ''}
              SELECT CASE WHEN prior.d IS NULL OR added.due_at < prior.d THEN pg_notify($5, added.due_at::text) END AS told
              FROM added, prior`,
-            [job.id, job.dueAt, job.entry, key, this.#channel],
+            [job.id, job.dueAt, job.entry, key, this.#channel, tagged, ...(tagged ? [job.tags] : [])],
           );
         } catch (err) {
           // the transaction rolls back: a replaced job stays
@@ -273,7 +340,12 @@ export class PostgresStore extends StoreBase {
   }
 
   protected async doRemove(id: string): Promise<boolean> {
-    const rows = await this.#query(`DELETE FROM ${this.#jobs} WHERE id = $1 AND lease IS NULL RETURNING id`, [id]);
+    const rows = await this.#query(
+      `WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = $1 AND lease IS NULL RETURNING id, tagged),
+       tags AS (${this.#dropTagsOf('gone')})
+       SELECT id FROM gone`,
+      [id],
+    );
     return rows.length === 1;
   }
 
@@ -343,8 +415,11 @@ export class PostgresStore extends StoreBase {
 
   protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#query(
-      `DELETE FROM ${this.#jobs} j USING unnest($1::text[], $2::float8[]) AS c(id, lease)
-       WHERE j.id = c.id AND j.lease = c.lease`,
+      `WITH gone AS (
+         DELETE FROM ${this.#jobs} j USING unnest($1::text[], $2::float8[]) AS c(id, lease)
+         WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id, j.tagged
+       )
+       ${this.#dropTagsOf('gone')}`,
       [claims.map((c) => c.id), claims.map((c) => Number(c.token))],
     );
   }
@@ -380,12 +455,15 @@ export class PostgresStore extends StoreBase {
            AS c(id, lease, due_at, reason, error, attempts, first_failed_at, died_at)
        ),
        gone AS (
-         DELETE FROM ${this.#jobs} j USING c WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id, j.entry
-       )
-       INSERT INTO ${this.#dead} (id, entry, due_at, reason, error, attempts, first_failed_at, died_at)
-       SELECT c.id, gone.entry, c.due_at, c.reason, c.error, c.attempts, c.first_failed_at, c.died_at FROM gone JOIN c USING (id)
+         DELETE FROM ${this.#jobs} j USING c WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id, j.entry, j.tagged
+       ),
+       moved AS (${this.#dropTagsOf('gone')} RETURNING job_id, tag, pos),
+       kept AS (SELECT job_id AS id, array_agg(tag ORDER BY pos) AS tags FROM moved GROUP BY job_id)
+       INSERT INTO ${this.#dead} (id, entry, due_at, reason, error, attempts, first_failed_at, died_at, tags)
+       SELECT c.id, gone.entry, c.due_at, c.reason, c.error, c.attempts, c.first_failed_at, c.died_at, kept.tags
+       FROM gone JOIN c USING (id) LEFT JOIN kept USING (id)
        ON CONFLICT (id) DO UPDATE SET entry = excluded.entry, due_at = excluded.due_at, reason = excluded.reason, error = excluded.error,
-         attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, died_at = excluded.died_at`,
+         attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, died_at = excluded.died_at, tags = excluded.tags`,
       [
         burials.map((b) => b.claim.id),
         burials.map((b) => Number(b.claim.token)),
@@ -420,14 +498,24 @@ export class PostgresStore extends StoreBase {
           wanted,
         ]);
         const entries = new Map(dead.rows.map((r) => [r.id, r.entry]));
-        const candidates = dead.rows.filter((r): r is { id: string; entry: string } => r.entry !== null);
+        const candidates = dead.rows.filter((r) => r.entry !== null).map((r) => r.id);
         const prior = await client.query<{ d: string | null }>(`SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL`);
-        // ON CONFLICT: an id a job took meanwhile (scheduled again) stays a dead letter
+        // ON CONFLICT: an id a job took meanwhile (scheduled again) stays a dead letter, with its
+        // tags; a revived job takes its dead letter's tags back, in the same statement
         const added = candidates.length
           ? await client.query<{ id: string }>(
-              `INSERT INTO ${this.#jobs} (id, due_at, entry) SELECT id, $2, entry FROM unnest($1::text[], $3::text[]) AS c(id, entry)
-               ON CONFLICT (id) DO NOTHING RETURNING id`,
-              [candidates.map((c) => c.id), dueAt, candidates.map((c) => c.entry)],
+              `WITH added AS (
+                 INSERT INTO ${this.#jobs} (id, due_at, entry, tagged)
+                 SELECT id, $2, entry, coalesce(cardinality(tags), 0) > 0 FROM ${this.#dead} WHERE id = ANY ($1::text[])
+                 ON CONFLICT (id) DO NOTHING RETURNING id, tagged
+               ),
+               tags AS (
+                 INSERT INTO ${this.#tags} (tag, job_id, pos)
+                 SELECT t.tag, d.id, t.n - 1 FROM added a JOIN ${this.#dead} d ON d.id = a.id CROSS JOIN LATERAL unnest(d.tags) WITH ORDINALITY AS t(tag, n)
+                 WHERE a.tagged
+               )
+               SELECT id FROM added`,
+              [candidates, dueAt],
             )
           : { rows: [] };
         const first = prior.rows[0]?.d;
@@ -469,9 +557,12 @@ export class PostgresStore extends StoreBase {
       : { id, dueAt: num(row.lease), entry: row.entry, state: 'in_flight' };
   }
 
-  // TODO(tags): not yet stored by this store
-  protected async doTagsOf(_ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
-    return new Map();
+  protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    const rows = await this.#query<{ job_id: string; tags: string[] }>(
+      `SELECT job_id, array_agg(tag ORDER BY pos) AS tags FROM ${this.#tags} WHERE job_id = ANY ($1::text[]) GROUP BY job_id`,
+      [ids],
+    );
+    return new Map(rows.map((r) => [r.job_id, r.tags]));
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {

@@ -136,6 +136,77 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     expect(claim!.attempts).toBeUndefined();
   });
 
+  it('version 3 with jobs and dead letters: the store says to run migrate-schema; migrating adds tags, keeping every job and dead letter', async () => {
+    const schema = fresh();
+    const upTo3 = MIGRATIONS.filter((m) => m.version <= 3)
+      .map((m) => m.sql)
+      .join(';');
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo3}; INSERT INTO schema_migrations VALUES (1), (2), (3)`,
+    );
+    await sql(
+      url,
+      `INSERT INTO "${schema}".jobs (id, due_at, entry, lease, job_key, failures) VALUES ('s', 10, '[1]', NULL, 'K', NULL), ('f', 20, '[2]', 99, NULL, NULL);
+       INSERT INTO "${schema}".dead (id, entry, due_at, reason, error, attempts, first_failed_at, died_at) VALUES ('d', '[3]', 7, 'rejected', 'too big', 2, 5, 8)`,
+    );
+    for (const op of [(s: PostgresStore) => s.count(), (s: PostgresStore) => s.get('s'), (s: PostgresStore) => s.deadLetters({ limit: 10 })]) {
+      const err = await op(open(schema)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaVersionError);
+      expect((err as SchemaVersionError).found).toBe(3);
+      expect((err as SchemaVersionError).expected).toBe(SCHEMA_VERSION);
+      expect((err as Error).message).toMatch(/migrate-schema/);
+    }
+    expect(await schemaStatus(url, { schema })).toEqual({ current: 3, expected: SCHEMA_VERSION });
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 3, to: SCHEMA_VERSION });
+    const store = open(schema);
+    expect(await store.get('s')).toEqual({ id: 's', dueAt: 10, entry: '[1]', state: 'scheduled' });
+    expect(await store.get('f')).toEqual({ id: 'f', dueAt: 99, entry: '[2]', state: 'in_flight' });
+    expect(await store.getDead('d')).toEqual({
+      id: 'd',
+      entry: '[3]',
+      dueAt: 7,
+      reason: 'rejected',
+      error: 'too big',
+      attempts: 2,
+      firstFailedAt: 5,
+      diedAt: 8,
+    });
+    expect(await store.count()).toEqual({ scheduled: 1, inFlight: 1, dead: 1 });
+    // the old jobs work as before: the key is held, the claim acknowledged, the dead letter revived
+    expect(await store.addKeyed({ id: 'k', dueAt: 5, entry: '[4]', tags: ['new'] }, 'K', 'keep')).toEqual({ id: 's', outcome: 'kept' });
+    await store.acknowledge([{ id: 'f', dueAt: 20, entry: '[2]', token: '99' }]);
+    expect(await store.reviveDead(['d'], 30)).toEqual(['scheduled']);
+    expect(await store.get('d')).toEqual({ id: 'd', dueAt: 30, entry: '[3]', state: 'scheduled' });
+    // and new ones take tags
+    await store.add([{ id: 't', dueAt: 40, entry: '[5]', tags: ['tenant:42', 'invoice'] }]);
+    expect((await store.get('t'))?.tags).toEqual(['tenant:42', 'invoice']);
+    expect(await store.count()).toEqual({ scheduled: 3, inFlight: 0, dead: 0 });
+    const indexes = await sql<{ indexname: string; indexdef: string }>(
+      url,
+      `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'job_tags' ORDER BY indexname`,
+      [schema],
+    );
+    expect(indexes.map((i) => i.indexname)).toEqual(['job_tags_by_job_idx', 'job_tags_pkey']);
+    expect(indexes[0]?.indexdef).toMatch(/UNIQUE INDEX .* \(job_id, pos\) INCLUDE \(tag\)/);
+    expect(indexes[1]?.indexdef).toMatch(/UNIQUE INDEX .* \(tag, job_id\)/);
+  });
+
+  it('migrate: true brings a version 3 schema up to date on first use, keeping its jobs', async () => {
+    const schema = fresh();
+    const upTo3 = MIGRATIONS.filter((m) => m.version <= 3)
+      .map((m) => m.sql)
+      .join(';');
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo3}; INSERT INTO schema_migrations VALUES (1), (2), (3);
+       INSERT INTO jobs (id, due_at, entry) VALUES ('old', 10, '[1]')`,
+    );
+    const store = open(schema, true);
+    expect(await store.get('old')).toEqual({ id: 'old', dueAt: 10, entry: '[1]', state: 'scheduled' });
+    expect(await schemaStatus(url, { schema })).toEqual({ current: SCHEMA_VERSION, expected: SCHEMA_VERSION });
+  });
+
   it('a newer schema: SchemaVersionError, also with migrate: true, and migrateSchema changes nothing', async () => {
     const schema = fresh();
     await migrateSchema(url, { schema });

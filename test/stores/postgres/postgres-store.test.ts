@@ -97,6 +97,136 @@ describe.skipIf(skip)('PostgreSQL store', () => {
     expect(await sql(url, `SELECT id FROM "${schema}".jobs`)).toEqual([]);
   });
 
+  describe('tags', () => {
+    const tagged = (id: string, dueAt: number, tags: string[]): NewJob => ({ ...job(id, dueAt), tags });
+    const tagRows = () => sql<{ job_id: string; tag: string; pos: number }>(url, `SELECT job_id, tag, pos FROM "${schema}".job_tags ORDER BY job_id, pos`);
+
+    it('live in job_tags (a row each, in order), never in the entry; jobs.tagged says which jobs have any', async () => {
+      const store = open();
+      await store.add([tagged('a', T0, ['tenant:42', 'invoice']), job('b', T0), tagged('c', T0, [])]);
+      expect(await tagRows()).toEqual([
+        { job_id: 'a', tag: 'tenant:42', pos: 0 },
+        { job_id: 'a', tag: 'invoice', pos: 1 },
+      ]);
+      const jobs = await sql<{ id: string; entry: string; tagged: boolean }>(url, `SELECT id, entry, tagged FROM "${schema}".jobs ORDER BY id`);
+      expect(jobs).toEqual([
+        { id: 'a', entry: job('a', T0).entry, tagged: true },
+        { id: 'b', entry: job('b', T0).entry, tagged: false },
+        { id: 'c', entry: job('c', T0).entry, tagged: false },
+      ]);
+      expect((await store.get('c'))?.tags).toBeUndefined();
+    });
+
+    it('bury moves them into dead.tags, leaving no row behind; reviveDead moves them back', async () => {
+      const store = open();
+      await store.add([tagged('a', T0, ['z', 'y']), job('b', T0)]);
+      const claims = await store.claimDue({ until: T0, now: T0, limit: 10, leaseMs: 1000 });
+      await store.bury(claims.map((claim) => ({ claim, reason: 'rejected' as const, error: 'no', diedAt: T0 + 1 })));
+      expect(await tagRows()).toEqual([]);
+      expect(await sql(url, `SELECT id, tags FROM "${schema}".dead ORDER BY id`)).toEqual([
+        { id: 'a', tags: ['z', 'y'] },
+        { id: 'b', tags: null },
+      ]);
+      expect((await store.deadLetters({ limit: 10 })).letters.map((l) => [l.id, l.tags])).toEqual([
+        ['a', ['z', 'y']],
+        ['b', undefined],
+      ]);
+      expect(await store.reviveDead(['a', 'b'], T0 + 5)).toEqual(['scheduled', 'scheduled']);
+      expect(await tagRows()).toEqual([
+        { job_id: 'a', tag: 'z', pos: 0 },
+        { job_id: 'a', tag: 'y', pos: 1 },
+      ]);
+      expect(await sql(url, `SELECT id, tagged FROM "${schema}".jobs ORDER BY id`)).toEqual([
+        { id: 'a', tagged: true },
+        { id: 'b', tagged: false },
+      ]);
+      // buried again, the new dead letter holds them (and a revive refused for a taken id keeps them)
+      const [again] = await store.claimDue({ until: T0 + 5, now: T0 + 5, limit: 1, leaseMs: 1000 });
+      await store.bury([{ claim: again!, reason: 'rejected', error: 'again', diedAt: T0 + 6 }]);
+      await store.add([tagged('a', T0 + 7, ['live'])]);
+      expect(await store.reviveDead(['a'], T0 + 8)).toEqual(['id_taken']);
+      expect(await store.getDead('a')).toMatchObject({ error: 'again', tags: ['z', 'y'] });
+      expect((await store.get('a'))?.tags).toEqual(['live']);
+    });
+
+    it('a stale claim acknowledges or buries nothing: the job keeps its tags', async () => {
+      const store = open();
+      await store.add([tagged('a', T0, ['x'])]);
+      const [old] = await store.claimDue({ until: T0, now: T0, limit: 1, leaseMs: 1000 });
+      const [fresh] = await store.claimDue({ until: T0, now: T0 + 2, limit: 1, leaseMs: 1000 }); // the lease expired: claimed again
+      expect(fresh?.id).toBe('a');
+      await store.acknowledge([old!]);
+      await store.bury([{ claim: old!, reason: 'corrupt', error: 'stale', diedAt: T0 }]);
+      expect(await store.get('a')).toMatchObject({ state: 'in_flight', tags: ['x'] });
+      expect(await tagRows()).toHaveLength(1);
+      await store.acknowledge([fresh!]);
+      expect(await tagRows()).toEqual([]);
+    });
+
+    it('an add of several chunks with tags is all or nothing: a taken id in the last chunk writes no job and no tag', async () => {
+      const store = open();
+      await store.add([job('taken', T0)]);
+      const many = Array.from({ length: 12_000 }, (_, i) => tagged(`m-${i}`, T0 + i, [`t${i % 7}`, 'all']));
+      many.push(job('taken', T0 + 5));
+      await expect(store.add(many)).rejects.toBeInstanceOf(DuplicateJobError);
+      expect(await tagRows()).toEqual([]);
+      many.pop();
+      expect(await store.add(many)).toBe(12_000);
+      const [n] = await sql<{ n: number }>(url, `SELECT count(*)::int AS n FROM "${schema}".job_tags`);
+      expect(n?.n).toBe(24_000);
+      expect((await store.get('m-11999'))?.tags).toEqual(['t1', 'all']); // 11999 % 7
+    });
+
+    it("duplicates: 'skip' stores the tags of the job it adds only: the first of an id in the batch, across chunks", async () => {
+      const store = open();
+      await store.add([tagged('old', T0, ['mine'])]);
+      const filler = Array.from({ length: 5000 }, (_, i) => job(`f-${i}`, T0));
+      const batch = [
+        tagged('old', T0, ['theirs']),
+        job('d', T0),
+        tagged('d', T0, ['second']),
+        tagged('e', T0, ['first']),
+        ...filler,
+        tagged('e', T0, ['later']),
+      ];
+      expect(await store.add(batch, { duplicates: 'skip' })).toBe(2 + 5000);
+      expect((await store.get('old'))?.tags).toEqual(['mine']);
+      expect((await store.get('d'))?.tags).toBeUndefined();
+      expect((await store.get('e'))?.tags).toEqual(['first']);
+      expect(await tagRows()).toEqual([
+        { job_id: 'e', tag: 'first', pos: 0 },
+        { job_id: 'old', tag: 'mine', pos: 0 },
+      ]);
+    });
+
+    it('a failed keyed replace keeps the replaced job and its tags', async () => {
+      const store = open();
+      await store.add([job('other', T0)]);
+      await store.addKeyed(tagged('k1', T0, ['kept']), 'K', 'reject');
+      await expect(store.addKeyed(tagged('other', T0, ['new']), 'K', 'replace')).rejects.toBeInstanceOf(DuplicateJobError);
+      expect((await store.get('k1'))?.tags).toEqual(['kept']);
+      expect(await tagRows()).toEqual([{ job_id: 'k1', tag: 'kept', pos: 0 }]);
+      // a replace by the same id swaps the tags
+      expect(await store.addKeyed(tagged('k1', T0, ['swapped', 'too']), 'K', 'replace')).toEqual({ id: 'k1', outcome: 'replaced', replacedId: 'k1' });
+      expect((await store.get('k1'))?.tags).toEqual(['swapped', 'too']);
+    });
+
+    it('reading and deleting tags by job uses job_tags_by_job_idx, searching by tag the primary key', async () => {
+      const store = open();
+      await store.add(Array.from({ length: 5000 }, (_, i) => tagged(`p-${i}`, T0 + i, [`tenant:${i % 100}`, 'all'])));
+      const plan = async (q: string, params: unknown[]) =>
+        (await sql<{ 'QUERY PLAN': string }>(url, `EXPLAIN ${q}`, params)).map((r) => r['QUERY PLAN']).join('\n');
+      for (const analyzed of [false, true]) {
+        if (analyzed) await sql(url, `ANALYZE "${schema}".job_tags`);
+        const byJob = await plan(`DELETE FROM "${schema}".job_tags WHERE job_id = ANY (ARRAY(SELECT unnest($1::text[])))`, [['p-1', 'p-2']]);
+        expect(byJob).toMatch(/job_tags_by_job_idx/);
+        expect(byJob).not.toMatch(/Seq Scan on job_tags/);
+        const byTag = await plan(`SELECT job_id FROM "${schema}".job_tags WHERE tag = $1`, ['tenant:7']);
+        expect(byTag).toMatch(/job_tags_pkey/);
+      }
+    });
+  });
+
   it('ids compare by bytes, as in every store', async () => {
     const store = open();
     const idsIn = ['b', 'B', 'a', 'é', 'Z', '_', '😀', 'ﬀ'];
