@@ -18,8 +18,29 @@
  *                          a claim sets job_key NULL, so jobs in flight never hold a key
  *            failures TEXT NULL (the job's failed attempts as JSON, see `encodeAttempts`; NULL
  *                          for a job never refused)
+ *            tags TEXT NULL (the job's tags as a JSON array, in the order given; NULL for a job
+ *                          without tags): what `get` and `list` show, what `bury` moves into
+ *                          dead.tags, and what the triggers below test
+ *   job_tags tag TEXT, due_at REAL, job_id TEXT   the tag -> jobs index: one row per tag of a live
+ *              (scheduled or in-flight) job; tags are never in the entry, which stays the Python
+ *              package's
+ *              PRIMARY KEY (tag, due_at, job_id) WITHOUT ROWID: a tag's jobs in due order, each
+ *                          naming the job's row by that table's key (due_at, id)
+ *            index job_tags_job (job_id)   a job's rows
+ *            Written right after the insert of a tagged job (add, addKeyed, reviveDead), in its
+ *            transaction; kept right by two triggers on jobs, inside the statement that changes
+ *            the job, whatever code runs it:
+ *              jobs_tags_due   AFTER UPDATE OF due_at WHEN NEW.tags IS NOT NULL: the rows move to
+ *                              the new due time (reschedule, release, retryLater)
+ *              jobs_tags_gone  AFTER DELETE WHEN OLD.tags IS NOT NULL: the rows go (acknowledge,
+ *                              remove, bury, an addKeyed replace)
+ *            An untagged job costs the triggers' WHEN test and nothing more; a claim (or renewal)
+ *            changes neither due_at nor tags and fires neither. A migration that rebuilds jobs
+ *            (as version 3 did) must create both triggers again.
  *   dead     id TEXT PRIMARY KEY, entry TEXT NULL, due_at REAL, reason TEXT, error TEXT,
  *            attempts INTEGER, first_failed_at REAL NULL, died_at REAL   dead letters
+ *            tags TEXT NULL (the tags the job had, as jobs.tags: a burial moves them here out
+ *                          of jobs and job_tags, a revival moves them back)
  *            index dead_by_time (died_at, id)
  *
  * Guarantees:
@@ -64,7 +85,7 @@ import {
 
 export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
 /** The schema this code writes; `PRAGMA user_version` of a file it made. */
-export const SQLITE_SCHEMA_VERSION = 4;
+export const SQLITE_SCHEMA_VERSION = 5;
 /** `PRAGMA application_id` of a file this code made: 'CLTS'. */
 export const SQLITE_APPLICATION_ID = 0x434c5453;
 
@@ -97,6 +118,15 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX dead_by_time ON dead (died_at, id);
    INSERT INTO dead (id, entry, due_at, reason, error, attempts, died_at) SELECT id, entry, due_at, 'corrupt', reason, 0, moved_at FROM corrupt;
    DROP TABLE corrupt;`,
+  // 5: tags (see the header); adding a NULL column rewrites no row, so this is quick on any file
+  `ALTER TABLE jobs ADD COLUMN tags TEXT;
+   ALTER TABLE dead ADD COLUMN tags TEXT;
+   CREATE TABLE job_tags (tag TEXT NOT NULL, due_at REAL NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY (tag, due_at, job_id)) WITHOUT ROWID;
+   CREATE INDEX job_tags_job ON job_tags (job_id);
+   CREATE TRIGGER jobs_tags_due AFTER UPDATE OF due_at ON jobs WHEN NEW.tags IS NOT NULL AND NEW.due_at IS NOT OLD.due_at
+     BEGIN UPDATE job_tags SET due_at = NEW.due_at WHERE job_id = NEW.id; END;
+   CREATE TRIGGER jobs_tags_gone AFTER DELETE ON jobs WHEN OLD.tags IS NOT NULL
+     BEGIN DELETE FROM job_tags WHERE job_id = OLD.id; END;`,
 ];
 
 /** A taken id: the unique index on id (or the primary key, for the same id and due time). */
@@ -204,20 +234,32 @@ interface ClaimRow extends Row {
   failures: string | null;
 }
 
-/** A dead letter as its row reads (an absent first failure is NULL). */
-type DeadRow = Omit<DeadLetter, 'firstFailedAt'> & { firstFailedAt: number | null };
+/** A job's tags as jobs.tags and dead.tags hold them: a JSON array, or NULL for none. */
+type TagsColumn = string | null;
+
+/** The column value for a new job's tags (NULL for none). */
+function tagsColumn(tags: readonly string[] | undefined): TagsColumn {
+  return tags && tags.length > 0 ? JSON.stringify(tags) : null;
+}
+
+/** A dead letter as its row reads (an absent first failure or no tags is NULL). */
+type DeadRow = Omit<DeadLetter, 'firstFailedAt' | 'tags'> & { firstFailedAt: number | null; tags: TagsColumn };
 
 function deadLetter(r: DeadRow): DeadLetter {
-  const { firstFailedAt, ...rest } = r;
-  return firstFailedAt === null ? rest : { ...rest, firstFailedAt };
+  const { firstFailedAt, tags, ...rest } = r;
+  return {
+    ...rest,
+    ...(firstFailedAt !== null && { firstFailedAt }),
+    ...(tags !== null && { tags: JSON.parse(tags) as string[] }),
+  };
 }
 
 /** The open database and its prepared statements and transactions. */
 class Connection {
   readonly db: Database.Database;
-  readonly insert: Database.Statement<[string, number, string]>;
-  readonly insertOrIgnore: Database.Statement<[string, number, string]>;
-  readonly insertKeyed: Database.Statement<[string, number, string, string]>;
+  readonly insert: Database.Statement<[string, number, string, TagsColumn]>;
+  readonly insertOrIgnore: Database.Statement<[string, number, string, TagsColumn]>;
+  readonly insertKeyed: Database.Statement<[string, number, string, string, TagsColumn]>;
   readonly keyHolder: Database.Statement<[string], string>;
   readonly removeById: Database.Statement<[string]>;
   readonly firstDue: Database.Statement<[], number>;
@@ -231,8 +273,11 @@ class Connection {
   readonly ack: Database.Statement<[string, number]>;
   readonly release: Database.Statement<[number, string, number]>;
   readonly retry: Database.Statement<[number, string, string, number]>;
-  readonly take: Database.Statement<[string, number], string>;
-  readonly bury: Database.Statement<[string, string | null, number, string, string, number, number | null, number]>;
+  readonly take: Database.Statement<[string, number], { entry: string; tags: TagsColumn }>;
+  readonly bury: Database.Statement<[string, string | null, number, string, string, number, number | null, number, TagsColumn]>;
+  /** writes a new job's job_tags rows: (due_at, job_id, tags JSON) */
+  readonly addTags: Database.Statement<[number, string, string]>;
+  readonly tagsOf: Database.Statement<[string], TagsColumn>;
   readonly deadFirst: Database.Statement<[number], DeadRow>;
   readonly deadAfter: Database.Statement<[number, string, number], DeadRow>;
   readonly deadGet: Database.Statement<[string], DeadRow>;
@@ -248,9 +293,9 @@ class Connection {
   constructor(db: Database.Database) {
     this.db = db;
     const jobColumns = 'id, due_at AS dueAt, entry';
-    this.insert = db.prepare('INSERT INTO jobs (id, due_at, entry) VALUES (?, ?, ?)');
-    this.insertOrIgnore = db.prepare('INSERT OR IGNORE INTO jobs (id, due_at, entry) VALUES (?, ?, ?)');
-    this.insertKeyed = db.prepare('INSERT INTO jobs (id, due_at, entry, job_key) VALUES (?, ?, ?, ?)');
+    this.insert = db.prepare('INSERT INTO jobs (id, due_at, entry, tags) VALUES (?, ?, ?, ?)');
+    this.insertOrIgnore = db.prepare('INSERT OR IGNORE INTO jobs (id, due_at, entry, tags) VALUES (?, ?, ?, ?)');
+    this.insertKeyed = db.prepare('INSERT INTO jobs (id, due_at, entry, job_key, tags) VALUES (?, ?, ?, ?, ?)');
     this.keyHolder = db.prepare<[string], string>('SELECT id FROM jobs WHERE job_key = ?').pluck();
     this.removeById = db.prepare('DELETE FROM jobs WHERE id = ?');
     this.firstDue = db.prepare<[], number>('SELECT due_at FROM jobs WHERE lease IS NULL ORDER BY due_at, id LIMIT 1').pluck();
@@ -265,11 +310,14 @@ class Connection {
     this.ack = db.prepare('DELETE FROM jobs WHERE id = ? AND lease = ?');
     this.release = db.prepare('UPDATE jobs SET lease = NULL, due_at = ? WHERE id = ? AND lease = ?');
     this.retry = db.prepare('UPDATE jobs SET lease = NULL, due_at = ?, failures = ? WHERE id = ? AND lease = ?');
-    this.take = db.prepare<[string, number], string>('DELETE FROM jobs WHERE id = ? AND lease = ? RETURNING entry').pluck();
+    this.take = db.prepare('DELETE FROM jobs WHERE id = ? AND lease = ? RETURNING entry, tags');
     this.bury = db.prepare(
-      'INSERT OR REPLACE INTO dead (id, entry, due_at, reason, error, attempts, first_failed_at, died_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT OR REPLACE INTO dead (id, entry, due_at, reason, error, attempts, first_failed_at, died_at, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
-    const deadColumns = 'id, entry, due_at AS dueAt, reason, error, attempts, first_failed_at AS firstFailedAt, died_at AS diedAt';
+    // OR IGNORE: a row that is there already says the same (a job holds each tag once)
+    this.addTags = db.prepare('INSERT OR IGNORE INTO job_tags (tag, due_at, job_id) SELECT value, ?, ? FROM json_each(?)');
+    this.tagsOf = db.prepare<[string], TagsColumn>('SELECT tags FROM jobs WHERE id = ?').pluck();
+    const deadColumns = 'id, entry, due_at AS dueAt, reason, error, attempts, first_failed_at AS firstFailedAt, died_at AS diedAt, tags';
     this.deadFirst = db.prepare(`SELECT ${deadColumns} FROM dead ORDER BY died_at, id LIMIT ?`);
     this.deadAfter = db.prepare(`SELECT ${deadColumns} FROM dead WHERE (died_at, id) > (?, ?) ORDER BY died_at, id LIMIT ?`);
     this.deadGet = db.prepare(`SELECT ${deadColumns} FROM dead WHERE id = ?`);
@@ -426,16 +474,19 @@ export class SqliteStore extends StoreBase {
         let added = 0;
         let earliest = Infinity;
         for (const job of jobs) {
+          const tags = tagsColumn(job.tags);
           if (skip) {
-            if (c.insertOrIgnore.run(job.id, job.dueAt, job.entry).changes === 0) continue;
+            // a job already there keeps its own tags
+            if (c.insertOrIgnore.run(job.id, job.dueAt, job.entry, tags).changes === 0) continue;
           } else {
             try {
-              c.insert.run(job.id, job.dueAt, job.entry);
+              c.insert.run(job.id, job.dueAt, job.entry, tags);
             } catch (err) {
               if (isDuplicateId(err)) throw new DuplicateJobError(job.id);
               throw err;
             }
           }
+          if (tags !== null) c.addTags.run(job.dueAt, job.id, tags);
           added++;
           if (job.dueAt < earliest) earliest = job.dueAt;
         }
@@ -453,15 +504,18 @@ export class SqliteStore extends StoreBase {
         const holder = c.keyHolder.get(key);
         if (holder !== undefined && mode === 'keep') return { result: { id: holder, outcome: 'kept' } as KeyedAddResult, sooner: undefined };
         if (holder !== undefined && mode !== 'replace') throw new JobKeyTakenError(key, holder);
+        // the replaced job is gone for good: its tag rows with it (jobs_tags_gone)
         if (holder !== undefined) c.removeById.run(holder);
         const first = c.firstDue.get();
+        const tags = tagsColumn(job.tags);
         try {
-          c.insertKeyed.run(job.id, job.dueAt, job.entry, key);
+          c.insertKeyed.run(job.id, job.dueAt, job.entry, key, tags);
         } catch (err) {
           // thrown inside the transaction: the removal above is rolled back too
           if (isDuplicateId(err)) throw new DuplicateJobError(job.id);
           throw err;
         }
+        if (tags !== null) c.addTags.run(job.dueAt, job.id, tags);
         const result: KeyedAddResult = holder === undefined ? { id: job.id, outcome: 'added' } : { id: job.id, outcome: 'replaced', replacedId: holder };
         return { result, sooner: first === undefined || job.dueAt < first ? job.dueAt : undefined };
       }),
@@ -471,6 +525,7 @@ export class SqliteStore extends StoreBase {
   }
 
   protected async doRemove(id: string): Promise<boolean> {
+    // its tag rows go with it, in this one statement (jobs_tags_gone)
     return this.#run((c) => c.remove.run(id).changes === 1);
   }
 
@@ -539,10 +594,11 @@ export class SqliteStore extends StoreBase {
     this.#run((c) =>
       c.write(() => {
         for (const b of burials) {
-          const entry = c.take.get(b.claim.id, Number(b.claim.token));
-          if (entry === undefined) continue; // no longer ours
-          const d = deadLetterOf(b, entry);
-          c.bury.run(d.id, d.entry, d.dueAt, d.reason, d.error, d.attempts, d.firstFailedAt ?? null, d.diedAt);
+          const taken = c.take.get(b.claim.id, Number(b.claim.token));
+          if (taken === undefined) continue; // no longer ours
+          // its tags move into the dead letter's own record; their rows went with the job (jobs_tags_gone)
+          const d = deadLetterOf(b, taken.entry);
+          c.bury.run(d.id, d.entry, d.dueAt, d.reason, d.error, d.attempts, d.firstFailedAt ?? null, d.diedAt, taken.tags);
         }
       }),
     );
@@ -568,7 +624,9 @@ export class SqliteStore extends StoreBase {
           if (!d) return 'not_dead';
           if (d.entry === null) return 'no_entry';
           if (c.hasId.get(id) !== undefined) return 'id_taken';
-          c.insert.run(id, dueAt, d.entry);
+          // the job gets its tags back from the dead letter's record
+          c.insert.run(id, dueAt, d.entry, d.tags);
+          if (d.tags !== null) c.addTags.run(dueAt, id, d.tags);
           c.deadDelete.run(id);
           revived = true;
           return 'scheduled';
@@ -597,9 +655,16 @@ export class SqliteStore extends StoreBase {
     return row.lease === null ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' } : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
   }
 
-  // TODO(tags): not yet stored by this store
-  protected async doTagsOf(_ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
-    return new Map();
+  protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    // a lookup by id each (the jobs_id index): the column is read with the job's row
+    const out = new Map<string, readonly string[]>();
+    this.#run((c) => {
+      for (const id of ids) {
+        const tags = c.tagsOf.get(id);
+        if (typeof tags === 'string') out.set(id, JSON.parse(tags) as string[]);
+      }
+    });
+    return out;
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {

@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConnectionError, SchemaVersionError, ValidationError } from '../../../src/util/errors.js';
+import { ConnectionError, DuplicateJobError, SchemaVersionError, ValidationError } from '../../../src/util/errors.js';
 import type { NewJob } from '../../../src/job/types.js';
+import type { ClaimedJob } from '../../../src/stores/store.js';
 import { DEFAULT_SQLITE_FILE, SQLITE_SCHEMA_VERSION, SqliteStore, parseSqliteUrl } from '../../../src/stores/sqlite/sqlite-store.js';
 
 const T0 = 1_800_000_000;
@@ -335,6 +336,143 @@ describe('SqliteStore', () => {
     });
     const [claim] = await s.claimDue({ until: 10, now: 10, limit: 1, leaseMs: 1000 });
     expect(claim).toEqual({ id: 'ok', dueAt: 10, entry: '[1]', token: expect.any(String) });
+  });
+
+  describe('tags', () => {
+    const tagged = (id: string, dueAt: number, tags: string[]): NewJob => ({ ...job(id, dueAt), tags });
+    const LEASE = 30_000;
+
+    /** The tag rows, and what they must be: a row per tag of each job, at the job's due time. */
+    function tagRows(file: string): { rows: unknown[]; expected: unknown[] } {
+      const raw = new Database(file, { readonly: true });
+      try {
+        return {
+          rows: raw.prepare('SELECT tag, due_at, job_id FROM job_tags ORDER BY tag, due_at, job_id').all(),
+          expected: raw.prepare('SELECT t.value AS tag, j.due_at, j.id AS job_id FROM jobs j, json_each(j.tags) t ORDER BY tag, j.due_at, j.id').all(),
+        };
+      } finally {
+        raw.close();
+      }
+    }
+
+    it('keeps them in jobs.tags and job_tags (a tag -> jobs index in due order), never in the entry, following every due time', async () => {
+      const file = join(dir, 'tags.db');
+      const s = store(`sqlite:///${file}`);
+      await s.add([tagged('a', T0 + 2, ['tenant:42', 'invoice']), job('plain', T0 + 1), tagged('b', T0 + 1, ['tenant:42']), tagged('c', T0 + 9, ['invoice'])]);
+      const raw = new Database(file, { readonly: true });
+      try {
+        expect(raw.prepare("SELECT id, entry, tags FROM jobs WHERE id IN ('a', 'plain')").all()).toEqual([
+          { id: 'a', entry: job('a', T0 + 2).entry, tags: '["tenant:42","invoice"]' },
+          { id: 'plain', entry: job('plain', T0 + 1).entry, tags: null },
+        ]);
+        // what a search by tag reads: one index range, in due order
+        expect(raw.prepare("SELECT job_id FROM job_tags WHERE tag = 'tenant:42' ORDER BY due_at, job_id").pluck().all()).toEqual(['b', 'a']);
+        const plan = raw.prepare("EXPLAIN QUERY PLAN SELECT job_id FROM job_tags WHERE tag = 'tenant:42' ORDER BY due_at, job_id LIMIT 100").all() as {
+          detail: string;
+        }[];
+        expect(plan.map((p) => p.detail).join('; ')).toMatch(/SEARCH job_tags USING PRIMARY KEY \(tag=\?\)/);
+        expect(plan.map((p) => p.detail).join('; ')).not.toMatch(/TEMP B-TREE/);
+      } finally {
+        raw.close();
+      }
+      const check = () => {
+        const { rows, expected } = tagRows(file);
+        expect(rows).toEqual(expected);
+        return rows.length;
+      };
+      expect(check()).toBe(4);
+      expect(await s.reschedule('c', T0 + 3)).toBe(true);
+      check();
+      const claims = await s.claimDue({ until: T0 + 3, now: T0 + 3, limit: 10, leaseMs: LEASE });
+      expect(claims.map((c) => c.id)).toEqual(['b', 'plain', 'a', 'c']);
+      const [b, plain, a, c] = claims as [ClaimedJob, ClaimedJob, ClaimedJob, ClaimedJob];
+      // release puts a job back at its claim's due time (for a reclaimed expired lease, that lease)
+      await s.release([{ ...a, dueAt: T0 + 50 }]);
+      await s.retryLater([{ claim: b, retryAt: T0 + 60, attempts: { count: 1, lastError: 'e', firstFailedAt: T0, firstDueAt: T0 + 1 } }]);
+      expect(check()).toBe(4);
+      expect(await s.get('a')).toMatchObject({ dueAt: T0 + 50, tags: ['tenant:42', 'invoice'] });
+      await s.acknowledge([plain, c]);
+      expect(check()).toBe(3);
+      await s.bury([
+        { claim: (await s.claimDue({ until: T0 + 60, now: T0 + 60, limit: 1, leaseMs: LEASE }))[0]!, reason: 'rejected', error: 'no', diedAt: T0 + 61 },
+      ]);
+      expect(check()).toBe(1); // a's two rows went with its dead letter
+      const dead = new Database(file, { readonly: true });
+      expect(dead.prepare('SELECT id, tags FROM dead').all()).toEqual([{ id: 'a', tags: '["tenant:42","invoice"]' }]);
+      dead.close();
+      expect(await s.reviveDead(['a'], T0 + 70)).toEqual(['scheduled']);
+      expect(check()).toBe(3);
+      expect(await s.remove('a')).toBe(true);
+      expect(check()).toBe(1);
+    });
+
+    it('writes a job and its tags in one transaction: a refused batch or a refused replace leaves no tag row behind or lost', async () => {
+      const file = join(dir, 'atomic.db');
+      const s = store(`sqlite:///${file}`);
+      await s.add([tagged('held', T0, ['mine'])]);
+      await expect(s.add([tagged('n1', T0, ['new']), tagged('n2', T0, ['new']), tagged('held', T0 + 1, ['other'])])).rejects.toBeInstanceOf(DuplicateJobError);
+      expect(tagRows(file).rows).toEqual([{ tag: 'mine', due_at: T0, job_id: 'held' }]);
+      expect(await s.addKeyed(tagged('k1', T0, ['key']), 'K', 'reject')).toEqual({ id: 'k1', outcome: 'added' });
+      // the replacement's id is taken: the replaced job stays, with its tags
+      await expect(s.addKeyed(tagged('held', T0 + 5, ['x']), 'K', 'replace')).rejects.toBeInstanceOf(DuplicateJobError);
+      expect((await s.get('k1'))?.tags).toEqual(['key']);
+      const { rows, expected } = tagRows(file);
+      expect(rows).toEqual(expected);
+      expect(rows).toHaveLength(2);
+      // the rows go with the job whatever deletes it (a trigger), so none outlives its job
+      const raw = new Database(file);
+      raw.prepare("DELETE FROM jobs WHERE id = 'k1'").run();
+      raw.close();
+      expect(tagRows(file).rows).toEqual([{ tag: 'mine', due_at: T0, job_id: 'held' }]);
+    });
+
+    it('a version 4 file is migrated on open, keeping its jobs (scheduled and in flight), keys and dead letters, and gains the tag tables', async () => {
+      const file = join(dir, 'v4.db');
+      const raw = new Database(file);
+      raw.exec(`CREATE TABLE jobs (due_at REAL NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, lease REAL, job_key TEXT, failures TEXT, PRIMARY KEY (due_at, id)) WITHOUT ROWID;
+        CREATE UNIQUE INDEX jobs_id ON jobs (id);
+        CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
+        CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;
+        CREATE TABLE dead (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, error TEXT NOT NULL,
+                           attempts INTEGER NOT NULL, first_failed_at REAL, died_at REAL NOT NULL) WITHOUT ROWID;
+        CREATE INDEX dead_by_time ON dead (died_at, id);
+        INSERT INTO jobs (due_at, id, entry, lease, job_key) VALUES (10, 'ok', '[1]', NULL, 'K'), (20, 'busy', '[2]', 99, NULL);
+        INSERT INTO dead VALUES ('gone', '[3]', 5, 'rejected', 'too big', 2, 4, 6);`);
+      raw.pragma('user_version = 4');
+      raw.pragma('application_id = 1129075795');
+      raw.close();
+      const s = store(`sqlite:///${file}`);
+      expect(await s.count()).toEqual({ scheduled: 1, inFlight: 1, dead: 1 });
+      expect(await s.get('ok')).toEqual({ id: 'ok', dueAt: 10, entry: '[1]', state: 'scheduled' });
+      expect(await s.get('busy')).toEqual({ id: 'busy', dueAt: 99, entry: '[2]', state: 'in_flight' });
+      expect(await s.getDead('gone')).toEqual({
+        id: 'gone',
+        entry: '[3]',
+        dueAt: 5,
+        reason: 'rejected',
+        error: 'too big',
+        attempts: 2,
+        firstFailedAt: 4,
+        diedAt: 6,
+      });
+      expect(await s.addKeyed(job('k2', T0), 'K', 'keep')).toEqual({ id: 'ok', outcome: 'kept' });
+      await s.add([tagged('new', T0, ['t'])]);
+      expect((await s.list({ limit: 10 })).jobs.map((j) => [j.id, j.tags])).toEqual([
+        ['ok', undefined],
+        ['new', ['t']],
+      ]);
+      expect(await s.reviveDead(['gone'], T0)).toEqual(['scheduled']);
+      expect((await s.get('gone'))?.tags).toBeUndefined();
+      const check = new Database(file, { readonly: true });
+      try {
+        expect(check.pragma('user_version', { simple: true })).toBe(SQLITE_SCHEMA_VERSION);
+        expect(check.prepare("SELECT name FROM sqlite_schema WHERE name LIKE 'job_tags%' ORDER BY name").pluck().all()).toEqual(['job_tags', 'job_tags_job']);
+        expect(check.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name").pluck().all()).toEqual(['jobs_tags_due', 'jobs_tags_gone']);
+        expect(check.prepare('SELECT tag, job_id FROM job_tags').all()).toEqual([{ tag: 't', job_id: 'new' }]);
+      } finally {
+        check.close();
+      }
+    });
   });
 
   it('adds 100,000 jobs in one bulk call in well under the time of one commit per job', async () => {
