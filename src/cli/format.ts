@@ -72,7 +72,8 @@ export function relative(at: Date, now: Date): string {
     ['m', 60],
     ['s', 1],
   ] as const) {
-    if (s >= size || (unit === 's' && parts.length === 0)) {
+    // the largest unit there is, then always the one below it: "1553d 0h", never "1553d 34m"
+    if (parts.length > 0 || s >= size || unit === 's') {
       parts.push(`${Math.floor(s / size)}${unit}`);
       s %= size;
     }
