@@ -36,27 +36,28 @@ function startRun(argv: string[]) {
   };
 }
 
+/** The log line in which `run` says where its metrics server listens, once it has. */
+async function listeningLine(run: ReturnType<typeof startRun>): Promise<string> {
+  await expect.poll(run.stderr, { timeout: 10_000 }).toMatch(/"msg":"metrics listening"/);
+  return (
+    run
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('metrics listening')) ?? ''
+  );
+}
+
 describe('run --metrics-host', () => {
   it('listens on 127.0.0.1 by default, so /healthz error texts stay on this host', async () => {
     const run = startRun(['--backend', sqlite(), '--log-format', 'json', 'run', '--metrics-port', '0']);
-    await expect.poll(run.stderr, { timeout: 10_000 }).toMatch(/"msg":"metrics listening"/);
-    const line =
-      run
-        .stderr()
-        .split('\n')
-        .find((l) => l.includes('metrics listening')) ?? '';
+    const line = await listeningLine(run);
     expect(JSON.parse(line)).toMatchObject({ host: '127.0.0.1' });
     expect(await run.stop()).toBe(0);
   });
 
   it('serves the dispatcher’s metrics and prom-client’s default process metrics on /metrics', async () => {
     const run = startRun(['--backend', sqlite(), '--log-format', 'json', 'run', '--metrics-port', '0']);
-    await expect.poll(run.stderr, { timeout: 10_000 }).toMatch(/"msg":"metrics listening"/);
-    const line =
-      run
-        .stderr()
-        .split('\n')
-        .find((l) => l.includes('metrics listening')) ?? '';
+    const line = await listeningLine(run);
     const { port } = JSON.parse(line) as { port: number };
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     for (const name of ['cls_jobs_dispatched_total', 'cls_store_up 1', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_seconds'])

@@ -16,7 +16,7 @@
 ]]
 --- @include "leased"
 --- @include "tags"
-local CHUNK = 1000
+--- @include "sent"
 local token = tonumber(ARGV[2])
 local ids = {}
 for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -25,12 +25,5 @@ local mine = {}
 for n = 1, #ids do
   if leased[n] then mine[#mine + 1] = ids[n] end
 end
-local attempts = #mine > 0 and redis.call('EXISTS', KEYS[3]) == 1
-for k = 1, #mine, CHUNK do
-  local last = math.min(k + CHUNK - 1, #mine)
-  redis.call('ZREM', KEYS[1], unpack(mine, k, last))
-  redis.call('HDEL', KEYS[2], unpack(mine, k, last))
-  if attempts then redis.call('HDEL', KEYS[3], unpack(mine, k, last)) end
-end
-dropTags(KEYS[4], ARGV[3], mine)
+forgetSent(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[3], mine)
 return #mine

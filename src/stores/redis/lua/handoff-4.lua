@@ -27,6 +27,7 @@
 ]]
 --- @include "leased"
 --- @include "tags"
+--- @include "sent"
 local token, storeDb, brokerDb = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local CHUNK = 1000
 
@@ -118,12 +119,5 @@ for r = 1, #ready do
     out[n] = 'the push to the broker failed: ' .. tostring(failed)
   end
 end
-local attempts = #mine > 0 and redis.call('EXISTS', KEYS[3]) == 1
-for k = 1, #mine, CHUNK do
-  local last = math.min(k + CHUNK - 1, #mine)
-  redis.call('ZREM', KEYS[1], unpack(mine, k, last))
-  redis.call('HDEL', KEYS[2], unpack(mine, k, last))
-  if attempts then redis.call('HDEL', KEYS[3], unpack(mine, k, last)) end
-end
-dropTags(KEYS[4], ARGV[5], mine)
+forgetSent(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[5], mine)
 return out
