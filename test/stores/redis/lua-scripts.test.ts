@@ -49,6 +49,15 @@ describe('the Redis store scripts', () => {
     expect(users).toEqual(['ack', 'add', 'addKeyed', 'bury', 'handoff', 'remove', 'revive']);
   });
 
+  it('forget a sent job in one place: acknowledge and hand-off share it', () => {
+    const users = [...scripts]
+      .filter(([, s]) => s.lua.includes('local function forgetSent('))
+      .map(([n]) => n)
+      .sort();
+    expect(users).toEqual(['ack', 'handoff']);
+    for (const n of ['ack', 'handoff'] as const) expect(scripts.get(n)?.lua).not.toMatch(/redis\.call\('HDEL', KEYS\[3\]/);
+  });
+
   it('refuse a directory with a script missing, or an extra one', () => {
     const copy = join(dir, 'copy');
     cpSync(SRC, copy, { recursive: true, filter: (p) => !p.endsWith('renew-1.lua') });
