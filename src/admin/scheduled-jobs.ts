@@ -150,9 +150,9 @@ export async function listJobs(store: ScheduleStore, defaultQueue: string, o: Li
       if (problems.length) throw new ValidationError(problems);
     }
   }
-  const all = o.tags?.length ? new Set(o.tags) : undefined;
-  const any = o.anyTags?.length ? new Set(o.anyTags) : undefined;
-  const filtered = o.task !== undefined || o.queue !== undefined || all !== undefined || any !== undefined || o.idPrefix !== undefined;
+  // tags are the store's to match, from its tag index; the rest is matched here
+  const tags = o.tags?.length || o.anyTags?.length ? { ...(o.tags && { all: o.tags }), ...(o.anyTags && { any: o.anyTags }) } : undefined;
+  const filtered = o.task !== undefined || o.queue !== undefined || o.idPrefix !== undefined;
   const jobs: ScheduledJobInfo[] = [];
   let cursor = o.cursor;
   for (;;) {
@@ -161,14 +161,13 @@ export async function listJobs(store: ScheduleStore, defaultQueue: string, o: Li
       ...(from !== undefined && { from }),
       ...(to !== undefined && { to }),
       ...(cursor !== undefined && { cursor }),
+      ...(tags && { tags }),
     });
     for (const [i, stored] of page.jobs.entries()) {
       const info = describeJob(stored, defaultQueue);
       if (o.task !== undefined && info.task !== o.task) continue;
       if (o.queue !== undefined && info.queue !== o.queue) continue;
       if (o.idPrefix !== undefined && !info.id.startsWith(o.idPrefix)) continue;
-      if (all && [...all].some((tag) => !info.tags?.includes(tag))) continue;
-      if (any && !info.tags?.some((tag) => any.has(tag))) continue;
       jobs.push(info);
       if (jobs.length === limit) {
         const more = i < page.jobs.length - 1 || page.cursor !== undefined;

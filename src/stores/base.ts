@@ -14,6 +14,8 @@
  *   `leaseToken(now, leaseMs)` (its deadline), and a renewal never shortens a lease: a claim whose
  *   lease already ends at or after the new deadline is not renewed, only looked up (it comes
  *   back unchanged while still held, and is left out otherwise).
+ * - A list's tag filter is checked here (`tags.all`, `tags.any`: each a list of valid tags); the
+ *   store serves it from its tag index.
  * - Paging is here: a page size and a cursor are checked, a store reads one row more than the
  *   page (`readAhead`), and `pageOf` cuts the page and gives the cursor after it.
  * - Tags are read here: `get` and `list` add each job's tags (`doTagsOf`, one read per call); a
@@ -39,6 +41,8 @@
  * that has them writes them, and calls `assertOpen()` first.
  */
 import type { NewJob } from '../job/types.js';
+import { normalizeTags, tagProblems } from '../job/tags.js';
+import { ValidationError } from '../util/errors.js';
 import {
   checkDueAt,
   checkJobKey,
@@ -67,7 +71,20 @@ import {
   type ScheduleStore,
   type StoreCounts,
   type StoredJob,
+  type TagFilter,
 } from './store.js';
+
+/** A list's tag filter, checked: each list once per tag, undefined when it asks nothing. */
+function checkTagFilter(f: TagFilter | undefined): ListRange['tags'] {
+  if (f === undefined) return undefined;
+  if (f === null || typeof f !== 'object') throw new ValidationError(['tags must be an object { all?: string[], any?: string[] }']);
+  const once = (tags: unknown) => (Array.isArray(tags) ? normalizeTags(tags as string[]) : tags);
+  const problems = [...tagProblems(once(f.all), 'tags.all'), ...tagProblems(once(f.any), 'tags.any')];
+  if (problems.length) throw new ValidationError(problems);
+  const all = normalizeTags(f.all ?? []);
+  const any = normalizeTags(f.any ?? []);
+  return all.length || any.length ? { all, any } : undefined;
+}
 
 /** A lease a claim or renewal gives: its token, and the deadline the token stands for. */
 export interface Lease {
@@ -102,6 +119,8 @@ export interface ListRange {
   from?: number;
   to?: number;
   after?: Position;
+  /** checked, each tag once; at least one of the two lists non-empty when given */
+  tags?: { all: readonly string[]; any: readonly string[] };
 }
 
 /**
@@ -239,8 +258,9 @@ export abstract class StoreBase implements ScheduleStore {
     this.assertOpen();
     checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
+    const tags = checkTagFilter(o.tags);
     if (Math.max(o.from ?? -Infinity, after?.dueAt ?? -Infinity) > (o.to ?? Infinity)) return { jobs: [] };
-    const rows = await this.doList({ from: o.from, to: o.to, after }, readAhead(o.limit));
+    const rows = await this.doList({ from: o.from, to: o.to, after, ...(tags && { tags }) }, readAhead(o.limit));
     const { items, cursor } = pageOf(rows, o.limit, cursorAfter);
     const found = items.flatMap((r): StoredJob[] => (r.entry === null ? [] : [{ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }]));
     const jobs = await this.#withTags(found);
@@ -319,7 +339,10 @@ export abstract class StoreBase implements ScheduleStore {
    * them there, `reviveDead` back), so an id reused while a dead letter holds it never mixes them.
    */
   protected abstract doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>>;
-  /** Up to `read` scheduled jobs in `range`, in due order; `StoreBase` makes the page. */
+  /**
+   * Up to `read` scheduled jobs in `range`, in due order; `StoreBase` makes the page. With
+   * `range.tags`, only jobs holding them, found through the store's tag index.
+   */
   protected abstract doList(range: ListRange, read: number): Promise<readonly ListedJob[]>;
   protected abstract doCount(): Promise<StoreCounts>;
   protected abstract doNextDueAt(): Promise<number | undefined>;

@@ -210,6 +210,19 @@ export interface ListOptions {
   limit: number;
   /** where the previous page ended (its `cursor`); absent for the first page */
   cursor?: string;
+  /**
+   * Only jobs holding every tag of `all` and at least one of `any` (an empty or absent list asks
+   * nothing). Served by the store's tag index, not by reading every job: see each store.
+   */
+  tags?: TagFilter;
+}
+
+/** Which tags a listed job must hold. */
+export interface TagFilter {
+  /** every one of these */
+  all?: readonly string[];
+  /** at least one of these */
+  any?: readonly string[];
 }
 
 export interface JobPage {

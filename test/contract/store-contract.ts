@@ -769,6 +769,41 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect((await store.get('k3'))?.tags).toEqual(['third']);
       });
 
+      it('list by tags: every one (all), at least one (any), both; due order, cursor paging, due range', async () => {
+        await store.add([
+          tagged('a', T0 + 1, ['tenant:42', 'invoice']),
+          tagged('b', T0 + 2, ['tenant:7', 'invoice']),
+          tagged('c', T0 + 3, ['tenant:42', 'reminder']),
+          job('d', T0 + 4),
+          tagged('e', T0 + 5, ['tenant:42', 'invoice']),
+          tagged('f', T0 + 5, ['tenant:42']),
+        ]);
+        const by = async (tags: { all?: string[]; any?: string[] }, extra: Partial<{ from: number; to: number; limit: number; cursor: string }> = {}) =>
+          store.list({ limit: 100, ...extra, tags });
+        expect(ids((await by({ all: ['tenant:42'] })).jobs)).toEqual(['a', 'c', 'e', 'f']);
+        expect(ids((await by({ all: ['tenant:42', 'invoice'] })).jobs)).toEqual(['a', 'e']);
+        expect(ids((await by({ any: ['tenant:7', 'reminder'] })).jobs)).toEqual(['b', 'c']);
+        expect(ids((await by({ all: ['invoice'], any: ['tenant:7', 'tenant:9'] })).jobs)).toEqual(['b']);
+        expect(ids((await by({ all: ['nobody'] })).jobs)).toEqual([]);
+        expect(ids((await by({ all: [], any: [] })).jobs)).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+        expect(ids((await by({ all: ['tenant:42'] }, { from: T0 + 2, to: T0 + 4 })).jobs)).toEqual(['c']);
+        const first = await by({ all: ['tenant:42'] }, { limit: 2 });
+        expect(ids(first.jobs)).toEqual(['a', 'c']);
+        expect(first.jobs[0]?.tags).toEqual(['tenant:42', 'invoice']);
+        const rest = await by({ all: ['tenant:42'] }, { limit: 2, ...(first.cursor !== undefined && { cursor: first.cursor }) });
+        expect(ids(rest.jobs)).toEqual(['e', 'f']);
+        expect(rest.cursor).toBeUndefined();
+        // in flight, sent, removed or dead: not listed; rescheduled: listed at its new time
+        const [claimA] = await store.claimDue({ until: T0 + 1, now: T0 + 1, limit: 1, leaseMs: LEASE });
+        expect(await store.remove('e')).toBe(true);
+        expect(await store.reschedule('f', T0 - 10)).toBe(true);
+        expect(ids((await by({ all: ['tenant:42'] })).jobs)).toEqual(['f', 'c']);
+        await store.release([claimA as ClaimedJob]);
+        expect(ids((await by({ any: ['invoice'] })).jobs)).toEqual(['a', 'b']);
+        await expect(by({ all: [''] })).rejects.toBeInstanceOf(ValidationError);
+        await expect(by({ any: 'invoice' as unknown as string[] })).rejects.toBeInstanceOf(ValidationError);
+      });
+
       it('refuses tags that are not a list of distinct printable strings, changing nothing', async () => {
         const bad: unknown[] = [
           ['ok', 'ok'],

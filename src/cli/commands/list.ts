@@ -1,7 +1,7 @@
 /**
  * `list`: scheduled jobs in due order, a page at a time (--limit, then the printed --cursor),
- * filtered by due time, task, queue, tags and id prefix (the store's due order is read page by
- * page and the rest matched here); a table for people, JSON lines with --json.
+ * filtered by due time and tags (through the store's indexes), task, queue and id prefix (matched
+ * while reading in due order); a table for people, JSON lines with --json.
  */
 import type { Command } from 'commander';
 import { listJobs, type ListJobsOptions } from '../../admin/scheduled-jobs.js';

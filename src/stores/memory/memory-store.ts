@@ -285,6 +285,7 @@ export class MemoryStore extends StoreBase {
     return this.#ordered()
       .filter((j) => (r.from === undefined || j.dueAt >= r.from) && (r.to === undefined || j.dueAt <= r.to))
       .filter((j) => r.after === undefined || compareDue(j, r.after) > 0)
+      .filter((j) => r.tags === undefined || holds(this.#data.tags.get(j.id), r.tags))
       .slice(0, read);
   }
 
@@ -316,4 +317,10 @@ export class MemoryStore extends StoreBase {
     for (const w of this.#mine) this.#watchers.delete(w);
     this.#mine.clear();
   }
+}
+
+/** Whether a job's tags satisfy a list's tag filter. */
+function holds(tags: readonly string[] | undefined, f: { all: readonly string[]; any: readonly string[] }): boolean {
+  if (!tags) return false;
+  return f.all.every((t) => tags.includes(t)) && (f.any.length === 0 || f.any.some((t) => tags.includes(t)));
 }
