@@ -3,7 +3,8 @@
 // Runs against a private redis-server on a free port (so memory figures and FLUSHDB are safe),
 // never the shared one. Absolute numbers on these machines are noisy; read the ratios.
 // Set BENCH_SCALE=0.1 for a quick run (fewer jobs; the 1M-job rows use 100k). Set BENCH_ONLY=stores
-// to run only the SQLite and PostgreSQL store rows (bench/stores.mjs) beside the LPUSH floor.
+// to run only the SQLite and PostgreSQL store rows (bench/stores.mjs) beside the LPUSH floor, or
+// BENCH_ONLY=search for only the search rows (bench/search.mjs: pages by tag on every store).
 // `npm run bench` runs Node with --max-semi-space-size=64, as the CLI's shebang does: the
 // dispatcher allocates many short-lived strings, and a larger young generation spends ~20% less
 // time in garbage collection. Floors and our code run in the same process, under the same flag.
@@ -25,7 +26,8 @@ import { encodeEntry } from '../dist/job/entry.js';
 import { resolveTaskCall } from '../dist/job/options.js';
 import { queueListKey, toRedisEnvelope, parseRedisEnvelope } from '../dist/celery/kombu-redis.js';
 import { publishOptions } from '../dist/brokers/amqp/amqp-broker.js';
-import { reachable, storeBenchmarks } from './stores.mjs';
+import { PG_URL, postgresKind, reachable, sqliteKind, storeBenchmarks } from './stores.mjs';
+import { searchBenchmarks } from './search.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -362,11 +364,11 @@ async function lateness() {
 
 // --- run them all -------------------------------------------------------------------------------------------
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== 'stores') throw new Error(`BENCH_ONLY=${ONLY}: the only subset is 'stores'`);
+if (ONLY !== undefined && ONLY !== 'stores' && ONLY !== 'search') throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores' and 'search'`);
 console.error('1. dispatch rate vs the raw LPUSH floor (warm-up, then the better of two runs each)');
 await dispatchRate(0, 'warm-up');
 const floorMs = await best(() => lpushFloor());
-if (ONLY !== 'stores') {
+if (ONLY === undefined) {
   const atomic = await best(() => dispatchRate(0, 'no future jobs'));
   row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`, fmtRate(N_DUE, atomic.ms), `LPUSH floor ${fmtRate(N_DUE, floorMs)}`, (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2), '>= 0.50');
 
@@ -405,7 +407,21 @@ if (ONLY !== 'stores') {
   row(`lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`, `${lat.p50} / ${lat.p99} / ${lat.max} ms`, `${lat.received} received`, '', 'p99 < 20 ms');
 }
 
-await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
+if (ONLY !== 'search') await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
+
+if (ONLY !== 'stores') {
+  const redisKind = {
+    name: 'Redis',
+    async open() {
+      await flush();
+      const store = new RedisStore(`${url}/2`);
+      return { store, drop: async () => { await store.close(); await flush(); } };
+    },
+  };
+  const kinds = [sqliteKind(dir), redisKind];
+  if (await reachable(PG_URL, 5432)) kinds.splice(1, 0, postgresKind());
+  await searchBenchmarks({ row, smallJob, N_FUTURE, kinds });
+}
 
 admin.disconnect();
 server.kill('SIGTERM');

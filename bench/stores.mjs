@@ -12,7 +12,7 @@ import { RedisBroker } from '../dist/exports/brokers.js';
 import { SqliteStore } from '../dist/stores/sqlite/sqlite-store.js';
 import { PostgresStore } from '../dist/stores/postgres/postgres-store.js';
 
-const PG_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const PG_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** Whether something accepts TCP connections at the URL's host and port (`defaultPort` when it has none). */
 export function reachable(url, defaultPort) {
@@ -30,7 +30,7 @@ export function reachable(url, defaultPort) {
 }
 
 /** One kind of store: how to make a fresh one, and how many bytes it keeps on disk. */
-function sqliteKind(dir) {
+export function sqliteKind(dir) {
   let n = 0;
   return {
     name: 'SQLite',
@@ -62,7 +62,7 @@ function sqliteKind(dir) {
   };
 }
 
-function postgresKind() {
+export function postgresKind() {
   let n = 0;
   return {
     name: 'PostgreSQL',
