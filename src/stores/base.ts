@@ -36,6 +36,7 @@
  *                 after to, or the cursor past to) is an empty page.
  *   reviveDead    the due time (`checkDueAt`). No ids: [].
  *   purgeDead     ids given twice count once. No ids: 0.
+ *   removeMany    ids given twice count once. No ids: [].
  *   remove, get, getDead, count, nextDueAt, identity   nothing but the closed check.
  * The optional abilities (`watch`, `redisLocation`, `handOff`) are not declared here: a store
  * that has them writes them, and calls `assertOpen()` first.
@@ -167,6 +168,12 @@ export abstract class StoreBase implements ScheduleStore {
   async remove(id: string): Promise<boolean> {
     this.assertOpen();
     return this.doRemove(id);
+  }
+
+  async removeMany(ids: readonly string[]): Promise<string[]> {
+    this.assertOpen();
+    const unique = [...new Set(ids)];
+    return unique.length ? this.doRemoveMany(unique) : [];
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
@@ -304,6 +311,8 @@ export abstract class StoreBase implements ScheduleStore {
   /** `addKeyed` of a checked job and key. */
   protected abstract doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult>;
   protected abstract doRemove(id: string): Promise<boolean>;
+  /** `removeMany` of at least one id, each once: the ids it deleted (scheduled ones only). */
+  protected abstract doRemoveMany(ids: readonly string[]): Promise<string[]>;
   /** `reschedule` to a checked due time (and entry). */
   protected abstract doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean>;
   /** `claimDue`: leases up to `q.limit` (>= 1) jobs with `lease`, every claim's token `lease.token`. */

@@ -282,6 +282,12 @@ export interface ScheduleStore {
   /** Deletes a scheduled job for good; false when it is not scheduled (unknown, in flight or sent). */
   remove(id: string): Promise<boolean>;
   /**
+   * `remove` for many jobs in one round trip: each job is deleted atomically on its own (with its
+   * key and tags) when it is scheduled, and left alone otherwise (in flight, sent, unknown).
+   * Resolves to the ids it deleted, each once, in no particular order.
+   */
+  removeMany(ids: readonly string[]): Promise<string[]>;
+  /**
    * Moves a scheduled job to a new due time (and, when given, a new entry) in one atomic step.
    * False when the job is not scheduled (unknown, in flight or sent): nothing changes then.
    */

@@ -147,6 +147,33 @@ export function storeContract(name: string, harness: StoreHarness): void {
       });
     });
 
+    describe('removeMany', () => {
+      it('deletes the scheduled ones with their keys and tags, leaves the rest, and names what it deleted', async () => {
+        await store.add([job('m1', T0), job('m2', T0 + 1), { ...job('m3', T0 + 2), tags: ['t'] }, job('busy', T0 - 1)]);
+        expect(await store.addKeyed(job('mk', T0 + 3), 'KEY', 'reject')).toMatchObject({ outcome: 'added' });
+        const [claim] = await claimAt(T0 - 1, 1);
+        expect(claim?.id).toBe('busy');
+        const gone = await store.removeMany(['m1', 'm3', 'busy', 'nope', 'm1', 'mk']);
+        expect(gone.sort()).toEqual(['m1', 'm3', 'mk']);
+        expect(ids((await store.list({ limit: 10 })).jobs)).toEqual(['m2']);
+        expect((await store.get('busy'))?.state).toBe('in_flight');
+        expect(await store.count()).toEqual({ scheduled: 1, inFlight: 1, dead: 0 });
+        // the key is free again, and m3 left no tags behind
+        expect(await store.addKeyed(job('mk2', T0), 'KEY', 'reject')).toMatchObject({ outcome: 'added' });
+        await store.add([job('m3', T0)]);
+        expect((await store.get('m3'))?.tags).toBeUndefined();
+        expect(await store.list({ limit: 10, tags: { all: ['t'] } })).toEqual({ jobs: [] });
+        expect(await store.removeMany([])).toEqual([]);
+      });
+
+      it('removes 2,500 jobs in one call', async () => {
+        const many = Array.from({ length: 2500 }, (_, i) => job(`r${i}`, T0 + i));
+        await store.add(many);
+        expect((await store.removeMany(many.map((j) => j.id))).length).toBe(2500);
+        expect(await store.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+      });
+    });
+
     describe('reschedule', () => {
       it('moves a scheduled job to a new due time, and optionally a new entry, in due order', async () => {
         await store.add([job('x', T0 + 10), job('y', T0 + 20)]);

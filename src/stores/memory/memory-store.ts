@@ -138,6 +138,12 @@ export class MemoryStore extends StoreBase {
     return true;
   }
 
+  protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
+    const gone: string[] = [];
+    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
+    return gone;
+  }
+
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     const job = this.#scheduled.get(id);
     if (!job) return false;

@@ -349,6 +349,13 @@ export class PostgresStore extends StoreBase {
     return rows.length === 1;
   }
 
+  // TODO(removeMany): one round trip
+  protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
+    const gone: string[] = [];
+    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
+    return gone;
+  }
+
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     const rows = await this.#query<{ n: number }>(
       `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),

@@ -303,6 +303,13 @@ export class RedisStore extends StoreBase {
     );
   }
 
+  // TODO(removeMany): one round trip
+  protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
+    const gone: string[] = [];
+    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
+    return gone;
+  }
+
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     return this.#run(async (client) => (await client.clsReschedule(this.keys.index, this.prefix, this.keys.wakeup, id, dueAt, entry ?? '')) === 1);
   }

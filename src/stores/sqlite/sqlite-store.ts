@@ -529,6 +529,13 @@ export class SqliteStore extends StoreBase {
     return this.#run((c) => c.remove.run(id).changes === 1);
   }
 
+  // TODO(removeMany): one round trip
+  protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
+    const gone: string[] = [];
+    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
+    return gone;
+  }
+
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
     const sooner = this.#run((c) =>
       c.write(() => {
