@@ -21,6 +21,11 @@ export interface CliIo {
   exitNow?: (code: number) => void;
   /** whether stderr is a terminal (progress bars redraw in place) */
   isTty?: () => boolean;
+  /**
+   * Asks a person a question on the terminal and resolves to the line they typed; absent (or
+   * resolving to undefined) when stdin is not a terminal, so a bulk action without --yes refuses.
+   */
+  ask?: (question: string) => Promise<string | undefined>;
 }
 
 /** The global flags, as commander parsed them (see program.ts). */

@@ -1,5 +1,17 @@
 #!/usr/bin/env -S node --max-semi-space-size=64
+import { createInterface } from 'node:readline/promises';
 import { runCli } from './program.js';
+
+/** One line typed on the terminal, or undefined when stdin is not one (a pipe, cron, CI). */
+async function ask(question: string): Promise<string | undefined> {
+  if (process.stdin.isTTY !== true) return undefined;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
+}
 
 const code = await runCli(process.argv.slice(2), {
   stdout: (t) => process.stdout.write(t),
@@ -15,5 +27,6 @@ const code = await runCli(process.argv.slice(2), {
   },
   exitNow: (code) => process.exit(code),
   isTty: () => process.stderr.isTTY === true,
+  ask,
 });
 process.exitCode = code;

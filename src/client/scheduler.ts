@@ -15,6 +15,7 @@ import {
   type ListJobsOptions,
   type ScheduledJobInfo,
 } from '../admin/scheduled-jobs.js';
+import { countWhere, revokeWhere, type BulkOptions, type BulkSummary, type JobQuery, type QueryCount } from '../admin/bulk.js';
 import {
   listDeadLetters,
   purgeDeadLetters,
@@ -35,6 +36,22 @@ export class Scheduler {
   /** Deletes a scheduled job for good: true when found and deleted, false when not there (e.g. already sent). */
   revoke(id: string): Promise<boolean> {
     return this.#app.store.remove(id);
+  }
+
+  /**
+   * How many scheduled jobs match `query` (due range, task, queue, tags, id prefix), with the
+   * first few in due order: what a bulk action would touch.
+   */
+  count(query: JobQuery, sampleSize = 5): Promise<QueryCount> {
+    return countWhere(this.#app.store, this.#app.config.taskDefaultQueue, query, sampleSize);
+  }
+
+  /**
+   * Revokes every scheduled job matching `query`, each atomically on its own, a page at a time:
+   * a job claimed meanwhile is skipped and counted. Resumable with `cursor` (see `BulkOptions`).
+   */
+  revokeWhere(query: JobQuery, options: BulkOptions = {}): Promise<BulkSummary> {
+    return revokeWhere(this.#app.store, this.#app.config.taskDefaultQueue, query, options);
   }
 
   /** Scheduled jobs in due order, filtered, a page at a time (see `listJobs`). */

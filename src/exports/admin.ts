@@ -13,5 +13,6 @@ export {
   type JobStats,
 } from '../admin/scheduled-jobs.js';
 export { migrateJobs, type MigrateOptions, type MigrateProgress, type MigrateSummary } from '../admin/copy-jobs.js';
+export { countWhere, revokeWhere, type JobQuery, type BulkOptions, type BulkProgress, type BulkSummary, type QueryCount } from '../admin/bulk.js';
 export { migrateStoreSchema, type SchemaResult } from '../admin/schema.js';
 export { migrateSchema, schemaStatus } from '../stores/postgres/migrations.js';
