@@ -349,11 +349,16 @@ export class PostgresStore extends StoreBase {
     return rows.length === 1;
   }
 
-  // TODO(removeMany): one round trip
   protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
-    const gone: string[] = [];
-    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
-    return gone;
+    // one statement; each row's delete stands on its own (a row a claim holds or took is skipped:
+    // under READ COMMITTED the delete waits for the claim's lock and re-checks lease IS NULL)
+    const rows = await this.#query<{ id: string }>(
+      `WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = ANY ($1::text[]) AND lease IS NULL RETURNING id, tagged),
+       tags AS (${this.#dropTagsOf('gone')})
+       SELECT id FROM gone`,
+      [ids],
+    );
+    return rows.map((r) => r.id);
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {

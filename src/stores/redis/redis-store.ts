@@ -97,6 +97,9 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * They are registered with ioredis `defineCommand` (EVALSHA with a NOSCRIPT fallback) and called
  * through the typed commands declared below.
  */
+/** Ids per call of the remove script: each call is one short script, so Redis is never blocked long. */
+const REMOVE_CHUNK = 1000;
+
 const SCRIPT_NAMES = ['add', 'addKeyed', 'remove', 'reschedule', 'renew', 'claim', 'ack', 'release', 'bury', 'revive', 'handoff'] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 type ScriptArg = string | number;
@@ -105,7 +108,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     clsAdd(...args: ScriptArg[]): Result<[added: number, takenId: string | null], Context>;
     clsAddKeyed(...args: ScriptArg[]): Result<[outcome: string, id: string], Context>;
-    clsRemove(...args: ScriptArg[]): Result<number, Context>;
+    clsRemove(...args: ScriptArg[]): Result<string[], Context>;
     clsReschedule(...args: ScriptArg[]): Result<number, Context>;
     clsRenew(...args: ScriptArg[]): Result<string[], Context>;
     clsClaim(...args: ScriptArg[]): Result<(string | null)[], Context>;
@@ -288,25 +291,16 @@ export class RedisStore extends StoreBase {
   }
 
   protected async doRemove(id: string): Promise<boolean> {
-    return this.#run(
-      async (client) =>
-        (await client.clsRemove(
-          this.keys.index,
-          this.keys.jobKeys,
-          this.keys.jobKeyOf,
-          this.keys.attempts,
-          this.keys.tags,
-          this.prefix,
-          id,
-          this.keys.tagPrefix,
-        )) === 1,
-    );
+    return (await this.doRemoveMany([id])).length === 1;
   }
 
-  // TODO(removeMany): one round trip
   protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
     const gone: string[] = [];
-    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
+    for (let i = 0; i < ids.length; i += REMOVE_CHUNK) {
+      const part = ids.slice(i, i + REMOVE_CHUNK);
+      const k = this.keys;
+      gone.push(...(await this.#run((client) => client.clsRemove(k.index, k.jobKeys, k.jobKeyOf, k.attempts, k.tags, this.prefix, k.tagPrefix, ...part))));
+    }
     return gone;
   }
 

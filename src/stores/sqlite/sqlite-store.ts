@@ -529,11 +529,9 @@ export class SqliteStore extends StoreBase {
     return this.#run((c) => c.remove.run(id).changes === 1);
   }
 
-  // TODO(removeMany): one round trip
   protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
-    const gone: string[] = [];
-    for (const id of ids) if (await this.doRemove(id)) gone.push(id);
-    return gone;
+    // one transaction (one commit), each job's delete on its own: claimed ones are left alone
+    return this.#run((c) => c.write(() => ids.filter((id) => c.remove.run(id).changes === 1)));
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
