@@ -86,6 +86,23 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE dead ADD COLUMN tags text[] NULL;
     `,
   },
+  {
+    // list by tags: job_tags keeps its job's due time, and its key becomes (tag, due_at, job_id),
+    // a tag's jobs in due order (the search by tag it served before it still serves; a job holds
+    // a tag once, and its rows share its due time, so the key is as unique as (tag, job_id) was).
+    // Altered in place, not rebuilt, so the table keeps its owner and grants; the key is dropped
+    // before the update and built after it, once. Every tag row gets its job's due time; a row
+    // of no job (there should be none) goes.
+    version: 5,
+    sql: `
+      ALTER TABLE job_tags DROP CONSTRAINT job_tags_pkey;
+      ALTER TABLE job_tags ADD COLUMN due_at double precision NULL;
+      UPDATE job_tags t SET due_at = j.due_at FROM jobs j WHERE j.id = t.job_id;
+      DELETE FROM job_tags WHERE due_at IS NULL;
+      ALTER TABLE job_tags ALTER COLUMN due_at SET NOT NULL;
+      ALTER TABLE job_tags ADD CONSTRAINT job_tags_pkey PRIMARY KEY (tag, due_at, job_id);
+    `,
+  },
 ];
 
 /** The schema version this code needs. */

@@ -12,9 +12,11 @@
  *       deduplication key; a claim sets job_key NULL, so jobs in flight hold no key
  *     failures: the job's failed attempts as JSON (see `encodeAttempts`)
  *     tagged: whether the job has rows in job_tags (set when it is added, never changed after)
- *   job_tags(tag text COLLATE "C", job_id text COLLATE "C", pos int2) -- a live job's tags, a row
- *       each, `pos` the order given; never in the entry, so the Python package reads every entry
- *     PRIMARY KEY (tag, job_id)                           -- the jobs holding a tag (search)
+ *   job_tags(tag text COLLATE "C", job_id text COLLATE "C", pos int2, due_at float8) -- a live
+ *       job's tags, a row each, `pos` the order given, `due_at` the job's (a copy of jobs.due_at,
+ *       kept by the statements that change it); never in the entry, so the Python package reads
+ *       every entry as it wrote it
+ *     PRIMARY KEY (tag, due_at, job_id)                   -- a tag's jobs in due order (list by tags)
  *     job_tags_by_job_idx UNIQUE (job_id, pos) INCLUDE (tag) -- a job's tags, in order
  *   dead(id, entry, due_at, reason, error, attempts, first_failed_at, died_at, tags text[] NULL)
  *       -- dead letters, each with its own tags (NULL: none)
@@ -48,9 +50,15 @@
  * them with it, bury moves them into the dead letter's `tags` (DELETE ... RETURNING, then the
  * INSERT into dead, one statement), reviveDead moves them back. Every delete of jobs reads
  * `tagged` and deletes from job_tags only the ids of tagged jobs (`= ANY (ARRAY(...))`, an index
- * lookup each), so an untagged job costs nothing more there. Reschedule, claim, release,
- * retryLater and renew update only jobs rows: the tags stay. No foreign key: its per-row trigger
- * would cost every acknowledge, tagged or not.
+ * lookup each), so an untagged job costs nothing more there. Reschedule, release and retryLater,
+ * which change a job's due time, set it in the job's tag rows in the same statement (again only
+ * for tagged jobs, `#moveTagsOf`); claim and renew change no due time and touch only jobs rows.
+ * No foreign key: its per-row trigger would cost every acknowledge, tagged or not.
+ *
+ * A list by tags walks the primary key of job_tags in due order, a leapfrog join of the tags
+ * asked for (see `#listTagged`): a few index seeks per job of the rarest tag passed on the way,
+ * never a sort of a tag's jobs; in-flight jobs are in job_tags too (their due time is the one
+ * they were claimed at) and are skipped by the lookup in jobs.
  *
  * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
  * `StoreBase`'s (../base.ts); this file is the rest.
@@ -215,8 +223,8 @@ export class PostgresStore extends StoreBase {
       ${
         tagged
           ? `tags AS (
-        INSERT INTO ${this.#tags} (tag, job_id, pos)
-        SELECT t.tag, t.id, t.pos FROM unnest($6::text[], $7::text[], $8::int2[]) AS t(id, tag, pos) JOIN added a ON a.id = t.id
+        INSERT INTO ${this.#tags} (tag, due_at, job_id, pos)
+        SELECT t.tag, a.due_at, t.id, t.pos FROM unnest($6::text[], $7::text[], $8::int2[]) AS t(id, tag, pos) JOIN added a ON a.id = t.id
       ),`
           : ''
       }
@@ -277,6 +285,16 @@ export class PostgresStore extends StoreBase {
     return `DELETE FROM ${this.#tags} WHERE job_id = ANY (ARRAY(SELECT id FROM ${cte} WHERE tagged))`;
   }
 
+  /**
+   * `UPDATE job_tags` of the tagged jobs among those `cte` returned (its `id`, `due_at`, `tagged`):
+   * their rows take the job's new due time, so the tag index stays in due order.
+   */
+  #moveTagsOf(cte: string): string {
+    // = ANY (ARRAY(...)) as in #dropTagsOf: an index lookup per tagged id, none without
+    return `UPDATE ${this.#tags} t SET due_at = m.due_at FROM ${cte} m
+       WHERE t.job_id = ANY (ARRAY(SELECT id FROM ${cte} WHERE tagged)) AND t.job_id = m.id`;
+  }
+
   /** The first of `jobs` whose id is stored (after an add failed on a unique violation). */
   async #firstTaken(jobs: readonly NewJob[]): Promise<string> {
     const { rows } = await this.#pool.query<{ id: string }>(
@@ -320,7 +338,7 @@ export class PostgresStore extends StoreBase {
           await client.query(
             `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
              added AS (INSERT INTO ${this.#jobs} (id, due_at, entry, job_key, tagged) VALUES ($1, $2, $3, $4, $6) RETURNING due_at)
-             ${tagged ? `, tags AS (INSERT INTO ${this.#tags} (tag, job_id, pos) SELECT t.tag, $1, t.n - 1 FROM unnest($7::text[]) WITH ORDINALITY AS t(tag, n))` : ''}
+             ${tagged ? `, tags AS (INSERT INTO ${this.#tags} (tag, due_at, job_id, pos) SELECT t.tag, $2, $1, t.n - 1 FROM unnest($7::text[]) WITH ORDINALITY AS t(tag, n))` : ''}
              SELECT CASE WHEN prior.d IS NULL OR added.due_at < prior.d THEN pg_notify($5, added.due_at::text) END AS told
              FROM added, prior`,
             [job.id, job.dueAt, job.entry, key, this.#channel, tagged, ...(tagged ? [job.tags] : [])],
@@ -366,8 +384,9 @@ export class PostgresStore extends StoreBase {
       `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
        moved AS (
          UPDATE ${this.#jobs} SET due_at = $2, entry = coalesce($3, entry)
-         WHERE id = $1 AND lease IS NULL RETURNING due_at
-       )
+         WHERE id = $1 AND lease IS NULL RETURNING id, due_at, tagged
+       ),
+       tags AS (${this.#moveTagsOf('moved')})
        SELECT count(*)::int AS n, CASE WHEN count(*) > 0 AND (min(prior.d) IS NULL OR $2 < min(prior.d))
          THEN pg_notify($4, $2::float8::text) END AS told
        FROM moved, prior`,
@@ -438,18 +457,24 @@ export class PostgresStore extends StoreBase {
 
   protected async doRelease(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#query(
-      `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at
-       FROM unnest($1::text[], $2::float8[], $3::float8[]) AS c(id, lease, due_at)
-       WHERE j.id = c.id AND j.lease = c.lease`,
+      `WITH moved AS (
+         UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at
+         FROM unnest($1::text[], $2::float8[], $3::float8[]) AS c(id, lease, due_at)
+         WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id, j.due_at, j.tagged
+       )
+       ${this.#moveTagsOf('moved')}`,
       [claims.map((c) => c.id), claims.map((c) => Number(c.token)), claims.map((c) => c.dueAt)],
     );
   }
 
   protected async doRetryLater(retries: readonly Retry[]): Promise<void> {
     await this.#query(
-      `UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at, failures = c.failures
-       FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[]) AS c(id, lease, due_at, failures)
-       WHERE j.id = c.id AND j.lease = c.lease`,
+      `WITH moved AS (
+         UPDATE ${this.#jobs} j SET lease = NULL, due_at = c.due_at, failures = c.failures
+         FROM unnest($1::text[], $2::float8[], $3::float8[], $4::text[]) AS c(id, lease, due_at, failures)
+         WHERE j.id = c.id AND j.lease = c.lease RETURNING j.id, j.due_at, j.tagged
+       )
+       ${this.#moveTagsOf('moved')}`,
       [
         retries.map((r) => r.claim.id),
         retries.map((r) => Number(r.claim.token)),
@@ -522,8 +547,8 @@ export class PostgresStore extends StoreBase {
                  ON CONFLICT (id) DO NOTHING RETURNING id, tagged
                ),
                tags AS (
-                 INSERT INTO ${this.#tags} (tag, job_id, pos)
-                 SELECT t.tag, d.id, t.n - 1 FROM added a JOIN ${this.#dead} d ON d.id = a.id CROSS JOIN LATERAL unnest(d.tags) WITH ORDINALITY AS t(tag, n)
+                 INSERT INTO ${this.#tags} (tag, due_at, job_id, pos)
+                 SELECT t.tag, $2, d.id, t.n - 1 FROM added a JOIN ${this.#dead} d ON d.id = a.id CROSS JOIN LATERAL unnest(d.tags) WITH ORDINALITY AS t(tag, n)
                  WHERE a.tagged
                )
                SELECT id FROM added`,
@@ -578,6 +603,7 @@ export class PostgresStore extends StoreBase {
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
+    if (r.tags) return this.#listTagged(r, r.tags, read);
     const where = ['lease IS NULL'];
     const params: unknown[] = [];
     const param = (v: unknown) => `$${params.push(v)}`;
@@ -586,6 +612,68 @@ export class PostgresStore extends StoreBase {
     if (r.after) where.push(`(due_at, id) > (${param(r.after.dueAt)}::float8, ${param(r.after.id)}::text COLLATE "C")`);
     const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
       `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(read)}`,
+      params,
+    );
+    return rows.map((row) => ({ id: row.id, dueAt: num(row.due_at), entry: row.entry }));
+  }
+
+  /**
+   * A list by tags, walking the tag index in due order (a leapfrog join, one step per round of the
+   * recursive query): each of `all` is a stream of (due_at, job_id) in job_tags, `any` one more
+   * (the least next position among its tags). A step seeks each stream in turn, from where the
+   * previous one landed, to its first position at or after it (an index descent, LIMIT 1); when
+   * the last lands where the first did, every stream holds that job, and the next step starts
+   * just after it, else at the last's position (nothing between can be in all of them). Each hit
+   * is then looked up in jobs (scheduled only), and the walk stops at `read` of them. So the work
+   * is a few index descents per job of the rarest stream passed on the way, never a sort of a
+   * tag's jobs, and no plan the statistics may pick instead: a LIMIT 1 index seek, a LATERAL
+   * lookup by primary key. The rows come in the walk's order, which is due order (PostgreSQL
+   * runs a recursive query only as far as its reader asks, and a LATERAL lookup keeps the order;
+   * an ORDER BY would make it walk to the end first).
+   */
+  async #listTagged(r: ListRange, f: NonNullable<ListRange['tags']>, read: number): Promise<readonly ListedJob[]> {
+    const all = [...f.all];
+    // a tag of `any` in `all` is held by every job listed; `any` of one tag is one more of `all`
+    const any = f.any.some((tag) => all.includes(tag)) ? [] : [...f.any];
+    if (any.length === 1) all.push(...any.splice(0));
+    const params: unknown[] = [];
+    const param = (v: unknown) => `$${params.push(v)}`;
+    // where the walk starts: at `from`, or just after the cursor (ids hold no NUL, so the least
+    // id after `id` is `id` + U+0001, in bytes)
+    const start =
+      r.after && (r.from === undefined || r.after.dueAt >= r.from)
+        ? { dueAt: r.after.dueAt, id: `${r.after.id}\u0001` }
+        : { dueAt: r.from ?? -Infinity, id: '' };
+    const upTo = r.to === undefined ? '' : ` AND due_at <= ${param(r.to)}::float8`;
+    const seek = (tag: string, d: string, id: string) =>
+      `SELECT due_at, job_id FROM ${this.#tags} WHERE tag = ${tag} AND (due_at, job_id) >= (${d}, ${id})${upTo} ORDER BY due_at, job_id LIMIT 1`;
+    const streams = all.map((tag) => (d: string, id: string) => seek(`${param(tag)}::text`, d, id));
+    if (any.length) {
+      const tags = param(any);
+      streams.push(
+        (d, id) =>
+          `SELECT s.due_at, s.job_id FROM unnest(${tags}::text[]) AS a(tag) CROSS JOIN LATERAL (${seek('a.tag COLLATE "C"', d, id)}) s ORDER BY s.due_at, s.job_id LIMIT 1`,
+      );
+    }
+    const last = `s${streams.length}`;
+    const steps = streams
+      .map((stream, i) =>
+        i === 0
+          ? `CROSS JOIN LATERAL (${stream('w.due_at', 'CASE WHEN w.hit THEN w.job_id || chr(1) ELSE w.job_id END')}) s1`
+          : `CROSS JOIN LATERAL (${stream(`s${i}.due_at`, `s${i}.job_id`)}) s${i + 1}`,
+      )
+      .join('\n         ');
+    const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
+      `WITH RECURSIVE walk (due_at, job_id, hit) AS (
+         SELECT ${param(start.dueAt)}::float8, ${param(start.id)}::text COLLATE "C", false
+         UNION ALL
+         SELECT ${last}.due_at, ${last}.job_id, (${last}.due_at, ${last}.job_id) = (s1.due_at, s1.job_id)
+         FROM walk w
+         ${steps}
+       )
+       SELECT j.id, j.due_at, j.entry FROM walk w
+       CROSS JOIN LATERAL (SELECT id, due_at, entry FROM ${this.#jobs} WHERE id = w.job_id AND lease IS NULL LIMIT 1) j
+       WHERE w.hit LIMIT ${param(read)}`,
       params,
     );
     return rows.map((row) => ({ id: row.id, dueAt: num(row.due_at), entry: row.entry }));

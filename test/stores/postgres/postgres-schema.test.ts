@@ -189,7 +189,82 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     );
     expect(indexes.map((i) => i.indexname)).toEqual(['job_tags_by_job_idx', 'job_tags_pkey']);
     expect(indexes[0]?.indexdef).toMatch(/UNIQUE INDEX .* \(job_id, pos\) INCLUDE \(tag\)/);
-    expect(indexes[1]?.indexdef).toMatch(/UNIQUE INDEX .* \(tag, job_id\)/);
+    expect(indexes[1]?.indexdef).toMatch(/UNIQUE INDEX .* \(tag, due_at, job_id\)/); // version 5
+  });
+
+  it('version 4 with tagged jobs: the store says to run migrate-schema; migrating gives each tag row its job due time, keeping every job, tag and dead letter', async () => {
+    const schema = fresh();
+    const upTo4 = MIGRATIONS.filter((m) => m.version <= 4)
+      .map((m) => m.sql)
+      .join(';');
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo4}; INSERT INTO schema_migrations VALUES (1), (2), (3), (4)`,
+    );
+    // scheduled (tagged and not), in flight (tagged), a dead letter with tags, and a stray tag row of no job
+    await sql(
+      url,
+      `INSERT INTO "${schema}".jobs (id, due_at, entry, lease, job_key, failures, tagged) VALUES
+         ('s1', 30, '[1]', NULL, 'K', NULL, true), ('s2', 10, '[2]', NULL, NULL, NULL, true), ('u', 20, '[3]', NULL, NULL, NULL, false), ('f', 5, '[4]', 99, NULL, NULL, true);
+       INSERT INTO "${schema}".job_tags (tag, job_id, pos) VALUES
+         ('tenant:42', 's1', 0), ('invoice', 's1', 1), ('tenant:42', 's2', 0), ('tenant:42', 'f', 0), ('tenant:42', 'gone', 0);
+       INSERT INTO "${schema}".dead (id, entry, due_at, reason, error, attempts, first_failed_at, died_at, tags) VALUES ('d', '[5]', 7, 'rejected', 'too big', 2, 5, 8, '{tenant:42}')`,
+    );
+    for (const op of [(s: PostgresStore) => s.count(), (s: PostgresStore) => s.list({ limit: 10, tags: { all: ['tenant:42'] } })]) {
+      const err = await op(open(schema)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaVersionError);
+      expect((err as SchemaVersionError).found).toBe(4);
+      expect((err as SchemaVersionError).expected).toBe(SCHEMA_VERSION);
+      expect((err as Error).message).toMatch(/migrate-schema/);
+    }
+    expect(await schemaStatus(url, { schema })).toEqual({ current: 4, expected: SCHEMA_VERSION });
+    expect(await migrateSchema(url, { schema })).toEqual({ from: 4, to: SCHEMA_VERSION });
+    expect(await sql(url, `SELECT tag, due_at, job_id, pos FROM "${schema}".job_tags ORDER BY tag, due_at, job_id`)).toEqual([
+      { tag: 'invoice', due_at: 30, job_id: 's1', pos: 1 },
+      { tag: 'tenant:42', due_at: 5, job_id: 'f', pos: 0 },
+      { tag: 'tenant:42', due_at: 10, job_id: 's2', pos: 0 },
+      { tag: 'tenant:42', due_at: 30, job_id: 's1', pos: 0 },
+    ]);
+    const store = open(schema);
+    expect(await store.get('s1')).toEqual({ id: 's1', dueAt: 30, entry: '[1]', state: 'scheduled', tags: ['tenant:42', 'invoice'] });
+    expect(await store.get('f')).toEqual({ id: 'f', dueAt: 99, entry: '[4]', state: 'in_flight', tags: ['tenant:42'] });
+    expect(await store.count()).toEqual({ scheduled: 3, inFlight: 1, dead: 1 });
+    const listed = async (tags: { all?: string[]; any?: string[] }) => (await store.list({ limit: 10, tags })).jobs.map((j) => j.id);
+    expect(await listed({ all: ['tenant:42'] })).toEqual(['s2', 's1']);
+    expect(await listed({ all: ['tenant:42', 'invoice'] })).toEqual(['s1']);
+    // the old jobs move as before, their tags with them: released, revived, acknowledged
+    await store.release([{ id: 'f', dueAt: 15, entry: '[4]', token: '99' }]);
+    expect(await store.reviveDead(['d'], 12)).toEqual(['scheduled']);
+    expect(await listed({ all: ['tenant:42'] })).toEqual(['s2', 'd', 'f', 's1']);
+    expect(await store.addKeyed({ id: 'k', dueAt: 1, entry: '[6]', tags: ['tenant:42'] }, 'K', 'replace')).toEqual({
+      id: 'k',
+      outcome: 'replaced',
+      replacedId: 's1',
+    });
+    expect(await listed({ any: ['invoice', 'tenant:42'] })).toEqual(['k', 's2', 'd', 'f']);
+    const indexes = await sql<{ indexname: string; indexdef: string }>(
+      url,
+      `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'job_tags' ORDER BY indexname`,
+      [schema],
+    );
+    expect(indexes.map((i) => i.indexname)).toEqual(['job_tags_by_job_idx', 'job_tags_pkey']);
+    expect(indexes[0]?.indexdef).toMatch(/UNIQUE INDEX .* \(job_id, pos\) INCLUDE \(tag\)/);
+    expect(indexes[1]?.indexdef).toMatch(/UNIQUE INDEX .* \(tag, due_at, job_id\)/);
+  });
+
+  it('migrate: true brings a version 4 schema up to date on first use, keeping its tags', async () => {
+    const schema = fresh();
+    const upTo4 = MIGRATIONS.filter((m) => m.version <= 4)
+      .map((m) => m.sql)
+      .join(';');
+    await sql(
+      url,
+      `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo4}; INSERT INTO schema_migrations VALUES (1), (2), (3), (4);
+       INSERT INTO jobs (id, due_at, entry, tagged) VALUES ('old', 10, '[1]', true); INSERT INTO job_tags (tag, job_id, pos) VALUES ('x', 'old', 0)`,
+    );
+    const store = open(schema, true);
+    expect((await store.list({ limit: 10, tags: { all: ['x'] } })).jobs).toEqual([{ id: 'old', dueAt: 10, entry: '[1]', state: 'scheduled', tags: ['x'] }]);
+    expect(await schemaStatus(url, { schema })).toEqual({ current: SCHEMA_VERSION, expected: SCHEMA_VERSION });
   });
 
   it('migrate: true brings a version 3 schema up to date on first use, keeping its jobs', async () => {

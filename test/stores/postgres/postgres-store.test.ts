@@ -1,5 +1,6 @@
 /** What the contract suite does not cover for PostgreSQL: scale, races across processes, LISTEN/NOTIFY, the tables. */
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DuplicateJobError } from '../../../src/util/errors.js';
 import type { NewJob } from '../../../src/job/types.js';
 import { migrateSchema } from '../../../src/stores/postgres/migrations.js';
@@ -223,6 +224,153 @@ describe.skipIf(skip)('PostgreSQL store', () => {
         expect(byJob).not.toMatch(/Seq Scan on job_tags/);
         const byTag = await plan(`SELECT job_id FROM "${schema}".job_tags WHERE tag = $1`, ['tenant:7']);
         expect(byTag).toMatch(/job_tags_pkey/);
+      }
+    });
+  });
+
+  describe('list by tags', () => {
+    const tagged = (id: string, dueAt: number, tags: string[]): NewJob => ({ ...job(id, dueAt), tags });
+    const dueRows = async () =>
+      (await sql<{ job_id: string; due_at: number }>(url, `SELECT DISTINCT job_id, due_at FROM "${schema}".job_tags ORDER BY job_id`)).map((r) => [
+        r.job_id,
+        r.due_at,
+      ]);
+
+    it("job_tags keeps each job's due time: reschedule, release and retryLater move it, a claim leaves it", async () => {
+      const store = open();
+      await store.add([tagged('a', T0 + 1, ['x', 'y']), tagged('b', T0 + 2, ['x']), job('c', T0 + 3)]);
+      await store.addKeyed(tagged('k', T0 + 4, ['x']), 'K', 'reject');
+      expect(await dueRows()).toEqual([
+        ['a', T0 + 1],
+        ['b', T0 + 2],
+        ['k', T0 + 4],
+      ]);
+      expect(await store.reschedule('a', T0 + 10)).toBe(true);
+      const [b, c] = await store.claimDue({ until: T0 + 3, now: T0 + 3, limit: 2, leaseMs: 1000 });
+      expect([b?.id, c?.id]).toEqual(['b', 'c']);
+      expect(await dueRows()).toEqual([
+        ['a', T0 + 10],
+        ['b', T0 + 2],
+        ['k', T0 + 4],
+      ]);
+      await store.retryLater([{ claim: b!, retryAt: T0 + 20, attempts: { count: 1, lastError: 'e', firstFailedAt: T0, firstDueAt: T0 } }]);
+      await store.release([c!]);
+      expect((await store.claimDue({ until: T0 + 4, now: T0 + 4, limit: 10, leaseMs: 1000 })).map((x) => x.id)).toEqual(['c', 'k']);
+      const again = await store.claimDue({ until: T0 + 4, now: T0 + 5, limit: 10, leaseMs: 1000 }); // expired: due at the lease now
+      expect(again.map((x) => [x.id, x.dueAt])).toEqual([
+        ['c', T0 + 5],
+        ['k', T0 + 5],
+      ]);
+      await store.release(again);
+      expect(await dueRows()).toEqual([
+        ['a', T0 + 10],
+        ['b', T0 + 20],
+        ['k', T0 + 5],
+      ]);
+      expect((await store.list({ limit: 10, tags: { all: ['x'] } })).jobs.map((j) => [j.id, j.dueAt])).toEqual([
+        ['k', T0 + 5],
+        ['a', T0 + 10],
+        ['b', T0 + 20],
+      ]);
+    });
+
+    it('pages through any mix of tags exactly as a filter of the whole list would, ties and ids that extend one another included', async () => {
+      const store = open();
+      const vocabulary = ['red', 'green', 'blue', 'rare'];
+      let seed = 7;
+      const rnd = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+      const ids = ['p', 'p\u0001', 'p\u0001\u0001', 'p\u0002', 'p-', 'q', ...Array.from({ length: 1200 }, (_, i) => `j${i}`)];
+      const jobs = ids.map((id) => {
+        const tags = vocabulary.filter((t) => rnd() < (t === 'rare' ? 0.03 : 0.4));
+        return tagged(id, T0 + Math.floor(rnd() * 40), tags); // many jobs share a due time
+      });
+      await store.add(jobs);
+      // some in flight, some moved
+      const claims = await store.claimDue({ until: T0 + 5, now: T0 + 5, limit: 60, leaseMs: 60_000 });
+      await store.release(claims.slice(0, 20).map((c) => ({ ...c, dueAt: c.dueAt + 30 })));
+      for (const id of ['p', 'j7', 'j8']) await store.reschedule(id, T0 + 12);
+      const tagsOf = new Map(jobs.map((j) => [j.id, j.tags ?? []]));
+      const everything: { id: string; dueAt: number }[] = [];
+      for (let cursor: string | undefined, more = true; more;) {
+        const page = await store.list({ limit: 500, ...(cursor !== undefined && { cursor }) });
+        everything.push(...page.jobs);
+        cursor = page.cursor;
+        more = cursor !== undefined;
+      }
+      const filters = [
+        { all: ['red'] },
+        { all: ['rare'] },
+        { all: ['red', 'green'] },
+        { all: ['green', 'red', 'blue'] },
+        { any: ['blue', 'rare'] },
+        { any: ['red', 'green', 'blue'] },
+        { all: ['red'], any: ['rare', 'blue'] },
+        { all: ['red', 'blue'], any: ['red'] },
+        { all: ['rare'], any: ['nothing'] },
+        { any: ['nothing', 'rare'] },
+      ];
+      for (const f of filters) {
+        for (const range of [{}, { from: T0 + 10, to: T0 + 30 }] as { from?: number; to?: number }[]) {
+          const holds = (id: string) => {
+            const t = tagsOf.get(id) ?? [];
+            return (f.all ?? []).every((x) => t.includes(x)) && (!f.any || f.any.some((x) => t.includes(x)));
+          };
+          const inRange = (d: number) => d >= (range.from ?? -Infinity) && d <= (range.to ?? Infinity);
+          const expected = everything.filter((j) => holds(j.id) && inRange(j.dueAt)).map((j) => j.id);
+          const got: string[] = [];
+          for (let cursor: string | undefined, more = true; more;) {
+            const page = await store.list({ limit: 7, tags: f, ...range, ...(cursor !== undefined && { cursor }) });
+            got.push(...page.jobs.map((j) => j.id));
+            cursor = page.cursor;
+            more = cursor !== undefined;
+          }
+          expect(got, JSON.stringify({ f, range })).toEqual(expected);
+        }
+      }
+    });
+
+    it('walks the tag index (a seek per step, no sort, no scan), stopping after the page, with or without statistics', async () => {
+      const store = open();
+      // 20,000 jobs: 'rare' on 2% (half of them 'common' too), 'common' on half, 'never' on none
+      await store.add(
+        Array.from({ length: 20_000 }, (_, i) =>
+          tagged(`t-${i}`, T0 + ((i * 7919) % 20_000), [...(i % 100 < 2 ? ['rare'] : []), ...(i % 2 ? ['common'] : [])]),
+        ),
+      );
+      const captured = async (tags: { all?: readonly string[]; any?: readonly string[] }) => {
+        const spy = vi.spyOn(pg.Pool.prototype, 'query');
+        try {
+          const page = await store.list({ limit: 10, tags });
+          const call = spy.mock.calls.map((c) => c as unknown[]).find((c) => typeof c[0] === 'string' && c[0].includes('WITH RECURSIVE'));
+          expect(call).toBeDefined();
+          const plan = (
+            await sql<{ 'QUERY PLAN': string }>(url, `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ${call![0] as string}`, call![1] as unknown[])
+          )
+            .map((r) => r['QUERY PLAN'])
+            .join('\n');
+          return { page, plan, steps: Number(/Recursive Union \(actual rows=(\d+)/.exec(plan)?.[1]) };
+        } finally {
+          spy.mockRestore();
+        }
+      };
+      for (const analyzed of [false, true]) {
+        if (analyzed) await sql(url, `ANALYZE "${schema}".jobs; ANALYZE "${schema}".job_tags`);
+        for (const [tags, found, most] of [
+          [{ all: ['rare'] }, 10, 12],
+          [{ all: ['common'] }, 10, 12],
+          [{ all: ['common', 'rare'] }, 10, 60], // a step or two per rare job passed (about 20)
+          [{ all: ['rare', 'common'] }, 10, 60],
+          [{ all: ['common', 'never'] }, 0, 2], // one step: 'never' has none
+          [{ any: ['rare', 'common'] }, 10, 12],
+        ] as const) {
+          const { page, plan, steps } = await captured(tags);
+          expect(page.jobs, JSON.stringify(tags)).toHaveLength(found);
+          expect(plan).toMatch(/Index (Only )?Scan using job_tags_pkey/);
+          expect(plan).toMatch(/Index Scan using jobs_pkey/);
+          expect(plan).not.toMatch(/Seq Scan|Bitmap|Hash|Materialize/);
+          if (!('any' in tags)) expect(plan).not.toMatch(/Sort/); // any: the least next of its tags, a sort of two rows
+          expect(steps, `${JSON.stringify(tags)}\n${plan}`).toBeLessThanOrEqual(most);
+        }
       }
     });
   });
