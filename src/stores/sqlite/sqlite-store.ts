@@ -37,6 +37,7 @@
  *            An untagged job costs the triggers' WHEN test and nothing more; a claim (or renewal)
  *            changes neither due_at nor tags and fires neither. A migration that rebuilds jobs
  *            (as version 3 did) must create both triggers again.
+ *            A list by tags reads job_tags, never every job (see "Listing by tags" below).
  *   dead     id TEXT PRIMARY KEY, entry TEXT NULL, due_at REAL, reason TEXT, error TEXT,
  *            attempts INTEGER, first_failed_at REAL NULL, died_at REAL   dead letters
  *            tags TEXT NULL (the tags the job had, as jobs.tags: a burial moves them here out
@@ -53,6 +54,27 @@
  *   ours. A new file is created (mode 0600) with the schema, an older schema is migrated on open,
  *   a newer one is refused (`SchemaVersionError`), and another application's database is left alone.
  * - Ids compare as bytes (SQLite's BINARY collation), which is `compareIds`'s order.
+ *
+ * Listing by tags (`list({ tags: { all, any } })`): job_tags serves it, never a read of every
+ * job. One statement reads a driver's rows and checks them against the rest of the filter:
+ * - the driver is one tag of `all`, or the tags of `any` together: a tag's rows from the page's
+ *   start (the cursor, or `from`) to `to` are one range of job_tags' primary key, already in due
+ *   order; several tags' ranges are merged lazily (MERGE (UNION): no sort, each job once);
+ * - each driver row is checked by seeks in job_tags (its primary key, or the job_tags_job index
+ *   that covers (job_id, tag, due_at)), one per tag tried: every other tag of `all` (sparsest
+ *   first, stopping at one the job lacks) and one of `any` unless `any` drives; only then is
+ *   the job read, by jobs' primary key (due_at, id), and a job in flight left out (a claim
+ *   leaves its tag rows);
+ * - the statement stops at the page (`read` rows), so the driver is read only up to the page's
+ *   last match.
+ * With one way to drive (a single tag of `all` and no `any`, or only `any`) that way drives.
+ * With more, each way's first `PROBE_ROWS` rows from the page's start are counted first: the
+ * way with the fewest, or (all having that many) whose rows reach furthest in due time, is the
+ * sparsest there, and reads the fewest rows for the page.
+ * Cost: one tag's page is a seek and the page's rows, however many jobs hold the tag; any of
+ * several tags, about the page's rows in all; tags held together, the probes and the sparsest
+ * way's rows up to the page's last match, at most all its rows in the range (when few jobs hold
+ * them all: e.g. two tags of half the jobs each, never held together, read half the jobs).
  *
  * Wake-ups: SQLite has no notifications. `watch` hears about jobs made due sooner than all
  * others by `add` or `reschedule` through any SqliteStore in THIS process on the same file; jobs
@@ -93,6 +115,9 @@ const WHAT = 'long-term scheduler store (SQLite)';
 const FORMS = 'use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite://:memory:';
 /** Page cache per connection, in KiB (negative for KiB in the pragma): keeps bulk adds fast. */
 const CACHE_KIB = 32 * 1024;
+
+/** How far a list by tags probes each way to drive it, in rows (see "Listing by tags"). */
+const PROBE_ROWS = 256;
 
 /** Each step brings the schema from version i to i + 1. */
 const MIGRATIONS: readonly string[] = [
@@ -254,6 +279,63 @@ function deadLetter(r: DeadRow): DeadLetter {
   };
 }
 
+/** Where a list's page starts: at `from` (inclusive), or past a cursor's position. */
+type PageStart = { from: number } | { after: Position };
+
+/** A list by tags' named parameters: the driver's tags, the checks' JSON arrays, the bounds, the page's rows. */
+type TagParams = Record<string, string | number>;
+
+/** One way to drive a list by tags: the tags whose rows are read, and what is left to check. */
+interface TagWay {
+  drive: readonly string[];
+  /** tags of `all` the driver does not give */
+  all: readonly string[];
+  /** `any`, when the driver does not give it; empty otherwise */
+  any: readonly string[];
+}
+
+/**
+ * The job_tags rows (due_at, job_id) of the `n` tags @t0.. from the page's start to @to, in due
+ * order, each job once: one primary-key range per tag, several merged (MERGE (UNION), no sort).
+ */
+function drivenSql(n: number, start: 'from' | 'after'): string {
+  const past = start === 'after' ? '(due_at, job_id) > (@afterDue, @afterId)' : 'due_at >= @from';
+  const arm = (i: number) => `SELECT due_at, job_id FROM job_tags WHERE tag = @t${i} AND ${past} AND due_at <= @to`;
+  return `${Array.from({ length: n }, (_, i) => arm(i)).join(' UNION ')} ORDER BY 1, 2`;
+}
+
+/**
+ * A way's page: its driver rows checked for the other tags, then joined to their scheduled jobs.
+ * The checks name only the driver row, so they run before the join: a row that fails them costs
+ * a seek in job_tags (small, cached) for each tag tried, not a read of the job (a seek in the
+ * far larger jobs). A check is a seek per tag on (tag, due_at, job_id) (job_tags' primary key,
+ * or the job_tags_job index, which covers it), in the order given: `all` stops at the first
+ * tag the job lacks, `any` at the first it holds.
+ * (Their LIMIT keeps each check a subquery of the driver row: without it, SQLite may turn an
+ * EXISTS into a join placed after jobs, reading every driver row's job.)
+ */
+function tagListSql(way: TagWay, start: 'from' | 'after'): string {
+  const holds = 'job_tags x WHERE x.tag = w.value AND x.due_at = d.due_at AND x.job_id = d.job_id';
+  return [
+    `SELECT j.id, j.due_at AS dueAt, j.entry FROM (${drivenSql(way.drive.length, start)}) d`,
+    'CROSS JOIN jobs j ON j.due_at = d.due_at AND j.id = d.job_id WHERE',
+    ...(way.all.length ? [`NOT EXISTS (SELECT 1 FROM json_each(@all) w WHERE NOT EXISTS (SELECT 1 FROM ${holds}) LIMIT 1) AND`] : []),
+    ...(way.any.length ? [`EXISTS (SELECT 1 FROM json_each(@any) w WHERE EXISTS (SELECT 1 FROM ${holds}) LIMIT 1) AND`] : []),
+    'j.lease IS NULL ORDER BY d.due_at, d.job_id LIMIT @read',
+  ].join(' ');
+}
+
+/** A way's first `PROBE_ROWS` driver rows from the page's start: how many, and the last due time. */
+function tagProbeSql(way: TagWay, start: 'from' | 'after'): string {
+  return `SELECT count(*) AS rows, max(due_at) AS reach FROM (SELECT due_at FROM (${drivenSql(way.drive.length, start)}) LIMIT ${PROBE_ROWS})`;
+}
+
+/** A way's probe (`tagProbeSql`): reach is NULL when it has no rows. */
+interface Probe {
+  rows: number;
+  reach: number | null;
+}
+
 /** The open database and its prepared statements and transactions. */
 class Connection {
   readonly db: Database.Database;
@@ -289,6 +371,8 @@ class Connection {
   readonly listAfter: Database.Statement<[number, string, number, number], Row>;
   readonly count: Database.Statement<[], StoreCounts>;
   readonly nextDue: Database.Statement<[], { due: number | null; lease: number | null }>;
+  /** the list by tags statements, by SQL: a few shapes (tags driving, checks, page start) */
+  readonly #byTags = new Map<string, Database.Statement<[TagParams], unknown>>();
 
   constructor(db: Database.Database) {
     this.db = db;
@@ -334,6 +418,47 @@ class Connection {
     this.nextDue = db.prepare(
       'SELECT (SELECT min(due_at) FROM jobs WHERE lease IS NULL) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease',
     );
+  }
+
+  /** Up to `read` scheduled jobs holding `tags` from `start` to `to`, in due order (see "Listing by tags"). */
+  listByTags(tags: { all: readonly string[]; any: readonly string[] }, start: PageStart, to: number, read: number): Row[] {
+    const form = 'after' in start ? 'after' : 'from';
+    const bounds: TagParams = 'after' in start ? { afterDue: start.after.dueAt, afterId: start.after.id, to } : { from: start.from, to };
+    const drive = (way: TagWay): TagParams => ({ ...bounds, ...Object.fromEntries(way.drive.map((t, i) => [`t${i}`, t])) });
+    const ways: TagWay[] = tags.all.map((t) => ({ drive: [t], all: tags.all.filter((u) => u !== t), any: tags.any }));
+    if (tags.any.length) ways.push({ drive: tags.any, all: tags.all, any: [] });
+    let way = ways[0]!;
+    if (ways.length > 1) {
+      // sparsest first: fewest rows from the page's start, then (all having PROBE_ROWS) the
+      // furthest reach; its rows are the fewest the page needs read
+      const probes = new Map(ways.map((w) => [w, this.#byTagsStatement(tagProbeSql(w, form)).get(drive(w)) as Probe]));
+      const sparsest = (v: TagWay, w: TagWay) => {
+        const [p, q] = [probes.get(v)!, probes.get(w)!];
+        return p.rows - q.rows || (q.reach ?? 0) - (p.reach ?? 0);
+      };
+      way = [...ways].sort(sparsest)[0]!;
+      // the job lacks a sparse tag of `all` most often: check those first
+      const rank = new Map(
+        ways
+          .slice(0, tags.all.length)
+          .sort(sparsest)
+          .map((w, i) => [w.drive[0]!, i]),
+      );
+      way = { ...way, all: [...way.all].sort((t, u) => rank.get(t)! - rank.get(u)!) };
+    }
+    const params: TagParams = {
+      ...drive(way),
+      ...(way.all.length && { all: JSON.stringify(way.all) }),
+      ...(way.any.length && { any: JSON.stringify(way.any) }),
+      read,
+    };
+    return this.#byTagsStatement(tagListSql(way, form)).all(params) as Row[];
+  }
+
+  #byTagsStatement(sql: string): Database.Statement<[TagParams], unknown> {
+    let statement = this.#byTags.get(sql);
+    if (statement === undefined) this.#byTags.set(sql, (statement = this.db.prepare<[TagParams]>(sql)));
+    return statement;
   }
 
   /** Runs `fn` in a write transaction that takes the write lock first (BEGIN IMMEDIATE). */
@@ -677,7 +802,10 @@ export class SqliteStore extends StoreBase {
     const to = r.to ?? Infinity;
     const after = r.after;
     // past the cursor, every job is due at or after it: start there unless `from` is later
-    return this.#run((c) => (after && after.dueAt >= from ? c.listAfter.all(after.dueAt, after.id, to, read) : c.listFrom.all(from, to, read)));
+    const start: PageStart = after && after.dueAt >= from ? { after } : { from };
+    const tags = r.tags;
+    if (tags) return this.#run((c) => c.listByTags(tags, start, to, read));
+    return this.#run((c) => ('after' in start ? c.listAfter.all(start.after.dueAt, start.after.id, to, read) : c.listFrom.all(from, to, read)));
   }
 
   protected async doCount(): Promise<StoreCounts> {

@@ -7,10 +7,11 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConnectionError, DuplicateJobError, SchemaVersionError, ValidationError } from '../../../src/util/errors.js';
 import type { NewJob } from '../../../src/job/types.js';
-import type { ClaimedJob } from '../../../src/stores/store.js';
+import type { ClaimedJob, TagFilter } from '../../../src/stores/store.js';
+import { MemoryStore } from '../../../src/stores/memory/memory-store.js';
 import { DEFAULT_SQLITE_FILE, SQLITE_SCHEMA_VERSION, SqliteStore, parseSqliteUrl } from '../../../src/stores/sqlite/sqlite-store.js';
 
 const T0 = 1_800_000_000;
@@ -341,6 +342,9 @@ describe('SqliteStore', () => {
   describe('tags', () => {
     const tagged = (id: string, dueAt: number, tags: string[]): NewJob => ({ ...job(id, dueAt), tags });
     const LEASE = 30_000;
+    afterEach(() => {
+      vi.restoreAllMocks();
+    });
 
     /** The tag rows, and what they must be: a row per tag of each job, at the job's due time. */
     function tagRows(file: string): { rows: unknown[]; expected: unknown[] } {
@@ -472,6 +476,175 @@ describe('SqliteStore', () => {
       } finally {
         check.close();
       }
+    });
+
+    /** The list by tags statements the store runs (a driver's rows from job_tags), with their bound values. */
+    function recordTagLists(): { runs: { sql: string; params: Record<string, unknown> }[]; restore: () => void } {
+      const runs: { sql: string; params: Record<string, unknown> }[] = [];
+      const prepare = Database.prototype.prepare;
+      const spy = vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
+        const statement = prepare.call(this, sql);
+        if (!sql.includes('FROM job_tags WHERE tag = @t0')) return statement;
+        for (const method of ['all', 'get'] as const) {
+          const run = statement[method].bind(statement) as (params: Record<string, unknown>) => unknown;
+          Object.defineProperty(statement, method, {
+            value: (params: Record<string, unknown>) => {
+              runs.push({ sql, params });
+              return run(params);
+            },
+          });
+        }
+        return statement;
+      } as typeof prepare);
+      return { runs, restore: () => spy.mockRestore() }; // and afterEach, should a test fail first
+    }
+
+    /** 600 jobs: `wide` on all, `mid` on every 4th, `rare` on every 50th, `r1` on every 13th, `r2` on every 17th. */
+    const spread = (): NewJob[] =>
+      Array.from({ length: 600 }, (_, i) =>
+        tagged(`j${String(i).padStart(3, '0')}`, T0 + i, [
+          'wide',
+          ...(i % 4 === 0 ? ['mid'] : []),
+          ...(i % 50 === 0 ? ['rare'] : []),
+          ...(i % 13 === 1 ? ['r1'] : []),
+          ...(i % 17 === 2 ? ['r2'] : []),
+        ]),
+      );
+
+    it('lists by tags from job_tags alone: primary-key ranges and seeks, no table scan and no sort, the tags checked before the job is read', async () => {
+      const rec = recordTagLists();
+      const file = join(dir, 'plans.db');
+      const s = store(`sqlite:///${file}`);
+      await s.add(spread());
+      await s.claimDue({ until: T0 + 9, now: T0 + 9, limit: 10, leaseMs: LEASE });
+      const filters: TagFilter[] = [
+        { all: ['wide'] },
+        { any: ['rare', 'r1', 'r2'] },
+        { all: ['wide', 'mid', 'rare'] },
+        { all: ['mid'], any: ['r1', 'r2'] },
+        { all: ['rare'], any: ['wide', 'mid'] },
+        { any: ['mid'], all: ['wide'] },
+      ];
+      for (const tags of filters) {
+        const first = await s.list({ limit: 3, tags });
+        await s.list({ limit: 3, tags, from: T0 + 100, to: T0 + 400 });
+        expect(first.cursor).toBeDefined();
+        await s.list({ limit: 3, tags, cursor: first.cursor!, to: T0 + 500 });
+      }
+      rec.restore();
+      const statements = [...new Set(rec.runs.map((r) => r.sql))];
+      // each way, check and page start: a driving tag, several merged, `all` / `any` checks, probes, from / cursor
+      expect(statements.length).toBeGreaterThanOrEqual(12);
+      const allowed = [
+        /^SEARCH job_tags USING PRIMARY KEY \(tag=\? AND (due_at>\?|\(due_at,job_id\)>\(\?,\?\)) AND due_at<\?\)$/,
+        /^SEARCH x USING PRIMARY KEY \(tag=\? AND due_at=\? AND job_id=\?\)$/,
+        /^SEARCH x EXISTS USING (PRIMARY KEY \(tag=\? AND due_at=\? AND job_id=\?\)|COVERING INDEX job_tags_job \(job_id=\? AND tag=\? AND due_at=\?\))$/,
+        /^SEARCH j USING (PRIMARY KEY \(due_at=\? AND id=\?\)|INDEX jobs_id \(id=\? AND due_at=\?\))$/,
+        /^SCAN w VIRTUAL TABLE INDEX \d+:$/, // a check's tags (json_each)
+        /^(CO-ROUTINE|SCAN) (d|\(subquery-\d+\))$/, // the driver's rows, in due order
+        /^(MERGE \(UNION\)|LEFT|RIGHT|CORRELATED SCALAR SUBQUERY \d+)$/,
+      ];
+      const raw = new Database(file, { readonly: true });
+      try {
+        for (const sql of statements) {
+          const names = new Set([...sql.matchAll(/@(\w+)/g)].map((m) => m[1]!));
+          const params = Object.fromEntries([...names].map((n) => [n, n === 'all' || n === 'any' ? '["mid"]' : /^t\d|afterId/.test(n) ? 'wide' : T0]));
+          const plan = (raw.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as { detail: string }[]).map((p) => p.detail);
+          expect(
+            plan.filter((d) => !allowed.some((a) => a.test(d))),
+            sql,
+          ).toEqual([]);
+          expect(
+            plan.some((d) => d.startsWith('SEARCH job_tags USING PRIMARY KEY (tag=?')),
+            sql,
+          ).toBe(true);
+          // a driver row failing the checks is never joined to its job
+          const job = plan.findIndex((d) => d.startsWith('SEARCH j '));
+          const check = plan.findIndex((d) => d.startsWith('CORRELATED SCALAR SUBQUERY'));
+          if (check >= 0) expect(check, sql).toBeLessThan(job);
+        }
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('drives a list by tags from its sparsest way, and checks the sparsest tags of all first', async () => {
+      const rec = recordTagLists();
+      const s = store(`sqlite:///${dir}/ways.db`);
+      const jobs = spread();
+      await s.add(jobs);
+      const expected = (f: { all?: string[]; any?: string[] }) =>
+        jobs.filter((j) => (f.all ?? []).every((t) => j.tags!.includes(t)) && (!f.any || f.any.some((t) => j.tags!.includes(t)))).map((j) => j.id);
+      const driven = async (tags: { all?: string[]; any?: string[] }) => {
+        rec.runs.length = 0;
+        const page = await s.list({ limit: 1000, tags });
+        expect(page.jobs.map((j) => j.id)).toEqual(expected(tags));
+        const { params } = rec.runs.find((r) => r.sql.includes('LIMIT @read'))!;
+        return {
+          drive: Object.keys(params)
+            .filter((k) => /^t\d+$/.test(k))
+            .map((k) => params[k]),
+          all: params['all'],
+          any: params['any'],
+        };
+      };
+      expect(await driven({ all: ['wide', 'mid', 'rare'] })).toEqual({ drive: ['rare'], all: '["mid","wide"]', any: undefined });
+      expect(await driven({ all: ['wide', 'mid'], any: ['r1', 'r2'] })).toEqual({ drive: ['r1', 'r2'], all: '["mid","wide"]', any: undefined });
+      expect(await driven({ all: ['rare'], any: ['wide', 'mid'] })).toEqual({ drive: ['rare'], all: undefined, any: '["wide","mid"]' });
+      // `mid` has fewer rows than a probe reads, `wide` more
+      expect(await driven({ all: ['wide'], any: ['mid'] })).toEqual({ drive: ['mid'], all: '["wide"]', any: undefined });
+      rec.restore();
+    });
+
+    it('lists by tags as the memory store does, every way and page, after claims, removals and reschedules', async () => {
+      const s = store(`sqlite:///${dir}/agree.db`);
+      const m = new MemoryStore();
+      const pool = ['t50', 't20', 't5', 't1', 'x'];
+      let seed = 7;
+      const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+      const jobs = Array.from({ length: 1500 }, (_, i) => {
+        const tags = pool.filter((_, k) => random() < [0.5, 0.2, 0.05, 0.01, 0.3][k]!);
+        // repeated due times: the order within one is by id
+        return { ...job(`a${i}`, T0 + Math.floor(random() * 400)), ...(tags.length && { tags }) };
+      });
+      for (const st of [s, m]) {
+        await st.add(jobs);
+        await st.claimDue({ until: T0 + 40, now: T0 + 40, limit: 50, leaseMs: LEASE });
+        for (let i = 0; i < 1500; i += 13) await st.remove(`a${i}`);
+        for (let i = 5; i < 1500; i += 17) await st.reschedule(`a${i}`, T0 + 1000 - i / 2);
+      }
+      const filters: TagFilter[] = [
+        { all: ['t50'] },
+        { all: ['t1'] },
+        { any: ['t5', 't1'] },
+        { all: ['t50', 't20'] },
+        { all: ['t50', 't20', 'x'] },
+        { all: ['t50'], any: ['t5', 't1'] },
+        { all: ['t1', 't5'] },
+        { any: ['t50', 'x', 't20'], all: ['t5'] },
+        { all: ['nobody', 't50'] },
+        { any: ['nobody', 't1'] },
+        // often held together: each job once
+        { any: ['t50', 'x'] },
+        { any: ['t20', 't5'], all: ['t50'] },
+      ];
+      const walk = async (st: SqliteStore | MemoryStore, tags: TagFilter, o: { from?: number; to?: number }) => {
+        const out: string[][] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await st.list({ limit: 37, tags, ...o, ...(cursor !== undefined && { cursor }) });
+          out.push(page.jobs.map((j) => `${j.id}@${j.dueAt}:${(j.tags ?? []).join(',')}`));
+          cursor = page.cursor;
+        } while (cursor !== undefined);
+        return out;
+      };
+      for (const tags of filters) {
+        for (const range of [{}, { from: T0 + 100, to: T0 + 300 }, { from: T0 + 900 }]) {
+          const want = await walk(m, tags, range);
+          expect(await walk(s, tags, range), JSON.stringify({ tags, range })).toEqual(want);
+        }
+      }
+      expect((await walk(m, { all: ['t50', 't20'] }, {})).flat().length).toBeGreaterThan(50);
     });
   });
 
