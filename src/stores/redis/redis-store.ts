@@ -32,6 +32,8 @@
  * hash with its last member, so a store with no tagged job has no tag keys. A job the Python
  * package sends or revokes (ZREM + DEL) leaves its tags behind until its id is added again here;
  * they are read only beside a live job of that id, and a search by tag checks the index anyway.
+ * A list by tags walks the smallest set it needs, or the index in due order when the tag is
+ * common, a bounded chunk per command (./tag-search.ts).
  *
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
@@ -47,6 +49,7 @@ import { DuplicateJobError, JobKeyTakenError, redactUrl } from '../../util/error
 import type { NewJob } from '../../job/types.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
 import type { RedisPush } from '../../redis/handoff.js';
+import { listByTags } from './tag-search.js';
 import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type MissingDead, type Position } from '../base.js';
 import {
   DEAD_REASONS,
@@ -606,10 +609,13 @@ export class RedisStore extends StoreBase {
   /**
    * Pages through the index by score; ties come back in member (byte) order, which is the
    * contract's due order. Jobs at the cursor's own due time are skipped up to the cursor's id.
+   * By tags, the tag sets are walked instead, a bounded chunk per command (./tag-search.ts).
    */
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     return this.#run(async (client) => {
-      const found = await pageByScore(client, this.keys.index, r.after, r.from ?? -Infinity, r.to ?? Infinity, read);
+      const found = r.tags
+        ? await listByTags(client, this.keys, { ...r, tags: r.tags }, read)
+        : await pageByScore(client, this.keys.index, r.after, r.from ?? -Infinity, r.to ?? Infinity, read);
       const entries = found.length ? await client.mget(found.map((j) => `${this.prefix}${j.id}`)) : [];
       // a job claimed between the two reads is in flight now, not scheduled: null
       return found.map((j, i): ListedJob => {

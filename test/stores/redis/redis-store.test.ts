@@ -3,6 +3,7 @@
  * claims with leases, and revocation.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { Celery, DuplicateJobError, getScheduler } from '../../../src/index.js';
 import { RedisStore } from '../../../src/exports/stores.js';
@@ -10,6 +11,7 @@ import { encodeEntry } from '../../../src/job/entry.js';
 import { resolveTaskCall } from '../../../src/job/options.js';
 import { readPickledDatetime } from '../../../src/celery/pickle.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../../helpers/services.js';
+import { compareDue } from '../../../src/stores/store.js';
 
 const shared = await sharedRedis();
 const isolated = await privateRedis();
@@ -568,5 +570,173 @@ describe.skipIf(skip)('RedisStore tags: a hash and one set per tag of ours, neve
     await store.add([newJob('t.tag', ['again'], 20, 'again')]);
     expect(await store.get('again')).not.toHaveProperty('tags');
     expect(await tagKeys()).toEqual([]);
+  });
+});
+
+// a Redis of its own (MONITOR sees only this store), started when these tests run
+const canStartRedis = spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+
+describe.skipIf(skip || !canStartRedis)('RedisStore list by tags: the tag sets and the index, a bounded chunk per command', () => {
+  const prefix = uniquePrefix('by-tags');
+  const index = `${prefix}scheduled_task_id_by_time`;
+  const tagKey = (t: string) => `${prefix}celery_longterm_scheduler:tag:${t}`;
+  let server: RedisService;
+  let raw: Redis;
+  let store: RedisStore;
+  /** what should be listed: the scheduled jobs, with their tags */
+  const live = new Map<string, { dueAt: number; tags: string[] }>();
+
+  // 6,000 jobs, three to a due time in shuffled order, then 2,500 at one due time (longer than a
+  // chunk of the index walk); tags of every share: 'rare' (~1.5%: the set walk), 'half' (the
+  // index walk), 'wide' (a quarter), 'late' (the latest quarter: the index walk gives up, the set
+  // walk goes on)
+  beforeAll(async () => {
+    server = (await privateRedis()) as RedisService;
+    raw = new Redis(server.urlFor(0));
+    store = new RedisStore(server.urlFor(0), { keyPrefix: prefix });
+    const order = Array.from({ length: 6000 }, (_, i) => (i * 2731) % 6000); // a permutation
+    const jobs = [];
+    for (let i = 0; i < 8500; i++) {
+      const tie = i >= 6000;
+      const id = tie ? `tie-${String(i - 6000).padStart(4, '0')}` : `j${String(i).padStart(4, '0')}`;
+      const dueAt = tie ? 1000.5 : 1 + Math.floor((order[i] as number) / 3) / 2;
+      const tags = [
+        ...(i % 67 === 0 ? ['rare'] : []),
+        ...(i % 2 === 0 ? ['half'] : []),
+        ...(i % 4 === 1 ? ['wide'] : []),
+        ...(!tie && (order[i] as number) >= 4000 ? ['late'] : []),
+      ];
+      live.set(id, { dueAt, tags });
+      jobs.push({ ...newJob('t.by', [i], dueAt, id), ...(tags.length && { tags }) });
+    }
+    for (let i = 0; i < jobs.length; i += 2000) await store.add(jobs.slice(i, i + 2000));
+    // in flight: not listed (their ids stay in the tag sets)
+    for (const c of await store.claimDue({ until: 3, now: 3, limit: 10, leaseMs: 600_000 })) live.delete(c.id);
+    // sent by the Python package (ZREM + DEL): its ids stay in the sets, never listed
+    for (const id of ['j0134', 'j0200', 'tie-0010']) {
+      await raw.zrem(index, id);
+      await raw.del(`${prefix}${id}`);
+      live.delete(id);
+    }
+    // ids in a set with no job at all
+    await raw.sadd(tagKey('half'), 'ghost-1', 'ghost-2');
+    await raw.sadd(tagKey('rare'), 'ghost-3');
+    // rescheduled: listed at its new time
+    expect(await store.reschedule('j0067', 0.25)).toBe(true);
+    live.get('j0067')!.dueAt = 0.25;
+  });
+  afterAll(async () => {
+    await store.close();
+    raw.disconnect();
+    await server.stop();
+  });
+
+  const truth = (f: { all?: string[]; any?: string[] }, from = -Infinity, to = Infinity) =>
+    [...live]
+      .filter(([, j]) => j.dueAt >= from && j.dueAt <= to)
+      .filter(([, j]) => (f.all ?? []).every((t) => j.tags.includes(t)) && (!f.any?.length || f.any.some((t) => j.tags.includes(t))))
+      .map(([id, j]) => ({ id, dueAt: j.dueAt }))
+      .sort(compareDue)
+      .map((j) => j.id);
+
+  /** every page, by cursor; each full but the last (nothing changes meanwhile) */
+  async function everyPage(o: { limit: number; tags: { all?: string[]; any?: string[] }; from?: number; to?: number }) {
+    const ids: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.list({ ...o, ...(cursor !== undefined && { cursor }) });
+      ids.push(...page.jobs.map((j) => j.id));
+      cursor = page.cursor;
+      if (cursor !== undefined) expect(page.jobs).toHaveLength(o.limit);
+    } while (cursor !== undefined);
+    return ids;
+  }
+
+  /** the commands a call sends to Redis, as MONITOR sees them (name lower-cased, then the arguments) */
+  async function commandsOf(call: () => Promise<unknown>): Promise<string[][]> {
+    const monitor = await raw.monitor();
+    const seen: string[][] = [];
+    const end = `end-${Math.random()}`;
+    const done = new Promise<void>((resolve) =>
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args[0]?.toLowerCase() === 'echo' && args[1] === end) resolve();
+        else if (args.some((a) => a.startsWith(prefix))) seen.push([(args[0] as string).toLowerCase(), ...args.slice(1)]);
+      }),
+    );
+    try {
+      await call();
+      await raw.echo(end);
+      await done;
+    } finally {
+      monitor.disconnect();
+    }
+    return seen;
+  }
+
+  it('lists the same jobs as a scan of every job would, by every way, page by page and in a range', async () => {
+    expect(truth({ all: ['rare'] }).length).toBeGreaterThan(100);
+    expect(truth({ all: ['rare'] })[0]).toBe('j0067');
+    const filters = [
+      { all: ['rare'] },
+      { all: ['half'] },
+      { all: ['wide'] },
+      { all: ['late'] },
+      { all: ['half', 'wide'] },
+      { all: ['half', 'late'] },
+      { any: ['rare', 'late'] },
+      { any: ['half', 'nobody'] },
+      { all: ['half'], any: ['rare', 'wide'] },
+      { all: ['late'], any: ['half'] },
+    ];
+    for (const tags of filters) {
+      for (const limit of [50, 1000]) expect(await everyPage({ limit, tags }), `${JSON.stringify(tags)} by ${limit}`).toEqual(truth(tags));
+      expect(await everyPage({ limit: 70, tags, from: 500, to: 1000.5 }), `${JSON.stringify(tags)} in a range`).toEqual(truth(tags, 500, 1000.5));
+    }
+    expect(await everyPage({ limit: 100, tags: { all: ['half', 'nobody'] } })).toEqual([]);
+  });
+
+  it('a rare tag: walks its set only (SSCAN COUNT 1000, one ZMSCORE a chunk), never the index or the other jobs', async () => {
+    const size = await raw.scard(tagKey('rare'));
+    const commands = await commandsOf(() => store.list({ limit: 50, tags: { all: ['rare'] } }));
+    const names = new Set(commands.map(([name]) => name));
+    expect([...names].sort()).toEqual(['hmget', 'mget', 'scard', 'sscan', 'zcard', 'zcount', 'zmscore']);
+    for (const [, ...args] of commands.filter(([name]) => name === 'sscan')) expect(args.slice(2)).toEqual(['COUNT', '1000']);
+    const scored = commands.filter(([name]) => name === 'zmscore').reduce((n, c) => n + c.length - 2, 0);
+    expect(scored).toBe(size); // each member once: the work grows with the tag, not the store
+    expect(commands.find(([name]) => name === 'mget')!.length - 1).toBeLessThanOrEqual(51);
+  });
+
+  it('a tag on half the jobs: walks the index from the cursor until a page is found, never the whole set', async () => {
+    const first = await store.list({ limit: 50, tags: { all: ['half'] } });
+    const commands = await commandsOf(() => store.list({ limit: 50, tags: { all: ['half'] }, cursor: first.cursor! }));
+    expect(commands.map(([name]) => name)).not.toContain('sscan');
+    const ranges = commands.filter(([name]) => name === 'zrangebyscore');
+    const read = ranges.reduce((n, c) => n + Number(c.at(-1)), 0);
+    expect(read).toBeLessThan(500); // of 8,500 jobs, 4,250 of them tagged
+    for (const c of ranges) expect(Number(c.at(-1))).toBeLessThanOrEqual(1000);
+  });
+
+  it('a tag on the latest jobs: the index walk gives up after half its set, the set walk goes on from there', async () => {
+    const commands = await commandsOf(() => store.list({ limit: 50, tags: { all: ['late'] } }));
+    const names = commands.map(([name]) => name);
+    expect(names).toContain('zrangebyscore');
+    expect(names).toContain('sscan');
+    const read = commands.filter(([name]) => name === 'zrangebyscore').reduce((n, c) => n + Number(c.at(-1)), 0);
+    expect(read).toBeLessThanOrEqual(2000);
+  });
+
+  it('no command reads or checks more than 1,000 members; no SMEMBERS, SINTER, SUNION, SCAN or script', async () => {
+    const commands = await commandsOf(async () => {
+      for (const tags of [{ all: ['wide'] }, { all: ['half', 'wide'] }, { any: ['rare', 'late'] }, { all: ['late'], any: ['half'] }]) {
+        await everyPage({ limit: 1000, tags });
+      }
+    });
+    const allowed = ['hmget', 'mget', 'scard', 'smismember', 'sscan', 'zcard', 'zcount', 'zmscore', 'zrangebyscore'];
+    expect([...new Set(commands.map(([name]) => name))].filter((n) => !allowed.includes(n as string))).toEqual([]);
+    for (const [name, key, ...args] of commands) {
+      if (name === 'zmscore' || name === 'smismember') expect(args.length, `${name} ${key}`).toBeLessThanOrEqual(1000);
+      if (name === 'sscan') expect(args.slice(1)).toEqual(['COUNT', '1000']);
+      if (name === 'zrangebyscore') expect(Number(args.at(-1))).toBeLessThanOrEqual(1000);
+    }
   });
 });
