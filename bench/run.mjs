@@ -420,7 +420,7 @@ if (ONLY !== 'stores') {
   };
   const kinds = [sqliteKind(dir), redisKind];
   if (await reachable(PG_URL, 5432)) kinds.splice(1, 0, postgresKind());
-  await searchBenchmarks({ row, smallJob, N_FUTURE, kinds });
+  await searchBenchmarks({ row, smallJob, N_FUTURE, kinds, rate });
 }
 
 admin.disconnect();

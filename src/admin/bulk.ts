@@ -18,7 +18,7 @@ import { listJobs, type ListJobsOptions, type ScheduledJobInfo } from './schedul
 export type JobQuery = Omit<ListJobsOptions, 'limit' | 'cursor'>;
 
 export interface BulkOptions {
-  /** jobs read and changed per round trip (default 1000, at most 10,000) */
+  /** jobs read and changed per round trip (default 5000, at most 10,000) */
   batchSize?: number;
   /** where an interrupted run stopped (its last progress's `cursor`) */
   cursor?: string;
@@ -71,7 +71,7 @@ export async function countWhere(store: ScheduleStore, defaultQueue: string, que
 /** Revokes every scheduled job matching `query`, a page at a time; see the header. */
 export async function revokeWhere(store: ScheduleStore, defaultQueue: string, query: JobQuery, o: BulkOptions = {}): Promise<BulkSummary> {
   checkQuery(query);
-  const limit = o.batchSize ?? 1000;
+  const limit = o.batchSize ?? 5000;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_BATCH)
     throw new ValidationError([`batchSize must be a whole number from 1 to ${MAX_BATCH}, got ${String(o.batchSize)}`]);
   const started = performance.now();
