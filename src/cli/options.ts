@@ -7,6 +7,8 @@ import type { Command } from 'commander';
 import { DISPATCH_DEFAULTS } from '../dispatch/dispatcher.js';
 import { ValidationError } from '../util/errors.js';
 import { LIMITS, bounded } from './format.js';
+import type { JobQuery } from '../admin/bulk.js';
+import { parseIsoWithOffset } from '../celery/time.js';
 
 export function parseJson(text: string, flag: string, expected: string): unknown {
   try {
@@ -51,4 +53,40 @@ export function retryOptions(o: RetryFlags): { maxAttempts?: number; retryDelayM
 /** A commander option parser for a repeatable flag: every value given, in order. */
 export function repeatable(value: string, all: string[] = []): string[] {
   return [...all, value];
+}
+
+/** The flags of a job query, as commander parses them (`list`, and `revoke` by query). */
+export interface QueryFlags {
+  from?: string;
+  to?: string;
+  task?: string;
+  queue?: string;
+  tag?: string[];
+  anyTag?: string[];
+  idPrefix?: string;
+}
+
+/** Adds the job query flags to a command; `lead` starts each description (e.g. 'query: '). */
+export function withQueryFlags(command: Command, lead = ''): Command {
+  return command
+    .option('--from <iso8601>', `${lead}only jobs due at or after this time`)
+    .option('--to <iso8601>', `${lead}only jobs due at or before this time`)
+    .option('--task <name>', `${lead}only this task`)
+    .option('--queue <name>', `${lead}only jobs for this queue`)
+    .option('--tag <tag>', `${lead}only jobs holding this tag (repeatable: every one)`, repeatable)
+    .option('--any-tag <tag>', `${lead}only jobs holding at least one of these tags (repeatable)`, repeatable)
+    .option('--id-prefix <prefix>', `${lead}only jobs whose id starts with this`);
+}
+
+/** The query the flags give (times checked: an ISO time with an offset), or undefined when they name none. */
+export function queryOf(o: QueryFlags): JobQuery | undefined {
+  const q: JobQuery = {};
+  if (o.from !== undefined) q.from = parseIsoWithOffset(o.from, '--from');
+  if (o.to !== undefined) q.to = parseIsoWithOffset(o.to, '--to');
+  if (o.task !== undefined) q.task = o.task;
+  if (o.queue !== undefined) q.queue = o.queue;
+  if (o.tag !== undefined) q.tags = o.tag;
+  if (o.anyTag !== undefined) q.anyTags = o.anyTag;
+  if (o.idPrefix !== undefined) q.idPrefix = o.idPrefix;
+  return Object.keys(q).length ? q : undefined;
 }

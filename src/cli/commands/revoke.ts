@@ -9,41 +9,29 @@
  * there is none to ask on.
  */
 import type { Command } from 'commander';
-import { countWhere, revokeWhere, type JobQuery } from '../../admin/bulk.js';
-import { parseIsoWithOffset } from '../../celery/time.js';
+import { countWhere, revokeWhere } from '../../admin/bulk.js';
 import { getScheduler } from '../../client/scheduler.js';
 import { ValidationError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import { EXIT, ExitWith } from '../exit.js';
 import { humanTime, jobJson } from '../format.js';
-import { repeatable } from '../options.js';
+import { queryOf, withQueryFlags, type QueryFlags } from '../options.js';
 
-interface RevokeFlags {
+interface RevokeFlags extends QueryFlags {
   json?: boolean;
   dryRun?: boolean;
   yes?: boolean;
-  from?: string;
-  to?: string;
-  task?: string;
-  queue?: string;
-  tag?: string[];
-  anyTag?: string[];
-  idPrefix?: string;
 }
 
 export function addRevokeCommand(program: Command, ctx: CliContext): void {
   const { io } = ctx;
-  program
-    .command('revoke')
-    .description('delete scheduled jobs for good, by id or by query; exits 1 naming any id that was not scheduled')
-    .argument('[id...]', 'task ids (or none, with a query)')
-    .option('--from <iso8601>', 'query: only jobs due at or after this time')
-    .option('--to <iso8601>', 'query: only jobs due at or before this time')
-    .option('--task <name>', 'query: only this task')
-    .option('--queue <name>', 'query: only jobs for this queue')
-    .option('--tag <tag>', 'query: only jobs holding this tag (repeatable: every one)', repeatable)
-    .option('--any-tag <tag>', 'query: only jobs holding at least one of these tags (repeatable)', repeatable)
-    .option('--id-prefix <prefix>', 'query: only jobs whose id starts with this')
+  withQueryFlags(
+    program
+      .command('revoke')
+      .description('delete scheduled jobs for good, by id or by query; exits 1 naming any id that was not scheduled')
+      .argument('[id...]', 'task ids (or none, with a query)'),
+    'query: ',
+  )
     .option('--dry-run', 'with a query: print how many jobs match and a few of them; change nothing')
     .option('--yes', 'with a query: revoke without asking')
     .option('--json', 'print {"revoked": [...], "notFound": [...]} (by query: {"matched", "revoked", "skipped"})')
@@ -96,19 +84,6 @@ export function addRevokeCommand(program: Command, ctx: CliContext): void {
           );
       });
     });
-}
-
-/** The query the flags give, or undefined when they name none. */
-function queryOf(o: RevokeFlags): JobQuery | undefined {
-  const q: JobQuery = {};
-  if (o.from !== undefined) q.from = parseIsoWithOffset(o.from, '--from');
-  if (o.to !== undefined) q.to = parseIsoWithOffset(o.to, '--to');
-  if (o.task !== undefined) q.task = o.task;
-  if (o.queue !== undefined) q.queue = o.queue;
-  if (o.tag !== undefined) q.tags = o.tag;
-  if (o.anyTag !== undefined) q.anyTags = o.anyTag;
-  if (o.idPrefix !== undefined) q.idPrefix = o.idPrefix;
-  return Object.keys(q).length ? q : undefined;
 }
 
 async function revokeIds(ctx: CliContext, ids: string[], json: boolean): Promise<void> {
