@@ -6,7 +6,7 @@
 import { CorruptEntryError, NotScheduledError, ValidationError, errorMessage } from '../util/errors.js';
 import { decodeEntry, taskNameOf } from '../job/entry.js';
 import { type Job } from '../job/types.js';
-import { normalizeTags, tagProblems } from '../job/tags.js';
+import { resolveTags } from '../job/tags.js';
 import { checkRepresentable } from '../celery/time.js';
 import { cursorAfter, type ScheduleStore, type StoredJob } from '../stores/store.js';
 
@@ -141,15 +141,10 @@ export async function listJobs(store: ScheduleStore, defaultQueue: string, o: Li
   const to = o.to === undefined ? undefined : o.to.getTime() / 1000;
   if (from !== undefined && to !== undefined && from > to)
     throw new ValidationError([`the range is inverted: from ${o.from?.toISOString()} is after to ${o.to?.toISOString()}; pass from <= to`]);
-  for (const [name, tags] of [
-    ['tags', o.tags],
-    ['anyTags', o.anyTags],
-  ] as const) {
-    if (tags !== undefined) {
-      const problems = tagProblems(normalizeTags(tags), name);
-      if (problems.length) throw new ValidationError(problems);
-    }
-  }
+  const problems: string[] = [];
+  resolveTags(o.tags, problems, 'tags');
+  resolveTags(o.anyTags, problems, 'anyTags');
+  if (problems.length) throw new ValidationError(problems);
   // tags are the store's to match, from its tag index; the rest is matched here
   const tags = o.tags?.length || o.anyTags?.length ? { ...(o.tags && { all: o.tags }), ...(o.anyTags && { any: o.anyTags }) } : undefined;
   const filtered = o.task !== undefined || o.queue !== undefined || o.idPrefix !== undefined;

@@ -36,13 +36,14 @@ export function tagProblems(tags: unknown, where: string): string[] {
 }
 
 /**
- * A caller's `tags` option: each once, in the order first given (repeats dropped), or undefined
- * when none were given or they were bad (the problems added to `problems`).
+ * A caller's list of tags (a job's `tags` option, or a filter's): each once, in the order first
+ * given (repeats dropped), or undefined when none were given or they were bad (the problems,
+ * named by `where`, added to `problems`).
  */
-export function resolveTags(tags: unknown, problems: string[]): string[] | undefined {
+export function resolveTags(tags: unknown, problems: string[], where = 'tags'): string[] | undefined {
   if (tags === undefined) return undefined;
   const once = Array.isArray(tags) ? normalizeTags(tags as string[]) : tags;
-  const found = tagProblems(once, 'tags');
+  const found = tagProblems(once, where);
   problems.push(...found);
   return found.length === 0 && Array.isArray(once) && once.length > 0 ? (once as string[]) : undefined;
 }

@@ -42,7 +42,7 @@
  * that has them writes them, and calls `assertOpen()` first.
  */
 import type { NewJob } from '../job/types.js';
-import { normalizeTags, tagProblems } from '../job/tags.js';
+import { resolveTags } from '../job/tags.js';
 import { ValidationError } from '../util/errors.js';
 import {
   checkDueAt,
@@ -79,11 +79,10 @@ import {
 function checkTagFilter(f: TagFilter | undefined): ListRange['tags'] {
   if (f === undefined) return undefined;
   if (f === null || typeof f !== 'object') throw new ValidationError(['tags must be an object { all?: string[], any?: string[] }']);
-  const once = (tags: unknown) => (Array.isArray(tags) ? normalizeTags(tags as string[]) : tags);
-  const problems = [...tagProblems(once(f.all), 'tags.all'), ...tagProblems(once(f.any), 'tags.any')];
+  const problems: string[] = [];
+  const all = resolveTags(f.all, problems, 'tags.all') ?? [];
+  const any = resolveTags(f.any, problems, 'tags.any') ?? [];
   if (problems.length) throw new ValidationError(problems);
-  const all = normalizeTags(f.all ?? []);
-  const any = normalizeTags(f.any ?? []);
   return all.length || any.length ? { all, any } : undefined;
 }
 
