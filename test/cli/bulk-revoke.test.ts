@@ -85,6 +85,8 @@ describe('revoke by query', () => {
       .split('\n')
       .map((l) => (JSON.parse(l) as { id: string }).id);
     expect(left).toEqual(['job-0', 'job-1', 'job-3', 'job-5', 'job-6', 'job-7', 'job-9', 'job-11']);
+    expect(await cli(['revoke', '--tag', 'nobody', '--yes'])).toMatchObject({ code: 0, stdout: 'no scheduled jobs match; nothing revoked\n' });
+    expect(JSON.parse((await cli(['revoke', '--tag', 'nobody', '--yes', '--json'])).stdout)).toEqual({ matched: 0, revoked: 0, skipped: 0 });
   });
 
   it('bad queries are one line and exit 2, and change nothing', async () => {

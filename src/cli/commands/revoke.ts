@@ -46,7 +46,10 @@ export function addRevokeCommand(program: Command, ctx: CliContext): void {
       if (ids.length > 0) throw new ValidationError(['pass task ids or a query, not both']);
       await ctx.withApp(async (a) => {
         const queue = a.config.taskDefaultQueue;
-        const { count, sample } = await countWhere(a.store, queue, query);
+        const nothingMatched = () =>
+          io.stdout(o.json ? `${JSON.stringify({ matched: 0, revoked: 0, skipped: 0 })}\n` : 'no scheduled jobs match; nothing revoked\n');
+        // counted first only to show or ask: with --yes the revoke itself reads the matches once
+        const { count, sample } = o.dryRun || !o.yes ? await countWhere(a.store, queue, query) : { count: undefined, sample: [] };
         if (o.dryRun) {
           if (o.json) io.stdout(`${JSON.stringify({ matched: count, sample: sample.map(jobJson) })}\n`);
           else {
@@ -56,10 +59,9 @@ export function addRevokeCommand(program: Command, ctx: CliContext): void {
           return;
         }
         if (count === 0) {
-          io.stdout(o.json ? `${JSON.stringify({ matched: 0, revoked: 0, skipped: 0 })}\n` : 'no scheduled jobs match; nothing revoked\n');
-          return;
+          return nothingMatched();
         }
-        if (!o.yes) {
+        if (count !== undefined) {
           const answer = await io.ask?.(`revoke ${count} scheduled job${count === 1 ? '' : 's'} for good? type yes to go on: `);
           if (answer === undefined)
             throw new ValidationError([
@@ -72,9 +74,12 @@ export function addRevokeCommand(program: Command, ctx: CliContext): void {
         }
         const tty = io.isTty?.() === true;
         const summary = await revokeWhere(a.store, queue, query, {
-          ...(tty && { onProgress: (p) => io.stderr(`\rrevoked ${p.changed} of ${count}…`) }),
+          ...(tty && { onProgress: (p) => io.stderr(`\rrevoked ${p.changed}${count === undefined ? '' : ` of ${count}`}…`) }),
         });
         if (tty) io.stderr('\n');
+        if (summary.matched === 0) {
+          return nothingMatched();
+        }
         if (o.json) io.stdout(`${JSON.stringify({ matched: summary.matched, revoked: summary.changed, skipped: summary.skipped })}\n`);
         else
           io.stdout(
