@@ -117,6 +117,28 @@ export function taskNameOf(entry: string | null): string {
   }
 }
 
+/**
+ * What a store indexes of an entry, read the way `decodeEntry` reads it but without the rest:
+ * `task`, its task name (null when it has none: not an entry, or a name that is not a string);
+ * `queue`, the queue it names (null when it names none, or one that is not a string: it then
+ * goes to the app's default queue, or nowhere for a corrupt entry). Every store answers a task
+ * or queue filter with these, so an index and a read of the entry always agree.
+ */
+export function indexFieldsOf(entry: string): { task: string | null; queue: string | null } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(entry);
+  } catch {
+    return { task: null, queue: null };
+  }
+  if (!Array.isArray(parsed)) return { task: null, queue: null };
+  const head: unknown = parsed[0];
+  const name: unknown = Array.isArray(head) ? head[0] : undefined;
+  const kw: unknown = parsed[1];
+  const queue: unknown = isPlainObject(kw) ? kw.queue : undefined;
+  return { task: typeof name === 'string' ? name : null, queue: typeof queue === 'string' ? queue : null };
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

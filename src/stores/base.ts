@@ -32,8 +32,16 @@
  *   renew         `leaseMs` > 0. No claims: [].
  *   acknowledge, release, retryLater, bury   nothing to check; none given: nothing done.
  *   deadLetters   the page size (`checkLimit`: a whole number >= 1) and the cursor (`parseCursor`).
- *   list          the page size and the cursor, as deadLetters; a range that is empty (from
- *                 after to, or the cursor past to) is an empty page.
+ *   list          the page size and the cursor, as deadLetters, and the filter (`checkFilter`:
+ *                 numbers for from/to, tag lists, non-empty well-formed task, queue names (or
+ *                 null), key and id prefixes); a range that is empty (from after to, or the
+ *                 cursor past to) is an empty page.
+ *   countWhere    the filter, as list; an empty range counts 0.
+ *   histogram     the filter, a finite from <= to, a whole bucket width >= 1, and at most
+ *                 MAX_HISTOGRAM_BUCKETS buckets.
+ *   rescheduleMany  each move's due time (`checkDueAt`); an id given twice. No moves: [].
+ *   retagMany     the tags to add and remove (`resolveTags`), at least one, none in both. No ids:
+ *                 nothing changed.
  *   reviveDead    the due time (`checkDueAt`). No ids: [].
  *   purgeDead     ids given twice count once. No ids: 0.
  *   removeMany    ids given twice count once. No ids: [].
@@ -42,11 +50,14 @@
  * that has them writes them, and calls `assertOpen()` first.
  */
 import type { NewJob } from '../job/types.js';
-import { resolveTags } from '../job/tags.js';
+import { MAX_TAGS_PER_JOB, resolveTags } from '../job/tags.js';
+import { indexFieldsOf } from '../job/entry.js';
+import { isWellFormed } from '../celery/limits.js';
 import { ValidationError } from '../util/errors.js';
 import {
   checkDueAt,
   checkJobKey,
+  compareDue,
   checkLimit,
   checkNewJobs,
   cursorAfter,
@@ -62,7 +73,14 @@ import {
   type ClaimedJob,
   type DeadLetter,
   type DeadLetterPage,
+  type HistogramBucket,
+  type HistogramOptions,
+  type JobFilter,
   type JobKeyMode,
+  type JobMove,
+  MAX_HISTOGRAM_BUCKETS,
+  type RetagResult,
+  type TagChange,
   type JobPage,
   type KeyedAddResult,
   type ListOptions,
@@ -84,6 +102,89 @@ function checkTagFilter(f: TagFilter | undefined): ListRange['tags'] {
   const any = resolveTags(f.any, problems, 'tags.any') ?? [];
   if (problems.length) throw new ValidationError(problems);
   return all.length || any.length ? { all, any } : undefined;
+}
+
+/** A non-empty string of well-formed Unicode, or a `ValidationError` naming `what`. */
+function checkText(v: unknown, what: string): string {
+  if (typeof v !== 'string' || v === '' || !isWellFormed(v))
+    throw new ValidationError([`${what} must be a non-empty string of well-formed Unicode, got ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`]);
+  return v;
+}
+
+/** A filter, checked, as a `ListRange` (no position yet); the same on `list`, `countWhere` and `histogram`. */
+function checkFilter(f: JobFilter): ListRange {
+  if (f === null || typeof f !== 'object') throw new ValidationError(['the filter must be an object, e.g. { task: "app.tasks.send" }']);
+  for (const [k, v] of [
+    ['from', f.from],
+    ['to', f.to],
+  ] as const)
+    if (v !== undefined && (typeof v !== 'number' || Number.isNaN(v))) throw new ValidationError([`${k} must be a number of unix seconds, got ${String(v)}`]);
+  const tags = checkTagFilter(f.tags);
+  const r: ListRange = { from: f.from, to: f.to, ...(tags && { tags }) };
+  if (f.task !== undefined) r.task = checkText(f.task, 'the task filter');
+  if (f.queues !== undefined) {
+    if (!Array.isArray(f.queues) || f.queues.length === 0 || f.queues.length > 100)
+      throw new ValidationError(['queues must be a list of 1 to 100 queue names (null for "names no queue")']);
+    r.queues = [...new Set(f.queues.map((q) => (q === null ? null : checkText(q, 'a queue name'))))];
+  }
+  if (f.keyPrefix !== undefined) r.keyPrefix = checkText(f.keyPrefix, 'the key prefix');
+  if (f.idPrefix !== undefined) r.idPrefix = checkText(f.idPrefix, 'the id prefix');
+  return r;
+}
+
+/** Whether `range` asks more than a due range (and a position) of a job. */
+export function filtersJobs(r: ListRange): boolean {
+  return r.tags !== undefined || r.task !== undefined || r.queues !== undefined || r.keyPrefix !== undefined || r.idPrefix !== undefined;
+}
+
+/**
+ * Whether a scheduled job matches every filter of `r` (the due range and position included), read
+ * from what the job holds: for stores that match a filter job by job (memory; Redis, where no
+ * index of ours covers a job the Python package wrote), and for tests.
+ */
+export function jobMatches(
+  r: ListRange,
+  j: { id: string; dueAt: number; entry: string; tags?: readonly string[] | undefined; key?: string | undefined },
+): boolean {
+  if (r.from !== undefined && j.dueAt < r.from) return false;
+  if (r.to !== undefined && j.dueAt > r.to) return false;
+  if (r.after !== undefined && compareDue(j, r.after) <= 0) return false;
+  if (r.idPrefix !== undefined && !j.id.startsWith(r.idPrefix)) return false;
+  if (r.keyPrefix !== undefined && !(j.key !== undefined && j.key.startsWith(r.keyPrefix))) return false;
+  if (r.tags !== undefined && !holdsTags(j.tags, r.tags)) return false;
+  if (r.task !== undefined || r.queues !== undefined) {
+    const f = indexFieldsOf(j.entry);
+    if (r.task !== undefined && f.task !== r.task) return false;
+    if (r.queues !== undefined && !r.queues.includes(f.queue)) return false;
+  }
+  return true;
+}
+
+/** Whether a job's tags satisfy a tag filter. */
+export function holdsTags(tags: readonly string[] | undefined, f: { all: readonly string[]; any: readonly string[] }): boolean {
+  if (!tags) return false;
+  return f.all.every((t) => tags.includes(t)) && (f.any.length === 0 || f.any.some((t) => tags.includes(t)));
+}
+
+/** A job's tags after `change`: the ones kept, in order, then the added ones it lacked. */
+export function retagged(tags: readonly string[] | undefined, add: readonly string[], remove: readonly string[]): string[] {
+  const kept = (tags ?? []).filter((t) => !remove.includes(t));
+  return [...kept, ...add.filter((t) => !kept.includes(t))];
+}
+
+/** The start of the bucket `dueAt` falls in. */
+export function bucketOf(dueAt: number, bucketSeconds: number): number {
+  return Math.floor(dueAt / bucketSeconds) * bucketSeconds;
+}
+
+/** Jobs counted into buckets: the non-empty ones in time order. */
+export function toBuckets(dueTimes: Iterable<number>, bucketSeconds: number): HistogramBucket[] {
+  const counts = new Map<number, number>();
+  for (const t of dueTimes) {
+    const b = bucketOf(t, bucketSeconds);
+    counts.set(b, (counts.get(b) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => a[0] - b[0]).map(([start, count]) => ({ start, count }));
 }
 
 /** A lease a claim or renewal gives: its token, and the deadline the token stands for. */
@@ -116,11 +217,19 @@ export interface ClaimQuery {
 
 /** Which scheduled jobs a `list` page holds: due in [from, to], after the position `after`. */
 export interface ListRange {
-  from?: number;
-  to?: number;
+  from?: number | undefined;
+  to?: number | undefined;
   after?: Position;
   /** checked, each tag once; at least one of the two lists non-empty when given */
   tags?: { all: readonly string[]; any: readonly string[] };
+  /** the entry's task name (`indexFieldsOf`), exactly */
+  task?: string;
+  /** the entry's queue (`indexFieldsOf`) is one of these (null: names none); each once, at least one */
+  queues?: readonly (string | null)[];
+  /** the job holds a deduplication key starting with this */
+  keyPrefix?: string;
+  /** the job's id starts with this */
+  idPrefix?: string;
 }
 
 /**
@@ -140,6 +249,9 @@ export interface MissingDead {
   diedAt: number;
   missing: true;
 }
+
+/** Rows per `doList` read when counting or bucketing by reading jobs (`doCountWhere`'s default). */
+const SCAN_PAGE = 5000;
 
 export abstract class StoreBase implements ScheduleStore {
   abstract readonly description: string;
@@ -264,9 +376,9 @@ export abstract class StoreBase implements ScheduleStore {
     this.assertOpen();
     checkLimit(o.limit);
     const after = o.cursor === undefined ? undefined : parseCursor(o.cursor);
-    const tags = checkTagFilter(o.tags);
+    const range = checkFilter(o);
     if (Math.max(o.from ?? -Infinity, after?.dueAt ?? -Infinity) > (o.to ?? Infinity)) return { jobs: [] };
-    const rows = await this.doList({ from: o.from, to: o.to, after, ...(tags && { tags }) }, readAhead(o.limit));
+    const rows = await this.doList({ ...range, ...(after && { after }) }, readAhead(o.limit));
     const { items, cursor } = pageOf(rows, o.limit, cursorAfter);
     const found = items.flatMap((r): StoredJob[] => (r.entry === null ? [] : [{ id: r.id, dueAt: r.dueAt, entry: r.entry, state: 'scheduled' }]));
     const jobs = await this.#withTags(found);
@@ -282,6 +394,55 @@ export abstract class StoreBase implements ScheduleStore {
       const t = tags.get(j.id);
       return t && t.length ? { ...j, tags: t } : j;
     });
+  }
+
+  async countWhere(f: JobFilter): Promise<number> {
+    this.assertOpen();
+    const range = checkFilter(f);
+    if ((range.from ?? -Infinity) > (range.to ?? Infinity)) return 0;
+    return this.doCountWhere(range);
+  }
+
+  async histogram(o: HistogramOptions): Promise<HistogramBucket[]> {
+    this.assertOpen();
+    const range = checkFilter(o);
+    const b = o.bucketSeconds;
+    if (typeof o.from !== 'number' || typeof o.to !== 'number' || !Number.isFinite(o.from) || !Number.isFinite(o.to))
+      throw new ValidationError(['a histogram needs a finite from and to (unix seconds)']);
+    if (o.from > o.to) throw new ValidationError([`the histogram's range is inverted: from ${o.from} is after to ${o.to}; pass from <= to`]);
+    if (typeof b !== 'number' || !Number.isInteger(b) || b < 1) throw new ValidationError([`bucketSeconds must be a whole number >= 1, got ${String(b)}`]);
+    const buckets = Math.floor(o.to / b) - Math.floor(o.from / b) + 1;
+    if (buckets > MAX_HISTOGRAM_BUCKETS)
+      throw new ValidationError([`the histogram would have ${buckets} buckets; at most ${MAX_HISTOGRAM_BUCKETS}: use wider buckets or a shorter range`]);
+    return this.doHistogram(range as ListRange & { from: number; to: number }, b);
+  }
+
+  async rescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
+    this.assertOpen();
+    if (!Array.isArray(moves)) throw new ValidationError(['rescheduleMany takes a list of { id, dueAt }']);
+    const seen = new Set<string>();
+    for (const m of moves) {
+      if (m === null || typeof m !== 'object' || typeof m.id !== 'string') throw new ValidationError(['each move must be { id: string, dueAt: number }']);
+      checkDueAt(m.dueAt, `the new due time of job ${JSON.stringify(m.id)}`);
+      if (seen.has(m.id)) throw new ValidationError([`job ${JSON.stringify(m.id)} is given twice; move each job once`]);
+      seen.add(m.id);
+    }
+    return moves.length ? this.doRescheduleMany(moves) : [];
+  }
+
+  async retagMany(ids: readonly string[], change: TagChange): Promise<RetagResult> {
+    this.assertOpen();
+    const problems: string[] = [];
+    if (change === null || typeof change !== 'object') throw new ValidationError(['the tag change must be { add?: string[], remove?: string[] }']);
+    const add = resolveTags(change.add, problems, 'add') ?? [];
+    const remove = resolveTags(change.remove, problems, 'remove') ?? [];
+    if (problems.length) throw new ValidationError(problems);
+    if (add.length === 0 && remove.length === 0) throw new ValidationError(['a tag change needs a tag to add or to remove']);
+    const both = add.filter((t) => remove.includes(t));
+    if (both.length) throw new ValidationError([`${JSON.stringify(both[0])} is both added and removed; name each tag once`]);
+    if (add.length > MAX_TAGS_PER_JOB) throw new ValidationError([`a job holds at most ${MAX_TAGS_PER_JOB} tags; ${add.length} are added`]);
+    const unique = [...new Set(ids)];
+    return unique.length ? this.doRetagMany(unique, add, remove) : { changed: [], overLimit: [] };
   }
 
   async count(): Promise<StoreCounts> {
@@ -348,10 +509,52 @@ export abstract class StoreBase implements ScheduleStore {
    */
   protected abstract doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>>;
   /**
-   * Up to `read` scheduled jobs in `range`, in due order; `StoreBase` makes the page. With
-   * `range.tags`, only jobs holding them, found through the store's tag index.
+   * Up to `read` scheduled jobs in `range`, in due order; `StoreBase` makes the page. Only jobs
+   * matching every filter of `range` (as `jobMatches` says): tags through the store's tag index,
+   * the rest as each store can (see its header).
    */
   protected abstract doList(range: ListRange, read: number): Promise<readonly ListedJob[]>;
+  /**
+   * How many scheduled jobs are in `range` (a checked filter, not empty). This default reads them
+   * a page of `doList` at a time; a store with an index that can count overrides it.
+   */
+  protected async doCountWhere(range: ListRange): Promise<number> {
+    let n = 0;
+    await this.#scan(range, (rows) => (n += rows.length));
+    return n;
+  }
+
+  /**
+   * The non-empty buckets of the scheduled jobs in `range` (from and to given, checked). This
+   * default reads them a page of `doList` at a time; a store that can group in the store overrides it.
+   */
+  protected async doHistogram(range: ListRange & { from: number; to: number }, bucketSeconds: number): Promise<HistogramBucket[]> {
+    const times: number[] = [];
+    await this.#scan(range, (rows) => {
+      for (const r of rows) times.push(r.dueAt);
+    });
+    return toBuckets(times, bucketSeconds);
+  }
+
+  /** Every job in `range`, a page of `SCAN_PAGE` at a time (jobs whose entry went meanwhile left out). */
+  async #scan(range: ListRange, onPage: (rows: readonly ListedJob[]) => void): Promise<void> {
+    let after = range.after;
+    for (;;) {
+      const rows = await this.doList({ ...range, ...(after && { after }) }, SCAN_PAGE);
+      onPage(rows.filter((r) => r.entry !== null));
+      const last = rows.at(-1);
+      if (rows.length < SCAN_PAGE || last === undefined) return;
+      after = { dueAt: last.dueAt, id: last.id };
+    }
+  }
+
+  /** `rescheduleMany` of at least one move, each id once, due times checked: the ids moved. */
+  protected abstract doRescheduleMany(moves: readonly JobMove[]): Promise<string[]>;
+  /**
+   * `retagMany` of at least one id, each once; `add` and `remove` checked (each tag once, none in
+   * both, at least one tag between them). A job's new tags are `retagged(old, add, remove)`.
+   */
+  protected abstract doRetagMany(ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<RetagResult>;
   protected abstract doCount(): Promise<StoreCounts>;
   protected abstract doNextDueAt(): Promise<number | undefined>;
   protected abstract doIdentity(): Promise<string>;

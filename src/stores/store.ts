@@ -201,20 +201,83 @@ export interface StoredJob {
   tags?: readonly string[];
 }
 
-export interface ListOptions {
+/**
+ * Which scheduled jobs a `list`, `countWhere` or `histogram` is about: every field given narrows
+ * it (an absent one asks nothing). What each store serves from an index and what it reads entry
+ * by entry is in its header; the answers are the same on every store.
+ */
+export interface JobFilter {
   /** only jobs due at or after this (unix seconds) */
   from?: number;
   /** only jobs due at or before this (unix seconds) */
   to?: number;
-  /** the most jobs in this page (>= 1) */
-  limit: number;
-  /** where the previous page ended (its `cursor`); absent for the first page */
-  cursor?: string;
   /**
    * Only jobs holding every tag of `all` and at least one of `any` (an empty or absent list asks
    * nothing). Served by the store's tag index, not by reading every job: see each store.
    */
   tags?: TagFilter;
+  /** only jobs of this task: the entry's task name, exactly (see `indexFieldsOf`) */
+  task?: string;
+  /**
+   * only jobs whose entry names one of these queues; `null` in the list stands for a job that
+   * names none (it goes to the app's default queue). See `indexFieldsOf`.
+   */
+  queues?: readonly (string | null)[];
+  /** only jobs holding a deduplication key (see `addKeyed`) that starts with this */
+  keyPrefix?: string;
+  /** only jobs whose id starts with this */
+  idPrefix?: string;
+}
+
+export interface ListOptions extends JobFilter {
+  /** the most jobs in this page (>= 1) */
+  limit: number;
+  /** where the previous page ended (its `cursor`); absent for the first page */
+  cursor?: string;
+}
+
+/** A future-load histogram: the scheduled jobs matching the filter, counted per time bucket. */
+export interface HistogramOptions extends JobFilter {
+  /** the first time counted (unix seconds) */
+  from: number;
+  /** the last time counted (unix seconds), inclusive */
+  to: number;
+  /**
+   * The bucket width in seconds (a whole number >= 1; at most `MAX_HISTOGRAM_BUCKETS` buckets
+   * over the range). Buckets are aligned to whole multiples of it since the unix epoch, so 3600
+   * gives UTC hours and 86400 UTC days.
+   */
+  bucketSeconds: number;
+}
+
+/** The most buckets one `histogram` call counts. */
+export const MAX_HISTOGRAM_BUCKETS = 100_000;
+
+/** One bucket of a histogram: the jobs due in [start, start + bucketSeconds). */
+export interface HistogramBucket {
+  /** unix seconds, a whole multiple of the bucket width */
+  start: number;
+  count: number;
+}
+
+/** A scheduled job's new due time, for `rescheduleMany`. */
+export interface JobMove {
+  id: string;
+  /** unix seconds */
+  dueAt: number;
+}
+
+/** What `retagMany` does to each job's tags: drop `remove`, then add `add` (after those it has). */
+export interface TagChange {
+  add?: readonly string[];
+  remove?: readonly string[];
+}
+
+export interface RetagResult {
+  /** the scheduled jobs retagged (whether or not they held the tags already) */
+  changed: string[];
+  /** scheduled jobs left unchanged because they would hold more than `MAX_TAGS_PER_JOB` tags */
+  overLimit: string[];
 }
 
 /** Which tags a listed job must hold. */
@@ -340,8 +403,29 @@ export interface ScheduleStore {
   purgeDead(ids: readonly string[] | 'all'): Promise<number>;
   /** The stored entry and due time of a scheduled or in-flight job. */
   get(id: string): Promise<StoredJob | undefined>;
-  /** Scheduled jobs in due order, a page at a time. */
+  /** Scheduled jobs in due order, a page at a time, those matching the filter only. */
   list(options: ListOptions): Promise<JobPage>;
+  /** How many scheduled jobs match the filter (in-flight ones are not counted). */
+  countWhere(filter: JobFilter): Promise<number>;
+  /**
+   * The scheduled jobs matching the filter, due in [from, to], counted per bucket: the buckets
+   * holding at least one job, in time order.
+   */
+  histogram(options: HistogramOptions): Promise<HistogramBucket[]>;
+  /**
+   * `reschedule` for many jobs in one round trip: each scheduled job moves to its new due time
+   * atomically on its own (keeping its entry, key, tags and attempts); one in flight, sent or
+   * unknown is left alone. Resolves to the ids it moved, in no particular order. An id given
+   * twice is a `ValidationError`.
+   */
+  rescheduleMany(moves: readonly JobMove[]): Promise<string[]>;
+  /**
+   * Changes the tags of scheduled jobs, each atomically on its own: removes `change.remove`, then
+   * adds `change.add` (tags it holds already stay where they are). A job in flight, sent or
+   * unknown is left alone and named nowhere; one that would hold more than `MAX_TAGS_PER_JOB` is
+   * left alone and named in `overLimit`.
+   */
+  retagMany(ids: readonly string[], change: TagChange): Promise<RetagResult>;
   count(): Promise<StoreCounts>;
   /** When the next job becomes claimable (due, or its lease ends), in unix seconds; undefined when empty. */
   nextDueAt(): Promise<number | undefined>;

@@ -859,6 +859,192 @@ export function storeContract(name: string, harness: StoreHarness): void {
       });
     });
 
+    describe('search, counts and bulk changes', () => {
+      /** a job of `task` for `queue` (undefined: names none) */
+      const routed = (id: string, dueAt: number, task: string, queue?: string, tags?: string[]): NewJob => ({
+        id,
+        dueAt,
+        entry: JSON.stringify([[task], { task_id: id, args: [id], ...(queue !== undefined && { queue }) }]),
+        ...(tags && { tags }),
+      });
+      const seed = async () => {
+        await store.add([
+          routed('inv-1', T0 + 10, 'app.invoice', 'billing', ['tenant:42']),
+          routed('inv-2', T0 + 20, 'app.invoice', undefined, ['tenant:7']),
+          routed('rem-1', T0 + 30, 'app.remind', 'mail', ['tenant:42']),
+          routed('rem-2', T0 + 3600, 'app.remind', undefined),
+          { id: 'bad-1', dueAt: T0 + 40, entry: 'not json {' },
+          { id: 'odd-1', dueAt: T0 + 50, entry: JSON.stringify([[7], { task_id: 'odd-1', queue: 3 }]) },
+        ]);
+        expect((await store.addKeyed(routed('key-1', T0 + 60, 'app.invoice', 'billing'), 'invoice:42:may', 'reject')).outcome).toBe('added');
+        expect((await store.addKeyed(routed('key-2', T0 + 70, 'app.remind'), 'remind:42', 'reject')).outcome).toBe('added');
+      };
+      const listed = async (f: Record<string, unknown>, limit = 100) => ids((await store.list({ limit, ...f })).jobs);
+
+      it('list by task, queue (null: names none), key prefix and id prefix, alone and with tags and a due range', async () => {
+        await seed();
+        expect(await listed({ task: 'app.invoice' })).toEqual(['inv-1', 'inv-2', 'key-1']);
+        expect(await listed({ task: 'app.remind', to: T0 + 100 })).toEqual(['rem-1', 'key-2']);
+        expect(await listed({ queues: ['billing'] })).toEqual(['inv-1', 'key-1']);
+        expect(await listed({ queues: [null] })).toEqual(['inv-2', 'bad-1', 'odd-1', 'key-2', 'rem-2']);
+        expect(await listed({ queues: ['mail', null], task: 'app.remind' })).toEqual(['rem-1', 'key-2', 'rem-2']);
+        expect(await listed({ keyPrefix: 'invoice:' })).toEqual(['key-1']);
+        expect(await listed({ keyPrefix: 'i' })).toEqual(['key-1']);
+        expect(await listed({ keyPrefix: 'nothing' })).toEqual([]);
+        expect(await listed({ idPrefix: 'rem-' })).toEqual(['rem-1', 'rem-2']);
+        expect(await listed({ idPrefix: 'inv', tags: { all: ['tenant:42'] } })).toEqual(['inv-1']);
+        expect(await listed({ task: 'app.invoice', tags: { any: ['tenant:7', 'tenant:42'] }, from: T0 + 15 })).toEqual(['inv-2']);
+        // a corrupt entry and one with a task name that is not a string match no task filter
+        expect(await listed({ task: '7' })).toEqual([]);
+        expect(await listed({ task: 'not json {' })).toEqual([]);
+        // paging through a filter: each job once, in due order
+        const first = await store.list({ limit: 2, queues: [null] });
+        expect(ids(first.jobs)).toEqual(['inv-2', 'bad-1']);
+        const next = await store.list({ limit: 2, queues: [null], ...(first.cursor !== undefined && { cursor: first.cursor }) });
+        expect(ids(next.jobs)).toEqual(['odd-1', 'key-2']);
+        // a job in flight is not listed; one rescheduled is listed at its new time
+        await claimAt(T0 + 10, 1);
+        expect(await store.reschedule('key-1', T0 + 5)).toBe(true);
+        expect(await listed({ task: 'app.invoice' })).toEqual(['key-1', 'inv-2']);
+        // the key goes with a removed job
+        expect(await store.remove('key-1')).toBe(true);
+        expect(await listed({ keyPrefix: 'invoice' })).toEqual([]);
+      });
+
+      it('a claimed job loses its key, so a key prefix no longer finds it once released', async () => {
+        await seed();
+        const claims = await claimAt(T0 + 60);
+        expect(ids(claims)).toContain('key-1');
+        await store.release(claims);
+        expect(await listed({ keyPrefix: 'invoice:' })).toEqual([]);
+        expect(await listed({ task: 'app.invoice' })).toEqual(['inv-1', 'inv-2', 'key-1']);
+      });
+
+      it('refuses a filter that is not one, changing nothing', async () => {
+        await seed();
+        for (const bad of [{ task: '' }, { task: 7 }, { queues: [] }, { queues: 'billing' }, { queues: [''] }, { keyPrefix: '' }, { idPrefix: 'x\uD800' }, { from: 'soon' }])
+          for (const call of [() => store.list({ limit: 10, ...(bad as object) }), () => store.countWhere(bad as never)])
+            await expect(call()).rejects.toBeInstanceOf(ValidationError);
+        expect(await store.countWhere({})).toBe(8);
+      });
+
+      it('countWhere counts the scheduled jobs a filter lists', async () => {
+        await seed();
+        expect(await store.countWhere({})).toBe(8);
+        const filters: Record<string, unknown>[] = [
+          { task: 'app.invoice' },
+          { queues: [null] },
+          { queues: ['billing', 'mail'] },
+          { keyPrefix: 'remind' },
+          { idPrefix: 'inv-' },
+          { tags: { all: ['tenant:42'] } },
+          { tags: { any: ['tenant:42', 'tenant:7'] }, to: T0 + 20 },
+          { from: T0 + 30, to: T0 + 60 },
+          { from: T0 + 30, to: T0 + 60, task: 'app.remind' },
+          { from: T0 + 61, to: T0 + 60 },
+        ];
+        for (const f of filters) expect([f, await store.countWhere(f)]).toEqual([f, (await listed(f)).length]);
+        await claimAt(T0 + 20);
+        expect(await store.countWhere({})).toBe(6);
+        expect(await store.countWhere({ task: 'app.invoice' })).toBe(1);
+      });
+
+      it('histogram counts the matching jobs per bucket, aligned to the epoch, to inclusive, empty buckets left out', async () => {
+        const H = 3600;
+        const base = Math.floor(T0 / H) * H; // a whole hour
+        await store.add([
+          routed('h1', base, 'a'),
+          routed('h2', base + H - 0.5, 'a'),
+          routed('h3', base + H, 'b', undefined, ['x']),
+          routed('h4', base + 3 * H + 1, 'a', undefined, ['x']),
+          routed('h5', base + 5 * H, 'a'),
+        ]);
+        expect(await store.histogram({ from: base, to: base + 5 * H, bucketSeconds: H })).toEqual([
+          { start: base, count: 2 },
+          { start: base + H, count: 1 },
+          { start: base + 3 * H, count: 1 },
+          { start: base + 5 * H, count: 1 },
+        ]);
+        expect(await store.histogram({ from: base + 1, to: base + 5 * H - 1, bucketSeconds: H, task: 'a' })).toEqual([
+          { start: base, count: 1 },
+          { start: base + 3 * H, count: 1 },
+        ]);
+        expect(await store.histogram({ from: base, to: base + 10 * H, bucketSeconds: 86_400, tags: { all: ['x'] } })).toEqual([
+          { start: Math.floor(base / 86_400) * 86_400, count: 2 },
+        ]);
+        expect(await store.histogram({ from: base + 6 * H, to: base + 7 * H, bucketSeconds: 60 })).toEqual([]);
+        for (const bad of [
+          { from: base + 1, to: base, bucketSeconds: H },
+          { from: base, to: base + H, bucketSeconds: 0 },
+          { from: base, to: base + H, bucketSeconds: 1.5 },
+          { from: base, to: base + 200_000, bucketSeconds: 1 },
+          { from: Number.NaN, to: base, bucketSeconds: H },
+        ])
+          await expect(store.histogram(bad)).rejects.toBeInstanceOf(ValidationError);
+      });
+
+      it('rescheduleMany moves each scheduled job on its own, keeping its key and tags, and leaves the rest alone', async () => {
+        await seed();
+        const [claimed] = await claimAt(T0 + 10, 1);
+        expect(claimed?.id).toBe('inv-1');
+        const moved = await store.rescheduleMany([
+          { id: 'inv-1', dueAt: T0 + 1000 },
+          { id: 'rem-1', dueAt: T0 - 5 },
+          { id: 'key-1', dueAt: T0 + 2000 },
+          { id: 'nobody', dueAt: T0 },
+        ]);
+        expect(moved.sort()).toEqual(['key-1', 'rem-1']);
+        expect(await store.get('inv-1')).toMatchObject({ state: 'in_flight' });
+        expect(await store.get('rem-1')).toMatchObject({ dueAt: T0 - 5, tags: ['tenant:42'] });
+        expect(await listed({ tags: { all: ['tenant:42'] } })).toEqual(['rem-1']);
+        expect(await listed({ keyPrefix: 'invoice' })).toEqual(['key-1']);
+        expect(await store.histogram({ from: T0 + 2000, to: T0 + 2000, bucketSeconds: 1 })).toEqual([{ start: T0 + 2000, count: 1 }]);
+        expect(await store.nextDueAt()).toBe(T0 - 5);
+        await expect(store.rescheduleMany([{ id: 'rem-2', dueAt: T0 }, { id: 'rem-2', dueAt: T0 + 1 }])).rejects.toBeInstanceOf(ValidationError);
+        await expect(store.rescheduleMany([{ id: 'rem-2', dueAt: T0 }, { id: 'inv-2', dueAt: Number.NaN }])).rejects.toBeInstanceOf(ValidationError);
+        expect((await store.get('rem-2'))?.dueAt).toBe(T0 + 3600);
+        expect(await store.rescheduleMany([])).toEqual([]);
+      });
+
+      it('retagMany adds and removes tags of scheduled jobs, in order, and the tag index follows', async () => {
+        await seed();
+        const [claimed] = await claimAt(T0 + 10, 1);
+        expect(claimed?.id).toBe('inv-1');
+        const r = await store.retagMany(['inv-1', 'inv-2', 'rem-1', 'rem-2', 'nobody', 'inv-2'], { add: ['moved', 'tenant:42'], remove: ['tenant:7'] });
+        expect(r.changed.sort()).toEqual(['inv-2', 'rem-1', 'rem-2']);
+        expect(r.overLimit).toEqual([]);
+        expect((await store.get('inv-1'))?.tags).toEqual(['tenant:42']);
+        expect((await store.get('inv-2'))?.tags).toEqual(['moved', 'tenant:42']);
+        expect((await store.get('rem-1'))?.tags).toEqual(['tenant:42', 'moved']);
+        expect((await store.get('rem-2'))?.tags).toEqual(['moved', 'tenant:42']);
+        expect(await listed({ tags: { all: ['tenant:42'] } })).toEqual(['inv-2', 'rem-1', 'rem-2']);
+        expect(await listed({ tags: { any: ['tenant:7'] } })).toEqual([]);
+        expect(await store.countWhere({ tags: { all: ['moved'] } })).toBe(3);
+        // removing every tag leaves the job untagged
+        expect((await store.retagMany(['rem-1'], { remove: ['tenant:42', 'moved'] })).changed).toEqual(['rem-1']);
+        expect((await store.get('rem-1'))?.tags).toBeUndefined();
+        expect(await listed({ tags: { any: ['moved', 'tenant:42'] } })).toEqual(['inv-2', 'rem-2']);
+        // tags kept through a reschedule afterwards, and the dead letter of a retagged job keeps them
+        expect(await store.reschedule('inv-2', T0 - 1)).toBe(true);
+        expect(await listed({ tags: { all: ['moved'] } })).toEqual(['inv-2', 'rem-2']);
+        // over the limit: left alone, named
+        await store.add([{ ...job('full', T0 + 5), tags: Array.from({ length: 32 }, (_, i) => `t${i}`) }]);
+        const over = await store.retagMany(['full', 'rem-2'], { add: ['one-more'] });
+        expect(over).toEqual({ changed: ['rem-2'], overLimit: ['full'] });
+        expect((await store.get('full'))?.tags).toHaveLength(32);
+        expect((await store.retagMany(['full'], { add: ['one-more'], remove: ['t0'] })).changed).toEqual(['full']);
+        expect((await store.get('full'))?.tags?.at(-1)).toBe('one-more');
+      });
+
+      it('retagMany refuses a change that is not one, changing nothing', async () => {
+        await seed();
+        for (const bad of [{}, { add: [] }, { add: [''] }, { add: ['a'], remove: ['a'] }, { add: 'x' }, { remove: ['\u0000'] }])
+          await expect(store.retagMany(['inv-1'], bad as never)).rejects.toBeInstanceOf(ValidationError);
+        expect((await store.get('inv-1'))?.tags).toEqual(['tenant:42']);
+        expect(await store.retagMany([], { add: ['x'] })).toEqual({ changed: [], overLimit: [] });
+      });
+    });
+
     describe('validation, the same on every store', () => {
       it('refuses ids, entries and keys that are not well-formed Unicode, and non-finite due times, changing nothing', async () => {
         const lone = 'id-\uD800-x';

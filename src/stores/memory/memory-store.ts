@@ -7,7 +7,8 @@
 import { DuplicateJobError, JobKeyTakenError } from '../../util/errors.js';
 import type { NewJob } from '../../job/types.js';
 import { objectName } from '../../util/object-name.js';
-import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
+import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
+import { StoreBase, jobMatches, retagged, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
 import {
   compareDue,
   deadLetterOf,
@@ -16,7 +17,9 @@ import {
   type ClaimedJob,
   type DeadLetter,
   type JobKeyMode,
+  type JobMove,
   type KeyedAddResult,
+  type RetagResult,
   type Retry,
   type ReviveOutcome,
   type StoreCounts,
@@ -151,6 +154,28 @@ export class MemoryStore extends StoreBase {
     this.#scheduled.set(id, { dueAt, entry: entry ?? job.entry });
     if (first === undefined || dueAt < first) for (const w of this.#watchers) w(dueAt);
     return true;
+  }
+
+  protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
+    const moved: string[] = [];
+    for (const m of moves) if (await this.doReschedule(m.id, m.dueAt, undefined)) moved.push(m.id);
+    return moved;
+  }
+
+  protected async doRetagMany(ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<RetagResult> {
+    const out: RetagResult = { changed: [], overLimit: [] };
+    for (const id of ids) {
+      if (!this.#scheduled.has(id)) continue;
+      const tags = retagged(this.#data.tags.get(id), add, remove);
+      if (tags.length > MAX_TAGS_PER_JOB) {
+        out.overLimit.push(id);
+        continue;
+      }
+      if (tags.length) this.#data.tags.set(id, tags);
+      else this.#data.tags.delete(id);
+      out.changed.push(id);
+    }
+    return out;
   }
 
   protected async doClaim(o: ClaimQuery, { token, deadline }: Lease): Promise<ClaimedJob[]> {
@@ -288,10 +313,9 @@ export class MemoryStore extends StoreBase {
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
+    const d = this.#data;
     return this.#ordered()
-      .filter((j) => (r.from === undefined || j.dueAt >= r.from) && (r.to === undefined || j.dueAt <= r.to))
-      .filter((j) => r.after === undefined || compareDue(j, r.after) > 0)
-      .filter((j) => r.tags === undefined || holds(this.#data.tags.get(j.id), r.tags))
+      .filter((j) => jobMatches(r, { ...j, tags: d.tags.get(j.id), key: d.keyOf.get(j.id) }))
       .slice(0, read);
   }
 
@@ -323,10 +347,4 @@ export class MemoryStore extends StoreBase {
     for (const w of this.#mine) this.#watchers.delete(w);
     this.#mine.clear();
   }
-}
-
-/** Whether a job's tags satisfy a list's tag filter. */
-function holds(tags: readonly string[] | undefined, f: { all: readonly string[]; any: readonly string[] }): boolean {
-  if (!tags) return false;
-  return f.all.every((t) => tags.includes(t)) && (f.any.length === 0 || f.any.some((t) => tags.includes(t)));
 }

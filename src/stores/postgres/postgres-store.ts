@@ -80,6 +80,8 @@ import {
   type ClaimedJob,
   type JobKeyMode,
   type KeyedAddResult,
+  type JobMove,
+  type RetagResult,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -377,6 +379,17 @@ export class PostgresStore extends StoreBase {
       [ids],
     );
     return rows.map((r) => r.id);
+  }
+
+  // TODO(issue 13): batched, and retag
+  protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
+    const moved: string[] = [];
+    for (const m of moves) if (await this.doReschedule(m.id, m.dueAt, undefined)) moved.push(m.id);
+    return moved;
+  }
+
+  protected async doRetagMany(_ids: readonly string[], _add: readonly string[], _remove: readonly string[]): Promise<RetagResult> {
+    throw new Error('retagMany: not yet');
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {

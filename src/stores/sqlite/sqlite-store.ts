@@ -101,6 +101,8 @@ import {
   type ReviveOutcome,
   type JobKeyMode,
   type KeyedAddResult,
+  type JobMove,
+  type RetagResult,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -657,6 +659,17 @@ export class SqliteStore extends StoreBase {
   protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
     // one transaction (one commit), each job's delete on its own: claimed ones are left alone
     return this.#run((c) => c.write(() => ids.filter((id) => c.remove.run(id).changes === 1)));
+  }
+
+  // TODO(issue 13): batched, and retag
+  protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
+    const moved: string[] = [];
+    for (const m of moves) if (await this.doReschedule(m.id, m.dueAt, undefined)) moved.push(m.id);
+    return moved;
+  }
+
+  protected async doRetagMany(_ids: readonly string[], _add: readonly string[], _remove: readonly string[]): Promise<RetagResult> {
+    throw new Error('retagMany: not yet');
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
