@@ -922,7 +922,16 @@ export function storeContract(name: string, harness: StoreHarness): void {
 
       it('refuses a filter that is not one, changing nothing', async () => {
         await seed();
-        for (const bad of [{ task: '' }, { task: 7 }, { queues: [] }, { queues: 'billing' }, { queues: [''] }, { keyPrefix: '' }, { idPrefix: 'x\uD800' }, { from: 'soon' }])
+        for (const bad of [
+          { task: '' },
+          { task: 7 },
+          { queues: [] },
+          { queues: 'billing' },
+          { queues: [''] },
+          { keyPrefix: '' },
+          { idPrefix: 'x\uD800' },
+          { from: 'soon' },
+        ])
           for (const call of [() => store.list({ limit: 10, ...(bad as object) }), () => store.countWhere(bad as never)])
             await expect(call()).rejects.toBeInstanceOf(ValidationError);
         expect(await store.countWhere({})).toBe(8);
@@ -1000,8 +1009,18 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await listed({ keyPrefix: 'invoice' })).toEqual(['key-1']);
         expect(await store.histogram({ from: T0 + 2000, to: T0 + 2000, bucketSeconds: 1 })).toEqual([{ start: T0 + 2000, count: 1 }]);
         expect(await store.nextDueAt()).toBe(T0 - 5);
-        await expect(store.rescheduleMany([{ id: 'rem-2', dueAt: T0 }, { id: 'rem-2', dueAt: T0 + 1 }])).rejects.toBeInstanceOf(ValidationError);
-        await expect(store.rescheduleMany([{ id: 'rem-2', dueAt: T0 }, { id: 'inv-2', dueAt: Number.NaN }])).rejects.toBeInstanceOf(ValidationError);
+        await expect(
+          store.rescheduleMany([
+            { id: 'rem-2', dueAt: T0 },
+            { id: 'rem-2', dueAt: T0 + 1 },
+          ]),
+        ).rejects.toBeInstanceOf(ValidationError);
+        await expect(
+          store.rescheduleMany([
+            { id: 'rem-2', dueAt: T0 },
+            { id: 'inv-2', dueAt: Number.NaN },
+          ]),
+        ).rejects.toBeInstanceOf(ValidationError);
         expect((await store.get('rem-2'))?.dueAt).toBe(T0 + 3600);
         expect(await store.rescheduleMany([])).toEqual([]);
       });
