@@ -12,7 +12,7 @@ export { Celery, Task, AsyncResult, CELERY_DEFAULTS, type CeleryConfig, type Tas
 export { SCHEDULED, READY_STATES, type TaskMeta } from './results/redis-backend.js';
 export type { GetOptions } from './results/async-result.js';
 export { Scheduler, getScheduler, type RunOptions } from './client/scheduler.js';
-export type { JobQuery, BulkOptions, BulkProgress, BulkSummary, QueryCount } from './admin/bulk.js';
+export type { JobQuery, BulkOptions, BulkProgress, BulkSummary, HistogramRequest, HistogramUnit, LoadHistogram, Move, QueryCount } from './admin/bulk.js';
 export type { DispatchSummary, HandoffMode } from './dispatch/dispatcher.js';
 export type { DispatchEvents, DispatchEventMap, DispatchListeners } from './dispatch/events.js';
 export { type Signature, type Job } from './job/types.js';

@@ -6,7 +6,7 @@
 import { CorruptEntryError, NotScheduledError, ValidationError, errorMessage } from '../util/errors.js';
 import { decodeEntry, taskNameOf } from '../job/entry.js';
 import { type Job } from '../job/types.js';
-import { resolveTags } from '../job/tags.js';
+import { compileQuery, type JobQuery } from './query.js';
 import { checkRepresentable } from '../celery/time.js';
 import { cursorAfter, type ScheduleStore, type StoredJob } from '../stores/store.js';
 
@@ -38,31 +38,24 @@ export interface ScheduledJobInfo {
   corrupt?: string;
 }
 
-export interface ListJobsOptions {
-  /** only jobs due at or after this */
-  from?: Date;
-  /** only jobs due at or before this */
-  to?: Date;
-  /** only this task name */
-  task?: string;
-  /** only jobs for this queue */
-  queue?: string;
-  /** only jobs holding every one of these tags */
-  tags?: readonly string[];
-  /** only jobs holding at least one of these tags */
-  anyTags?: readonly string[];
-  /** only jobs whose id starts with this */
-  idPrefix?: string;
+export interface ListJobsOptions extends JobQuery {
   /** the most jobs to return (default 50) */
   limit?: number;
   /** where the previous page ended */
   cursor?: string;
+  /**
+   * With an args match (a scan): the most jobs read for this page (default 50,000). A page that
+   * reaches it ends early, with fewer jobs than `limit` and a `cursor` to go on from.
+   */
+  scanBudget?: number;
 }
 
 export interface JobListing {
   jobs: ScheduledJobInfo[];
   /** pass as `cursor` for the next page; absent when there is none */
   cursor?: string;
+  /** with an args match: how many jobs this page read and decoded to find its matches */
+  scanned?: number;
 }
 
 export interface JobStats {
@@ -130,47 +123,45 @@ function canvasOf(job: Job): ScheduledJobInfo['canvas'] {
   };
 }
 
+/** Jobs read per store call while scanning for an args match. */
+const SCAN_PAGE = 1000;
+const DEFAULT_SCAN_BUDGET = 50_000;
+
 /**
- * Scheduled jobs in due order, filtered, a page at a time. Filters on task and queue read the
- * entries, so a sparse filter may read many jobs to fill one page.
+ * Scheduled jobs in due order, filtered, a page at a time. The store answers every filter but an
+ * args match (see query.ts); with one, pages of the store's matches are read and decoded here
+ * until the page is full or `scanBudget` jobs were read.
  */
 export async function listJobs(store: ScheduleStore, defaultQueue: string, o: ListJobsOptions = {}): Promise<JobListing> {
-  const limit = o.limit ?? 50;
-  if (!Number.isInteger(limit) || limit < 1) throw new ValidationError([`limit must be a whole number >= 1, got ${String(o.limit)}`]);
-  const from = o.from === undefined ? undefined : o.from.getTime() / 1000;
-  const to = o.to === undefined ? undefined : o.to.getTime() / 1000;
-  if (from !== undefined && to !== undefined && from > to)
-    throw new ValidationError([`the range is inverted: from ${o.from?.toISOString()} is after to ${o.to?.toISOString()}; pass from <= to`]);
-  const problems: string[] = [];
-  resolveTags(o.tags, problems, 'tags');
-  resolveTags(o.anyTags, problems, 'anyTags');
-  if (problems.length) throw new ValidationError(problems);
-  // tags are the store's to match, from its tag index; the rest is matched here
-  const tags = o.tags?.length || o.anyTags?.length ? { ...(o.tags && { all: o.tags }), ...(o.anyTags && { any: o.anyTags }) } : undefined;
-  const filtered = o.task !== undefined || o.queue !== undefined || o.idPrefix !== undefined;
+  const { limit: rawLimit, cursor: start, scanBudget: rawBudget, ...query } = o;
+  const limit = rawLimit ?? 50;
+  if (!Number.isInteger(limit) || limit < 1) throw new ValidationError([`limit must be a whole number >= 1, got ${String(rawLimit)}`]);
+  const budget = rawBudget ?? DEFAULT_SCAN_BUDGET;
+  if (!Number.isInteger(budget) || budget < 1) throw new ValidationError([`scanBudget must be a whole number >= 1, got ${String(rawBudget)}`]);
+  const { filter, match } = compileQuery(query, defaultQueue);
+  if (!match) {
+    const page = await store.list({ ...filter, limit, ...(start !== undefined && { cursor: start }) });
+    const jobs = page.jobs.map((j) => describeJob(j, defaultQueue));
+    return page.cursor === undefined ? { jobs } : { jobs, cursor: page.cursor };
+  }
   const jobs: ScheduledJobInfo[] = [];
-  let cursor = o.cursor;
+  let cursor = start;
+  let scanned = 0;
   for (;;) {
-    const page = await store.list({
-      limit: filtered ? Math.max(PAGE, limit) : limit,
-      ...(from !== undefined && { from }),
-      ...(to !== undefined && { to }),
-      ...(cursor !== undefined && { cursor }),
-      ...(tags && { tags }),
-    });
+    const page = await store.list({ ...filter, limit: Math.min(Math.max(SCAN_PAGE, limit), budget - scanned), ...(cursor !== undefined && { cursor }) });
     for (const [i, stored] of page.jobs.entries()) {
+      scanned++;
       const info = describeJob(stored, defaultQueue);
-      if (o.task !== undefined && info.task !== o.task) continue;
-      if (o.queue !== undefined && info.queue !== o.queue) continue;
-      if (o.idPrefix !== undefined && !info.id.startsWith(o.idPrefix)) continue;
+      if (info.corrupt !== undefined || !match(info)) continue;
       jobs.push(info);
       if (jobs.length === limit) {
         const more = i < page.jobs.length - 1 || page.cursor !== undefined;
-        return more ? { jobs, cursor: cursorAfter(stored) } : { jobs };
+        return more ? { jobs, cursor: cursorAfter(stored), scanned } : { jobs, scanned };
       }
     }
-    if (page.cursor === undefined) return { jobs };
+    if (page.cursor === undefined) return { jobs, scanned };
     cursor = page.cursor;
+    if (scanned >= budget) return { jobs, cursor, scanned };
   }
 }
 

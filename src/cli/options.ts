@@ -63,7 +63,10 @@ export interface QueryFlags {
   queue?: string;
   tag?: string[];
   anyTag?: string[];
+  jobKeyPrefix?: string;
   idPrefix?: string;
+  argsContains?: string;
+  argsMatch?: string[];
 }
 
 /** Adds the job query flags to a command; `lead` starts each description (e.g. 'query: '). */
@@ -75,7 +78,14 @@ export function withQueryFlags(command: Command, lead = ''): Command {
     .option('--queue <name>', `${lead}only jobs for this queue`)
     .option('--tag <tag>', `${lead}only jobs holding this tag (repeatable: every one)`, repeatable)
     .option('--any-tag <tag>', `${lead}only jobs holding at least one of these tags (repeatable)`, repeatable)
-    .option('--id-prefix <prefix>', `${lead}only jobs whose id starts with this`);
+    .option('--job-key-prefix <prefix>', `${lead}only jobs holding a deduplication key (schedule --key) that starts with this`)
+    .option('--id-prefix <prefix>', `${lead}only jobs whose id starts with this`)
+    .option('--args-contains <text>', `${lead}only jobs whose arguments, as JSON, contain this text (reads every job the other filters let through)`)
+    .option(
+      '--args-match <path=value>',
+      `${lead}only jobs whose argument at the path equals the value, e.g. kwargs.tenant_id=42 or 'args[0]="x"' (repeatable: every one; reads every job the other filters let through)`,
+      repeatable,
+    );
 }
 
 /** The query the flags give (times checked: an ISO time with an offset), or undefined when they name none. */
@@ -87,6 +97,26 @@ export function queryOf(o: QueryFlags): JobQuery | undefined {
   if (o.queue !== undefined) q.queue = o.queue;
   if (o.tag !== undefined) q.tags = o.tag;
   if (o.anyTag !== undefined) q.anyTags = o.anyTag;
+  if (o.jobKeyPrefix !== undefined) q.keyPrefix = o.jobKeyPrefix;
   if (o.idPrefix !== undefined) q.idPrefix = o.idPrefix;
+  if (o.argsContains !== undefined) q.argsContains = o.argsContains;
+  if (o.argsMatch !== undefined) q.argsMatch = o.argsMatch;
   return Object.keys(q).length ? q : undefined;
+}
+
+const UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+
+/**
+ * A length of time: `90`, `90s`, `30m`, `2h`, `1.5d`, `1w`, with a sign when `signed` (`+2h`,
+ * `-30m`). Seconds; a usage error naming the flag otherwise.
+ */
+export function duration(text: string, flag: string, signed = false): number {
+  const m = /^([+-]?)(\d+(?:\.\d+)?)([smhdw]?)$/.exec(text.trim());
+  if (!m || (!signed && m[1] !== ''))
+    throw new ValidationError([
+      `${flag} ${JSON.stringify(text)} is not a length of time; write e.g. ${signed ? '+2h, -30m, +1d' : '30m, 2h, 1d'} (s, m, h, d or w)`,
+    ]);
+  const n = Number(m[2]) * (UNIT[m[3] || 's'] as number) * (m[1] === '-' ? -1 : 1);
+  if (n === 0) throw new ValidationError([`${flag} ${JSON.stringify(text)} is zero; pass a length of time`]);
+  return n;
 }

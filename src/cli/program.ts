@@ -14,6 +14,7 @@ import { addListCommand } from './commands/list.js';
 import { addMigrateSchemaCommand } from './commands/migrate-schema.js';
 import { addMigrateCommand } from './commands/migrate.js';
 import { addRescheduleCommand } from './commands/reschedule.js';
+import { addRetagCommand } from './commands/retag.js';
 import { addRevokeCommand } from './commands/revoke.js';
 import { addRunNowCommand } from './commands/run-now.js';
 import { addRunCommand } from './commands/run.js';
@@ -69,6 +70,7 @@ function buildProgram(io: CliIo): Command {
   addShowCommand(program, ctx);
   addRescheduleCommand(program, ctx);
   addRunNowCommand(program, ctx);
+  addRetagCommand(program, ctx);
   addStatsCommand(program, ctx);
   addMigrateSchemaCommand(program, ctx);
   addMigrateCommand(program, ctx);

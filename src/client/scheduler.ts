@@ -15,7 +15,21 @@ import {
   type ListJobsOptions,
   type ScheduledJobInfo,
 } from '../admin/scheduled-jobs.js';
-import { countWhere, revokeWhere, type BulkOptions, type BulkSummary, type JobQuery, type QueryCount } from '../admin/bulk.js';
+import {
+  countWhere,
+  histogramWhere,
+  rescheduleWhere,
+  retagWhere,
+  revokeWhere,
+  runNowWhere,
+  type BulkOptions,
+  type BulkSummary,
+  type HistogramRequest,
+  type JobQuery,
+  type LoadHistogram,
+  type Move,
+  type QueryCount,
+} from '../admin/bulk.js';
 import {
   listDeadLetters,
   purgeDeadLetters,
@@ -39,11 +53,17 @@ export class Scheduler {
   }
 
   /**
-   * How many scheduled jobs match `query` (due range, task, queue, tags, id prefix), with the
-   * first few in due order: what a bulk action would touch.
+   * How many scheduled jobs match `query` (due range, task, queue, tags, key or id prefix, args
+   * match), with the first few in due order: what a bulk action would touch. Counted from the
+   * store's indexes; an args match reads the jobs the rest lets through (`scanned`).
    */
   count(query: JobQuery, sampleSize = 5): Promise<QueryCount> {
-    return countWhere(this.#app.store, this.#app.config.taskDefaultQueue, query, sampleSize);
+    return countWhere(this.#app.store, this.#queue(), query, sampleSize);
+  }
+
+  /** The jobs matching `query` due per minute, hour or day over a range: the future load, pile-ups first in `busiest`. */
+  histogram(query: JobQuery, request: HistogramRequest): Promise<LoadHistogram> {
+    return histogramWhere(this.#app.store, this.#queue(), query, request);
   }
 
   /**
@@ -51,12 +71,40 @@ export class Scheduler {
    * a job claimed meanwhile is skipped and counted. Resumable with `cursor` (see `BulkOptions`).
    */
   revokeWhere(query: JobQuery, options: BulkOptions = {}): Promise<BulkSummary> {
-    return revokeWhere(this.#app.store, this.#app.config.taskDefaultQueue, query, options);
+    return revokeWhere(this.#app.store, this.#queue(), query, options);
   }
 
-  /** Scheduled jobs in due order, filtered, a page at a time (see `listJobs`). */
+  /**
+   * Moves every scheduled job matching `query`: `{ to: Date }`, `{ shiftSeconds: 7200 }`, or
+   * `{ spreadSeconds: 1800, jitter?: true }` over a window starting at the query's `from`. Each
+   * job atomically on its own; see `Move` and `BulkOptions`.
+   */
+  rescheduleWhere(query: JobQuery, move: Move, options: BulkOptions = {}): Promise<BulkSummary> {
+    return rescheduleWhere(this.#app.store, this.#queue(), query, move, options);
+  }
+
+  /** Makes every scheduled job matching `query` due now (those due already are left alone). */
+  runNowWhere(query: JobQuery, options: BulkOptions = {}): Promise<BulkSummary> {
+    return runNowWhere(this.#app.store, this.#queue(), query, this.#app.now(), options);
+  }
+
+  /** Adds and removes tags on every scheduled job matching `query`, each job atomically. */
+  retagWhere(query: JobQuery, change: { add?: readonly string[]; remove?: readonly string[] }, options: BulkOptions = {}): Promise<BulkSummary> {
+    return retagWhere(this.#app.store, this.#queue(), query, change, options);
+  }
+
+  /** Scheduled jobs matching `query` in due order, a page at a time (`limit`, `cursor`); see `listJobs`. */
+  find(query: ListJobsOptions = {}): Promise<JobListing> {
+    return listJobs(this.#app.store, this.#queue(), query);
+  }
+
+  /** `find` by its older name. */
   list(options: ListJobsOptions = {}): Promise<JobListing> {
-    return listJobs(this.#app.store, this.#app.config.taskDefaultQueue, options);
+    return this.find(options);
+  }
+
+  #queue(): string {
+    return this.#app.config.taskDefaultQueue;
   }
 
   /** One job the store holds (scheduled or claimed), or undefined. */

@@ -82,7 +82,7 @@ describe('bulk actions by query', () => {
     const cases: [unknown, RegExp][] = [
       [{}, /the query has no filter, so it would match every scheduled job/],
       [{ tags: [] }, /the query has no filter/],
-      [{ tenant: 42 }, /unknown filter "tenant"; the filters are from, to, task, queue, tags, anyTags, idPrefix/],
+      [{ tenant: 42 }, /unknown filter "tenant"; the filters are from, to, task, queue, tags, anyTags, keyPrefix, idPrefix, argsContains, argsMatch/],
       [{ from: new Date((T0 + 5) * 1000), to: new Date(T0 * 1000) }, /the range is inverted/],
       [{ tags: ['a\u0000'] }, /tags\[0\] holds a control character/],
       [{ idPrefix: '' }, /idPrefix must be a non-empty string/],

@@ -59,13 +59,13 @@ describe('revoke by query', () => {
   it('without --yes and no terminal: exit 2 with one line naming the count, nothing revoked', async () => {
     const r = await cli(['revoke', '--tag', 'tenant:42']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('error: this revokes 4 jobs and there is no terminal to ask on; pass --yes to go on (or --dry-run to see them first)\n');
+    expect(r.stderr).toBe('error: this would revoke 4 jobs and there is no terminal to ask on; pass --yes to go on (or --dry-run to see them first)\n');
     expect(await scheduled('--tag', 'tenant:42')).toBe(4);
   });
 
   it('on a terminal it asks; only "yes" goes on', async () => {
     const no = await cli(['revoke', '--tag', 'tenant:42'], 'y');
-    expect(no.asked).toEqual(['revoke 4 scheduled jobs for good? type yes to go on: ']);
+    expect(no.asked).toEqual(['revoke 4 jobs for good? type yes to go on: ']);
     expect(no.code).toBe(2);
     expect(no.stderr).toBe('not confirmed; nothing revoked\n');
     expect(await scheduled('--tag', 'tenant:42')).toBe(4);
@@ -79,21 +79,27 @@ describe('revoke by query', () => {
   it('--yes revokes exactly the matches (tag, task, due range together)', async () => {
     const r = await cli(['revoke', '--tag', 'tenant:7', '--task', 't.even', '--yes', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ matched: 4, revoked: 4, skipped: 0 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ matched: 4, revoked: 4, changed: 4, skipped: 0, missing: 0 });
     const left = (await cli(['list', '--json'])).stdout
       .trim()
       .split('\n')
       .map((l) => (JSON.parse(l) as { id: string }).id);
     expect(left).toEqual(['job-0', 'job-1', 'job-3', 'job-5', 'job-6', 'job-7', 'job-9', 'job-11']);
     expect(await cli(['revoke', '--tag', 'nobody', '--yes'])).toMatchObject({ code: 0, stdout: 'no scheduled jobs match; nothing revoked\n' });
-    expect(JSON.parse((await cli(['revoke', '--tag', 'nobody', '--yes', '--json'])).stdout)).toEqual({ matched: 0, revoked: 0, skipped: 0 });
+    expect(JSON.parse((await cli(['revoke', '--tag', 'nobody', '--yes', '--json'])).stdout)).toEqual({
+      matched: 0,
+      changed: 0,
+      revoked: 0,
+      skipped: 0,
+      missing: 0,
+    });
   });
 
   it('bad queries are one line and exit 2, and change nothing', async () => {
     for (const [argv, message] of [
       [['revoke'], 'error: name the jobs to revoke: task ids, or a query (e.g. --tag tenant:42; see --help)\n'],
       [['revoke', 'job-1', '--tag', 'x'], 'error: pass task ids or a query, not both\n'],
-      [['revoke', 'job-1', '--yes'], 'error: --dry-run and --yes go with a query (e.g. --tag tenant:42), not with task ids\n'],
+      [['revoke', 'job-1', '--yes'], 'error: --dry-run, --yes and --after go with a query (e.g. --tag tenant:42), not with task ids\n'],
       [['revoke', '--tag', '', '--yes'], /^error: tags\[0\] is empty or only whitespace/],
       [['revoke', '--from', '2031-01-02T00:00:00Z', '--to', '2031-01-01T00:00:00Z', '--yes'], /^error: the range is inverted/],
       [['revoke', '--from', 'tomorrow', '--yes'], /^error: --from/],
