@@ -11,12 +11,12 @@
  *   missing (sent or revoked meanwhile); one JSON object with `--json`.
  */
 import type { Command } from 'commander';
-import { countWhere, type BulkOptions, type BulkProgress, type BulkSummary, type JobQuery } from '../admin/bulk.js';
+import { DEFAULT_BATCH, countWhere, type BulkOptions, type BulkProgress, type BulkSummary, type JobQuery } from '../admin/bulk.js';
 import type { Celery } from '../client/celery.js';
 import { ValidationError } from '../util/errors.js';
 import type { CliContext } from './context.js';
 import { EXIT, ExitWith } from './exit.js';
-import { formatMs, humanTime, jobJson } from './format.js';
+import { bounded, formatMs, humanTime, jobJson } from './format.js';
 import { compileQuery } from '../admin/query.js';
 
 export interface BulkFlags {
@@ -24,6 +24,7 @@ export interface BulkFlags {
   yes?: boolean;
   json?: boolean;
   after?: string;
+  batchSize?: string;
 }
 
 /** The flags every bulk action takes. */
@@ -32,6 +33,7 @@ export function withBulkFlags(command: Command, verb: string): Command {
     .option('--dry-run', `with a query: print how many jobs match and a few of them; ${verb} nothing`)
     .option('--yes', `with a query: ${verb} without asking`)
     .option('--after <cursor>', 'with a query: go on after this cursor (printed when an earlier run was interrupted)')
+    .option('--batch-size <n>', `with a query: jobs changed per round trip, 1 to 10000 (default ${DEFAULT_BATCH})`)
     .option('--json', 'print the outcome as one JSON object');
 }
 
@@ -54,6 +56,7 @@ export async function runBulk(ctx: CliContext, b: BulkRun): Promise<void> {
   const { io } = ctx;
   const { flags: o } = b;
   if (o.dryRun && o.yes) throw new ValidationError(['--dry-run changes nothing and --yes goes on without asking: pass one of them']);
+  const batchSize = o.batchSize === undefined ? undefined : bounded(o.batchSize, '--batch-size', { min: 1, max: 10_000 });
   await ctx.withApp(async (app) => {
     const queue = app.config.taskDefaultQueue;
     const compiled = compileQuery(b.query, queue, true);
@@ -91,7 +94,12 @@ export async function runBulk(ctx: CliContext, b: BulkRun): Promise<void> {
     const bar = progress(ctx, b.past, counted?.count, o.json === true);
     let summary: BulkSummary;
     try {
-      summary = await b.run(app, { onProgress: bar.update, signal: stop.signal, ...(o.after !== undefined && { cursor: o.after }) });
+      summary = await b.run(app, {
+        onProgress: bar.update,
+        signal: stop.signal,
+        ...(o.after !== undefined && { cursor: o.after }),
+        ...(batchSize !== undefined && { batchSize }),
+      });
     } finally {
       bar.done();
       unsubscribe?.();
