@@ -257,10 +257,11 @@ export async function rescheduleWhere(store: ScheduleStore, defaultQueue: string
 }
 
 /** Makes every scheduled job matching `query` due now (jobs already due are left as they are). */
-export function runNowWhere(store: ScheduleStore, defaultQueue: string, query: JobQuery, now: Date, o: BulkOptions = {}): Promise<BulkSummary> {
+export async function runNowWhere(store: ScheduleStore, defaultQueue: string, query: JobQuery, now: Date, o: BulkOptions = {}): Promise<BulkSummary> {
+  compileQuery(query, defaultQueue, true);
   // a job due before now is due already: moving it to now would only make it later
   const from = query.from && query.from > now ? query.from : now;
-  if (query.to !== undefined && query.to < now) return Promise.resolve({ matched: 0, changed: 0, skipped: 0, missing: 0, elapsedMs: 0 });
+  if (query.to !== undefined && query.to < now) return { matched: 0, changed: 0, skipped: 0, missing: 0, elapsedMs: 0 };
   return rescheduleWhere(store, defaultQueue, { ...query, from }, { to: now }, o);
 }
 

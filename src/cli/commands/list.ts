@@ -1,7 +1,7 @@
 /**
  * `list`: scheduled jobs in due order, a page at a time (--limit, then the printed --cursor),
- * filtered by due time and tags (through the store's indexes), task, queue and id prefix (matched
- * while reading in due order); a table for people, JSON lines with --json.
+ * filtered by the query flags (options.ts; the store answers all but an args match, which reads
+ * the jobs the rest lets through and says so on stderr); a table for people, JSON lines with --json.
  */
 import type { Command } from 'commander';
 import { listJobs, type ListJobsOptions } from '../../admin/scheduled-jobs.js';
@@ -24,6 +24,11 @@ export function addListCommand(program: Command, ctx: CliContext): void {
       const options: ListJobsOptions = { ...queryOf(o), limit: bounded(o.limit, '--limit', LIMITS.limit) };
       if (o.cursor !== undefined) options.cursor = o.cursor;
       const page = await ctx.withApp((a) => listJobs(a.store, a.config.taskDefaultQueue, options));
+      if (page.scanned !== undefined && !o.json)
+        ctx.io.stderr(
+          `note: an args match reads every job the other filters let through; this page read ${page.scanned.toLocaleString('en-US')}` +
+            (page.cursor !== undefined && page.jobs.length < (options.limit ?? 0) ? ' and stopped there (go on with the cursor below)\n' : '\n'),
+        );
       printPage(
         ctx.io.stdout,
         { items: page.jobs, cursor: page.cursor },
