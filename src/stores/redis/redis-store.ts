@@ -33,7 +33,20 @@
  * package sends or revokes (ZREM + DEL) leaves its tags behind until its id is added again here;
  * they are read only beside a live job of that id, and a search by tag checks the index anyway.
  * A list by tags walks the smallest set it needs, or the index in due order when the tag is
- * common, a bounded chunk per command (./tag-search.ts).
+ * common, a bounded chunk per command (./tag-search.ts). Retagging (retag-2.lua) rewrites a
+ * scheduled job's field and moves its id between the tag sets in the same script.
+ *
+ * Search by the other filters (./filter-search.ts) adds no key: the task and queue of a job are
+ * read from its entry (a job the Python package wrote has nothing of ours to index them by), the
+ * id prefix from the index, the key prefix from `job_keys` (HSCAN MATCH) or `job_key_of`. Each
+ * list, count and histogram walks one driver (the index in the due range, the tag sets, or
+ * `job_keys`, whichever is smallest) a chunk of about 1,000 per command, checking the rest of the
+ * filter chunk by chunk; a list stops at its page. Counts and histograms by the due range alone
+ * are ZCOUNTs (one a bucket, count-ranges-1.lua); by tags alone, the tag sets without the entries.
+ * A task, queue or id prefix on its own is a scan of the range, accepted. Walking the index in due
+ * order starts each chunk after the last job read by score, or by rank (range-after-1.lua) when
+ * many jobs share its due time. rescheduleMany moves jobs in the index only (reschedule-many-1.lua),
+ * a chunk of them per script, waking the dispatchers as reschedule does.
  *
  * The prefix is '' by default, which is exactly the Python package's layout. Every change is one
  * Lua script (the .lua files beside this one), so it is atomic.
@@ -50,6 +63,8 @@ import type { NewJob } from '../../job/types.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
 import type { RedisPush } from '../../redis/handoff.js';
 import { listByTags } from './tag-search.js';
+import { countWhere, histogramWhere, listWhere, type SearchContext } from './filter-search.js';
+import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
 import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type MissingDead, type Position } from '../base.js';
 import {
   DEAD_REASONS,
@@ -67,6 +82,7 @@ import {
   type KeyedAddResult,
   type JobMove,
   type RetagResult,
+  type HistogramBucket,
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
@@ -105,7 +121,30 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 /** Ids per call of the remove script: each call is one short script, so Redis is never blocked long. */
 const REMOVE_CHUNK = 1000;
 
-const SCRIPT_NAMES = ['add', 'addKeyed', 'remove', 'reschedule', 'renew', 'claim', 'ack', 'release', 'bury', 'revive', 'handoff'] as const;
+/**
+ * Moves per call of the rescheduleMany script, and ids per call of the retag script: each call
+ * about 2.5 ms of Redis time on a 1M-job index (measured: ~5 µs a move, ~10 µs a retag).
+ */
+const RESCHEDULE_CHUNK = 500;
+const RETAG_CHUNK = 250;
+
+const SCRIPT_NAMES = [
+  'add',
+  'addKeyed',
+  'remove',
+  'reschedule',
+  'rescheduleMany',
+  'retag',
+  'renew',
+  'claim',
+  'ack',
+  'release',
+  'bury',
+  'revive',
+  'handoff',
+  'rangeAfter',
+  'countRanges',
+] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 type ScriptArg = string | number;
 
@@ -115,6 +154,8 @@ declare module 'ioredis' {
     clsAddKeyed(...args: ScriptArg[]): Result<[outcome: string, id: string], Context>;
     clsRemove(...args: ScriptArg[]): Result<string[], Context>;
     clsReschedule(...args: ScriptArg[]): Result<number, Context>;
+    clsRescheduleMany(...args: ScriptArg[]): Result<string[], Context>;
+    clsRetag(...args: ScriptArg[]): Result<[changed: string[], overLimit: string[]], Context>;
     clsRenew(...args: ScriptArg[]): Result<string[], Context>;
     clsClaim(...args: ScriptArg[]): Result<(string | null)[], Context>;
     clsAck(...args: ScriptArg[]): Result<number, Context>;
@@ -122,6 +163,8 @@ declare module 'ioredis' {
     clsBury(...args: ScriptArg[]): Result<number, Context>;
     clsRevive(...args: ScriptArg[]): Result<ReviveOutcome[], Context>;
     clsHandoff(...args: ScriptArg[]): Result<(number | string)[], Context>;
+    clsRangeAfter(...args: ScriptArg[]): Result<string[], Context>;
+    clsCountRanges(...args: ScriptArg[]): Result<number[], Context>;
   }
 }
 
@@ -309,15 +352,38 @@ export class RedisStore extends StoreBase {
     return gone;
   }
 
-  // TODO(issue 13): batched, and retag
+  /** One reschedule-many-1.lua call per `RESCHEDULE_CHUNK` moves: each call is short, and each job moves on its own. */
   protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
-    const moved: string[] = [];
-    for (const m of moves) if (await this.doReschedule(m.id, m.dueAt, undefined)) moved.push(m.id);
-    return moved;
+    return this.#run(async (client) => {
+      const moved: string[] = [];
+      for (let i = 0; i < moves.length; i += RESCHEDULE_CHUNK) {
+        const args = moves.slice(i, i + RESCHEDULE_CHUNK).flatMap((m) => [m.id, m.dueAt]);
+        moved.push(...(await client.clsRescheduleMany(this.keys.index, this.prefix, this.keys.wakeup, ...args)));
+      }
+      return moved;
+    });
   }
 
-  protected async doRetagMany(_ids: readonly string[], _add: readonly string[], _remove: readonly string[]): Promise<RetagResult> {
-    throw new Error('retagMany: not yet');
+  /** One retag-2.lua call per `RETAG_CHUNK` ids: the tags hash and the tag sets change with each job, atomically. */
+  protected async doRetagMany(ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<RetagResult> {
+    return this.#run(async (client) => {
+      const out: RetagResult = { changed: [], overLimit: [] };
+      for (let i = 0; i < ids.length; i += RETAG_CHUNK) {
+        const [changed, overLimit] = await client.clsRetag(
+          this.keys.index,
+          this.keys.tags,
+          this.prefix,
+          this.keys.tagPrefix,
+          MAX_TAGS_PER_JOB,
+          JSON.stringify(add),
+          JSON.stringify(remove),
+          ...ids.slice(i, i + RETAG_CHUNK),
+        );
+        out.changed.push(...changed);
+        out.overLimit.push(...overLimit);
+      }
+      return out;
+    });
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
@@ -622,10 +688,14 @@ export class RedisStore extends StoreBase {
   /**
    * Pages through the index by score; ties come back in member (byte) order, which is the
    * contract's due order. Jobs at the cursor's own due time are skipped up to the cursor's id.
-   * By tags, the tag sets are walked instead, a bounded chunk per command (./tag-search.ts).
+   * By tags, the tag sets are walked instead, a bounded chunk per command (./tag-search.ts); by
+   * anything else, ./filter-search.ts.
    */
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     return this.#run(async (client) => {
+      if (r.task !== undefined || r.queues !== undefined || r.keyPrefix !== undefined || r.idPrefix !== undefined) {
+        return listWhere(this.#search(client), r, read);
+      }
       const found = r.tags
         ? await listByTags(client, this.keys, { ...r, tags: r.tags }, read)
         : await pageByScore(client, this.keys.index, r.after, r.from ?? -Infinity, r.to ?? Infinity, read);
@@ -636,6 +706,20 @@ export class RedisStore extends StoreBase {
         return { ...j, entry: typeof entry === 'string' ? entry : null };
       });
     });
+  }
+
+  /** ZCOUNT by the due range alone, else one driver walked through (./filter-search.ts). */
+  protected override async doCountWhere(r: ListRange): Promise<number> {
+    return this.#run((client) => countWhere(this.#search(client), r));
+  }
+
+  /** One ZCOUNT a bucket, or the due times read, by the due range alone; else one driver walked through (./filter-search.ts). */
+  protected override async doHistogram(r: ListRange & { from: number; to: number }, bucketSeconds: number): Promise<HistogramBucket[]> {
+    return this.#run((client) => histogramWhere(this.#search(client), r, bucketSeconds));
+  }
+
+  #search(client: Redis): SearchContext {
+    return { client, keys: this.keys, prefix: this.prefix };
   }
 
   protected async doCount(): Promise<StoreCounts> {

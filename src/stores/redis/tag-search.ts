@@ -39,7 +39,7 @@ export interface TagSearchKeys {
   tagPrefix: string;
 }
 
-interface Filter {
+export interface Filter {
   /** the tags every match holds, checked by SMISMEMBER (the driver left out) */
   all: readonly string[];
   /** the tags a match holds at least one of, checked by SMISMEMBER ([]: none asked, or the driver is `any`) */
@@ -47,10 +47,37 @@ interface Filter {
 }
 
 /** A window of due order: [from, to], strictly after `after`. */
-interface Window {
+export interface Window {
   from: number;
   to: number;
   after: Position | undefined;
+}
+
+/**
+ * The walk of the sets a tag filter needs: `driver`, the set(s) walked (the smallest of `all`, or
+ * every non-empty one of `any` when their sizes add up to less), `cost`, the members they hold
+ * together, and `others`, the tags each member walked is then checked against.
+ */
+export interface TagPlan {
+  driver: readonly string[];
+  cost: number;
+  others: Filter;
+}
+
+/**
+ * The set walk for `tags` given each tag's set size (`allSizes[i]` of `tags.all[i]`, `anySizes[i]`
+ * of `tags.any[i]`); undefined when no job can hold them (a set of `all` is empty, or every set
+ * of `any` is).
+ */
+export function planTags(tags: Filter, allSizes: readonly number[], anySizes: readonly number[]): TagPlan | undefined {
+  const { all, any } = tags;
+  if (allSizes.some((n) => n === 0) || (any.length > 0 && anySizes.every((n) => n === 0))) return undefined;
+  const anyTotal = anySizes.reduce((a, b) => a + b, 0);
+  const smallest = all.length ? allSizes.indexOf(Math.min(...allSizes)) : -1;
+  const byAll = smallest >= 0 && (any.length === 0 || (allSizes[smallest] as number) <= anyTotal);
+  return byAll
+    ? { driver: [all[smallest] as string], cost: allSizes[smallest] as number, others: { all: all.filter((_, i) => i !== smallest), any } }
+    : { driver: any.filter((_, i) => (anySizes[i] as number) > 0), cost: anyTotal, others: { all, any: [] } };
 }
 
 /** Up to `read` scheduled jobs (id, due) holding `r.tags`, within the range, in due order. */
@@ -69,19 +96,9 @@ export async function listByTags(
     .zcount(keys.index, bound(Math.max(window.from, window.after?.dueAt ?? -Infinity)), bound(window.to));
   for (const tag of [...all, ...any]) sizes.scard(setKey(tag));
   const [scheduled, inWindow, ...counts] = (await exec(sizes)).map(Number) as [number, number, ...number[]];
-  const allSizes = counts.slice(0, all.length);
-  const anySizes = counts.slice(all.length);
-  if (read <= 0 || inWindow === 0 || allSizes.some((n) => n === 0) || (any.length > 0 && anySizes.every((n) => n === 0))) {
-    return [];
-  }
-
-  // the driver: the smallest set of `all`, or the sets of `any` when their sizes add up to less
-  const anyTotal = anySizes.reduce((a, b) => a + b, 0);
-  const smallest = all.length ? allSizes.indexOf(Math.min(...allSizes)) : -1;
-  const byAll = smallest >= 0 && (any.length === 0 || (allSizes[smallest] as number) <= anyTotal);
-  const driver = byAll ? [all[smallest] as string] : any.filter((_, i) => (anySizes[i] as number) > 0);
-  const cost = byAll ? (allSizes[smallest] as number) : anyTotal;
-  const others: Filter = byAll ? { all: all.filter((_, i) => i !== smallest), any } : { all, any: [] };
+  const plan = planTags(r.tags, counts.slice(0, all.length), counts.slice(all.length));
+  if (read <= 0 || inWindow === 0 || plan === undefined) return [];
+  const { driver, cost, others } = plan;
 
   // the index walk, when the window is short or the driver's share of the index promises a page
   // soon (at most `cost` of the `scheduled` jobs match, so a page is expected in read * scheduled / cost)
@@ -159,8 +176,30 @@ async function walkSets(
   w: Window,
   read: number,
 ): Promise<Position[]> {
-  const best = new Smallest(read);
   if (read <= 0) return [];
+  const best = new Smallest(read);
+  await scanSets(client, index, setKey, driver, others, w, (chunk) => {
+    for (const j of chunk) best.offer(j);
+  });
+  return best.result();
+}
+
+/**
+ * Walks every member of the driver sets (SSCAN, `TAG_CHUNK` at a time), each chunk checked
+ * against the other tags (one SMISMEMBER a tag, one pipeline) and the members holding them scored
+ * against the index (one ZMSCORE): `onChunk` gets those scheduled and in the window, with their
+ * due times, in no particular order. A member may come twice (in two sets of `any`, or twice from
+ * SSCAN while its set is resized); the caller drops repeats where it matters.
+ */
+export async function scanSets(
+  client: Redis,
+  index: string,
+  setKey: (tag: string) => string,
+  driver: readonly string[],
+  others: Filter,
+  w: Window,
+  onChunk: (chunk: Position[]) => void | Promise<void>,
+): Promise<void> {
   for (const tag of driver) {
     const scan = (cursor: string): Promise<[string, string[]]> => {
       const p = client.sscan(setKey(tag), cursor, 'COUNT', TAG_CHUNK);
@@ -179,21 +218,22 @@ async function walkSets(
         const holders = held ? part.filter((_, i) => held[i]) : part;
         if (holders.length === 0) continue;
         const scores = await client.zmscore(index, ...holders);
+        const inWindow: Position[] = [];
         holders.forEach((id, i) => {
           const score = scores[i];
           if (score === null || score === undefined) return; // in flight, or left behind by the Python package
           const j = { id, dueAt: Number(score) };
           if (j.dueAt < w.from || j.dueAt > w.to || (w.after && compareDue(j, w.after) <= 0)) return;
-          best.offer(j);
+          inWindow.push(j);
         });
+        if (inWindow.length) await onChunk(inWindow);
       }
     }
   }
-  return best.result();
 }
 
 /** For each id, whether it holds every tag of `all` and one of `any`: one SMISMEMBER a tag, one pipeline. */
-async function holding(client: Redis, setKey: (tag: string) => string, filter: Filter, ids: readonly string[]): Promise<boolean[]> {
+export async function holding(client: Redis, setKey: (tag: string) => string, filter: Filter, ids: readonly string[]): Promise<boolean[]> {
   if (ids.length === 0) return [];
   const checks = client.pipeline();
   for (const t of [...filter.all, ...filter.any]) checks.smismember(setKey(t), ...ids);
@@ -208,7 +248,7 @@ async function holding(client: Redis, setKey: (tag: string) => string, filter: F
  * twice). Kept in a buffer cut back to the `k` best whenever it doubles; once `k` are kept,
  * an offer not before the k-th is dropped at once.
  */
-class Smallest {
+export class Smallest {
   #kept: Position[] = [];
   #worst: Position | undefined;
   readonly #k: number;
@@ -241,7 +281,7 @@ class Smallest {
 }
 
 /** A pipeline's replies, its first error thrown. */
-async function exec(pipeline: ChainableCommander): Promise<unknown[]> {
+export async function exec(pipeline: ChainableCommander): Promise<unknown[]> {
   const replies = (await pipeline.exec()) ?? [];
   return replies.map(([err, reply]) => {
     if (err) throw err;
@@ -249,6 +289,7 @@ async function exec(pipeline: ChainableCommander): Promise<unknown[]> {
   });
 }
 
-function bound(x: number): string {
+/** A score as a range bound: '-inf' and '+inf' for the infinities. */
+export function bound(x: number): string {
   return x === Infinity ? '+inf' : x === -Infinity ? '-inf' : String(x);
 }

@@ -22,6 +22,8 @@ describe('the Redis store scripts', () => {
       addKeyed: 6,
       remove: 5,
       reschedule: 1,
+      rescheduleMany: 1,
+      retag: 2,
       renew: 1,
       claim: 6,
       ack: 4,
@@ -29,6 +31,8 @@ describe('the Redis store scripts', () => {
       bury: 6,
       revive: 6,
       handoff: 4,
+      rangeAfter: 1,
+      countRanges: 1,
     });
   });
 
@@ -41,12 +45,12 @@ describe('the Redis store scripts', () => {
     expect(users).toEqual(['ack', 'bury', 'handoff', 'release']);
   });
 
-  it('keep tags in one place: every script that adds a job or ends one includes the tag functions', () => {
+  it('keep tags in one place: every script that adds a job, ends one or retags one includes the tag functions', () => {
     const users = [...scripts]
       .filter(([, s]) => s.lua.includes('local function dropTags('))
       .map(([n]) => n)
       .sort();
-    expect(users).toEqual(['ack', 'add', 'addKeyed', 'bury', 'handoff', 'remove', 'revive']);
+    expect(users).toEqual(['ack', 'add', 'addKeyed', 'bury', 'handoff', 'remove', 'retag', 'revive']);
   });
 
   it('forget a sent job in one place: acknowledge and hand-off share it', () => {
