@@ -825,7 +825,13 @@ describe('SqliteStore', () => {
     it('keeps jobs.task and jobs.queue as indexFieldsOf reads the entry, through every write', async () => {
       const file = join(dir, 'fields.db');
       const { s } = await twins(file, 400);
-      await s.reviveDead(['none'], T0);
+      // a job buried and revived
+      await s.add([{ id: 'revived', dueAt: T0 - 1000, entry: JSON.stringify([['app.revived'], { queue: 'back' }]) }]);
+      const claims = await s.claimDue({ until: T0 - 500, now: T0 + 40, limit: 10, leaseMs: LEASE });
+      expect(claims.map((c) => c.id)).toEqual(['revived']);
+      await s.bury([{ claim: claims[0]!, reason: 'rejected', error: 'no', diedAt: T0 }]);
+      expect(await s.reviveDead(['revived'], T0 + 2000)).toEqual(['scheduled']);
+      expect((await s.list({ limit: 10, task: 'app.revived', queues: ['back'] })).jobs.map((j) => j.id)).toEqual(['revived']);
       const raw = new Database(file, { readonly: true });
       try {
         const rows = raw.prepare('SELECT entry, task, queue FROM jobs').all() as { entry: string; task: string | null; queue: string | null }[];
