@@ -21,6 +21,27 @@
  *            tags TEXT NULL (the job's tags as a JSON array, in the order given; NULL for a job
  *                          without tags): what `get` and `list` show, what `bury` moves into
  *                          dead.tags, and what the triggers below test
+ *            task TEXT NULL, queue TEXT NULL   the entry's task name and queue as `indexFieldsOf`
+ *                          reads them (NULL: none, or not a string, or not JSON), what a task or
+ *                          queue filter compares. Written with the entry, from JavaScript, by
+ *                          every statement that writes one (add, addKeyed, reschedule with an
+ *                          entry, reviveDead), so they are `indexFieldsOf`'s to the last odd
+ *                          entry (SQLite's JSON functions read some entries otherwise: a repeated
+ *                          key, deep nesting); version 6 filled them in through a SQL function
+ *                          calling it
+ *            The scheduled jobs, three ways, each a partial index WHERE lease IS +NULL (a claim
+ *            takes a job out of them, release and retryLater put it back, an acknowledgement of
+ *            a claimed job touches none of them):
+ *              index jobs_due (due_at)               entries (due_at, id): the scheduled jobs in
+ *                          due order, about 50 bytes a job (the rows, with their entries, are
+ *                          several times that): counts and histograms step through it
+ *              index jobs_task (task, due_at, id)    a task's scheduled jobs in due order
+ *              index jobs_queue (queue, due_at, id)  a queue's (NULL: names none) in due order
+ *            `lease IS +NULL`, not `lease IS NULL`: SQLite must read the row to test the latter,
+ *            whereas the former tells it the column's value in every entry of the index, so a
+ *            statement saying it needs nothing else reads the index alone (a covering index).
+ *            Only a statement saying exactly `lease IS +NULL` can use these indexes; the claim
+ *            and the plain list say `lease IS NULL`, and keep to the table's primary key.
  *   job_tags tag TEXT, due_at REAL, job_id TEXT   the tag -> jobs index: one row per tag of a live
  *              (scheduled or in-flight) job; tags are never in the entry, which stays the Python
  *              package's
@@ -37,7 +58,7 @@
  *            An untagged job costs the triggers' WHEN test and nothing more; a claim (or renewal)
  *            changes neither due_at nor tags and fires neither. A migration that rebuilds jobs
  *            (as version 3 did) must create both triggers again.
- *            A list by tags reads job_tags, never every job (see "Listing by tags" below).
+ *            A search by tags reads job_tags, never every job (see "Searching" below).
  *   dead     id TEXT PRIMARY KEY, entry TEXT NULL, due_at REAL, reason TEXT, error TEXT,
  *            attempts INTEGER, first_failed_at REAL NULL, died_at REAL   dead letters
  *            tags TEXT NULL (the tags the job had, as jobs.tags: a burial moves them here out
@@ -55,30 +76,49 @@
  *   a newer one is refused (`SchemaVersionError`), and another application's database is left alone.
  * - Ids compare as bytes (SQLite's BINARY collation), which is `compareIds`'s order.
  *
- * Listing by tags (`list({ tags: { all, any } })`): job_tags serves it, never a read of every
- * job. One statement reads a driver's rows and checks them against the rest of the filter:
- * - the driver is one tag of `all`, or the tags of `any` together: a tag's rows from the page's
- *   start (the cursor, or `from`) to `to` are one range of job_tags' primary key, already in due
- *   order; several tags' ranges are merged lazily (MERGE (UNION): no sort, each job once);
- * - each driver row is checked by seeks in job_tags (its primary key, or the job_tags_job index
- *   that covers (job_id, tag, due_at)), one per tag tried: every other tag of `all` (sparsest
- *   first, stopping at one the job lacks) and one of `any` unless `any` drives; only then is
- *   the job read, by jobs' primary key (due_at, id), and a job in flight left out (a claim
- *   leaves its tag rows);
- * - the statement stops at the page (`read` rows), so the driver is read only up to the page's
- *   last match.
- * With one way to drive (a single tag of `all` and no `any`, or only `any`) that way drives.
- * With more, each way's first `PROBE_ROWS` rows from the page's start are counted first: the
- * way with the fewest, or (all having that many) whose rows reach furthest in due time, is the
- * sparsest there, and reads the fewest rows for the page.
- * Cost: one tag's page is a seek and the page's rows, however many jobs hold the tag; any of
- * several tags, about the page's rows in all; tags held together, the probes and the sparsest
- * way's rows up to the page's last match, at most all its rows in the range (when few jobs hold
- * them all: e.g. two tags of half the jobs each, never held together, read half the jobs).
+ * Searching (`list` with a filter, `countWhere`, `histogram`; the statements are built in
+ * sqlite-search.ts): one statement reads a driver's rows and checks them against the rest of the
+ * filter, never a read of every job unless nothing else can drive.
+ * - The ways to drive: one tag of `all`, or the tags of `any` together (job_tags' primary key,
+ *   live jobs: scheduled or in flight); the task (jobs_task); the queues (jobs_queue); each a
+ *   range per tag or queue from the page's start (the cursor, or `from`) to `to`, already in due
+ *   order, several merged lazily (MERGE (UNION): no sort, each job once). The key prefix
+ *   (jobs_key) and the id prefix (jobs_id, live jobs) are one range each, in key or id order,
+ *   sorted afterwards. With no filter but the due range, or none better, jobs_due drives.
+ * - A prefix is the range [prefix, prefix with its last code point made the next), which is
+ *   exact in SQLite's BINARY order (UTF-8 bytes, i.e. code points): no LIKE, so no wildcards
+ *   (`%`, `_`) and no case folding.
+ * - Each driver row is checked, the cheapest checks first: the other tags by seeks in job_tags
+ *   (its primary key, or job_tags_job, which covers (job_id, tag, due_at)), `all` sparsest first
+ *   and stopping at a tag the job lacks, `any` stopping at one it holds; the id prefix on the
+ *   row's id; only then is the job read (jobs' primary key (due_at, id)) for the task, queue and
+ *   key checks, the entry, and to leave out a job in flight.
+ * - Choosing the way: with one way in due order, that one. With more (or a prefix), each way's
+ *   first rows from the page's start are counted, up to `PROBE_ROWS` for a way in due order and
+ *   `SORT_ROWS` for a prefix: a way with fewer is read whole, so the one with the fewest rows
+ *   drives; failing that, the way in due order whose first rows reach furthest in due time is the
+ *   sparsest there; a page never sorts a prefix's rows past `SORT_ROWS` (it then drives by due
+ *   order, jobs_due, and checks the prefix), whereas a count or histogram, which reads every row
+ *   of its way in any order, still takes the prefix's.
+ * - A page stops at its `read` rows, so the driver is read only up to the page's last match. A
+ *   count reads every match: from the driving index alone when nothing needs the job's row (the
+ *   indexes of the task, queues and key prefix, and jobs_due, hold only scheduled jobs: a job in
+ *   flight holds no key); driven by tags or an id prefix, the live jobs matching are counted from
+ *   job_tags or jobs_id, less the matching jobs in flight (jobs_lease: few).
+ * - A histogram, in one read transaction, is a statement per non-empty bucket: it counts the
+ *   matches in the bucket's range of due times and finds the first match after it, whose bucket
+ *   is the next one counted (driven by a prefix, the matches' due times are read and bucketed).
+ *   A bucket's range is exactly the times `bucketOf` puts in it (see `bucketEnd`).
+ * Cost: a page of one tag, task or queue is a seek and the page's rows, however many jobs hold
+ * it; several drivers, the probes and the sparsest way's rows up to the page's last match, at
+ * most all its rows in the range (when few jobs match them all: e.g. two tags of half the jobs
+ * each, never held together, read half the jobs). A count or histogram steps through its
+ * driver's entries in the range: all scheduled jobs' (jobs_due) for an unfiltered one.
  *
  * Wake-ups: SQLite has no notifications. `watch` hears about jobs made due sooner than all
- * others by `add` or `reschedule` through any SqliteStore in THIS process on the same file; jobs
- * added by other processes are found by the dispatcher daemon's poll, at most a second later.
+ * others by `add`, `reschedule` or `rescheduleMany` through any SqliteStore in THIS process on
+ * the same file; jobs added by other processes are found by the dispatcher daemon's poll, at
+ * most a second later.
  *
  * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
  * `StoreBase`'s (../base.ts); this file is the rest.
@@ -89,7 +129,10 @@ import type Database from 'better-sqlite3';
 import { loadDriver } from '../../util/drivers.js';
 import { ConnectionError, DuplicateJobError, JobKeyTakenError, SchedulerError, SchemaVersionError, ValidationError } from '../../util/errors.js';
 import type { NewJob } from '../../job/types.js';
-import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
+import { indexFieldsOf } from '../../job/entry.js';
+import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
+import { StoreBase, filtersJobs, retagged, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
+import { SCHEDULED, Search } from './sqlite-search.js';
 import {
   deadLetterOf,
   decodeAttempts,
@@ -101,6 +144,7 @@ import {
   type ReviveOutcome,
   type JobKeyMode,
   type KeyedAddResult,
+  type HistogramBucket,
   type JobMove,
   type RetagResult,
   type StoreCounts,
@@ -109,7 +153,7 @@ import {
 
 export const DEFAULT_SQLITE_FILE = 'celery-longterm-scheduler.db';
 /** The schema this code writes; `PRAGMA user_version` of a file it made. */
-export const SQLITE_SCHEMA_VERSION = 5;
+export const SQLITE_SCHEMA_VERSION = 6;
 /** `PRAGMA application_id` of a file this code made: 'CLTS'. */
 export const SQLITE_APPLICATION_ID = 0x434c5453;
 
@@ -118,8 +162,8 @@ const FORMS = 'use sqlite:///relative/path.db, sqlite:////absolute/path.db or sq
 /** Page cache per connection, in KiB (negative for KiB in the pragma): keeps bulk adds fast. */
 const CACHE_KIB = 32 * 1024;
 
-/** How far a list by tags probes each way to drive it, in rows (see "Listing by tags"). */
-const PROBE_ROWS = 256;
+/** The SQL function a migration computes `indexFieldsOf` with: index_field(entry, 'task' | 'queue'). */
+const INDEX_FIELD = 'clts_index_field';
 
 /** Each step brings the schema from version i to i + 1. */
 const MIGRATIONS: readonly string[] = [
@@ -154,6 +198,14 @@ const MIGRATIONS: readonly string[] = [
      BEGIN UPDATE job_tags SET due_at = NEW.due_at WHERE job_id = NEW.id; END;
    CREATE TRIGGER jobs_tags_gone AFTER DELETE ON jobs WHEN OLD.tags IS NOT NULL
      BEGIN DELETE FROM job_tags WHERE job_id = OLD.id; END;`,
+  // 6: the task and queue of each job, and the indexes of scheduled jobs (see the header and
+  // "Searching"); the columns are filled in before the indexes are built
+  `ALTER TABLE jobs ADD COLUMN task TEXT;
+   ALTER TABLE jobs ADD COLUMN queue TEXT;
+   UPDATE jobs SET task = ${INDEX_FIELD}(entry, 'task'), queue = ${INDEX_FIELD}(entry, 'queue');
+   CREATE INDEX jobs_due ON jobs (due_at) WHERE ${SCHEDULED};
+   CREATE INDEX jobs_task ON jobs (task, due_at, id) WHERE ${SCHEDULED};
+   CREATE INDEX jobs_queue ON jobs (queue, due_at, id) WHERE ${SCHEDULED};`,
 ];
 
 /** A taken id: the unique index on id (or the primary key, for the same id and due time). */
@@ -264,6 +316,14 @@ interface ClaimRow extends Row {
 /** A job's tags as jobs.tags and dead.tags hold them: a JSON array, or NULL for none. */
 type TagsColumn = string | null;
 
+/** jobs.task and jobs.queue of an entry: `indexFieldsOf`, NULL for none. */
+type Fields = [task: string | null, queue: string | null];
+
+function fieldsOf(entry: string): Fields {
+  const f = indexFieldsOf(entry);
+  return [f.task, f.queue];
+}
+
 /** The column value for a new job's tags (NULL for none). */
 function tagsColumn(tags: readonly string[] | undefined): TagsColumn {
   return tags && tags.length > 0 ? JSON.stringify(tags) : null;
@@ -281,74 +341,26 @@ function deadLetter(r: DeadRow): DeadLetter {
   };
 }
 
-/** Where a list's page starts: at `from` (inclusive), or past a cursor's position. */
-type PageStart = { from: number } | { after: Position };
-
-/** A list by tags' named parameters: the driver's tags, the checks' JSON arrays, the bounds, the page's rows. */
-type TagParams = Record<string, string | number>;
-
-/** One way to drive a list by tags: the tags whose rows are read, and what is left to check. */
-interface TagWay {
-  drive: readonly string[];
-  /** tags of `all` the driver does not give */
-  all: readonly string[];
-  /** `any`, when the driver does not give it; empty otherwise */
-  any: readonly string[];
-}
-
-/**
- * The job_tags rows (due_at, job_id) of the `n` tags @t0.. from the page's start to @to, in due
- * order, each job once: one primary-key range per tag, several merged (MERGE (UNION), no sort).
- */
-function drivenSql(n: number, start: 'from' | 'after'): string {
-  const past = start === 'after' ? '(due_at, job_id) > (@afterDue, @afterId)' : 'due_at >= @from';
-  const arm = (i: number) => `SELECT due_at, job_id FROM job_tags WHERE tag = @t${i} AND ${past} AND due_at <= @to`;
-  return `${Array.from({ length: n }, (_, i) => arm(i)).join(' UNION ')} ORDER BY 1, 2`;
-}
-
-/**
- * A way's page: its driver rows checked for the other tags, then joined to their scheduled jobs.
- * The checks name only the driver row, so they run before the join: a row that fails them costs
- * a seek in job_tags (small, cached) for each tag tried, not a read of the job (a seek in the
- * far larger jobs). A check is a seek per tag on (tag, due_at, job_id) (job_tags' primary key,
- * or the job_tags_job index, which covers it), in the order given: `all` stops at the first
- * tag the job lacks, `any` at the first it holds.
- * (Their LIMIT keeps each check a subquery of the driver row: without it, SQLite may turn an
- * EXISTS into a join placed after jobs, reading every driver row's job.)
- */
-function tagListSql(way: TagWay, start: 'from' | 'after'): string {
-  const holds = 'job_tags x WHERE x.tag = w.value AND x.due_at = d.due_at AND x.job_id = d.job_id';
-  return [
-    `SELECT j.id, j.due_at AS dueAt, j.entry FROM (${drivenSql(way.drive.length, start)}) d`,
-    'CROSS JOIN jobs j ON j.due_at = d.due_at AND j.id = d.job_id WHERE',
-    ...(way.all.length ? [`NOT EXISTS (SELECT 1 FROM json_each(@all) w WHERE NOT EXISTS (SELECT 1 FROM ${holds}) LIMIT 1) AND`] : []),
-    ...(way.any.length ? [`EXISTS (SELECT 1 FROM json_each(@any) w WHERE EXISTS (SELECT 1 FROM ${holds}) LIMIT 1) AND`] : []),
-    'j.lease IS NULL ORDER BY d.due_at, d.job_id LIMIT @read',
-  ].join(' ');
-}
-
-/** A way's first `PROBE_ROWS` driver rows from the page's start: how many, and the last due time. */
-function tagProbeSql(way: TagWay, start: 'from' | 'after'): string {
-  return `SELECT count(*) AS rows, max(due_at) AS reach FROM (SELECT due_at FROM (${drivenSql(way.drive.length, start)}) LIMIT ${PROBE_ROWS})`;
-}
-
-/** A way's probe (`tagProbeSql`): reach is NULL when it has no rows. */
-interface Probe {
-  rows: number;
-  reach: number | null;
-}
-
 /** The open database and its prepared statements and transactions. */
 class Connection {
   readonly db: Database.Database;
-  readonly insert: Database.Statement<[string, number, string, TagsColumn]>;
-  readonly insertOrIgnore: Database.Statement<[string, number, string, TagsColumn]>;
-  readonly insertKeyed: Database.Statement<[string, number, string, string, TagsColumn]>;
+  /** a new job: id, due_at, entry, tags, then its task and queue (`fieldsOf`) */
+  readonly insert: Database.Statement<[string, number, string, TagsColumn, ...Fields]>;
+  readonly insertOrIgnore: Database.Statement<[string, number, string, TagsColumn, ...Fields]>;
+  readonly insertKeyed: Database.Statement<[string, number, string, string, TagsColumn, ...Fields]>;
   readonly keyHolder: Database.Statement<[string], string>;
   readonly removeById: Database.Statement<[string]>;
   readonly firstDue: Database.Statement<[], number>;
   readonly remove: Database.Statement<[string]>;
-  readonly reschedule: Database.Statement<[number, string | null, string]>;
+  /** a scheduled job to a new due time (the entry kept) */
+  readonly reschedule: Database.Statement<[number, string]>;
+  /** a scheduled job to a new due time and entry, with the entry's task and queue */
+  readonly rescheduleEntry: Database.Statement<[number, string, ...Fields, string]>;
+  /** a scheduled job's due time and tags, for a retag */
+  readonly scheduledTags: Database.Statement<[string], { dueAt: number; tags: TagsColumn }>;
+  readonly setTags: Database.Statement<[TagsColumn, string]>;
+  /** deletes a job's job_tags rows: (JSON array of tags, due_at, job_id) */
+  readonly dropTags: Database.Statement<[string, number, string]>;
   readonly expired: Database.Statement<[number, number], ClaimRow>;
   readonly due: Database.Statement<[number, number], ClaimRow>;
   readonly lease: Database.Statement<[number, string]>;
@@ -373,20 +385,28 @@ class Connection {
   readonly listAfter: Database.Statement<[number, string, number, number], Row>;
   readonly count: Database.Statement<[], StoreCounts>;
   readonly nextDue: Database.Statement<[], { due: number | null; lease: number | null }>;
-  /** the list by tags statements, by SQL: a few shapes (tags driving, checks, page start) */
-  readonly #byTags = new Map<string, Database.Statement<[TagParams], unknown>>();
+  /** list with a filter, countWhere and histogram (sqlite-search.ts) */
+  readonly search: Search;
 
   constructor(db: Database.Database) {
     this.db = db;
     const jobColumns = 'id, due_at AS dueAt, entry';
-    this.insert = db.prepare('INSERT INTO jobs (id, due_at, entry, tags) VALUES (?, ?, ?, ?)');
-    this.insertOrIgnore = db.prepare('INSERT OR IGNORE INTO jobs (id, due_at, entry, tags) VALUES (?, ?, ?, ?)');
-    this.insertKeyed = db.prepare('INSERT INTO jobs (id, due_at, entry, job_key, tags) VALUES (?, ?, ?, ?, ?)');
+    this.insert = db.prepare('INSERT INTO jobs (id, due_at, entry, tags, task, queue) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insertOrIgnore = db.prepare('INSERT OR IGNORE INTO jobs (id, due_at, entry, tags, task, queue) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insertKeyed = db.prepare('INSERT INTO jobs (id, due_at, entry, job_key, tags, task, queue) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.keyHolder = db.prepare<[string], string>('SELECT id FROM jobs WHERE job_key = ?').pluck();
     this.removeById = db.prepare('DELETE FROM jobs WHERE id = ?');
-    this.firstDue = db.prepare<[], number>('SELECT due_at FROM jobs WHERE lease IS NULL ORDER BY due_at, id LIMIT 1').pluck();
+    // the first entry of jobs_due, however many jobs are in flight before it
+    this.firstDue = db.prepare<[], number>(`SELECT due_at FROM jobs WHERE ${SCHEDULED} ORDER BY due_at, id LIMIT 1`).pluck();
     this.remove = db.prepare('DELETE FROM jobs WHERE id = ? AND lease IS NULL');
-    this.reschedule = db.prepare('UPDATE jobs SET due_at = ?, entry = coalesce(?, entry) WHERE id = ? AND lease IS NULL');
+    // OR FAIL: no constraint can fail here (the id stays, so the new key (due_at, id) is the job's
+    // alone), and saying so spares SQLite the statement journal it keeps to undo a failed
+    // statement half-way, which costs as much again as the move (its trigger included)
+    this.reschedule = db.prepare('UPDATE OR FAIL jobs SET due_at = ? WHERE id = ? AND lease IS NULL');
+    this.rescheduleEntry = db.prepare('UPDATE OR FAIL jobs SET due_at = ?, entry = ?, task = ?, queue = ? WHERE id = ? AND lease IS NULL');
+    this.scheduledTags = db.prepare('SELECT due_at AS dueAt, tags FROM jobs WHERE id = ? AND lease IS NULL');
+    this.setTags = db.prepare('UPDATE jobs SET tags = ? WHERE id = ?');
+    this.dropTags = db.prepare('DELETE FROM job_tags WHERE tag IN (SELECT value FROM json_each(?)) AND due_at = ? AND job_id = ?');
     this.expired = db.prepare('SELECT id, lease AS dueAt, entry, failures FROM jobs WHERE lease IS NOT NULL AND lease <= ? ORDER BY lease, id LIMIT ?');
     this.due = db.prepare(`SELECT ${jobColumns}, failures FROM jobs WHERE lease IS NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
     // a job in flight holds no deduplication key
@@ -414,53 +434,14 @@ class Connection {
     // two forms, so that the index range starts where the page does
     this.listFrom = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at >= ? AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
     this.listAfter = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND (due_at, id) > (?, ?) AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
+    // the scheduled ones counted in jobs_due, a covering index, not in the table
     this.count = db.prepare(
-      'SELECT (SELECT count(*) FROM jobs WHERE lease IS NULL) AS scheduled, (SELECT count(*) FROM jobs WHERE lease IS NOT NULL) AS inFlight, (SELECT count(*) FROM dead) AS dead',
+      `SELECT (SELECT count(*) FROM jobs WHERE ${SCHEDULED}) AS scheduled, (SELECT count(*) FROM jobs WHERE lease IS NOT NULL) AS inFlight, (SELECT count(*) FROM dead) AS dead`,
     );
     this.nextDue = db.prepare(
-      'SELECT (SELECT min(due_at) FROM jobs WHERE lease IS NULL) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease',
+      `SELECT (SELECT min(due_at) FROM jobs WHERE ${SCHEDULED}) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease`,
     );
-  }
-
-  /** Up to `read` scheduled jobs holding `tags` from `start` to `to`, in due order (see "Listing by tags"). */
-  listByTags(tags: { all: readonly string[]; any: readonly string[] }, start: PageStart, to: number, read: number): Row[] {
-    const form = 'after' in start ? 'after' : 'from';
-    const bounds: TagParams = 'after' in start ? { afterDue: start.after.dueAt, afterId: start.after.id, to } : { from: start.from, to };
-    const drive = (way: TagWay): TagParams => ({ ...bounds, ...Object.fromEntries(way.drive.map((t, i) => [`t${i}`, t])) });
-    const ways: TagWay[] = tags.all.map((t) => ({ drive: [t], all: tags.all.filter((u) => u !== t), any: tags.any }));
-    if (tags.any.length) ways.push({ drive: tags.any, all: tags.all, any: [] });
-    let way = ways[0]!;
-    if (ways.length > 1) {
-      // sparsest first: fewest rows from the page's start, then (all having PROBE_ROWS) the
-      // furthest reach; its rows are the fewest the page needs read
-      const probes = new Map(ways.map((w) => [w, this.#byTagsStatement(tagProbeSql(w, form)).get(drive(w)) as Probe]));
-      const sparsest = (v: TagWay, w: TagWay) => {
-        const [p, q] = [probes.get(v)!, probes.get(w)!];
-        return p.rows - q.rows || (q.reach ?? 0) - (p.reach ?? 0);
-      };
-      way = [...ways].sort(sparsest)[0]!;
-      // the job lacks a sparse tag of `all` most often: check those first
-      const rank = new Map(
-        ways
-          .slice(0, tags.all.length)
-          .sort(sparsest)
-          .map((w, i) => [w.drive[0]!, i]),
-      );
-      way = { ...way, all: [...way.all].sort((t, u) => rank.get(t)! - rank.get(u)!) };
-    }
-    const params: TagParams = {
-      ...drive(way),
-      ...(way.all.length && { all: JSON.stringify(way.all) }),
-      ...(way.any.length && { any: JSON.stringify(way.any) }),
-      read,
-    };
-    return this.#byTagsStatement(tagListSql(way, form)).all(params) as Row[];
-  }
-
-  #byTagsStatement(sql: string): Database.Statement<[TagParams], unknown> {
-    let statement = this.#byTags.get(sql);
-    if (statement === undefined) this.#byTags.set(sql, (statement = this.db.prepare<[TagParams]>(sql)));
-    return statement;
+    this.search = new Search(db);
   }
 
   /** Runs `fn` in a write transaction that takes the write lock first (BEGIN IMMEDIATE). */
@@ -555,6 +536,8 @@ export class SqliteStore extends StoreBase {
       if (version > SQLITE_SCHEMA_VERSION) throw new SchemaVersionError(this.description, version, SQLITE_SCHEMA_VERSION);
       if (!ours) throw this.#foreign();
       if (version === SQLITE_SCHEMA_VERSION) return;
+      // what migration 6 fills jobs.task and jobs.queue with: the values every write gives them
+      db.function(INDEX_FIELD, { deterministic: true }, (entry, field) => indexFieldsOf(String(entry))[field === 'task' ? 'task' : 'queue']);
       for (let v = version; v < SQLITE_SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
       db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION}`);
       db.pragma(`application_id = ${SQLITE_APPLICATION_ID}`);
@@ -595,19 +578,21 @@ export class SqliteStore extends StoreBase {
 
   protected async doAdd(jobs: readonly NewJob[], duplicates: 'reject' | 'skip'): Promise<number> {
     const skip = duplicates === 'skip';
+    // read before the write lock is taken
+    const fields = jobs.map((job) => fieldsOf(job.entry));
     const { added, sooner } = this.#run((c) =>
       c.write(() => {
         const first = c.firstDue.get();
         let added = 0;
         let earliest = Infinity;
-        for (const job of jobs) {
+        for (const [i, job] of jobs.entries()) {
           const tags = tagsColumn(job.tags);
           if (skip) {
             // a job already there keeps its own tags
-            if (c.insertOrIgnore.run(job.id, job.dueAt, job.entry, tags).changes === 0) continue;
+            if (c.insertOrIgnore.run(job.id, job.dueAt, job.entry, tags, ...fields[i]!).changes === 0) continue;
           } else {
             try {
-              c.insert.run(job.id, job.dueAt, job.entry, tags);
+              c.insert.run(job.id, job.dueAt, job.entry, tags, ...fields[i]!);
             } catch (err) {
               if (isDuplicateId(err)) throw new DuplicateJobError(job.id);
               throw err;
@@ -625,6 +610,7 @@ export class SqliteStore extends StoreBase {
   }
 
   protected async doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    const fields = fieldsOf(job.entry);
     const { result, sooner } = this.#run((c) =>
       c.write(() => {
         // inside BEGIN IMMEDIATE: no other connection writes until this commits
@@ -636,7 +622,7 @@ export class SqliteStore extends StoreBase {
         const first = c.firstDue.get();
         const tags = tagsColumn(job.tags);
         try {
-          c.insertKeyed.run(job.id, job.dueAt, job.entry, key, tags);
+          c.insertKeyed.run(job.id, job.dueAt, job.entry, key, tags, ...fields);
         } catch (err) {
           // thrown inside the transaction: the removal above is rolled back too
           if (isDuplicateId(err)) throw new DuplicateJobError(job.id);
@@ -661,22 +647,64 @@ export class SqliteStore extends StoreBase {
     return this.#run((c) => c.write(() => ids.filter((id) => c.remove.run(id).changes === 1)));
   }
 
-  // TODO(issue 13): batched, and retag
   protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
-    const moved: string[] = [];
-    for (const m of moves) if (await this.doReschedule(m.id, m.dueAt, undefined)) moved.push(m.id);
+    // one transaction (one commit), each job's move one statement: its tag rows follow it
+    // (jobs_tags_due), and one in flight or unknown changes nothing
+    const { moved, sooner } = this.#run((c) =>
+      c.write(() => {
+        const first = c.firstDue.get();
+        const moved: string[] = [];
+        let earliest = Infinity;
+        for (const m of moves) {
+          if (c.reschedule.run(m.dueAt, m.id).changes === 0) continue;
+          moved.push(m.id);
+          if (m.dueAt < earliest) earliest = m.dueAt;
+        }
+        // as `reschedule` wakes: a job moved before every job scheduled until now
+        return { moved, sooner: moved.length > 0 && (first === undefined || earliest < first) ? earliest : undefined };
+      }),
+    );
+    if (sooner !== undefined) notify(this.#key, sooner);
     return moved;
   }
 
-  protected async doRetagMany(_ids: readonly string[], _add: readonly string[], _remove: readonly string[]): Promise<RetagResult> {
-    throw new Error('retagMany: not yet');
+  protected async doRetagMany(ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<RetagResult> {
+    // one transaction (one commit); each job's tags column and tag rows change together, and
+    // only as far as they differ: the rows of the tags it loses go, those of the tags it gains
+    // come, at its due time
+    return this.#run((c) =>
+      c.write(() => {
+        const out: RetagResult = { changed: [], overLimit: [] };
+        for (const id of ids) {
+          const job = c.scheduledTags.get(id);
+          if (job === undefined) continue; // in flight or unknown
+          const old: string[] = job.tags === null ? [] : (JSON.parse(job.tags) as string[]);
+          const tags = retagged(old, add, remove);
+          if (tags.length > MAX_TAGS_PER_JOB) {
+            out.overLimit.push(id);
+            continue;
+          }
+          const lost = old.filter((t) => !tags.includes(t));
+          const gained = tags.filter((t) => !old.includes(t));
+          if (lost.length || gained.length) {
+            c.setTags.run(tagsColumn(tags), id);
+            if (lost.length) c.dropTags.run(JSON.stringify(lost), job.dueAt, id);
+            if (gained.length) c.addTags.run(job.dueAt, id, JSON.stringify(gained));
+          }
+          out.changed.push(id);
+        }
+        return out;
+      }),
+    );
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
+    const fields = entry === undefined ? undefined : fieldsOf(entry);
     const sooner = this.#run((c) =>
       c.write(() => {
         const first = c.firstDue.get();
-        if (c.reschedule.run(dueAt, entry ?? null, id).changes === 0) return undefined;
+        const done = entry === undefined ? c.reschedule.run(dueAt, id) : c.rescheduleEntry.run(dueAt, entry, ...fields!, id);
+        if (done.changes === 0) return undefined;
         return first === undefined || dueAt < first ? dueAt : null;
       }),
     );
@@ -768,7 +796,7 @@ export class SqliteStore extends StoreBase {
           if (d.entry === null) return 'no_entry';
           if (c.hasId.get(id) !== undefined) return 'id_taken';
           // the job gets its tags back from the dead letter's record
-          c.insert.run(id, dueAt, d.entry, d.tags);
+          c.insert.run(id, dueAt, d.entry, d.tags, ...fieldsOf(d.entry));
           if (d.tags !== null) c.addTags.run(dueAt, id, d.tags);
           c.deadDelete.run(id);
           revived = true;
@@ -811,14 +839,21 @@ export class SqliteStore extends StoreBase {
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
+    if (filtersJobs(r)) return this.#run((c) => c.search.list(r, read));
     const from = r.from ?? -Infinity;
     const to = r.to ?? Infinity;
     const after = r.after;
     // past the cursor, every job is due at or after it: start there unless `from` is later
-    const start: PageStart = after && after.dueAt >= from ? { after } : { from };
-    const tags = r.tags;
-    if (tags) return this.#run((c) => c.listByTags(tags, start, to, read));
-    return this.#run((c) => ('after' in start ? c.listAfter.all(start.after.dueAt, start.after.id, to, read) : c.listFrom.all(from, to, read)));
+    if (after && after.dueAt >= from) return this.#run((c) => c.listAfter.all(after.dueAt, after.id, to, read));
+    return this.#run((c) => c.listFrom.all(from, to, read));
+  }
+
+  protected override async doCountWhere(r: ListRange): Promise<number> {
+    return this.#run((c) => c.search.count(r));
+  }
+
+  protected override async doHistogram(r: ListRange & { from: number; to: number }, bucketSeconds: number): Promise<HistogramBucket[]> {
+    return this.#run((c) => c.search.histogram(r, bucketSeconds));
   }
 
   protected async doCount(): Promise<StoreCounts> {
@@ -832,8 +867,8 @@ export class SqliteStore extends StoreBase {
   }
 
   /**
-   * Calls `onSooner(dueAt)` when an `add` or `reschedule` through any SqliteStore in this process,
-   * on this file, makes a job due before every other. Changes made by other processes are not
+   * Calls `onSooner(dueAt)` when an `add`, `reschedule` or `rescheduleMany` through any SqliteStore
+   * in this process, on this file, makes a job due before every other. Changes made by other processes are not
    * heard: the dispatcher daemon finds them by polling (at most a second later).
    */
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {

@@ -10,7 +10,9 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConnectionError, DuplicateJobError, SchemaVersionError, ValidationError } from '../../../src/util/errors.js';
 import type { NewJob } from '../../../src/job/types.js';
-import type { ClaimedJob, TagFilter } from '../../../src/stores/store.js';
+import type { ClaimedJob, JobFilter, TagFilter } from '../../../src/stores/store.js';
+import { indexFieldsOf } from '../../../src/job/entry.js';
+import { SORT_ROWS, bucketEnd } from '../../../src/stores/sqlite/sqlite-search.js';
 import { MemoryStore } from '../../../src/stores/memory/memory-store.js';
 import { DEFAULT_SQLITE_FILE, SQLITE_SCHEMA_VERSION, SqliteStore, parseSqliteUrl } from '../../../src/stores/sqlite/sqlite-store.js';
 
@@ -645,6 +647,419 @@ describe('SqliteStore', () => {
         }
       }
       expect((await walk(m, { all: ['t50', 't20'] }, {})).flat().length).toBeGreaterThan(50);
+    });
+  });
+
+  describe('search: task, queue, key and id prefixes, counts, histograms, bulk changes', () => {
+    const LEASE = 30_000;
+    afterEach(() => {
+      vi.restoreAllMocks();
+    });
+
+    /** Entries of every form a task or queue filter must read as `indexFieldsOf` does. */
+    const ODD_ENTRIES = [
+      'not json {',
+      '{"a":1}',
+      '[]',
+      '[[], {}]',
+      JSON.stringify([[7], { queue: 3 }]),
+      JSON.stringify([['app.a'], { queue: null }]),
+      JSON.stringify([['app.a'], ['not', 'options']]),
+      // a repeated key: JSON.parse keeps the last (SQLite's JSON functions would read the first)
+      '[["dup"], {"queue": "first", "queue": "last"}]',
+      '[["t\\u00e9"], {"queue": "\\ud83d\\ude00"}]',
+      // deeper than SQLite's JSON functions go, fine for JSON.parse
+      `[["deep"], {"queue": "q1"}, ${'['.repeat(1100)}${']'.repeat(1100)}]`,
+    ];
+    const TASKS = ['app.a', 'app.b', 'App.a', 'é.tâche', '7'];
+    const QUEUES = ['q1', 'Q1', 'q%', 'ü', undefined];
+    // most ids start with 'a': more than a page sorts (SORT_ROWS)
+    const ID_PREFIXES = ['a', 'a', 'a', 'a%', 'a_', 'ab', 'a', 'a', 'a', 'a', 'a%', 'a_', 'ab', 'A', '\u{10FFFF}', 'é', 'b'];
+    const KEYS = ['inv:1', 'Inv:2', 'inv%x', 'inv_y', 'in', '\u{10FFFF}k', 'INV'];
+
+    /** Many jobs of every form, and the same changes made to `s` and a memory store. */
+    async function twins(file: string, n: number): Promise<{ s: SqliteStore; m: MemoryStore }> {
+      const s = store(`sqlite:///${file}`);
+      const m = new MemoryStore();
+      let seed = 11;
+      const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+      const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+      const jobs: NewJob[] = Array.from({ length: n }, (_, i) => {
+        const id = `${pick(ID_PREFIXES)}${i}`;
+        const queue = pick(QUEUES);
+        const entry = random() < 0.1 ? pick(ODD_ENTRIES) : JSON.stringify([[pick(TASKS)], { task_id: id, ...(queue !== undefined && { queue }) }]);
+        const tags = ['t50', 't10', 't1'].filter((_, k) => random() < [0.5, 0.1, 0.01][k]!);
+        // repeated and fractional due times
+        return { id, dueAt: T0 + Math.floor(random() * 400) + (random() < 0.2 ? 0.25 : 0), entry, ...(tags.length && { tags }) };
+      });
+      for (const st of [s, m]) {
+        await st.add(jobs);
+        for (const [i, key] of KEYS.entries()) {
+          for (let k = 0; k < 3; k++) await st.addKeyed({ ...jobs[i * 3 + k]!, id: `key-${i}-${k}` }, `${key}${k}`, 'reject');
+        }
+        const claims = await st.claimDue({ until: T0 + 30, now: T0 + 30, limit: 60, leaseMs: LEASE });
+        // back without their keys
+        await st.release(claims.slice(0, 20));
+        for (let i = 0; i < n; i += 23) await st.remove(jobs[i]!.id);
+        for (let i = 3; i < n; i += 29) await st.reschedule(jobs[i]!.id, T0 + 500 - i / 8);
+        await st.reschedule(jobs[5]!.id, T0 + 450, JSON.stringify([['app.b'], { queue: 'ü' }]));
+        await st.rescheduleMany(jobs.filter((_, i) => i % 31 === 4).map((j, k) => ({ id: j.id, dueAt: T0 + 600 + (k % 9) })));
+        await st.retagMany(
+          jobs.filter((_, i) => i % 7 === 2).map((j) => j.id),
+          { add: ['t1', 'new'], remove: ['t50'] },
+        );
+      }
+      return { s, m };
+    }
+
+    const FILTERS: JobFilter[] = [
+      {},
+      { task: 'app.a' },
+      { task: 'App.a' },
+      { task: 'é.tâche' },
+      { task: '7' },
+      { task: 'dup' },
+      { task: 'deep' },
+      { task: 'té' },
+      { queues: ['q1'] },
+      { queues: [null] },
+      { queues: ['q1', null, 'ü'] },
+      { queues: ['last'] },
+      { queues: ['first'] },
+      { queues: ['😀', 'q%'] },
+      { keyPrefix: 'inv' },
+      { keyPrefix: 'Inv' },
+      { keyPrefix: 'inv%' },
+      { keyPrefix: 'inv_' },
+      { keyPrefix: 'i' },
+      { keyPrefix: '\u{10FFFF}' },
+      { idPrefix: 'a' },
+      { idPrefix: 'a%' },
+      { idPrefix: 'a_' },
+      { idPrefix: 'A' },
+      { idPrefix: 'ab1' },
+      { idPrefix: '\u{10FFFF}' },
+      { idPrefix: 'é' },
+      { idPrefix: 'key-' },
+      { tags: { all: ['t1'] } },
+      { tags: { all: ['t50', 't10'] } },
+      { tags: { any: ['t1', 't10'] }, task: 'app.a' },
+      { tags: { all: ['t50'] }, queues: [null] },
+      { tags: { any: ['new'] }, idPrefix: 'b' },
+      { task: 'app.a', queues: ['q1'] },
+      { task: 'app.b', keyPrefix: 'inv' },
+      { idPrefix: 'a', tags: { all: ['t50'] } },
+      { idPrefix: 'ab', task: 'app.a', queues: ['Q1', null] },
+      { keyPrefix: 'in', tags: { all: ['t50'] } },
+    ];
+    const RANGES = [{}, { from: T0 + 100, to: T0 + 300.25 }, { from: T0 + 350 }, { to: T0 + 20 }];
+
+    /** The SQL of every statement prepared while `fn` runs. */
+    async function prepared(fn: () => Promise<void>): Promise<string[]> {
+      const seen: string[] = [];
+      const prepare = Database.prototype.prepare;
+      vi.spyOn(Database.prototype, 'prepare').mockImplementation(function (this: Database.Database, sql: string) {
+        seen.push(sql);
+        return prepare.call(this, sql);
+      } as typeof prepare);
+      await fn();
+      vi.restoreAllMocks();
+      return seen;
+    }
+
+    it('lists, counts and buckets every filter as the memory store does, every way and page', async () => {
+      const { s, m } = await twins(join(dir, 'twins.db'), 3000);
+      const walk = async (st: SqliteStore | MemoryStore, f: JobFilter) => {
+        const out: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await st.list({ limit: 41, ...f, ...(cursor !== undefined && { cursor }) });
+          out.push(...page.jobs.map((j) => `${j.id}@${j.dueAt}:${(j.tags ?? []).join(',')}`));
+          cursor = page.cursor;
+        } while (cursor !== undefined);
+        return out;
+      };
+      const sqls = await prepared(async () => {
+        for (const filter of FILTERS) {
+          for (const range of RANGES) {
+            const f = { ...filter, ...range };
+            const what = JSON.stringify(f);
+            const want = await walk(m, f);
+            expect(await walk(s, f), what).toEqual(want);
+            expect(await s.countWhere(f), what).toBe(await m.countWhere(f));
+          }
+          for (const h of [
+            { from: T0 - 10, to: T0 + 1000, bucketSeconds: 7 },
+            { from: T0 + 100.25, to: T0 + 300, bucketSeconds: 60 },
+            { from: T0, to: T0 + 400, bucketSeconds: 1 },
+            { from: T0 - 5, to: T0 + 5000, bucketSeconds: 86_400 },
+          ]) {
+            const o = { ...filter, ...h };
+            expect(await s.histogram(o), JSON.stringify(o)).toEqual(await m.histogram(o));
+          }
+        }
+      });
+      // some filters matched many jobs, some none
+      const counts = await Promise.all(FILTERS.map((f) => m.countWhere(f)));
+      expect(Math.max(...counts)).toBeGreaterThan(2500);
+      expect(counts.filter((c) => c === 0).length).toBeGreaterThan(0);
+      // a page by a prefix too long to sort went by due order, checking the prefix
+      expect((await m.list({ limit: 3000, idPrefix: 'a' })).jobs.length).toBeGreaterThan(SORT_ROWS);
+      expect(sqls.some((sql) => sql.includes('LIMIT @read') && sql.includes('INDEXED BY jobs_due') && sql.includes('d.job_id >= @idLo'))).toBe(true);
+      // every way drove some search
+      for (const driver of [
+        'INDEXED BY jobs_due',
+        'INDEXED BY jobs_task',
+        'INDEXED BY jobs_queue',
+        'INDEXED BY jobs_key',
+        'INDEXED BY jobs_id',
+        'FROM job_tags WHERE tag = @t0',
+        'INDEXED BY jobs_lease',
+      ])
+        expect(
+          sqls.some((sql) => sql.includes(driver)),
+          driver,
+        ).toBe(true);
+    });
+
+    it('keeps jobs.task and jobs.queue as indexFieldsOf reads the entry, through every write', async () => {
+      const file = join(dir, 'fields.db');
+      const { s } = await twins(file, 400);
+      // a job buried and revived
+      await s.add([{ id: 'revived', dueAt: T0 - 1000, entry: JSON.stringify([['app.revived'], { queue: 'back' }]) }]);
+      const claims = await s.claimDue({ until: T0 - 500, now: T0 + 40, limit: 10, leaseMs: LEASE });
+      expect(claims.map((c) => c.id)).toEqual(['revived']);
+      await s.bury([{ claim: claims[0]!, reason: 'rejected', error: 'no', diedAt: T0 }]);
+      expect(await s.reviveDead(['revived'], T0 + 2000)).toEqual(['scheduled']);
+      expect((await s.list({ limit: 10, task: 'app.revived', queues: ['back'] })).jobs.map((j) => j.id)).toEqual(['revived']);
+      const raw = new Database(file, { readonly: true });
+      try {
+        const rows = raw.prepare('SELECT entry, task, queue FROM jobs').all() as { entry: string; task: string | null; queue: string | null }[];
+        expect(rows.length).toBeGreaterThan(300);
+        for (const r of rows) expect({ task: r.task, queue: r.queue }, r.entry.slice(0, 60)).toEqual(indexFieldsOf(r.entry));
+        // every odd entry is among them
+        expect(new Set(rows.map((r) => r.entry)).size).toBeGreaterThan(ODD_ENTRIES.length);
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('a version 5 file is migrated on open: the task and queue of every job are filled in, and its filters answer', async () => {
+      const file = join(dir, 'v5.db');
+      const raw = new Database(file);
+      raw.exec(`CREATE TABLE jobs (due_at REAL NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, lease REAL, job_key TEXT, failures TEXT, tags TEXT, PRIMARY KEY (due_at, id)) WITHOUT ROWID;
+        CREATE UNIQUE INDEX jobs_id ON jobs (id);
+        CREATE INDEX jobs_lease ON jobs (lease, id) WHERE lease IS NOT NULL;
+        CREATE UNIQUE INDEX jobs_key ON jobs (job_key) WHERE job_key IS NOT NULL;
+        CREATE TABLE dead (id TEXT PRIMARY KEY, entry TEXT, due_at REAL NOT NULL, reason TEXT NOT NULL, error TEXT NOT NULL,
+                           attempts INTEGER NOT NULL, first_failed_at REAL, died_at REAL NOT NULL, tags TEXT) WITHOUT ROWID;
+        CREATE INDEX dead_by_time ON dead (died_at, id);
+        CREATE TABLE job_tags (tag TEXT NOT NULL, due_at REAL NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY (tag, due_at, job_id)) WITHOUT ROWID;
+        CREATE INDEX job_tags_job ON job_tags (job_id);
+        CREATE TRIGGER jobs_tags_due AFTER UPDATE OF due_at ON jobs WHEN NEW.tags IS NOT NULL AND NEW.due_at IS NOT OLD.due_at
+          BEGIN UPDATE job_tags SET due_at = NEW.due_at WHERE job_id = NEW.id; END;
+        CREATE TRIGGER jobs_tags_gone AFTER DELETE ON jobs WHEN OLD.tags IS NOT NULL
+          BEGIN DELETE FROM job_tags WHERE job_id = OLD.id; END;`);
+      const insert = raw.prepare('INSERT INTO jobs (due_at, id, entry, lease, job_key, tags) VALUES (?, ?, ?, ?, ?, ?)');
+      const rows: [number, string, string, number | null, string | null, string | null][] = [
+        [10, 'inv-1', JSON.stringify([['app.invoice'], { queue: 'billing' }]), null, 'invoice:1', '["tenant:42"]'],
+        [20, 'inv-2', JSON.stringify([['app.invoice'], {}]), null, null, null],
+        [30, 'busy', JSON.stringify([['app.invoice'], { queue: 'billing' }]), 99, null, '["tenant:42"]'],
+        [40, 'rem-1', JSON.stringify([['app.remind'], { queue: 'mail' }]), null, 'Invoice:2', null],
+        ...ODD_ENTRIES.map((entry, i): [number, string, string, null, null, null] => [50 + i, `odd-${i}`, entry, null, null, null]),
+      ];
+      for (const r of rows) insert.run(...r);
+      raw.prepare("INSERT INTO job_tags VALUES ('tenant:42', 10, 'inv-1'), ('tenant:42', 30, 'busy')").run();
+      raw.pragma('user_version = 5');
+      raw.pragma('application_id = 1129075795');
+      raw.close();
+
+      const s = store(`sqlite:///${file}`);
+      const ids = async (f: JobFilter) => (await s.list({ limit: 100, ...f })).jobs.map((j) => j.id);
+      expect(await ids({ task: 'app.invoice' })).toEqual(['inv-1', 'inv-2']);
+      expect(await ids({ queues: ['billing'] })).toEqual(['inv-1']);
+      expect(await ids({ queues: ['mail', 'last'] })).toEqual(['rem-1', 'odd-7']);
+      expect(await ids({ task: 'deep', queues: ['q1'] })).toEqual(['odd-9']);
+      expect((await ids({ queues: [null] })).sort()).toEqual(
+        ['inv-2', ...ODD_ENTRIES.map((_, i) => `odd-${i}`).filter((id) => !['odd-7', 'odd-8', 'odd-9'].includes(id))].sort(),
+      );
+      expect(await ids({ keyPrefix: 'inv' })).toEqual(['inv-1']);
+      expect(await ids({ idPrefix: 'inv', tags: { all: ['tenant:42'] } })).toEqual(['inv-1']);
+      expect(await s.countWhere({ task: 'app.invoice' })).toBe(2);
+      expect(await s.countWhere({ tags: { all: ['tenant:42'] } })).toBe(1);
+      expect(await s.histogram({ from: 0, to: 100, bucketSeconds: 25, task: 'app.invoice' })).toEqual([{ start: 0, count: 2 }]);
+      // the job in flight gets its fields too, for when it comes back
+      expect(await s.claimDue({ until: 100, now: 200, limit: 1, leaseMs: LEASE })).toMatchObject([{ id: 'busy' }]);
+      const check = new Database(file, { readonly: true });
+      try {
+        expect(check.pragma('user_version', { simple: true })).toBe(SQLITE_SCHEMA_VERSION);
+        const got = check.prepare('SELECT id, entry, task, queue FROM jobs').all() as {
+          id: string;
+          entry: string;
+          task: string | null;
+          queue: string | null;
+        }[];
+        expect(got).toHaveLength(rows.length);
+        for (const r of got) expect({ task: r.task, queue: r.queue }, r.id).toEqual(indexFieldsOf(r.entry));
+        expect(
+          check.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND name IN ('jobs_due', 'jobs_task', 'jobs_queue') ORDER BY name").pluck().all(),
+        ).toEqual(['jobs_due', 'jobs_queue', 'jobs_task']);
+      } finally {
+        check.close();
+      }
+    });
+
+    it('counts and buckets from covering indexes, and pages by task or queue in index order, without a sort', async () => {
+      const file = join(dir, 'plans.db');
+      const s = store(`sqlite:///${file}`);
+      const entry = (task: string, queue?: string) => JSON.stringify([[task], { ...(queue && { queue }) }]);
+      await s.add(
+        Array.from({ length: 3000 }, (_, i) => ({
+          id: `j${i}`,
+          dueAt: T0 + i,
+          entry: entry(i % 100 === 0 ? 'rare' : 'common', i % 3 === 0 ? 'q' : undefined),
+          ...(i % 10 === 0 && { tags: ['ten'] }),
+        })),
+      );
+      await s.claimDue({ until: T0 + 20, now: T0 + 20, limit: 100, leaseMs: LEASE });
+      const sqls = await prepared(async () => {
+        await s.countWhere({});
+        await s.countWhere({ task: 'rare' });
+        await s.countWhere({ queues: ['q', null] });
+        await s.countWhere({ tags: { all: ['ten'] } });
+        await s.countWhere({ idPrefix: 'j1' });
+        for (const f of [{}, { task: 'rare' }, { queues: ['q'] }, { tags: { all: ['ten'] } }])
+          await s.histogram({ from: T0, to: T0 + 3000, bucketSeconds: 60, ...f });
+        await s.list({ limit: 10, task: 'rare' });
+        await s.list({ limit: 10, queues: ['q', null] });
+        await s.count();
+        await s.nextDueAt();
+      });
+      const raw = new Database(file, { readonly: true });
+      const plan = (sql: string) => {
+        const names = new Set([...sql.matchAll(/@(\w+)/g)].map((m) => m[1]!));
+        const params = Object.fromEntries([...names].map((n) => [n, /^(t\d|task|q\d|all|any|inFlight|idLo|idHi)/.test(n) ? (n === 'all' ? '[]' : 'x') : T0]));
+        return (raw.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as { detail: string }[]).map((p) => p.detail);
+      };
+      try {
+        const counts = sqls.filter((sql) => sql.includes('count(*)') && !sql.includes('LIMIT 2'));
+        expect(counts.length).toBeGreaterThanOrEqual(9);
+        for (const sql of counts) {
+          const steps = plan(sql);
+          // never the table itself (its rows hold the entries), nor a sort
+          expect(
+            // (SCAN d: the rows of a merge of index ranges, or of a subquery)
+            steps.filter((d) => /^(SEARCH|SCAN) (jobs|d|j|s)\b/.test(d) && !/COVERING INDEX|jobs_lease|PRIMARY KEY \(tag=|^SCAN d$/.test(d)),
+            sql,
+          ).toEqual([]);
+          expect(steps.join('; '), sql).not.toMatch(/TEMP B-TREE/);
+        }
+        for (const sql of sqls.filter((q) => q.includes('LIMIT @read'))) {
+          const steps = plan(sql).join('; ');
+          expect(steps, sql).toMatch(/SEARCH jobs USING COVERING INDEX jobs_(task|queue) \((task|queue)=\?/);
+          expect(steps, sql).toMatch(/SEARCH j USING PRIMARY KEY \(due_at=\? AND id=\?\)/);
+          expect(steps, sql).not.toMatch(/TEMP B-TREE/);
+        }
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('pushes key and id prefixes into SQL as exact ranges: no wildcards, case kept, code points compared', async () => {
+      const s = store(`sqlite:///${dir}/prefix.db`);
+      const m = new MemoryStore();
+      const ids = ['a%b', 'aXb', 'a_b', 'A%b', 'a', 'ab\u{10FFFF}', 'ab\u{10FFFF}\u{10FFFF}x', 'ac', 'a\uD7FF!', 'a\uE000', 'é', 'É', 'e\u0301'];
+      for (const st of [s, m]) {
+        await st.add(ids.map((id, i) => job(id, T0 + i)));
+        for (const [i, id] of ids.entries()) await st.addKeyed(job(`k-${i}`, T0 + 100 + i), id, 'reject');
+      }
+      for (const prefix of ['a%', 'a_', 'a', 'A', 'ab\u{10FFFF}', '\u{10FFFF}', 'a\uD7FF', 'é', 'e', 'ab']) {
+        for (const f of [{ idPrefix: prefix }, { keyPrefix: prefix }]) {
+          expect(
+            (await s.list({ limit: 100, ...f })).jobs.map((j) => j.id),
+            JSON.stringify(f),
+          ).toEqual((await m.list({ limit: 100, ...f })).jobs.map((j) => j.id));
+          expect(await s.countWhere(f), JSON.stringify(f)).toBe(await m.countWhere(f));
+        }
+      }
+    });
+
+    it('buckets due times far from zero exactly as bucketOf does, where bucket ends are not start + width', async () => {
+      const s = store(`sqlite:///${dir}/far.db`);
+      const m = new MemoryStore();
+      const base = 2 ** 53 * 3;
+      const jobs = Array.from({ length: 200 }, (_, i) => job(`f${i}`, base + i * 4));
+      for (const st of [s, m]) await st.add(jobs);
+      for (const bucketSeconds of [1, 3, 7, 60]) {
+        const o = { from: base - 100, to: base + 1000, bucketSeconds };
+        const want = await m.histogram(o);
+        expect(await s.histogram(o), String(bucketSeconds)).toEqual(want);
+        expect(want.reduce((n, b) => n + b.count, 0)).toBe(200);
+      }
+      const b = (t: number, w: number) => Math.floor(t / w) * w;
+      // what makes this case: a bucket holding a time past its start + width
+      expect(jobs.some((j) => j.dueAt >= b(j.dueAt, 3) + 3 || b(j.dueAt, 3) > j.dueAt)).toBe(true);
+      expect(bucketEnd(b(base + 16, 3), 3, base + 16)).toBeGreaterThan(base + 16);
+      expect(bucketEnd(3600, 3600, 3700)).toBe(7200);
+      expect(bucketEnd(-7200, 3600, -7000)).toBe(-3600);
+    });
+
+    it('rescheduleMany is one transaction: tag rows follow, watchers hear of a job made due before every other', async () => {
+      const file = join(dir, 'moves.db');
+      const s = store(`sqlite:///${file}`);
+      await s.add([{ ...job('a', T0 + 10), tags: ['x', 'y'] }, job('b', T0 + 20), { ...job('c', T0 + 30), tags: ['x'] }]);
+      const heard: number[] = [];
+      await s.watch((d) => heard.push(d));
+      expect((await s.rescheduleMany([{ id: 'c', dueAt: T0 + 40 }])).sort()).toEqual(['c']);
+      expect(heard).toEqual([]);
+      expect(
+        (
+          await s.rescheduleMany([
+            { id: 'a', dueAt: T0 + 50 },
+            { id: 'c', dueAt: T0 + 5 },
+            { id: 'nobody', dueAt: T0 },
+          ])
+        ).sort(),
+      ).toEqual(['a', 'c']);
+      expect(heard).toEqual([T0 + 5]);
+      const raw = new Database(file, { readonly: true });
+      try {
+        expect(raw.prepare('SELECT tag, due_at, job_id FROM job_tags ORDER BY tag, due_at').all()).toEqual([
+          { tag: 'x', due_at: T0 + 5, job_id: 'c' },
+          { tag: 'x', due_at: T0 + 50, job_id: 'a' },
+          { tag: 'y', due_at: T0 + 50, job_id: 'a' },
+        ]);
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('retagMany keeps jobs.tags and job_tags in step, writing only what changed', async () => {
+      const file = join(dir, 'retag.db');
+      const s = store(`sqlite:///${file}`);
+      await s.add([{ ...job('a', T0 + 10), tags: ['x', 'y'] }, job('b', T0 + 20), { ...job('c', T0 + 30), tags: ['z'] }, { ...job('d', T0 + 1), tags: ['x'] }]);
+      const [claimed] = await s.claimDue({ until: T0 + 1, now: T0 + 1, limit: 1, leaseMs: LEASE });
+      expect(claimed?.id).toBe('d');
+      expect(await s.retagMany(['a', 'b', 'c', 'd'], { add: ['y', 'w'], remove: ['x', 'z'] })).toEqual({ changed: ['a', 'b', 'c'], overLimit: [] });
+      expect(await s.retagMany(['c'], { remove: ['y', 'w'] })).toEqual({ changed: ['c'], overLimit: [] });
+      const raw = new Database(file, { readonly: true });
+      try {
+        expect(raw.prepare('SELECT id, tags FROM jobs ORDER BY id').all()).toEqual([
+          { id: 'a', tags: '["y","w"]' },
+          { id: 'b', tags: '["y","w"]' },
+          { id: 'c', tags: null },
+          { id: 'd', tags: '["x"]' },
+        ]);
+        expect(raw.prepare('SELECT tag, due_at, job_id FROM job_tags ORDER BY job_id, tag').all()).toEqual([
+          { tag: 'w', due_at: T0 + 10, job_id: 'a' },
+          { tag: 'y', due_at: T0 + 10, job_id: 'a' },
+          { tag: 'w', due_at: T0 + 20, job_id: 'b' },
+          { tag: 'y', due_at: T0 + 20, job_id: 'b' },
+          { tag: 'x', due_at: T0 + 1, job_id: 'd' },
+        ]);
+      } finally {
+        raw.close();
+      }
     });
   });
 
