@@ -54,7 +54,8 @@ describe('reschedule, run-now and retag by query', () => {
     for (const i of [1, 3, 5]) expect(await dueOf(`job-${i}`)).toBe(BASE + 86_400_000);
     const spread = await cli(['reschedule', '--from', to, '--to', to, '--spread', '30m', '--yes', '--json']);
     expect(JSON.parse(spread.stdout)).toMatchObject({ matched: 6, changed: 5, unchanged: 1 });
-    const times = await Promise.all([1, 3, 5, 7, 9, 11].map((i) => dueOf(`job-${i}`)));
+    // in due order, then id: job-1, job-11, job-3, job-5, job-7, job-9, 5 minutes apart
+    const times = await Promise.all([1, 11, 3, 5, 7, 9].map((i) => dueOf(`job-${i}`)));
     expect(times).toEqual([0, 1, 2, 3, 4, 5].map((k) => BASE + 86_400_000 + k * 300_000));
   });
 

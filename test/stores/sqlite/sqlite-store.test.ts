@@ -769,7 +769,7 @@ describe('SqliteStore', () => {
 
     it('lists, counts and buckets every filter as the memory store does, every way and page', async () => {
       const { s, m } = await twins(join(dir, 'twins.db'), 3000);
-      const walk = async (st: SqliteStore | MemoryStore, f: JobFilter) => {
+      const walk = async (st: SqliteStore, f: JobFilter) => {
         const out: string[] = [];
         let cursor: string | undefined;
         do {
@@ -784,7 +784,8 @@ describe('SqliteStore', () => {
           for (const range of RANGES) {
             const f = { ...filter, ...range };
             const what = JSON.stringify(f);
-            const want = await walk(m, f);
+            // the memory store is the reference: read whole in one page (its paging is the contract's to test)
+            const want = (await m.list({ limit: 100_000, ...f })).jobs.map((j) => `${j.id}@${j.dueAt}:${(j.tags ?? []).join(',')}`);
             expect(await walk(s, f), what).toEqual(want);
             expect(await s.countWhere(f), what).toBe(await m.countWhere(f));
           }
@@ -820,7 +821,7 @@ describe('SqliteStore', () => {
           sqls.some((sql) => sql.includes(driver)),
           driver,
         ).toBe(true);
-    });
+    }, 120_000); // thousands of pages and counts: several seconds, more on a loaded machine
 
     it('keeps jobs.task and jobs.queue as indexFieldsOf reads the entry, through every write', async () => {
       const file = join(dir, 'fields.db');
