@@ -43,7 +43,7 @@ describe.skipIf(skip)('PostgreSQL search and bulk changes', () => {
   /** Every scheduled job, with its tags, in due order. */
   const everything = async (store: PostgresStore): Promise<StoredJob[]> => {
     const out: StoredJob[] = [];
-    for (let cursor: string | undefined, more = true; more; ) {
+    for (let cursor: string | undefined, more = true; more;) {
       const page = await store.list({ limit: 1000, ...(cursor !== undefined && { cursor }) });
       out.push(...page.jobs);
       cursor = page.cursor;
@@ -119,18 +119,72 @@ describe.skipIf(skip)('PostgreSQL search and bulk changes', () => {
           // width 1 over 30 hours: 108,000 buckets, too many to count one by one: the grouped form
           if ((to - from) / width > 100_000) continue;
           const got = await store.histogram({ ...f, from, to, bucketSeconds: width });
-          expect([f, from, width, got]).toEqual([f, from, width, toBuckets(matching.map((j) => j.dueAt), width)]);
+          expect([f, from, width, got]).toEqual([
+            f,
+            from,
+            width,
+            toBuckets(
+              matching.map((j) => j.dueAt),
+              width,
+            ),
+          ]);
         }
       }
     }
     // the grouped form, by a range of more buckets than are counted one by one
     const many = await store.histogram({ from: base, to: base + 20_000, bucketSeconds: 2 });
-    expect(many).toEqual(toBuckets(model.filter((j) => j.dueAt >= base && j.dueAt <= base + 20_000).map((j) => j.dueAt), 2));
+    expect(many).toEqual(
+      toBuckets(
+        model.filter((j) => j.dueAt >= base && j.dueAt <= base + 20_000).map((j) => j.dueAt),
+        2,
+      ),
+    );
+  });
+
+  it('every write of an entry writes its task and queue: add, addKeyed, reschedule with an entry, reviveDead', async () => {
+    const store = open();
+    const columns = async () =>
+      Object.fromEntries(
+        (await sql<{ id: string; task: string | null; queue: string | null }>(url, `SELECT id, task, queue FROM "${schema}".jobs ORDER BY id`)).map((r) => [
+          r.id,
+          [r.task, r.queue],
+        ]),
+      );
+    await store.add([routed('a', T0, 'app.a', 'q1'), { id: 'bad', dueAt: T0, entry: 'not json' }]);
+    await store.addKeyed(routed('k', T0, 'app.k'), 'K', 'reject');
+    expect(await columns()).toEqual({ a: ['app.a', 'q1'], bad: [null, null], k: ['app.k', null] });
+    expect(await store.reschedule('a', T0 + 1, entryOf('a', 'app.b'))).toBe(true);
+    expect(await store.reschedule('k', T0 + 2)).toBe(true); // no new entry: the columns stay
+    expect(await columns()).toEqual({ a: ['app.b', null], bad: [null, null], k: ['app.k', null] });
+    const claims = await store.claimDue({ until: T0 + 5, now: T0 + 5, limit: 10, leaseMs: 1000 });
+    await store.bury(claims.map((claim) => ({ claim, reason: 'rejected' as const, error: 'no', diedAt: T0 + 6 })));
+    expect(await columns()).toEqual({});
+    expect(await store.reviveDead(['a', 'bad', 'k'], T0 + 10)).toEqual(['scheduled', 'scheduled', 'scheduled']);
+    expect(await columns()).toEqual({ a: ['app.b', null], bad: [null, null], k: ['app.k', null] });
+    expect((await store.list({ limit: 10, task: 'app.b' })).jobs.map((j) => j.id)).toEqual(['a']);
   });
 
   it('key and id prefixes are exact byte prefixes: LIKE wildcards, U+10FFFF and a NUL in the prefix', async () => {
     const store = open();
-    const ids = ['a%b', 'a_b', 'axb', 'a%', 'a\\b', 'a', 'b', 'a\u{10FFFF}', 'a\u{10FFFF}x', 'a\u{10FFFF}\u{10FFFF}', 'b\u{10FFFF}', '\u{10FFFF}', '\u{10FFFF}a', 'é', 'e', '\uD7FFx', '\uE000'];
+    const ids = [
+      'a%b',
+      'a_b',
+      'axb',
+      'a%',
+      'a\\b',
+      'a',
+      'b',
+      'a\u{10FFFF}',
+      'a\u{10FFFF}x',
+      'a\u{10FFFF}\u{10FFFF}',
+      'b\u{10FFFF}',
+      '\u{10FFFF}',
+      '\u{10FFFF}a',
+      'é',
+      'e',
+      '\uD7FFx',
+      '\uE000',
+    ];
     await store.add(ids.map((id, i) => routed(`id:${id}`, T0 + i)));
     for (const [i, id] of ids.entries()) await store.addKeyed(routed(`key-${i}`, T0 + 100 + i), `k:${id}`, 'reject');
     const all = await everything(store);
@@ -228,10 +282,20 @@ describe.skipIf(skip)('PostgreSQL search and bulk changes', () => {
     );
     for (const analyzed of [false, true]) {
       if (analyzed) for (const table of ['jobs', 'job_tags']) await sql(url, `VACUUM ANALYZE "${schema}".${table}`);
-      const page = await plan(...(await captured(() => store.list({ limit: 50, task: 'app.rare' }), (q) => q.includes('j.task'))));
+      const page = await plan(
+        ...(await captured(
+          () => store.list({ limit: 50, task: 'app.rare' }),
+          (q) => q.includes('j.task'),
+        )),
+      );
       expect(page).toMatch(/Index Scan using jobs_task_idx/);
       expect(page).not.toMatch(/Sort|Bitmap|Seq Scan/);
-      const count = await plan(...(await captured(() => store.countWhere({ tags: { all: ['rare'] } }), (q) => q.includes('count(*)'))));
+      const count = await plan(
+        ...(await captured(
+          () => store.countWhere({ tags: { all: ['rare'] } }),
+          (q) => q.includes('count(*)'),
+        )),
+      );
       expect(count).toMatch(/on job_tags t/);
       expect(count).not.toMatch(/Seq Scan on jobs|jobs_pkey|jobs_scheduled_idx/); // no scheduled job looked up (those in flight: their index)
       const histogram = await plan(
