@@ -533,8 +533,9 @@ export class PostgresStore extends StoreBase {
   async #removeScheduled(ids: readonly string[]): Promise<string[]> {
     return this.#run(() =>
       this.#transaction(async (client) => {
-        // = ANY (ARRAY(...)): a primary-key lookup per id whatever the statistics say (a bare
-        // array with `lease IS NULL` beside it read the whole partial index of an unanalysed table)
+        // = ANY (ARRAY(...)): a primary-key lookup per id whatever the statistics say (with a
+        // bare array beside `lease IS NULL`, an unanalysed table of 1M jobs was read whole
+        // through the partial index for every batch: 1.7 s for 5,000 ids)
         const { rows } = await client.query<{ id: string; tagged: boolean }>(
           `DELETE FROM ${this.#jobs} WHERE id = ANY (ARRAY(SELECT unnest($1::text[]))) AND lease IS NULL RETURNING id, tagged`,
           [ids],
@@ -547,8 +548,8 @@ export class PostgresStore extends StoreBase {
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
-    const fields = entry === undefined ? undefined : indexColumnsOf(entry);
-    return (await this.#moveScheduled([id], [dueAt], entry === undefined ? undefined : { entry, task: fields!.task, queue: fields!.queue })).length === 1;
+    const change = entry === undefined ? undefined : { entry, ...indexColumnsOf(entry) };
+    return (await this.#moveScheduled([id], [dueAt], change)).length === 1;
   }
 
   protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
