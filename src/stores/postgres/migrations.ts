@@ -103,6 +103,105 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE job_tags ADD CONSTRAINT job_tags_pkey PRIMARY KEY (tag, due_at, job_id);
     `,
   },
+  {
+    // search by task and queue (issue 13): each job's task and queue, as `indexFieldsOf` reads
+    // them from its entry, in columns of their own (see `indexColumn` in postgres-store.ts: NULL
+    // for none, '' for a name no filter can be sent as), indexed in due order among scheduled
+    // jobs, a job naming no queue in an index of its own (an IS NULL condition gives no order).
+    // The store writes them with every entry; a generated column would cast the entry to JSON in
+    // SQL, which refuses entries the store must keep (not JSON at all, or JSON that PostgreSQL's
+    // parser rejects and JSON.parse reads).
+    //
+    // The jobs there get theirs in SQL, matching indexFieldsOf (functions dropped again at the
+    // end): `jsonb` first (one parse); where jsonb refuses what JSON.parse reads (a number beyond
+    // numeric's range; a \u0000 or a lone surrogate, anywhere in the entry), `json`, which checks
+    // the syntax only; where its accessors refuse (those escapes, again anywhere), the entry read
+    // twice with each such escape replaced, once by \u0001 and once by \u0002: a name read the same
+    // both times holds none of them and is exact, one read differently holds one and gets ''. Not
+    // JSON, or nested past the parser's stack: no task, no queue. The columns are added as
+    // generated ones and made plain at once, so the table is rewritten once (no dead rows, no
+    // index updated row by row) and keeps its owner and grants.
+    version: 6,
+    sql: `
+      CREATE FUNCTION migrate6_escapes(e text, repl text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS $f$
+      DECLARE
+        out text := '';
+        i int := 1;
+        p int;
+        code int;
+        lo int;
+      BEGIN
+        -- every backslash of valid JSON starts an escape inside a string: read them left to right
+        LOOP
+          p := strpos(substr(e, i), '\\');
+          EXIT WHEN p = 0;
+          p := i + p - 1;
+          out := out || substr(e, i, p - i);
+          IF substr(e, p + 1, 1) = 'u' THEN
+            code := ('x' || substr(e, p + 2, 4))::bit(16)::int;
+            IF code BETWEEN 55296 AND 56319 AND substr(e, p + 6, 2) = '\\u' THEN
+              lo := ('x' || substr(e, p + 8, 4))::bit(16)::int;
+              IF lo BETWEEN 56320 AND 57343 THEN
+                out := out || substr(e, p, 12); -- a surrogate pair: one character
+                i := p + 12;
+                CONTINUE;
+              END IF;
+            END IF;
+            out := out || CASE WHEN code = 0 OR code BETWEEN 55296 AND 57343 THEN repl ELSE substr(e, p, 6) END;
+            i := p + 6;
+          ELSE
+            out := out || substr(e, p, 2);
+            i := p + 2;
+          END IF;
+        END LOOP;
+        RETURN out || substr(e, i);
+      END $f$;
+      CREATE FUNCTION migrate6_fields(j json) RETURNS text[] LANGUAGE sql IMMUTABLE STRICT AS $f$
+        SELECT ARRAY[
+          CASE WHEN json_typeof(j) = 'array' AND json_typeof(j->0) = 'array' AND json_typeof(j->0->0) = 'string' THEN j->0->>0 END,
+          CASE WHEN json_typeof(j) = 'array' AND json_typeof(j->1) = 'object' AND json_typeof(j->1->'queue') = 'string' THEN j->1->>'queue' END]
+      $f$;
+      CREATE FUNCTION migrate6_entry(e text) RETURNS text[] LANGUAGE plpgsql IMMUTABLE STRICT AS $f$
+      DECLARE
+        b jsonb;
+        j json;
+        a text[];
+        z text[];
+      BEGIN
+        BEGIN
+          b := e::jsonb;
+          RETURN ARRAY[
+            CASE WHEN jsonb_typeof(b) = 'array' AND jsonb_typeof(b->0) = 'array' AND jsonb_typeof(b->0->0) = 'string' THEN b->0->>0 END,
+            CASE WHEN jsonb_typeof(b) = 'array' AND jsonb_typeof(b->1) = 'object' AND jsonb_typeof(b->1->'queue') = 'string' THEN b->1->>'queue' END];
+        EXCEPTION WHEN others THEN
+          NULL;
+        END;
+        BEGIN
+          j := e::json;
+        EXCEPTION WHEN others THEN
+          RETURN ARRAY[NULL, NULL]::text[]; -- not JSON
+        END;
+        BEGIN
+          RETURN migrate6_fields(j);
+        EXCEPTION WHEN others THEN
+          NULL;
+        END;
+        a := migrate6_fields(migrate6_escapes(e, '\\u0001')::json);
+        z := migrate6_fields(migrate6_escapes(e, '\\u0002')::json);
+        RETURN ARRAY[CASE WHEN a[1] IS DISTINCT FROM z[1] THEN '' ELSE a[1] END, CASE WHEN a[2] IS DISTINCT FROM z[2] THEN '' ELSE a[2] END];
+      END $f$;
+      ALTER TABLE jobs
+        ADD COLUMN task text COLLATE "C" GENERATED ALWAYS AS ((migrate6_entry(entry))[1]) STORED,
+        ADD COLUMN queue text COLLATE "C" GENERATED ALWAYS AS ((migrate6_entry(entry))[2]) STORED;
+      ALTER TABLE jobs ALTER COLUMN task DROP EXPRESSION, ALTER COLUMN queue DROP EXPRESSION;
+      DROP FUNCTION migrate6_entry(text);
+      DROP FUNCTION migrate6_fields(json);
+      DROP FUNCTION migrate6_escapes(text, text);
+      CREATE INDEX jobs_task_idx ON jobs (task, due_at, id) WHERE lease IS NULL AND task IS NOT NULL;
+      CREATE INDEX jobs_queue_idx ON jobs (queue, due_at, id) WHERE lease IS NULL AND queue IS NOT NULL;
+      CREATE INDEX jobs_no_queue_idx ON jobs (due_at, id) WHERE lease IS NULL AND queue IS NULL;
+    `,
+  },
 ];
 
 /** The schema version this code needs. */

@@ -2,16 +2,28 @@
  * The PostgreSQL store. Everything lives in one schema (default `celery_longterm_scheduler`):
  *
  *   jobs(id text COLLATE "C" PRIMARY KEY, due_at float8, entry text, lease float8 NULL,
- *        job_key text COLLATE "C" NULL, failures text NULL, tagged boolean)
+ *        job_key text COLLATE "C" NULL, failures text NULL, tagged boolean,
+ *        task text COLLATE "C" NULL, queue text COLLATE "C" NULL)
  *     lease NULL: the job is scheduled, due at `due_at`;
  *     lease set:  the job is in flight, and `lease` is the lease deadline, which is also the
  *                 claim's token (token = String(lease), as in the other stores).
  *     jobs_scheduled_idx (due_at, id) WHERE lease IS NULL     -- claim and list, in due order
  *     jobs_in_flight_idx (lease, id)  WHERE lease IS NOT NULL -- expired leases
  *     jobs_job_key_idx UNIQUE (job_key) WHERE job_key IS NOT NULL -- one scheduled job per
- *       deduplication key; a claim sets job_key NULL, so jobs in flight hold no key
+ *       deduplication key (and a key prefix, a range of it); a claim sets job_key NULL, so jobs
+ *       in flight hold no key
+ *     jobs_task_idx (task, due_at, id) WHERE lease IS NULL AND task IS NOT NULL
+ *     jobs_queue_idx (queue, due_at, id) WHERE lease IS NULL AND queue IS NOT NULL
+ *     jobs_no_queue_idx (due_at, id) WHERE lease IS NULL AND queue IS NULL
+ *       -- a task's, a queue's and the queue-less jobs in due order (an IS NULL condition on
+ *       the queue index would give no order, so those have an index of their own)
  *     failures: the job's failed attempts as JSON (see `encodeAttempts`)
- *     tagged: whether the job has rows in job_tags (set when it is added, never changed after)
+ *     tagged: whether the job has rows in job_tags (set when it is added, and by retagMany)
+ *     task, queue: what `indexFieldsOf` reads of the entry, written with every entry by the
+ *       statement that writes it (add, addKeyed, reschedule with an entry, reviveDead); NULL
+ *       for none, '' for a name PostgreSQL text cannot hold (see `indexColumn`). Not generated
+ *       in SQL: any entry string is kept, JSON or not (migration 6 filled them for the jobs
+ *       there, in SQL that reads entries as JSON.parse does).
  *   job_tags(tag text COLLATE "C", job_id text COLLATE "C", pos int2, due_at float8) -- a live
  *       job's tags, a row each, `pos` the order given, `due_at` the job's (a copy of jobs.due_at,
  *       kept by the statements that change it); never in the entry, so the Python package reads
@@ -36,9 +48,10 @@
  * renew, retryLater and bury touch only rows whose lease still equals their claim's token, so a
  * dispatcher whose lease expired cannot undo the work of the one that took over.
  *
- * Each add (all of it, or none: one transaction) and each reschedule sends `pg_notify` on the
- * `<schema>_wakeup` channel when it makes a job due before every other scheduled one; the
- * payload is the due time. PostgreSQL delivers it on commit, to `watch()`ers in any process.
+ * Each add (all of it, or none: one transaction), reschedule and rescheduleMany sends
+ * `pg_notify` on the `<schema>_wakeup` channel when it makes a job due before every other
+ * scheduled one; the payload is the due time. PostgreSQL delivers it on commit, to `watch()`ers
+ * in any process.
  *
  * `addKeyed` is one transaction that first takes a transaction-scoped advisory lock on the key,
  * so concurrent adds of one key (from any connection or process) run one after another; the
@@ -50,15 +63,31 @@
  * them with it, bury moves them into the dead letter's `tags` (DELETE ... RETURNING, then the
  * INSERT into dead, one statement), reviveDead moves them back. Every delete of jobs reads
  * `tagged` and deletes from job_tags only the ids of tagged jobs (`= ANY (ARRAY(...))`, an index
- * lookup each), so an untagged job costs nothing more there. Reschedule, release and retryLater,
- * which change a job's due time, set it in the job's tag rows in the same statement (again only
- * for tagged jobs, `#moveTagsOf`); claim and renew change no due time and touch only jobs rows.
- * No foreign key: its per-row trigger would cost every acknowledge, tagged or not.
+ * lookup each), so an untagged job costs nothing more there. Reschedule(Many), release and
+ * retryLater, which change a job's due time, set it in the job's tag rows too (again only for
+ * tagged jobs); claim and renew change no due time and touch only jobs rows. No foreign key: its
+ * per-row trigger would cost every acknowledge, tagged or not.
+ *
+ * retagMany changes the tag rows of jobs that stay: it locks the scheduled jobs (FOR UPDATE, in
+ * id order), then reads and rewrites their rows in later statements of its transaction. A
+ * statement started before it commits sees the rows it replaced, not those it wrote (its
+ * snapshot is older), even after waiting for the job's lock; so the writers of scheduled jobs
+ * that could meet it, remove(Many) and reschedule(Many), change jobs in one statement and the
+ * tag rows in a second one of the same transaction, whose snapshot is taken after the locks are
+ * held (one statement left the rows a retag wrote behind, of a deleted job, or at the old due
+ * time). addKeyed's replace already works so (SELECT ... FOR UPDATE first). The writers of jobs
+ * in flight (acknowledge, release, retryLater, bury) never meet it: it leaves those alone, and a
+ * claim skips the jobs it holds.
  *
  * A list by tags walks the primary key of job_tags in due order, a leapfrog join of the tags
  * asked for (see `#listTagged`): a few index seeks per job of the rarest tag passed on the way,
  * never a sort of a tag's jobs; in-flight jobs are in job_tags too (their due time is the one
- * they were claimed at) and are skipped by the lookup in jobs.
+ * they were claimed at) and are skipped by the lookup in jobs, which also checks the other
+ * filters. A list without tags is one query the planner serves from the index of its task or
+ * queue (several queues: one each, merged in due order), key or id range (prefixes are ranges,
+ * `prefixEnd`), or due order. Counts and histograms are SQL too (`#counting`): index-only counts
+ * where an index holds what is asked (the visibility map permitting: a table not vacuumed since
+ * its rows were written is read row by row), a count per bucket over an index range.
  *
  * What every store does the same (the checks, the closed state, lease arithmetic, paging) is
  * `StoreBase`'s (../base.ts); this file is the rest.
@@ -67,7 +96,10 @@ import type pg from 'pg';
 import { loadDriver } from '../../util/drivers.js';
 import { DuplicateJobError, JobKeyTakenError, SchemaVersionError, ValidationError } from '../../util/errors.js';
 import type { NewJob } from '../../job/types.js';
-import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
+import { indexFieldsOf } from '../../job/entry.js';
+import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
+import { isWellFormed } from '../../celery/limits.js';
+import { StoreBase, retagged, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
 import {
   deadLetterOf,
   decodeAttempts,
@@ -80,6 +112,7 @@ import {
   type ClaimedJob,
   type JobKeyMode,
   type KeyedAddResult,
+  type HistogramBucket,
   type JobMove,
   type RetagResult,
   type StoreCounts,
@@ -125,6 +158,121 @@ function deadLetter(r: DeadRow): DeadLetter {
 }
 
 const hasTags = (job: NewJob): boolean => (job.tags?.length ?? 0) > 0;
+
+/**
+ * A task or queue name (`indexFieldsOf`) as the jobs columns hold it: NULL for none, '' for one
+ * that PostgreSQL text cannot hold (a NUL or a lone surrogate, which an entry can only spell as
+ * a \u escape). '' is no name a filter asks for (each is a non-empty string), so such a job
+ * matches no task or queue filter; so would it in every store, but for a filter naming it
+ * exactly, which is only possible for a name with a NUL (see `sendable`).
+ */
+function indexColumn(name: string | null): string | null {
+  return name === null ? null : name.includes('\u0000') || !isWellFormed(name) ? '' : name;
+}
+
+/** The task and queue columns of an entry. */
+function indexColumnsOf(entry: string): { task: string | null; queue: string | null } {
+  const f = indexFieldsOf(entry);
+  return { task: indexColumn(f.task), queue: indexColumn(f.queue) };
+}
+
+/**
+ * Whether a filter's name can be sent to PostgreSQL: one holding a NUL cannot, and matches
+ * nothing here (no id, key or tag holds one; a task or queue name with one is stored as '').
+ */
+export const sendable = (v: string): boolean => !v.includes('\u0000');
+
+/**
+ * The least string after every string that starts with `p`, in code point order (UTF-8 byte
+ * order, COLLATE "C"), or undefined when there is none: `p` with its last code point one up (the
+ * surrogates skipped, as no text holds them), a last U+10FFFF dropped first. So `x >= p AND
+ * x < prefixEnd(p)` is exactly "x starts with p", and an index range; LIKE would read `%` and `_`
+ * in the prefix as wildcards.
+ */
+export function prefixEnd(p: string): string | undefined {
+  const cps = [...p];
+  while (cps.length > 0) {
+    const last = cps.pop()!.codePointAt(0)!;
+    if (last < 0x10ffff) return cps.join('') + String.fromCodePoint(last === 0xd7ff ? 0xe000 : last + 1);
+  }
+  return undefined;
+}
+
+const f64 = new Float64Array(1);
+const u64 = new BigUint64Array(f64.buffer);
+/** The least number above `x` (finite `x`). */
+function nextUp(x: number): number {
+  if (x === 0) return Number.MIN_VALUE;
+  f64[0] = x;
+  u64[0] = x > 0 ? u64[0]! + 1n : u64[0]! - 1n;
+  return f64[0];
+}
+const nextDown = (x: number): number => -nextUp(-x);
+
+/**
+ * The least number whose bucket (`bucketOf`: `Math.floor(x / width)`) is `k` or later, or
+ * undefined when it takes more than a few steps to find. That is `k * width` whenever the product
+ * is exact (any due time in seconds); beyond 2^53 it rounds, and so does the division, so the
+ * bucket's edge is found by stepping from it, a number at a time, until Math.floor agrees.
+ */
+function bucketBegins(k: number, width: number): number | undefined {
+  let x = k * width;
+  for (let i = 0; Math.floor(x / width) < k; i++) {
+    if (i === 64) return undefined;
+    x = nextUp(x);
+  }
+  for (let i = 0; Math.floor(nextDown(x) / width) >= k; i++) {
+    if (i === 64) return undefined;
+    x = nextDown(x);
+  }
+  return x;
+}
+
+/**
+ * The buckets of [from, to] (finite), each as the due times it holds: `lo <= due_at < hi`, exactly
+ * the numbers `bucketOf` puts there; undefined when there are more than `most`, or the bucket
+ * numbers are too large to step through.
+ */
+function bucketRanges(from: number, to: number, width: number, most: number): { start: number[]; lo: number[]; hi: number[] } | undefined {
+  const k0 = Math.floor(from / width);
+  const k1 = Math.floor(to / width);
+  if (!Number.isSafeInteger(k0) || !Number.isSafeInteger(k1) || k1 - k0 + 1 > most) return undefined;
+  const start: number[] = [];
+  const lo: number[] = [];
+  const hi: number[] = [];
+  let begins: number | undefined = from;
+  for (let k = k0; k <= k1; k++) {
+    const next = k === k1 ? nextUp(to) : bucketBegins(k + 1, width);
+    if (begins === undefined || next === undefined) return undefined;
+    start.push(k * width);
+    lo.push(begins);
+    hi.push(next);
+    begins = next;
+  }
+  return { start, lo, hi };
+}
+
+/** Buckets counted bucket by bucket (an index range count each) up to this many; beyond, one GROUP BY. */
+const RANGE_BUCKETS = 5000;
+
+/**
+ * The condition on `jobs` (as `j`) for each queue of a filter: its name, or none (NULL); names
+ * that cannot be sent are left out (they match nothing).
+ */
+function queueConditions(queues: readonly (string | null)[], param: (v: unknown) => string): string[] {
+  return queues.flatMap((q) => (q === null ? ['j.queue IS NULL'] : sendable(q) ? [`j.queue = ${param(q)}::text`] : []));
+}
+
+/** SQL conditions on a due time column (given as SQL), and the FROM ... WHERE built on them. */
+type Due = (due: (column: string) => string[]) => string;
+
+/** A list's tags made plain: `any` dropped when it holds a tag of `all` (every job listed has it), `any` of one tag moved to `all`. */
+function plainTags(f: NonNullable<ListRange['tags']>): { all: string[]; any: string[] } {
+  const all = [...f.all];
+  const any = f.any.some((tag) => all.includes(tag)) ? [] : [...f.any];
+  if (any.length === 1) all.push(...any.splice(0));
+  return { all, any };
+}
 
 export class PostgresStore extends StoreBase {
   readonly description: string;
@@ -217,8 +365,8 @@ export class PostgresStore extends StoreBase {
     const sql = (tagged: boolean) => `
       WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
       added AS (
-        INSERT INTO ${this.#jobs} (id, due_at, entry${tagged ? ', tagged' : ''})
-        SELECT * FROM unnest($1::text[], $2::float8[], $3::text[]${tagged ? ', $5::bool[]' : ''})
+        INSERT INTO ${this.#jobs} (id, due_at, entry, task, queue${tagged ? ', tagged' : ''})
+        SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $5::text[], $6::text[]${tagged ? ', $7::bool[]' : ''})
         ${skip ? 'ON CONFLICT (id) DO NOTHING' : ''}
         RETURNING ${tagged ? 'id, ' : ''}due_at
       ),
@@ -226,7 +374,7 @@ export class PostgresStore extends StoreBase {
         tagged
           ? `tags AS (
         INSERT INTO ${this.#tags} (tag, due_at, job_id, pos)
-        SELECT t.tag, a.due_at, t.id, t.pos FROM unnest($6::text[], $7::text[], $8::int2[]) AS t(id, tag, pos) JOIN added a ON a.id = t.id
+        SELECT t.tag, a.due_at, t.id, t.pos FROM unnest($8::text[], $9::text[], $10::int2[]) AS t(id, tag, pos) JOIN added a ON a.id = t.id
       ),`
           : ''
       }
@@ -239,7 +387,15 @@ export class PostgresStore extends StoreBase {
     const first = new Set<string>();
     const chunk = (i: number): [string, unknown[]] => {
       const part = jobs.slice(i, i + ADD_CHUNK);
-      const params: unknown[] = [part.map((j) => j.id), part.map((j) => j.dueAt), part.map((j) => j.entry), this.#channel];
+      const fields = part.map((j) => indexColumnsOf(j.entry));
+      const params: unknown[] = [
+        part.map((j) => j.id),
+        part.map((j) => j.dueAt),
+        part.map((j) => j.entry),
+        this.#channel,
+        fields.map((f) => f.task),
+        fields.map((f) => f.queue),
+      ];
       if (!part.some(hasTags)) {
         for (const j of part) first.add(j.id);
         return [sql(false), params];
@@ -336,14 +492,15 @@ export class PostgresStore extends StoreBase {
           await client.query(`WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = $1 RETURNING id, tagged) ${this.#dropTagsOf('gone')}`, [holder]);
         }
         const tagged = hasTags(job);
+        const { task, queue } = indexColumnsOf(job.entry);
         try {
           await client.query(
             `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
-             added AS (INSERT INTO ${this.#jobs} (id, due_at, entry, job_key, tagged) VALUES ($1, $2, $3, $4, $6) RETURNING due_at)
-             ${tagged ? `, tags AS (INSERT INTO ${this.#tags} (tag, due_at, job_id, pos) SELECT t.tag, $2, $1, t.n - 1 FROM unnest($7::text[]) WITH ORDINALITY AS t(tag, n))` : ''}
+             added AS (INSERT INTO ${this.#jobs} (id, due_at, entry, job_key, tagged, task, queue) VALUES ($1, $2, $3, $4, $6, $7, $8) RETURNING due_at)
+             ${tagged ? `, tags AS (INSERT INTO ${this.#tags} (tag, due_at, job_id, pos) SELECT t.tag, $2, $1, t.n - 1 FROM unnest($9::text[]) WITH ORDINALITY AS t(tag, n))` : ''}
              SELECT CASE WHEN prior.d IS NULL OR added.due_at < prior.d THEN pg_notify($5, added.due_at::text) END AS told
              FROM added, prior`,
-            [job.id, job.dueAt, job.entry, key, this.#channel, tagged, ...(tagged ? [job.tags] : [])],
+            [job.id, job.dueAt, job.entry, key, this.#channel, tagged, task, queue, ...(tagged ? [job.tags] : [])],
           );
         } catch (err) {
           // the transaction rolls back: a replaced job stays
@@ -360,52 +517,168 @@ export class PostgresStore extends StoreBase {
   }
 
   protected async doRemove(id: string): Promise<boolean> {
-    const rows = await this.#query(
-      `WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = $1 AND lease IS NULL RETURNING id, tagged),
-       tags AS (${this.#dropTagsOf('gone')})
-       SELECT id FROM gone`,
-      [id],
-    );
-    return rows.length === 1;
+    return (await this.#removeScheduled([id])).length === 1;
   }
 
   protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
-    // one statement; each row's delete stands on its own (a row a claim holds or took is skipped:
-    // under READ COMMITTED the delete waits for the claim's lock and re-checks lease IS NULL)
-    const rows = await this.#query<{ id: string }>(
-      `WITH gone AS (DELETE FROM ${this.#jobs} WHERE id = ANY ($1::text[]) AND lease IS NULL RETURNING id, tagged),
-       tags AS (${this.#dropTagsOf('gone')})
-       SELECT id FROM gone`,
-      [ids],
+    return this.#removeScheduled(ids);
+  }
+
+  /**
+   * Deletes the scheduled jobs among `ids`, each on its own (a row a claim holds or took is
+   * skipped: under READ COMMITTED the delete waits for the claim's lock and re-checks lease IS
+   * NULL), then the tags of those that had any, in a second statement of the transaction: one
+   * that sees what a `retagMany` holding a job's lock before us wrote (see the header).
+   */
+  async #removeScheduled(ids: readonly string[]): Promise<string[]> {
+    return this.#run(() =>
+      this.#transaction(async (client) => {
+        // = ANY (ARRAY(...)): a primary-key lookup per id whatever the statistics say (with a
+        // bare array beside `lease IS NULL`, an unanalysed table of 1M jobs was read whole
+        // through the partial index for every batch: 1.7 s for 5,000 ids)
+        const { rows } = await client.query<{ id: string; tagged: boolean }>(
+          `DELETE FROM ${this.#jobs} WHERE id = ANY (ARRAY(SELECT unnest($1::text[]))) AND lease IS NULL RETURNING id, tagged`,
+          [ids],
+        );
+        const tagged = rows.filter((r) => r.tagged).map((r) => r.id);
+        if (tagged.length) await client.query(`DELETE FROM ${this.#tags} WHERE job_id = ANY ($1::text[])`, [tagged]);
+        return rows.map((r) => r.id);
+      }),
     );
-    return rows.map((r) => r.id);
-  }
-
-  // TODO(issue 13): batched, and retag
-  protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
-    const moved: string[] = [];
-    for (const m of moves) if (await this.doReschedule(m.id, m.dueAt, undefined)) moved.push(m.id);
-    return moved;
-  }
-
-  protected async doRetagMany(_ids: readonly string[], _add: readonly string[], _remove: readonly string[]): Promise<RetagResult> {
-    throw new Error('retagMany: not yet');
   }
 
   protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
-    const rows = await this.#query<{ n: number }>(
-      `WITH prior AS (SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL),
-       moved AS (
-         UPDATE ${this.#jobs} SET due_at = $2, entry = coalesce($3, entry)
-         WHERE id = $1 AND lease IS NULL RETURNING id, due_at, tagged
-       ),
-       tags AS (${this.#moveTagsOf('moved')})
-       SELECT count(*)::int AS n, CASE WHEN count(*) > 0 AND (min(prior.d) IS NULL OR $2 < min(prior.d))
-         THEN pg_notify($4, $2::float8::text) END AS told
-       FROM moved, prior`,
-      [id, dueAt, entry ?? null, this.#channel],
+    const change = entry === undefined ? undefined : { entry, ...indexColumnsOf(entry) };
+    return (await this.#moveScheduled([id], [dueAt], change)).length === 1;
+  }
+
+  protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
+    return this.#moveScheduled(
+      moves.map((m) => m.id),
+      moves.map((m) => m.dueAt),
     );
-    return (rows[0]?.n ?? 0) > 0;
+  }
+
+  /**
+   * Moves the scheduled jobs among `ids` to their due times (and, for one job, to a new entry),
+   * each on its own, in one UPDATE; then their tag rows, in a second statement of the
+   * transaction, for the reason `#removeScheduled` gives. Sends the wake-up when the earliest
+   * moved job is due before every job scheduled before (delivered on commit).
+   */
+  async #moveScheduled(
+    ids: readonly string[],
+    dues: readonly number[],
+    change?: { entry: string; task: string | null; queue: string | null },
+  ): Promise<string[]> {
+    return this.#run(() =>
+      this.#transaction(async (client) => {
+        const set = change ? ', entry = $3, task = $4, queue = $5' : '';
+        const { rows } = await client.query<{ id: string; due_at: string; tagged: boolean; prior: string | null }>(
+          `WITH m AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS m(id, due_at)),
+           moved AS (
+             UPDATE ${this.#jobs} j SET due_at = m.due_at${set} FROM m
+             WHERE j.id = ANY (ARRAY(SELECT id FROM m)) AND j.id = m.id AND j.lease IS NULL
+             RETURNING j.id, j.due_at, j.tagged
+           )
+           SELECT id, due_at, tagged, (SELECT min(due_at) FROM ${this.#jobs} WHERE lease IS NULL) AS prior FROM moved`,
+          [ids, dues, ...(change ? [change.entry, change.task, change.queue] : [])],
+        );
+        if (rows.length === 0) return [];
+        const first = rows.reduce((d, r) => Math.min(d, num(r.due_at)), Infinity);
+        const prior = rows[0]!.prior;
+        if (prior === null || first < num(prior)) await client.query('SELECT pg_notify($1, $2::float8::text)', [this.#channel, first]);
+        const tagged = rows.filter((r) => r.tagged);
+        if (tagged.length) {
+          await client.query(
+            `UPDATE ${this.#tags} t SET due_at = m.due_at FROM unnest($1::text[], $2::float8[]) AS m(id, due_at)
+             WHERE t.job_id = ANY ($1::text[]) AND t.job_id = m.id`,
+            [tagged.map((r) => r.id), tagged.map((r) => num(r.due_at))],
+          );
+        }
+        return rows.map((r) => r.id);
+      }),
+    );
+  }
+
+  /**
+   * One transaction: locks the scheduled jobs among `ids` (in id order, FOR UPDATE), then reads
+   * their tags in a statement of its own (so it sees what a writer that held a lock before us
+   * committed), works out each job's new tags in `retagged`, and rewrites only the jobs whose tags
+   * change: added tags appended after the ones kept (their `pos` after the last), or, when one
+   * goes, the job's rows deleted and written again in the new order; `tagged` follows. A claim
+   * skips a locked job; a delete or move waits for it.
+   */
+  protected async doRetagMany(ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<RetagResult> {
+    return this.#run(() =>
+      this.#transaction(async (client) => {
+        const { rows: locked } = await client.query<{ id: string; due_at: string; tagged: boolean }>(
+          `SELECT id, due_at, tagged FROM ${this.#jobs} WHERE id = ANY (ARRAY(SELECT unnest($1::text[]))) AND lease IS NULL ORDER BY id FOR UPDATE`,
+          [ids],
+        );
+        const old = new Map<string, { tag: string; pos: number }[]>();
+        const hadTags = locked.filter((r) => r.tagged).map((r) => r.id);
+        if (hadTags.length) {
+          const { rows } = await client.query<{ job_id: string; tag: string; pos: number }>(
+            `SELECT job_id, tag, pos FROM ${this.#tags} WHERE job_id = ANY ($1::text[])`,
+            [hadTags],
+          );
+          for (const r of rows) (old.get(r.job_id) ?? old.set(r.job_id, []).get(r.job_id)!).push(r);
+        }
+        const result: RetagResult = { changed: [], overLimit: [] };
+        const cleared: string[] = []; // jobs whose rows are all deleted (and written again, if any)
+        const rows = { tag: [] as string[], due: [] as number[], id: [] as string[], pos: [] as number[] };
+        const flags = { id: [] as string[], tagged: [] as boolean[] };
+        for (const job of locked) {
+          const before = (old.get(job.id) ?? []).sort((a, b) => a.pos - b.pos);
+          const tags = retagged(
+            before.map((t) => t.tag),
+            add,
+            remove,
+          );
+          if (tags.length > MAX_TAGS_PER_JOB) {
+            result.overLimit.push(job.id);
+            continue;
+          }
+          result.changed.push(job.id);
+          const kept = before.length - before.filter((t) => remove.includes(t.tag)).length;
+          if (kept === tags.length && kept === before.length) continue; // nothing added or removed
+          const write = (tag: string, pos: number) => {
+            rows.tag.push(tag);
+            rows.due.push(num(job.due_at));
+            rows.id.push(job.id);
+            rows.pos.push(pos);
+          };
+          if (kept === before.length) {
+            const last = before.reduce((p, t) => Math.max(p, t.pos), -1);
+            tags.slice(kept).forEach((tag, i) => write(tag, last + 1 + i));
+          } else {
+            if (before.length) cleared.push(job.id);
+            tags.forEach(write);
+          }
+          if (job.tagged !== tags.length > 0) {
+            flags.id.push(job.id);
+            flags.tagged.push(tags.length > 0);
+          }
+        }
+        if (cleared.length || flags.id.length) {
+          await client.query(
+            `WITH cleared AS (DELETE FROM ${this.#tags} WHERE job_id = ANY ($1::text[]))
+             UPDATE ${this.#jobs} j SET tagged = f.tagged FROM unnest($2::text[], $3::bool[]) AS f(id, tagged)
+             WHERE j.id = ANY ($2::text[]) AND j.id = f.id`,
+            [cleared, flags.id, flags.tagged],
+          );
+        }
+        if (rows.id.length) {
+          await client.query(`INSERT INTO ${this.#tags} (tag, due_at, job_id, pos) SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::int2[])`, [
+            rows.tag,
+            rows.due,
+            rows.id,
+            rows.pos,
+          ]);
+        }
+        return result;
+      }),
+    );
   }
 
   protected async doClaim(o: ClaimQuery, { token }: Lease): Promise<ClaimedJob[]> {
@@ -548,15 +821,18 @@ export class PostgresStore extends StoreBase {
           wanted,
         ]);
         const entries = new Map(dead.rows.map((r) => [r.id, r.entry]));
-        const candidates = dead.rows.filter((r) => r.entry !== null).map((r) => r.id);
+        const candidates = dead.rows.filter((r): r is { id: string; entry: string } => r.entry !== null);
+        const fields = candidates.map((r) => indexColumnsOf(r.entry));
         const prior = await client.query<{ d: string | null }>(`SELECT min(due_at) AS d FROM ${this.#jobs} WHERE lease IS NULL`);
         // ON CONFLICT: an id a job took meanwhile (scheduled again) stays a dead letter, with its
         // tags; a revived job takes its dead letter's tags back, in the same statement
         const added = candidates.length
           ? await client.query<{ id: string }>(
               `WITH added AS (
-                 INSERT INTO ${this.#jobs} (id, due_at, entry, tagged)
-                 SELECT id, $2, entry, coalesce(cardinality(tags), 0) > 0 FROM ${this.#dead} WHERE id = ANY ($1::text[])
+                 INSERT INTO ${this.#jobs} (id, due_at, entry, tagged, task, queue)
+                 SELECT d.id, $2, d.entry, coalesce(cardinality(d.tags), 0) > 0, f.task, f.queue
+                 FROM ${this.#dead} d JOIN unnest($1::text[], $3::text[], $4::text[]) AS f(id, task, queue) ON f.id = d.id
+                 WHERE d.id = ANY ($1::text[])
                  ON CONFLICT (id) DO NOTHING RETURNING id, tagged
                ),
                tags AS (
@@ -565,7 +841,7 @@ export class PostgresStore extends StoreBase {
                  WHERE a.tagged
                )
                SELECT id FROM added`,
-              [candidates, dueAt],
+              [candidates.map((r) => r.id), dueAt, fields.map((f) => f.task), fields.map((f) => f.queue)],
             )
           : { rows: [] };
         const first = prior.rows[0]?.d;
@@ -608,25 +884,66 @@ export class PostgresStore extends StoreBase {
   }
 
   protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
-    const rows = await this.#query<{ job_id: string; tags: string[] }>(
-      `SELECT job_id, array_agg(tag ORDER BY pos) AS tags FROM ${this.#tags} WHERE job_id = ANY ($1::text[]) GROUP BY job_id`,
-      [ids],
-    );
-    return new Map(rows.map((r) => [r.job_id, r.tags]));
+    // put in order here: array_agg(tag ORDER BY pos) sorted each job's rows on its own, a sort
+    // set up per job, which was most of the time of a page of 5,000 tagged jobs
+    const rows = await this.#query<{ job_id: string; tag: string; pos: number }>(`SELECT job_id, tag, pos FROM ${this.#tags} WHERE job_id = ANY ($1::text[])`, [
+      ids,
+    ]);
+    const byJob = new Map<string, { tag: string; pos: number }[]>();
+    for (const r of rows) (byJob.get(r.job_id) ?? byJob.set(r.job_id, []).get(r.job_id)!).push(r);
+    return new Map([...byJob].map(([id, tags]) => [id, tags.sort((a, b) => a.pos - b.pos).map((t) => t.tag)]));
+  }
+
+  /**
+   * The conditions on `jobs` (as `j`) of a range's task, key prefix and id prefix, and its queues
+   * unless `queues` is false (a list in due order asks each queue on its own); undefined when no
+   * job can match (a name that cannot be sent).
+   */
+  #jobConditions(r: ListRange, param: (v: unknown) => string, queues = true): string[] | undefined {
+    const where: string[] = [];
+    if (r.task !== undefined) {
+      if (!sendable(r.task)) return undefined;
+      where.push(`j.task = ${param(r.task)}::text`);
+    }
+    for (const [column, prefix] of [
+      ['j.job_key', r.keyPrefix],
+      ['j.id', r.idPrefix],
+    ] as const) {
+      if (prefix === undefined) continue;
+      if (!sendable(prefix)) return undefined;
+      where.push(`${column} >= ${param(prefix)}::text COLLATE "C"`);
+      const end = prefixEnd(prefix);
+      if (end !== undefined) where.push(`${column} < ${param(end)}::text COLLATE "C"`);
+    }
+    if (queues && r.queues) {
+      const either = queueConditions(r.queues, param);
+      if (either.length === 0) return undefined;
+      where.push(either.length === 1 ? either[0]! : `(${either.join(' OR ')})`);
+    }
+    return where;
   }
 
   protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
     if (r.tags) return this.#listTagged(r, r.tags, read);
-    const where = ['lease IS NULL'];
     const params: unknown[] = [];
     const param = (v: unknown) => `$${params.push(v)}`;
-    if (r.from !== undefined) where.push(`due_at >= ${param(r.from)}`);
-    if (r.to !== undefined) where.push(`due_at <= ${param(r.to)}`);
-    if (r.after) where.push(`(due_at, id) > (${param(r.after.dueAt)}::float8, ${param(r.after.id)}::text COLLATE "C")`);
-    const rows = await this.#query<{ id: string; due_at: string; entry: string }>(
-      `SELECT id, due_at, entry FROM ${this.#jobs} WHERE ${where.join(' AND ')} ORDER BY due_at, id LIMIT ${param(read)}`,
-      params,
-    );
+    const where = this.#jobConditions(r, param, false);
+    const branches = r.queues ? queueConditions(r.queues, param) : [undefined];
+    if (!where || branches.length === 0) return [];
+    where.unshift('j.lease IS NULL');
+    if (r.from !== undefined) where.push(`j.due_at >= ${param(r.from)}::float8`);
+    if (r.to !== undefined) where.push(`j.due_at <= ${param(r.to)}::float8`);
+    if (r.after) where.push(`(j.due_at, j.id) > (${param(r.after.dueAt)}::float8, ${param(r.after.id)}::text COLLATE "C")`);
+    const limit = param(read);
+    // A queue each (one index each, in due order) when there are several: each its first `read`,
+    // merged (a Merge Append of index scans); an OR of them would be one unordered bitmap scan
+    const select = (queue: string | undefined) =>
+      `SELECT j.id, j.due_at, j.entry FROM ${this.#jobs} j WHERE ${[...where, ...(queue ? [queue] : [])].join(' AND ')} ORDER BY j.due_at, j.id LIMIT ${limit}`;
+    const sql =
+      branches.length === 1
+        ? select(branches[0])
+        : `SELECT * FROM (${branches.map((q) => `(${select(q)})`).join(' UNION ALL ')}) u ORDER BY due_at, id LIMIT ${limit}`;
+    const rows = await this.#query<{ id: string; due_at: string; entry: string }>(sql, params);
     return rows.map((row) => ({ id: row.id, dueAt: num(row.due_at), entry: row.entry }));
   }
 
@@ -637,20 +954,22 @@ export class PostgresStore extends StoreBase {
    * previous one landed, to its first position at or after it (an index descent, LIMIT 1); when
    * the last lands where the first did, every stream holds that job, and the next step starts
    * just after it, else at the last's position (nothing between can be in all of them). Each hit
-   * is then looked up in jobs (scheduled only), and the walk stops at `read` of them. So the work
-   * is a few index descents per job of the rarest stream passed on the way, never a sort of a
-   * tag's jobs, and no plan the statistics may pick instead: a LIMIT 1 index seek, a LATERAL
-   * lookup by primary key. The rows come in the walk's order, which is due order (PostgreSQL
-   * runs a recursive query only as far as its reader asks, and a LATERAL lookup keeps the order;
-   * an ORDER BY would make it walk to the end first).
+   * is then looked up in jobs (scheduled only, matching the range's other filters), and the walk
+   * stops at `read` of them. So the work is a few index descents per job of the rarest stream
+   * passed on the way, never a sort of a tag's jobs, and no plan the statistics may pick instead:
+   * a LIMIT 1 index seek, a LATERAL lookup of one row. The lookup names the job's due time too (a
+   * scheduled job's tag rows hold it), so it reads jobs_scheduled_idx at the walk's place in due
+   * order, pages the previous lookups just read, not the primary key at random: a page of 5,000
+   * tagged jobs read a third of the pages it did by id. The rows come in the walk's order, which
+   * is due order (PostgreSQL runs a recursive query only as far as its reader asks, and a LATERAL
+   * lookup keeps the order; an ORDER BY would make it walk to the end first).
    */
   async #listTagged(r: ListRange, f: NonNullable<ListRange['tags']>, read: number): Promise<readonly ListedJob[]> {
-    const all = [...f.all];
-    // a tag of `any` in `all` is held by every job listed; `any` of one tag is one more of `all`
-    const any = f.any.some((tag) => all.includes(tag)) ? [] : [...f.any];
-    if (any.length === 1) all.push(...any.splice(0));
+    const { all, any } = plainTags(f);
     const params: unknown[] = [];
     const param = (v: unknown) => `$${params.push(v)}`;
+    const where = this.#jobConditions(r, param);
+    if (!where) return [];
     // where the walk starts: at `from`, or just after the cursor (ids hold no NUL, so the least
     // id after `id` is `id` + U+0001, in bytes)
     const start =
@@ -685,11 +1004,89 @@ export class PostgresStore extends StoreBase {
          ${steps}
        )
        SELECT j.id, j.due_at, j.entry FROM walk w
-       CROSS JOIN LATERAL (SELECT id, due_at, entry FROM ${this.#jobs} WHERE id = w.job_id AND lease IS NULL LIMIT 1) j
+       CROSS JOIN LATERAL (SELECT j.id, j.due_at, j.entry FROM ${this.#jobs} j WHERE ${['j.due_at = w.due_at', 'j.id = w.job_id', 'j.lease IS NULL', ...where].join(' AND ')} LIMIT 1) j
        WHERE w.hit LIMIT ${param(read)}`,
       params,
     );
     return rows.map((row) => ({ id: row.id, dueAt: num(row.due_at), entry: row.entry }));
+  }
+
+  /**
+   * The scheduled jobs of `r`, in SQL, to count: `rows(due)` is a FROM ... WHERE of rows, one per
+   * job due where `due` says (conditions on a due time column) and a `due_at` each, less the rows
+   * of `less(due)`, when given. Undefined when no job can match.
+   *
+   * - No tags: jobs, by the partial index the filters pick (due order, task, queue; index-only
+   *   where it holds every column asked).
+   * - One tag and nothing else: its rows in the primary key of job_tags (index-only), less those
+   *   of jobs in flight (few; their tag rows stay, at the due time they were claimed at, which is
+   *   also theirs in jobs), so no job is looked up.
+   * - Otherwise: jobs, each tag a semi-join of its rows in the due range; the planner orders them.
+   */
+  #counting(r: ListRange, param: (v: unknown) => string): { rows: Due; less?: Due } | undefined {
+    const where = this.#jobConditions(r, param);
+    if (!where) return undefined;
+    const and = (parts: string[]) => parts.join(' AND ');
+    if (!r.tags) return { rows: (due) => `FROM ${this.#jobs} j WHERE ${and(['j.lease IS NULL', ...due('j.due_at'), ...where])}` };
+    const { all, any } = plainTags(r.tags);
+    if (all.length === 1 && any.length === 0 && where.length === 0) {
+      const tag = `${param(all[0])}::text`;
+      return {
+        rows: (due) => `FROM ${this.#tags} t WHERE ${and([`t.tag = ${tag}`, ...due('t.due_at')])}`,
+        less: (due) =>
+          `FROM ${this.#jobs} f WHERE ${and(['f.lease IS NOT NULL', 'f.tagged', ...due('f.due_at')])}
+           AND EXISTS (SELECT 1 FROM ${this.#tags} x WHERE x.tag = ${tag} AND x.due_at = f.due_at AND x.job_id = f.id)`,
+      };
+    }
+    // each tag row names the whole key (tag, due_at, job_id): a probe of the primary key when
+    // the planner starts from jobs (it may start from a tag instead), never a walk of the tag's rows
+    const semi = (due: (column: string) => string[]) =>
+      [...all.map((tag) => `t.tag = ${param(tag)}::text`), ...(any.length ? [`t.tag = ANY (${param(any)}::text[])`] : [])].map(
+        (tag) => `EXISTS (SELECT 1 FROM ${this.#tags} t WHERE ${and([tag, ...due('t.due_at'), 't.due_at = j.due_at', 't.job_id = j.id'])})`,
+      );
+    return { rows: (due) => `FROM ${this.#jobs} j WHERE ${and(['j.lease IS NULL', 'j.tagged', ...due('j.due_at'), ...where, ...semi(due)])}` };
+  }
+
+  protected override async doCountWhere(r: ListRange): Promise<number> {
+    const params: unknown[] = [];
+    const param = (v: unknown) => `$${params.push(v)}`;
+    const counting = this.#counting(r, param);
+    if (!counting) return 0;
+    const due = (column: string) => [
+      ...(r.from !== undefined ? [`${column} >= ${param(r.from)}::float8`] : []),
+      ...(r.to !== undefined ? [`${column} <= ${param(r.to)}::float8`] : []),
+    ];
+    const less = counting.less ? ` - (SELECT count(*) ${counting.less(due)})` : '';
+    const [row] = await this.#query<{ n: string }>(`SELECT (SELECT count(*) ${counting.rows(due)})${less} AS n`, params);
+    return Number(row?.n ?? 0);
+  }
+
+  /**
+   * Up to `RANGE_BUCKETS` buckets: a count per bucket, each over the due times `bucketRanges`
+   * gives it (an index range each: a descent and the bucket's entries, never a sort or a hash of
+   * the jobs); beyond, one GROUP BY of `floor(due_at / width) * width`, what `bucketOf` computes
+   * (PostgreSQL's float8 division and floor round as JavaScript's do). Rows to take away (jobs in
+   * flight) are grouped so, once.
+   */
+  protected override async doHistogram(r: ListRange & { from: number; to: number }, width: number): Promise<HistogramBucket[]> {
+    const params: unknown[] = [];
+    const param = (v: unknown) => `$${params.push(v)}`;
+    const counting = this.#counting(r, param);
+    if (!counting) return [];
+    let widthParam: string | undefined;
+    const bucket = () => `floor(due_at / ${(widthParam ??= `${param(width)}::float8`)}) * ${widthParam}`;
+    const inRange = (column: string) => [`${column} >= ${param(r.from)}::float8`, `${column} <= ${param(r.to)}::float8`];
+    const buckets = bucketRanges(r.from, r.to, width, RANGE_BUCKETS);
+    const counted = buckets
+      ? `SELECT b.start, c.n FROM unnest(${param(buckets.start)}::float8[], ${param(buckets.lo)}::float8[], ${param(buckets.hi)}::float8[]) AS b(start, lo, hi)
+         CROSS JOIN LATERAL (SELECT count(*) AS n ${counting.rows((column) => [`${column} >= b.lo`, `${column} < b.hi`])}) c`
+      : `SELECT ${bucket()} AS start, count(*) AS n ${counting.rows(inRange)} GROUP BY 1`;
+    const sql = counting.less
+      ? `WITH c AS (${counted}), f AS (SELECT ${bucket()} AS start, count(*) AS n ${counting.less(inRange)} GROUP BY 1)
+         SELECT c.start, c.n - coalesce(f.n, 0) AS n FROM c LEFT JOIN f USING (start) WHERE c.n > coalesce(f.n, 0) ORDER BY c.start`
+      : `SELECT start, n FROM (${counted}) c WHERE n > 0 ORDER BY start`;
+    const rows = await this.#query<{ start: string | number; n: string }>(sql, params);
+    return rows.map((row) => ({ start: num(row.start), count: Number(row.n) }));
   }
 
   protected async doCount(): Promise<StoreCounts> {

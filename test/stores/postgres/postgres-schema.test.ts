@@ -2,7 +2,9 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SchemaVersionError } from '../../../src/util/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION, migrateSchema, schemaStatus } from '../../../src/stores/postgres/migrations.js';
-import { PostgresStore } from '../../../src/stores/postgres/postgres-store.js';
+import { PostgresStore, sendable } from '../../../src/stores/postgres/postgres-store.js';
+import { indexFieldsOf } from '../../../src/job/entry.js';
+import { jobMatches, type ListRange } from '../../../src/stores/base.js';
 import { postgres, requireService, uniqueSchema } from '../../helpers/services.js';
 import { dropSchema, sql } from '../../helpers/postgres.js';
 
@@ -337,5 +339,122 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     } finally {
       await sql(url, `DROP OWNED BY ${role}; DROP ROLE ${role}`);
     }
+  });
+  describe('version 6: task and queue columns', () => {
+    /** What the columns hold for an entry: `indexFieldsOf`'s names, '' for one that PostgreSQL text cannot hold. */
+    const column = (name: string | null) => (name === null ? null : name.includes('\u0000') || !name.isWellFormed() ? '' : name);
+    const expected = (entry: string) => {
+      const f = indexFieldsOf(entry);
+      return { task: column(f.task), queue: column(f.queue) };
+    };
+    // ordinary, odd and hostile entries; String.raw keeps the JSON escapes as PostgreSQL receives them
+    const entries: string[] = [
+      String.raw`[["app.a"], {"task_id": "x", "queue": "q1"}]`,
+      String.raw`[["app.a"], {"task_id": "x"}]`,
+      'not json {',
+      String.raw`[[7], {"queue": 3}]`,
+      String.raw`[["app.b"], {"queue": null}]`,
+      String.raw`[["app.b"], {"queue": "q1", "queue": "q2"}]`, // the last of a key, as JSON.parse
+      String.raw`[["app.b"], {"queue": "q2", "queue": 5}]`,
+      String.raw`[["app.c"], {"args": ["\u0000"], "queue": "q3"}]`, // PostgreSQL's accessors refuse \u0000 anywhere
+      String.raw`[["a\u0000b"], {"queue": "q3"}]`,
+      String.raw`[["\ud800x"], {"queue": "q\ud83d\ude00"}]`, // a lone surrogate, and a pair
+      String.raw`[["app.\ud83d\ude00"], {"args": ["\u0000"]}]`,
+      String.raw`[["x\\u0000"], {"args": ["\udc00"], "queue": "\\\ud83d\ude00"}]`, // escaped backslashes before u
+      String.raw`[["app.d"], {"n": 1e1000000, "queue": "big"}]`, // beyond numeric: jsonb refuses, json reads
+      ' \n [ [ "app.e" ] , { "queue" : "q\\"1" } ] \t',
+      '[]',
+      String.raw`[["app.f"]]`,
+      String.raw`{"queue": "x"}`,
+      String.raw`[["app.g"], ["queue"]]`,
+      String.raw`[["app.h", "extra"], {"queue": ""}]`,
+      String.raw`[["t"], {"queue": "\u0000"}]`,
+      String.raw`[["t"], {"queue": "\udc00"}]`,
+      String.raw`[["t"], {"q\u0075eue": "esc", "kwargs": {"queue": "inner"}}]`,
+      String.raw`[["\u0074"], {"queue": "\u00e9"}]`,
+      String.raw`[["t"], {"queue": "q1"}, "more", {"queue": "no"}]`,
+      String.raw`[["t"], {"queue": "q1"}`, // cut short
+      String.raw`[["t"], {"queue": 01}]`, // not JSON: a leading zero
+    ];
+
+    it('a version 5 schema with jobs migrates: every job gets the task and queue indexFieldsOf reads, as the store writes them, and filters find them', async () => {
+      const schema = fresh();
+      const upTo5 = MIGRATIONS.filter((m) => m.version <= 5)
+        .map((m) => m.sql)
+        .join(';');
+      await sql(
+        url,
+        `CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()); ${upTo5}; INSERT INTO schema_migrations VALUES (1), (2), (3), (4), (5)`,
+      );
+      // scheduled (one with a key, one tagged) and in flight
+      await sql(
+        url,
+        `INSERT INTO "${schema}".jobs (id, due_at, entry, lease, job_key, tagged)
+         SELECT 'm-' || (n - 1), 1000 + n, e, CASE WHEN n = 2 THEN 99 END, CASE WHEN n = 1 THEN 'K' END, n = 3
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(e, n)`,
+        [entries],
+      );
+      await sql(url, `INSERT INTO "${schema}".job_tags (tag, job_id, pos, due_at) VALUES ('x', 'm-2', 0, 1003)`);
+      const err = await open(schema)
+        .list({ limit: 10, task: 'app.a' })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaVersionError);
+      expect((err as SchemaVersionError).found).toBe(5);
+      expect(await migrateSchema(url, { schema })).toEqual({ from: 5, to: SCHEMA_VERSION });
+      const columns = async (prefix: string) =>
+        (
+          await sql<{ id: string; task: string | null; queue: string | null }>(url, `SELECT id, task, queue FROM "${schema}".jobs WHERE id LIKE $1`, [
+            `${prefix}%`,
+          ])
+        )
+          .sort((a, b) => Number(a.id.slice(2)) - Number(b.id.slice(2)))
+          .map(({ task, queue }) => ({ task, queue }));
+      expect(await columns('m-')).toEqual(entries.map(expected));
+      // the same entries added by the store get the same columns
+      const store = open(schema);
+      await store.add(entries.map((entry, i) => ({ id: `n-${i}`, dueAt: 2000 + i, entry })));
+      expect(await columns('n-')).toEqual(entries.map(expected));
+      // the functions used to fill them are gone
+      expect(await sql(url, `SELECT proname FROM pg_proc WHERE pronamespace = $1::regnamespace`, [schema])).toEqual([]);
+      // filters answer as jobMatches over the entries (in flight m-1 left out)
+      const scheduled = [
+        ...entries.map((entry, i) => ({ id: `m-${i}`, dueAt: 1001 + i, entry })),
+        ...entries.map((entry, i) => ({ id: `n-${i}`, dueAt: 2000 + i, entry })),
+      ].filter((j) => j.id !== 'm-1');
+      const names = new Set(
+        entries.flatMap((e) => Object.values(indexFieldsOf(e))).filter((n): n is string => n !== null && n !== '' && n.isWellFormed() && sendable(n)),
+      );
+      const filters: ListRange[] = [
+        ...[...names].map((task) => ({ task })),
+        ...[...names].map((q) => ({ queues: [q] })),
+        { queues: [null] },
+        { queues: ['q1', null, 'q3'] },
+        { task: 't', queues: ['q1', 'esc'] },
+      ];
+      for (const f of filters) {
+        const want = scheduled.filter((j) => jobMatches(f, j)).map((j) => j.id);
+        const got = (await store.list({ limit: 100, ...f })).jobs.map((j) => j.id);
+        expect([f, got]).toEqual([f, want]);
+        expect([f, await store.countWhere(f)]).toEqual([f, want.length]);
+      }
+      // a name holding a NUL cannot be sent: it matches nothing, and is no error
+      expect((await store.list({ limit: 10, task: 'a\u0000b' })).jobs).toEqual([]);
+      expect(await store.countWhere({ queues: ['\u0000'] })).toBe(0);
+      const indexes = await sql<{ indexname: string; indexdef: string }>(
+        url,
+        `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname IN ('jobs_task_idx', 'jobs_queue_idx', 'jobs_no_queue_idx') ORDER BY indexname`,
+        [schema],
+      );
+      expect(indexes.map((i) => i.indexdef.replace(/^.* USING btree /, ''))).toEqual([
+        '(due_at, id) WHERE ((lease IS NULL) AND (queue IS NULL))',
+        '(queue, due_at, id) WHERE ((lease IS NULL) AND (queue IS NOT NULL))',
+        '(task, due_at, id) WHERE ((lease IS NULL) AND (task IS NOT NULL))',
+      ]);
+      // the old jobs keep working: the key is held, the tag found, the claim acknowledged
+      expect(await store.addKeyed({ id: 'k', dueAt: 5, entry: '[1]' }, 'K', 'keep')).toEqual({ id: 'm-0', outcome: 'kept' });
+      expect((await store.list({ limit: 10, tags: { all: ['x'] }, queues: [null] })).jobs.map((j) => j.id)).toEqual(['m-2']);
+      await store.acknowledge([{ id: 'm-1', dueAt: 1002, entry: entries[1]!, token: '99' }]);
+      expect(await store.count()).toEqual({ scheduled: 2 * entries.length - 1, inFlight: 0, dead: 0 });
+    });
   });
 });
