@@ -73,6 +73,10 @@ export function postgresKind() {
       await admin.connect();
       return {
         store,
+        /** after a bulk load, what autovacuum does on its own soon after: the visibility map and statistics */
+        async settle() {
+          await admin.query(`VACUUM ANALYZE "${schema}".jobs, "${schema}".job_tags`);
+        },
         async bytes() {
           await admin.query(`VACUUM ANALYZE "${schema}".jobs`);
           const r = await admin.query(`SELECT pg_total_relation_size('"${schema}".jobs') AS b`);
