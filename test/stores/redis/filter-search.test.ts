@@ -13,6 +13,7 @@ import { jobMatches, toBuckets, type ListRange } from '../../../src/stores/base.
 import { compareDue, type HistogramBucket, type JobFilter } from '../../../src/stores/store.js';
 import { loadScripts } from '../../../src/stores/redis/redis-store.js';
 import { createHash } from 'node:crypto';
+import { prefixedStores } from './prefixed-stores.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../../helpers/services.js';
 
 const shared = await sharedRedis();
@@ -124,26 +125,14 @@ describe.skipIf(skip)('RedisStore search and bulk changes on jobs the Python pac
 });
 
 describe.skipIf(skip)('RedisStore bulk changes', () => {
+  const pool = prefixedStores(shared, 'bulk');
   let raw: Redis;
-  const stores: RedisStore[] = [];
-  const prefixes: string[] = [];
   beforeAll(() => {
-    raw = new Redis((shared as RedisService).urlFor(0));
-  });
-  afterAll(async () => {
-    for (const s of stores) await s.close();
-    for (const p of prefixes) {
-      const keys = await raw.keys(`${p}*`);
-      if (keys.length) await raw.del(...keys);
-    }
-    raw.disconnect();
+    raw = pool.raw();
   });
   /** a store on a fresh prefix, and the names of its keys */
   function fresh() {
-    const prefix = uniquePrefix('bulk');
-    prefixes.push(prefix);
-    const store = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: prefix });
-    stores.push(store);
+    const { store, prefix } = pool.fresh();
     return { store, k: keysOf(prefix) };
   }
 

@@ -10,6 +10,7 @@ import { RedisStore } from '../../../src/exports/stores.js';
 import { encodeEntry } from '../../../src/job/entry.js';
 import { resolveTaskCall } from '../../../src/job/options.js';
 import { readPickledDatetime } from '../../../src/celery/pickle.js';
+import { prefixedStores } from './prefixed-stores.js';
 import { privateRedis, requireService, sharedRedis, uniquePrefix, type RedisService } from '../../helpers/services.js';
 import { compareDue } from '../../../src/stores/store.js';
 
@@ -328,27 +329,15 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
 });
 
 describe.skipIf(skip)('RedisStore job keys: our own hashes, never the entry', () => {
+  const pool = prefixedStores(shared, 'keyed');
   let raw: Redis;
-  const stores: RedisStore[] = [];
-  const prefixes: string[] = [];
   beforeAll(() => {
-    raw = new Redis((shared as RedisService).urlFor(0));
-  });
-  afterAll(async () => {
-    for (const s of stores) await s.close();
-    for (const p of prefixes) {
-      const keys = await raw.keys(`${p}*`);
-      if (keys.length) await raw.del(...keys);
-    }
-    raw.disconnect();
+    raw = pool.raw();
   });
 
   /** a store on a fresh prefix, and the names of its keys */
   function fresh() {
-    const prefix = uniquePrefix('keyed');
-    prefixes.push(prefix);
-    const store = new RedisStore((shared as RedisService).urlFor(0), { keyPrefix: prefix });
-    stores.push(store);
+    const { store, prefix } = pool.fresh();
     return {
       store,
       prefix,
