@@ -3,7 +3,10 @@
  * Host, Origin and Cookie are sent as given), and a record of every response, so a test can
  * assert that no secret appeared in any of them.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface Answer {
   status: number;
@@ -57,5 +60,63 @@ export function client(port: number) {
         headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': await token(), Origin: origin, ...headers },
         body: JSON.stringify(body),
       }),
+  };
+}
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface DashboardProcess {
+  child: ChildProcess;
+  port: number;
+  /** what it wrote to stdout and stderr so far */
+  output: () => string;
+  /** SIGTERM, and how it ended */
+  stop: () => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * The built CLI (`dist/cli/main.js`) as a child process with `argv`, once it said where it listens:
+ * the `dashboard at http://…/` line of `ui`, or the `dashboard listening` log line of `run --ui-port`.
+ */
+export async function spawnDashboard(argv: readonly string[], env: Record<string, string> = {}): Promise<DashboardProcess> {
+  const child = spawn(process.execPath, [join(root, 'dist/cli/main.js'), ...argv], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the dashboard did not say where it listens within 15 s:\n${out}`)), 15_000);
+    const look = (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+      const m = /dashboard at http:\/\/[^:]+:(\d+)\//.exec(out) ?? /"msg":"dashboard listening".*?"port":(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stdout?.on('data', look);
+    child.stderr?.on('data', look);
+    void exited.then(({ code }) => {
+      clearTimeout(timer);
+      reject(new Error(`the dashboard exited (${code}) before it listened:\n${out}`));
+    });
+  });
+  return {
+    child,
+    port,
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
   };
 }
