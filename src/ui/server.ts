@@ -142,7 +142,7 @@ export function createDashboardHandler(o: DashboardOptions): DashboardHandler {
 
     if (token !== undefined) {
       if (path === '/login') return login(req, res, token, mount.prefix || '/', assets);
-      if (!authorized(req, token) && path !== '/style.css') {
+      if (!authorized(req, token) && path !== '/style.css' && path !== '/favicon.svg') {
         if (path.startsWith('/api/'))
           return sendJson(res, 401, { error: 'sign in first: send Authorization: Bearer <token>, or open the dashboard and type the token' });
         return sendLogin(res, 401, assets);
@@ -151,7 +151,7 @@ export function createDashboardHandler(o: DashboardOptions): DashboardHandler {
 
     if (path.startsWith('/api/')) {
       const route = path.slice(5);
-      if (route === 'events') return openStream(req, res);
+      if (route === 'events') return method === 'GET' ? openStream(req, res) : sendJson(res, 405, { error: `${method} is not allowed here; use GET` });
       if (method === 'POST' && isMutation(route)) {
         const refusal = ctx.readOnly ? undefined : mutationRefusal(req, csrfToken);
         if (refusal) return sendJson(res, 403, { error: refusal });

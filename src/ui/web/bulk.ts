@@ -26,7 +26,8 @@ export interface BulkPreset {
   title?: string;
 }
 
-export function bulkPanel(session: SessionInfo, query: URLSearchParams, onDone: () => void, preset: BulkPreset = {}): HTMLElement {
+/** `onDone` is told what was done, in a sentence, once the change is made. */
+export function bulkPanel(session: SessionInfo, query: URLSearchParams, onDone: (summary: string) => void, preset: BulkPreset = {}): HTMLElement {
   const action = h(
     'select',
     { name: 'action', 'aria-label': 'bulk action', value: preset.action ?? 'revoke' },
@@ -90,8 +91,9 @@ export function bulkPanel(session: SessionInfo, query: URLSearchParams, onDone: 
           if (r.unchanged) parts.push(`${num(r.unchanged)} already there`);
           if (r.skipped) parts.push(`${num(r.skipped)} skipped (a dispatcher had claimed them)`);
           if (r.missing) parts.push(`${num(r.missing)} gone meanwhile`);
-          fill(result, h('p', { class: 'ok', role: 'status' }, `Done: ${parts.join(', ')} of ${plural(r.matched, 'match')}, in ${r.elapsedMs} ms.`));
-          onDone();
+          const summary = `Done: ${parts.join(', ')}, of ${plural(r.matched, 'match', 'matches')}, in ${r.elapsedMs} ms.`;
+          fill(result, h('p', { class: 'ok', role: 'status' }, summary));
+          onDone(summary);
         },
         (err: unknown) => {
           go.disabled = false;
@@ -115,7 +117,7 @@ export function bulkPanel(session: SessionInfo, query: URLSearchParams, onDone: 
         { class: 'sample' },
         c.sample.map((j) => h('li', null, h('code', null, j.id), ' ', utc(j.dueAt), ' UTC ', h('span', { class: 'muted' }, j.task))),
       ),
-      needsTyping ? h('p', null, `That is over ${num(session.confirmThreshold)}: type ${c.count} to confirm `, typed) : null,
+      needsTyping ? h('p', null, `That is over ${num(session.confirmThreshold)}: type ${c.count} to confirm: `, typed) : null,
       h('div', { class: 'actions' }, go, h('button', { type: 'button', class: 'link', onclick: () => fill(out) }, 'Cancel')),
       result,
     );

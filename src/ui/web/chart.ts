@@ -43,5 +43,6 @@ export function barChart(v: HistogramView, onPick: (b: Bucket) => void): HTMLEle
     label.style.left = `${((i + 0.5) / n) * 100}%`;
     axis.append(label);
   }
-  return h('figure', { class: 'chart-box' }, h('div', { class: 'chart-max muted' }, `max ${num(max)}`), svg, axis);
+  const empty = v.total === 0 ? h('div', { class: 'chart-empty muted' }, 'nothing falls due in this range') : null;
+  return h('figure', { class: 'chart-box' }, v.total ? h('div', { class: 'chart-max muted' }, `max ${num(max)}`) : null, svg, axis, empty);
 }

@@ -69,7 +69,7 @@ export async function deadView(root: HTMLElement, params: URLSearchParams, app: 
               h('td', { class: 'id' }, h('code', { title: d.id }, d.id.length > 13 ? `${d.id.slice(0, 8)}…` : d.id)),
               h(
                 'td',
-                { class: 'actions' },
+                { class: 'row-actions' },
                 app.session.readOnly
                   ? null
                   : [

@@ -100,8 +100,8 @@ export function num(n: number | null | undefined): string {
   return n === null || n === undefined ? '–' : n.toLocaleString('en-US');
 }
 
-export function plural(n: number, word: string): string {
-  return `${num(n)} ${word}${n === 1 ? '' : 's'}`;
+export function plural(n: number, word: string, words = `${word}s`): string {
+  return `${num(n)} ${n === 1 ? word : words}`;
 }
 
 /** An ISO time with its UTC offset, for an input of type datetime-local (read in the viewer's zone). */

@@ -40,7 +40,7 @@ export async function searchView(root: HTMLElement, params: URLSearchParams, app
     fill(status, parts);
     if (!scans(query))
       get<CountResult>('count', query).then(
-        (c) => status.append(h('span', null, ` · ${plural(c.count, 'match')} in all`)),
+        (c) => status.append(h('span', null, ` · ${plural(c.count, 'match', 'matches')} in all`)),
         () => undefined,
       );
     const next = new URLSearchParams(query);

@@ -93,11 +93,19 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams, a
   const spread = (b: Bucket) => {
     fill(
       action,
-      bulkPanel(app.session, bucketQuery(b), () => app.reload(), {
-        action: 'spread',
-        length: SPREAD_DEFAULT[v.by] ?? '3h',
-        title: `Spread the ${plural(b.count, 'job')} due ${utc(new Date(b.start * 1000).toISOString())} UTC (this ${v.by})`,
-      }),
+      bulkPanel(
+        app.session,
+        bucketQuery(b),
+        (summary) => {
+          app.flash(summary);
+          app.reload();
+        },
+        {
+          action: 'spread',
+          length: SPREAD_DEFAULT[v.by] ?? '3h',
+          title: `Spread the ${plural(b.count, 'job')} due ${utc(new Date(b.start * 1000).toISOString())} UTC (this ${v.by})`,
+        },
+      ),
     );
     action.querySelector<HTMLButtonElement>('button')?.focus();
   };
@@ -122,7 +130,7 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams, a
             h('td', { class: 'num' }, num(b.count)),
             h(
               'td',
-              { class: 'actions' },
+              { class: 'row-actions' },
               h('a', { href: app.href('search', bucketQuery(bucket)) }, 'search these'),
               app.session.readOnly ? null : h('button', { type: 'button', class: 'link', onclick: () => spread(bucket) }, 'spread these'),
             ),
