@@ -128,7 +128,7 @@ async function start(): Promise<void> {
         if (mine !== drawing) return c?.();
         cleanup = c ?? undefined;
         fill(main, root);
-        if (focusSearch) main.querySelector<HTMLInputElement>('form.query input')?.focus();
+        if (focusSearch) main.querySelector<HTMLInputElement>('form.query input[name=task]')?.focus();
         focusSearch = false;
       },
       (err: unknown) => {
@@ -145,7 +145,7 @@ async function start(): Promise<void> {
     if (e.ctrlKey || e.metaKey || e.altKey || t.closest('input, textarea, select')) return;
     if (e.key === '/') {
       e.preventDefault();
-      const field = main.querySelector<HTMLInputElement>('form.query input');
+      const field = main.querySelector<HTMLInputElement>('form.query input[name=task]');
       if (field) field.focus();
       else {
         focusSearch = true;

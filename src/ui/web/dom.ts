@@ -104,6 +104,11 @@ export function plural(n: number, word: string, words = `${word}s`): string {
   return `${num(n)} ${n === 1 ? word : words}`;
 }
 
+/** An ISO time as short as it is exact: without milliseconds when there are none. */
+export function isoShort(ms: number): string {
+  return new Date(ms).toISOString().replace('.000Z', 'Z');
+}
+
 /** An ISO time with its UTC offset, for an input of type datetime-local (read in the viewer's zone). */
 export function fromLocalInput(value: string): string | undefined {
   if (!value) return undefined;

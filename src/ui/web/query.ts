@@ -15,12 +15,12 @@ interface Field {
 }
 
 export const FIELDS: readonly Field[] = [
+  { name: 'from', label: 'Due from', placeholder: '2027-01-04T09:00:00Z' },
+  { name: 'to', label: 'Due to', placeholder: '2027-01-04T18:00:00+02:00' },
   { name: 'task', label: 'Task', placeholder: 'proj.tasks.invoice' },
   { name: 'queue', label: 'Queue', placeholder: 'celery' },
   { name: 'tag', label: 'Tags (all of)', placeholder: 'tenant:42, invoice', list: true },
   { name: 'any-tag', label: 'Any tag of', placeholder: 'eu, us', list: true },
-  { name: 'from', label: 'Due from', placeholder: '2027-01-04T09:00:00Z' },
-  { name: 'to', label: 'Due to', placeholder: '2027-01-04T18:00:00+02:00' },
   { name: 'id-prefix', label: 'Id prefix', placeholder: '3f2c' },
   { name: 'job-key-prefix', label: 'Key prefix', placeholder: 'user:7:' },
   { name: 'args-contains', label: 'Args contain', placeholder: 'text in [args, kwargs]' },

@@ -9,7 +9,7 @@ import { errorText, get } from './api.js';
 import type { HistogramView } from './api-types.js';
 import { bulkPanel } from './bulk.js';
 import { barChart, type Bucket } from './chart.js';
-import { fill, h, local, num, plural, utc, ZONE } from './dom.js';
+import { fill, h, isoShort, local, num, plural, utc, ZONE } from './dom.js';
 import { queryForm, queryOf } from './query.js';
 import type { AppContext } from './context.js';
 
@@ -41,8 +41,8 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams, a
           onclick: () => {
             const q = new URLSearchParams(query);
             const now = Math.floor(Date.now() / 60_000) * 60_000;
-            q.set('from', new Date(now).toISOString());
-            q.set('to', new Date(now + seconds * 1000 - 1).toISOString());
+            q.set('from', isoShort(now));
+            q.set('to', isoShort(now + seconds * 1000 - 1000));
             q.set('by', u);
             app.go('timeline', q);
           },
@@ -76,8 +76,8 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams, a
   }
   const bucketQuery = (b: Bucket) => {
     const q = new URLSearchParams(query);
-    q.set('from', new Date(b.start * 1000).toISOString());
-    q.set('to', new Date(b.end * 1000 - 1).toISOString());
+    q.set('from', isoShort(b.start * 1000));
+    q.set('to', isoShort(b.end * 1000 - 1));
     return q;
   };
   fill(
