@@ -77,6 +77,55 @@ describe.skipIf(skip)('the dashboard API on Redis', () => {
     expect((await c.post('/api/bulk', { action: 'revoke', query: 'tag=odd', expected: 20 })).json<BulkResult>()).toMatchObject({ changed: 20 });
   });
 
+  it("shows Celery's result state from the result backend: SCHEDULED while stored, the record once sent", async () => {
+    const withResults = new Celery({
+      longtermSchedulerBackend: withPassword(0),
+      longtermSchedulerKeyPrefix: prefix,
+      broker: withPassword(0),
+      resultBackend: withPassword(0),
+    });
+    const s = await startDashboardServer({ app: withResults, port: 0 });
+    const sentId = `${prefix}sent-1`;
+    const { Redis } = await import('ioredis');
+    const r = new Redis(redis!.urlFor(0));
+    try {
+      await r.set(
+        `celery-task-meta-${sentId}`,
+        JSON.stringify({
+          status: 'FAILURE',
+          result: { exc_type: 'ValueError', exc_message: ['bad tenant'] },
+          traceback: 'Traceback …',
+          date_done: '2030-06-01T08:00:01.000000+00:00',
+          task_id: sentId,
+        }),
+        'EX',
+        60,
+      );
+      expect((await request(s.port, 'GET', '/api/session')).json()).toMatchObject({ resultBackend: true });
+      await withResults.task('proj.later').applyAsync([], {}, { countdown: 3600, taskId: 'stored-1' });
+      const stored = (await request(s.port, 'GET', '/api/job?id=stored-1')).json<JobLookup>();
+      expect(stored).toMatchObject({ state: 'scheduled', result: { status: 'SCHEDULED' } });
+      const sent = (await request(s.port, 'GET', `/api/job?id=${encodeURIComponent(sentId)}`)).json<JobLookup>();
+      expect(sent).toEqual({
+        id: sentId,
+        state: 'sent',
+        result: {
+          status: 'FAILURE',
+          dateDone: '2030-06-01T08:00:01.000000+00:00',
+          result: '{"exc_type":"ValueError","exc_message":["bad tenant"]}',
+          traceback: 'Traceback …',
+        },
+      });
+      expect((await request(s.port, 'GET', '/api/job?id=never-there')).json()).toEqual({ id: 'never-there', state: 'unknown' });
+    } finally {
+      await r.del(`celery-task-meta-${sentId}`);
+      r.disconnect();
+      await withResults.store.remove('stored-1');
+      await s.close();
+      await withResults.close();
+    }
+  });
+
   it('no response carried the password', () => {
     expect(seen.length).toBeGreaterThan(10);
     expect(seen.filter((t) => t.includes(SECRET))).toEqual([]);
