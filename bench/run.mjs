@@ -4,7 +4,8 @@
 // never the shared one. Absolute numbers on these machines are noisy; read the ratios.
 // Set BENCH_SCALE=0.1 for a quick run (fewer jobs; the 1M-job rows use 100k). Set BENCH_ONLY=stores
 // to run only the SQLite and PostgreSQL store rows (bench/stores.mjs) beside the LPUSH floor, or
-// BENCH_ONLY=search for only the search rows (bench/search.mjs: pages by tag on every store).
+// BENCH_ONLY=search for only the search rows (bench/search.mjs: pages by tag on every store), or
+// BENCH_ONLY=ui for only the dashboard's requests (bench/ui.mjs: each view's request on 1M SQLite jobs).
 // `npm run bench` runs Node with --max-semi-space-size=64, as the CLI's shebang does: the
 // dispatcher allocates many short-lived strings, and a larger young generation spends ~20% less
 // time in garbage collection. Floors and our code run in the same process, under the same flag.
@@ -28,6 +29,7 @@ import { queueListKey, toRedisEnvelope, parseRedisEnvelope } from '../dist/celer
 import { publishOptions } from '../dist/brokers/amqp/amqp-broker.js';
 import { PG_URL, postgresKind, reachable, sqliteKind, storeBenchmarks } from './stores.mjs';
 import { searchBenchmarks } from './search.mjs';
+import { uiBenchmarks } from './ui.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -364,10 +366,13 @@ async function lateness() {
 
 // --- run them all -------------------------------------------------------------------------------------------
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== 'stores' && ONLY !== 'search') throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores' and 'search'`);
-console.error('1. dispatch rate vs the raw LPUSH floor (warm-up, then the better of two runs each)');
-await dispatchRate(0, 'warm-up');
-const floorMs = await best(() => lpushFloor());
+if (ONLY !== undefined && ONLY !== 'stores' && ONLY !== 'search' && ONLY !== 'ui') throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores', 'search' and 'ui'`);
+let floorMs;
+if (ONLY !== 'ui') {
+  console.error('1. dispatch rate vs the raw LPUSH floor (warm-up, then the better of two runs each)');
+  await dispatchRate(0, 'warm-up');
+  floorMs = await best(() => lpushFloor());
+}
 if (ONLY === undefined) {
   const atomic = await best(() => dispatchRate(0, 'no future jobs'));
   row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`, fmtRate(N_DUE, atomic.ms), `LPUSH floor ${fmtRate(N_DUE, floorMs)}`, (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2), '>= 0.50');
@@ -407,9 +412,9 @@ if (ONLY === undefined) {
   row(`lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`, `${lat.p50} / ${lat.p99} / ${lat.max} ms`, `${lat.received} received`, '', 'p99 < 20 ms');
 }
 
-if (ONLY !== 'search') await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
+if (ONLY === undefined || ONLY === 'stores') await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
 
-if (ONLY !== 'stores') {
+if (ONLY === undefined || ONLY === 'search') {
   const redisKind = {
     name: 'Redis',
     async open() {
@@ -422,6 +427,8 @@ if (ONLY !== 'stores') {
   if (await reachable(PG_URL, 5432)) kinds.splice(1, 0, postgresKind());
   await searchBenchmarks({ row, smallJob, N_FUTURE, kinds, rate });
 }
+
+if (ONLY === undefined || ONLY === 'ui') await uiBenchmarks({ row, smallJob, N_FUTURE, dir, brokerUrl: `${url}/0` });
 
 admin.disconnect();
 server.kill('SIGTERM');

@@ -5,7 +5,7 @@
  * it, and `withApp` closes it whatever the command does.
  */
 import type { Command } from 'commander';
-import { Celery, CELERY_DEFAULTS } from '../client/celery.js';
+import { Celery, CELERY_DEFAULTS, type CeleryConfig } from '../client/celery.js';
 import { ValidationError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { createCliLogger, type LogFormat } from './log.js';
@@ -48,8 +48,8 @@ export interface CliContext {
   backendUrl: () => string;
   /** a logger writing lines to stderr in the --log-format */
   logger: () => Logger;
-  /** opens the app from the global flags and env, runs `fn` with it, and closes it */
-  withApp: <T>(fn: (a: Celery) => Promise<T>) => Promise<T>;
+  /** opens the app from the global flags and env (and `extra`, a command's own settings), runs `fn` with it, and closes it */
+  withApp: <T>(fn: (a: Celery) => Promise<T>, extra?: Pick<CeleryConfig, 'resultBackend'>) => Promise<T>;
 }
 
 export function createContext(program: Command, io: CliIo): CliContext {
@@ -57,7 +57,7 @@ export function createContext(program: Command, io: CliIo): CliContext {
   const backendUrl = (): string => globals().backend ?? io.env.CELERY_LONGTERM_SCHEDULER_BACKEND ?? CELERY_DEFAULTS.longtermSchedulerBackend;
   const logger = (): Logger => createCliLogger(globals().logFormat, (line) => io.stderr(`${line}\n`));
 
-  const app = (): Celery => {
+  const app = (extra: Pick<CeleryConfig, 'resultBackend'> = {}): Celery => {
     const g = globals();
     const transport = g.brokerTransportOptions ?? io.env.CELERY_BROKER_TRANSPORT_OPTIONS;
     const brokerTransportOptions = transport === undefined ? undefined : parseJson(transport, '--broker-transport-options', 'a JSON object');
@@ -77,11 +77,12 @@ export function createContext(program: Command, io: CliIo): CliContext {
       taskDefaultQueue: g.defaultQueue ?? io.env.CELERY_TASK_DEFAULT_QUEUE ?? CELERY_DEFAULTS.taskDefaultQueue,
       ...(g.migrate && { longtermSchedulerMigrate: true }),
       logger: logger(),
+      ...extra,
     });
   };
 
-  const withApp = async <T>(fn: (a: Celery) => Promise<T>): Promise<T> => {
-    const a = app();
+  const withApp = async <T>(fn: (a: Celery) => Promise<T>, extra?: Pick<CeleryConfig, 'resultBackend'>): Promise<T> => {
+    const a = app(extra);
     try {
       return await fn(a);
     } finally {

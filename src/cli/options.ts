@@ -10,6 +10,8 @@ import { LIMITS, bounded } from './format.js';
 import type { JobQuery } from '../admin/bulk.js';
 import { parseIsoWithOffset } from '../celery/time.js';
 
+export { duration } from '../admin/duration.js';
+
 export function parseJson(text: string, flag: string, expected: string): unknown {
   try {
     return JSON.parse(text);
@@ -102,21 +104,4 @@ export function queryOf(o: QueryFlags): JobQuery | undefined {
   if (o.argsContains !== undefined) q.argsContains = o.argsContains;
   if (o.argsMatch !== undefined) q.argsMatch = o.argsMatch;
   return Object.keys(q).length ? q : undefined;
-}
-
-const UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
-
-/**
- * A length of time: `90`, `90s`, `30m`, `2h`, `1.5d`, `1w`, with a sign when `signed` (`+2h`,
- * `-30m`). Seconds; a usage error naming the flag otherwise.
- */
-export function duration(text: string, flag: string, signed = false): number {
-  const m = /^([+-]?)(\d+(?:\.\d+)?)([smhdw]?)$/.exec(text.trim());
-  if (!m || (!signed && m[1] !== ''))
-    throw new ValidationError([
-      `${flag} ${JSON.stringify(text)} is not a length of time; write e.g. ${signed ? '+2h, -30m, +1d' : '30m, 2h, 1d'} (s, m, h, d or w)`,
-    ]);
-  const n = Number(m[2]) * (UNIT[m[3] || 's'] as number) * (m[1] === '-' ? -1 : 1);
-  if (n === 0) throw new ValidationError([`${flag} ${JSON.stringify(text)} is zero; pass a length of time`]);
-  return n;
 }

@@ -21,6 +21,7 @@ import { addRunCommand } from './commands/run.js';
 import { addScheduleCommand } from './commands/schedule.js';
 import { addShowCommand } from './commands/show.js';
 import { addStatsCommand } from './commands/stats.js';
+import { addUiCommand } from './commands/ui.js';
 import { createContext, type CliIo } from './context.js';
 import { EXIT, exitCodeOf } from './exit.js';
 
@@ -75,5 +76,6 @@ function buildProgram(io: CliIo): Command {
   addMigrateSchemaCommand(program, ctx);
   addMigrateCommand(program, ctx);
   addDeadCommand(program, ctx);
+  addUiCommand(program, ctx);
   return program;
 }

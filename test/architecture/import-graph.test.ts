@@ -39,9 +39,10 @@ function edges(from: (f: string) => boolean, to: (f: string) => boolean): string
 
 /**
  * The layers, lowest first. A file may import its own folder and any lower layer, never a higher
- * one: CLI → client → admin/metrics → dispatch/results → stores/brokers → redis connections →
- * job vocabulary → pure protocol → util. index.ts and exports/ are the package's entry points,
- * which nothing imports.
+ * one: CLI → dashboard (ui) → client → admin/metrics → dispatch/results → stores/brokers → redis
+ * connections → job vocabulary → pure protocol → util. The dashboard sits between the client and
+ * the CLI: the CLI serves it (`ui`, `run --ui-port`), and it uses the app and the admin functions,
+ * which never know it. index.ts and exports/ are the package's entry points, which nothing imports.
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['util'],
@@ -52,6 +53,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['results', 'dispatch'],
   ['admin', 'metrics'],
   ['client'],
+  ['ui'],
   ['cli'],
   ['exports', 'index.ts'],
 ];

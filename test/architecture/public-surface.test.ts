@@ -55,7 +55,7 @@ describe('the public surface', () => {
     const script = `
       const want = { stores: ['createStore', 'MemoryStore', 'RedisStore', 'SqliteStore', 'PostgresStore'], brokers: ['createBroker', 'RedisBroker', 'AmqpBroker'],
         dispatch: ['Dispatcher', 'DispatcherDaemon'], admin: ['listJobs', 'migrateJobs', 'migrateStoreSchema'], metrics: ['DispatcherMetrics', 'startMetricsServer'],
-        protocol: ['buildTaskMessage', 'INDEX_KEY', 'resultKey'], testing: ['MemoryStore'] };
+        protocol: ['buildTaskMessage', 'INDEX_KEY', 'resultKey'], testing: ['MemoryStore'], ui: ['createDashboardHandler', 'startDashboardServer'] };
       const missing = [];
       for (const [sub, names] of Object.entries(want)) {
         const m = await import('celery-longterm-scheduler/' + sub);

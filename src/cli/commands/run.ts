@@ -1,8 +1,9 @@
 /**
  * `run`: the dispatcher as a service, until SIGTERM/SIGINT. The first signal lets the batch in
  * flight finish; a second exits at once (130 for SIGINT, 143 for SIGTERM) and leases return any
- * claimed jobs. With --metrics-port it also serves Prometheus metrics and /healthz, closed when
- * the dispatcher stops. All of `run`'s wiring, metrics included, is in this file.
+ * claimed jobs. With --metrics-port it also serves Prometheus metrics and /healthz, and with
+ * --ui-port the dashboard (showing this dispatcher's rate and lateness), both closed when the
+ * dispatcher stops. All of `run`'s wiring, metrics and dashboard included, is in this file.
  */
 import type { Command } from 'commander';
 import { getScheduler } from '../../client/scheduler.js';
@@ -11,6 +12,7 @@ import { startMetricsServer } from '../../metrics/server.js';
 import type { CliContext } from '../context.js';
 import { LIMITS, bounded, portNumber } from '../format.js';
 import { retryOptions, withRetryFlags, type RetryFlags } from '../options.js';
+import { UI_TOKEN_ENV, dashboardSettings, serveDashboard } from './ui.js';
 
 export function addRunCommand(program: Command, ctx: CliContext): void {
   const { io } = ctx;
@@ -33,7 +35,12 @@ export function addRunCommand(program: Command, ctx: CliContext): void {
       'address the metrics server listens on; /healthz names what is down and why, so open it wider (e.g. 0.0.0.0) only on a trusted network',
       '127.0.0.1',
     )
-    .action(async (o: { pollIntervalMs: string; batchSize: string; leaseMs: string; metricsPort?: string; metricsHost: string } & RetryFlags) => {
+    .option('--ui-port <n>', "serve the dashboard (see `ui --help`) on this port, with this dispatcher's rate and lateness; 0 picks a free one")
+    .option('--ui-host <host>', 'address the dashboard listens on; any other than this host needs --ui-auth-token', '127.0.0.1')
+    .option('--ui-auth-token <token>', `require this token (16 characters or more) to open the dashboard [env ${UI_TOKEN_ENV}]`)
+    .option('--ui-read-only', 'the dashboard hides every action and refuses every change')
+    .option('--ui-confirm-threshold <n>', 'above this many jobs a bulk action in the dashboard asks for the count to be typed (default 100)')
+    .action(async (o: RunFlags) => {
       const options = {
         pollIntervalMs: bounded(o.pollIntervalMs, '--poll-interval-ms', LIMITS.pollIntervalMs),
         batchSize: bounded(o.batchSize, '--batch-size', LIMITS.batchSize),
@@ -41,6 +48,20 @@ export function addRunCommand(program: Command, ctx: CliContext): void {
         ...retryOptions(o),
       };
       const metricsPort = o.metricsPort === undefined ? undefined : portNumber(o.metricsPort, '--metrics-port');
+      const ui =
+        o.uiPort === undefined
+          ? undefined
+          : dashboardSettings(
+              ctx,
+              {
+                port: o.uiPort,
+                host: o.uiHost,
+                ...(o.uiAuthToken !== undefined && { authToken: o.uiAuthToken }),
+                ...(o.uiReadOnly && { readOnly: true }),
+                ...(o.uiConfirmThreshold !== undefined && { confirmThreshold: o.uiConfirmThreshold }),
+              },
+              (name) => `--ui-${name}`,
+            );
       const logger = ctx.logger();
       const stop = new AbortController();
       let signals = 0;
@@ -58,12 +79,19 @@ export function addRunCommand(program: Command, ctx: CliContext): void {
         await ctx.withApp(async (a) => {
           const metrics =
             metricsPort === undefined ? undefined : new DispatcherMetrics({ store: a.store, broker: a.broker, clock: () => a.now(), processMetrics: true });
+          const daemon = getScheduler(a).daemon({ ...options, logger });
+          metrics?.listen(daemon.events);
           const server = metrics && (await startMetricsServer({ port: metricsPort ?? 0, host: o.metricsHost, metrics, health: () => metrics.health() }));
           if (server) logger.info('metrics listening', { host: server.host, port: server.port });
           try {
-            const daemon = getScheduler(a).daemon({ ...options, logger });
-            metrics?.listen(daemon.events);
-            await daemon.run(stop.signal);
+            const dashboard = ui && (await serveDashboard(a, ui, daemon.events));
+            try {
+              if (dashboard && ui)
+                logger.info('dashboard listening', { host: dashboard.host, port: dashboard.port, readOnly: ui.readOnly, auth: ui.authToken !== undefined });
+              await daemon.run(stop.signal);
+            } finally {
+              await dashboard?.close();
+            }
           } finally {
             await server?.close();
           }
@@ -72,4 +100,17 @@ export function addRunCommand(program: Command, ctx: CliContext): void {
         unsubscribe?.();
       }
     });
+}
+
+interface RunFlags extends RetryFlags {
+  pollIntervalMs: string;
+  batchSize: string;
+  leaseMs: string;
+  metricsPort?: string;
+  metricsHost: string;
+  uiPort?: string;
+  uiHost: string;
+  uiAuthToken?: string;
+  uiReadOnly?: boolean;
+  uiConfirmThreshold?: string;
 }
