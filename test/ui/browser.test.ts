@@ -20,6 +20,9 @@ import { Celery } from '../../src/client/celery.js';
 import { spawnDashboard, type DashboardProcess } from '../helpers/dashboard.js';
 import { requireService } from '../helpers/services.js';
 
+/** how long a page may take to show what a step changed: generous, for a loaded CI machine */
+const POLL = { timeout: 15_000 };
+
 const CHROMIUM = '/usr/bin/chromium';
 const skip = requireService(existsSync(CHROMIUM) ? CHROMIUM : undefined, `chromium at ${CHROMIUM} (apt-get install -y chromium)`);
 const SHOTS = process.env.UI_SCREENSHOTS_DIR;
@@ -103,8 +106,8 @@ describe.skipIf(skip)('the dashboard in chromium', () => {
     const base = `http://127.0.0.1:${ui.port}/`;
 
     await page.goto(base);
-    await expect.poll(() => page.locator('.card-value').first().textContent()).toBe('38');
-    await expect.poll(() => page.locator('.live').textContent()).toMatch(/live/);
+    await expect.poll(() => page.locator('.card-value').first().textContent(), POLL).toBe('38');
+    await expect.poll(() => page.locator('.live').textContent(), POLL).toMatch(/live/);
     await shot(page, 'overview');
 
     // search by the form; the query lands in the address
@@ -116,40 +119,40 @@ describe.skipIf(skip)('the dashboard in chromium', () => {
           'name',
         ),
       );
-    await expect.poll(focused).toBe('task');
+    await expect.poll(focused, POLL).toBe('task');
     await page.fill('input[name=task]', 'proj.invoice');
     await page.fill('input[name=tag]', 'tenant:2');
     await page.click('form.query button[type=submit]');
-    await expect.poll(() => page.locator('table.jobs tbody tr').count()).toBe(8);
+    await expect.poll(() => page.locator('table.jobs tbody tr').count(), POLL).toBe(8);
     expect(decodeURIComponent(new URL(page.url()).hash)).toBe('#/search?task=proj.invoice&tag=tenant:2');
     expect(await page.locator('table.jobs tbody tr').first().locator('td').nth(0).textContent()).toBe('2031-01-04 09:00:00');
     expect(await page.locator('table.jobs tbody tr').first().locator('td').nth(1).textContent()).toBe('2031-01-04 10:00:00'); // Europe/Berlin
-    await expect.poll(() => page.locator('.status').textContent()).toMatch(/8 matches in all/);
+    await expect.poll(() => page.locator('.status').textContent(), POLL).toMatch(/8 matches in all/);
     await shot(page, 'search');
 
     // a job: the picker is in the viewer's zone (Berlin, UTC+1 in March), then +1h, then revoke
     await page.locator('table.jobs tbody tr[data-id=inv-3]').click();
-    await expect.poll(() => page.locator('h2 .badge').textContent()).toBe('scheduled');
+    await expect.poll(() => page.locator('h2 .badge').textContent(), POLL).toBe('scheduled');
     await page.fill('.job-actions input[type=datetime-local]', '2031-03-01T10:30');
     await page.click('.job-actions button.primary');
-    await expect.poll(() => page.locator('#flash').textContent()).toMatch(/^Rescheduled: now due 2031-03-01 09:30:00 UTC \(in \d+d \d+h\)$/);
+    await expect.poll(() => page.locator('#flash').textContent(), POLL).toMatch(/^Rescheduled: now due 2031-03-01 09:30:00 UTC \(in \d+d \d+h\)$/);
     expect(await dueOf('inv-3')).toBe(Date.UTC(2031, 2, 1, 9, 30) / 1000);
     await shot(page, 'job');
     await page.click('.job-actions button[title="move it +1h"]');
-    await expect.poll(() => page.locator('#flash').textContent()).toMatch(/^Shifted \+1h: now due 2031-03-01 10:30:00 UTC/);
+    await expect.poll(() => page.locator('#flash').textContent(), POLL).toMatch(/^Shifted \+1h: now due 2031-03-01 10:30:00 UTC/);
     expect(await dueOf('inv-3')).toBe(Date.UTC(2031, 2, 1, 10, 30) / 1000);
     await page.click('.job-actions button.danger');
     await page.click('text=Revoke it for good?');
-    await expect.poll(() => page.locator('#flash').textContent()).toBe('Revoked inv-3');
+    await expect.poll(() => page.locator('#flash').textContent(), POLL).toBe('Revoked inv-3');
     expect(await app.store.get('inv-3')).toBeUndefined();
-    await expect.poll(() => page.locator('h2 .badge').textContent()).toBe('unknown');
+    await expect.poll(() => page.locator('h2 .badge').textContent(), POLL).toBe('unknown');
 
     // a bulk shift on the search: the dry run counts 7, over the threshold of 5 the count is typed
     await page.goto(`${base}#/search?tag=tenant:2`);
     await page.selectOption('section.bulk select[name=action]', 'shift');
     await page.fill('section.bulk input[name=length]', '+2h');
     await page.click('section.bulk >> text=Dry run');
-    await expect.poll(() => page.locator('section.bulk .count').textContent()).toBe('7');
+    await expect.poll(() => page.locator('section.bulk .count').textContent(), POLL).toBe('7');
     const go = page.locator('section.bulk button.danger');
     expect(await go.textContent()).toBe('Shift +2h: 7 jobs');
     expect(await go.isDisabled()).toBe(true);
@@ -158,33 +161,33 @@ describe.skipIf(skip)('the dashboard in chromium', () => {
     await page.fill('section.bulk input[aria-label="type the count to confirm"]', '7');
     await shot(page, 'bulk');
     await go.click();
-    await expect.poll(() => page.locator('section.bulk .ok').textContent()).toMatch(/^Done: 7 changed, of 7 matches, in [\d.]+ ms\.$/);
+    await expect.poll(() => page.locator('section.bulk .ok').textContent(), POLL).toMatch(/^Done: 7 changed, of 7 matches, in [\d.]+ ms\.$/);
     for (const i of [0, 1, 2, 4, 5, 6, 7]) expect(await dueOf(`inv-${i}`)).toBe(Date.UTC(2031, 0, 4, 11, i * 5) / 1000);
 
     // the timeline: the 30 reminders due in one hour are the busiest bucket; spread them over 3h
     await page.goto(`${base}#/timeline?from=2031-01-04T00:00:00Z&to=2031-01-06T23:59:59Z&by=hour`);
-    await expect.poll(() => page.locator('svg.chart rect.bar').count()).toBe(2); // the invoices at 11:00 on the 4th, the reminders at 14:00 on the 5th
+    await expect.poll(() => page.locator('svg.chart rect.bar').count(), POLL).toBe(2); // the invoices at 11:00 on the 4th, the reminders at 14:00 on the 5th
     expect(await page.locator('table.busiest tbody tr').first().locator('td').first().textContent()).toBe('2031-01-05 14:00:00');
     await shot(page, 'timeline');
     await page.locator('table.busiest tbody tr').first().locator('text=spread these').click();
     expect(await page.locator('section.bulk select[name=action]').inputValue()).toBe('spread');
     expect(await page.locator('section.bulk input[name=length]').inputValue()).toBe('3h');
     await page.click('section.bulk >> text=Dry run');
-    await expect.poll(() => page.locator('section.bulk .count').textContent()).toBe('30');
+    await expect.poll(() => page.locator('section.bulk .count').textContent(), POLL).toBe('30');
     await page.fill('section.bulk input[aria-label="type the count to confirm"]', '30');
     await page.click('section.bulk button.danger');
-    await expect.poll(() => page.locator('#flash').textContent()).toMatch(/^Done: 29 changed, 1 already there, of 30 matches/);
+    await expect.poll(() => page.locator('#flash').textContent(), POLL).toMatch(/^Done: 29 changed, 1 already there, of 30 matches/);
     const spread = await Promise.all(Array.from({ length: 30 }, (_, i) => dueOf(`rem-${String(i).padStart(2, '0')}`)));
     expect(spread).toEqual(Array.from({ length: 30 }, (_, i) => Date.UTC(2031, 0, 5, 14) / 1000 + i * 360));
-    await expect.poll(() => page.locator('svg.chart rect.bar').count()).toBe(4); // the invoices; 14, 15 and 16 o'clock on the 5th
+    await expect.poll(() => page.locator('svg.chart rect.bar').count(), POLL).toBe(4); // the invoices; 14, 15 and 16 o'clock on the 5th
 
     // dead letters: the one there is, retried
     await page.click('nav.views a[data-view=dead]');
-    await expect.poll(() => page.locator('table.dead tbody tr').count()).toBe(1);
+    await expect.poll(() => page.locator('table.dead tbody tr').count(), POLL).toBe(1);
     expect(await page.locator('table.dead tbody tr td').nth(2).textContent()).toBe('max_attempts');
     await shot(page, 'dead-letters');
     await page.locator('table.dead button', { hasText: 'retry' }).click();
-    await expect.poll(() => page.locator('#flash').textContent()).toBe('Retried 1 dead letter');
+    await expect.poll(() => page.locator('#flash').textContent(), POLL).toBe('Retried 1 dead letter');
     expect((await app.store.get('broken-1'))?.state).toBe('scheduled');
     expect((await app.store.count()).dead).toBe(0);
 
@@ -198,7 +201,7 @@ describe.skipIf(skip)('the dashboard in chromium', () => {
       ),
     ).toBe('dark');
     await page.goto(`${base}#/timeline?from=2031-01-04T00:00:00Z&to=2031-01-06T23:59:59Z&by=hour`);
-    await expect.poll(() => page.locator('svg.chart rect.bar').count()).toBe(4);
+    await expect.poll(() => page.locator('svg.chart rect.bar').count(), POLL).toBe(4);
     expect(
       await page.evaluate(
         () => (globalThis as unknown as { document: { documentElement: { dataset: Record<string, string> } } }).document.documentElement.dataset.theme,
@@ -216,14 +219,14 @@ describe.skipIf(skip)('the dashboard in chromium', () => {
     const page = await open(ui.port);
     const base = `http://127.0.0.1:${ui.port}/`;
     await page.goto(`${base}#/job?id=inv-0`);
-    await expect.poll(() => page.locator('h2 .badge').textContent()).toBe('scheduled');
+    await expect.poll(() => page.locator('h2 .badge').textContent(), POLL).toBe('scheduled');
     expect(await page.locator('header .badge').textContent()).toBe('read-only');
     expect(await page.locator('main button').count()).toBe(0);
     await page.goto(`${base}#/search?tag=tenant:2`);
-    await expect.poll(() => page.locator('table.jobs tbody tr').count()).toBe(7);
+    await expect.poll(() => page.locator('table.jobs tbody tr').count(), POLL).toBe(7);
     expect(await page.locator('section.bulk').count()).toBe(0);
     await page.goto(`${base}#/timeline?from=2031-01-04T00:00:00Z&to=2031-01-06T23:59:59Z&by=hour`);
-    await expect.poll(() => page.locator('table.busiest tbody tr').count()).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('table.busiest tbody tr').count(), POLL).toBeGreaterThan(0);
     expect(await page.locator('text=spread these').count()).toBe(0);
     expect(leaks).toEqual([]);
     expect(consoleErrors).toEqual([]);
@@ -238,10 +241,10 @@ describe.skipIf(skip)('the dashboard in chromium', () => {
     expect(first?.status()).toBe(401);
     await page.fill('input[name=token]', 'not-the-token-at-all');
     await page.click('button[type=submit]');
-    await expect.poll(() => page.locator('main .error').textContent()).toBe('That is not the token; try again.');
+    await expect.poll(() => page.locator('main .error').textContent(), POLL).toBe('That is not the token; try again.');
     await page.fill('input[name=token]', TOKEN);
     await page.click('button[type=submit]');
-    await expect.poll(() => page.locator('.card-value').count()).toBe(5);
+    await expect.poll(() => page.locator('.card-value').count(), POLL).toBe(5);
     const cookies = await page.context().cookies();
     expect(cookies.map((c) => [c.name, c.httpOnly, c.sameSite])).toEqual([['cls_dashboard', true, 'Strict']]);
     expect(cookies[0]?.value).not.toContain(TOKEN);
