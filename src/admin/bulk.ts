@@ -19,8 +19,7 @@
  * - Memory: one page at a time, but for a reschedule's plan (two numbers and an id per match).
  */
 import type { JobFilter, JobMove, ScheduleStore } from '../stores/store.js';
-import { MAX_HISTOGRAM_BUCKETS, compareDue, cursorAfter, parseCursor } from '../stores/store.js';
-import { MAX_TAGS_PER_JOB } from '../job/tags.js';
+import { MAX_HISTOGRAM_BUCKETS, checkTagChange, compareDue, cursorAfter, parseCursor } from '../stores/store.js';
 import { checkRepresentable } from '../celery/time.js';
 import { ValidationError } from '../util/errors.js';
 import { compileQuery, type CompiledQuery, type JobQuery } from './query.js';
@@ -195,8 +194,8 @@ export async function retagWhere(
   change: { add?: readonly string[]; remove?: readonly string[] },
   o: BulkOptions = {},
 ): Promise<BulkSummary> {
-  if (change?.add && change.add.length > MAX_TAGS_PER_JOB)
-    throw new ValidationError([`a job holds at most ${MAX_TAGS_PER_JOB} tags; ${change.add.length} are added`]);
+  // checked before any job is read: a bad change is refused even when nothing matches
+  checkTagChange(change);
   return inPages(store, defaultQueue, query, o, async (ids) => {
     const r = await store.retagMany(ids, change);
     return { changed: r.changed, overLimit: r.overLimit };

@@ -50,13 +50,14 @@
  * that has them writes them, and calls `assertOpen()` first.
  */
 import type { NewJob } from '../job/types.js';
-import { MAX_TAGS_PER_JOB, resolveTags } from '../job/tags.js';
+import { resolveTags } from '../job/tags.js';
 import { indexFieldsOf } from '../job/entry.js';
 import { isWellFormed } from '../celery/limits.js';
 import { ValidationError } from '../util/errors.js';
 import {
   checkDueAt,
   checkJobKey,
+  checkTagChange,
   compareDue,
   checkLimit,
   checkNewJobs,
@@ -432,15 +433,7 @@ export abstract class StoreBase implements ScheduleStore {
 
   async retagMany(ids: readonly string[], change: TagChange): Promise<RetagResult> {
     this.assertOpen();
-    const problems: string[] = [];
-    if (change === null || typeof change !== 'object') throw new ValidationError(['the tag change must be { add?: string[], remove?: string[] }']);
-    const add = resolveTags(change.add, problems, 'add') ?? [];
-    const remove = resolveTags(change.remove, problems, 'remove') ?? [];
-    if (problems.length) throw new ValidationError(problems);
-    if (add.length === 0 && remove.length === 0) throw new ValidationError(['a tag change needs a tag to add or to remove']);
-    const both = add.filter((t) => remove.includes(t));
-    if (both.length) throw new ValidationError([`${JSON.stringify(both[0])} is both added and removed; name each tag once`]);
-    if (add.length > MAX_TAGS_PER_JOB) throw new ValidationError([`a job holds at most ${MAX_TAGS_PER_JOB} tags; ${add.length} are added`]);
+    const { add, remove } = checkTagChange(change);
     const unique = [...new Set(ids)];
     return unique.length ? this.doRetagMany(unique, add, remove) : { changed: [], overLimit: [] };
   }

@@ -16,7 +16,7 @@
 import { isWellFormed } from '../celery/limits.js';
 import { ErrorCode, SchedulerError, ValidationError } from '../util/errors.js';
 import type { JobKeyMode, NewJob } from '../job/types.js';
-import { tagProblems } from '../job/tags.js';
+import { MAX_TAGS_PER_JOB, resolveTags, tagProblems } from '../job/tags.js';
 import type { RedisPush, RedisServerId } from '../redis/handoff.js';
 
 /** A job a dispatcher claimed: in flight, leased to `token`, until acknowledged or released. */
@@ -504,6 +504,24 @@ export function checkJobKey(key: unknown): asserts key is string {
 /** Checks a due time given to `reschedule` or `reviveDead`. */
 export function checkDueAt(dueAt: unknown, what: string): asserts dueAt is number {
   if (typeof dueAt !== 'number' || !Number.isFinite(dueAt)) throw new ValidationError([`${what} must be a finite number of unix seconds`]);
+}
+
+/**
+ * Checks a tag change given to `retagMany` (or a bulk retag, before it reads any job): each list
+ * valid tags, at least one tag between them, none in both, at most `MAX_TAGS_PER_JOB` added.
+ * Resolves to the lists, each tag once.
+ */
+export function checkTagChange(change: TagChange): { add: string[]; remove: string[] } {
+  if (change === null || typeof change !== 'object') throw new ValidationError(['the tag change must be { add?: string[], remove?: string[] }']);
+  const problems: string[] = [];
+  const add = resolveTags(change.add, problems, 'add') ?? [];
+  const remove = resolveTags(change.remove, problems, 'remove') ?? [];
+  if (problems.length) throw new ValidationError(problems);
+  if (add.length === 0 && remove.length === 0) throw new ValidationError(['a tag change needs a tag to add or to remove']);
+  const both = add.filter((t) => remove.includes(t));
+  if (both.length) throw new ValidationError([`${JSON.stringify(both[0])} is both added and removed; name each tag once`]);
+  if (add.length > MAX_TAGS_PER_JOB) throw new ValidationError([`a job holds at most ${MAX_TAGS_PER_JOB} tags; ${add.length} are added`]);
+  return { add, remove };
 }
 
 /** Checks a page size given to `list` or `deadLetters`. */

@@ -169,6 +169,9 @@ describe('run now, retag, counts and the histogram by query', () => {
     expect((await store.get('full'))?.tags).toHaveLength(32);
     expect((await countWhere(store, 'celery', { tags: ['moved'] })).count).toBe(5);
     await expect(retagWhere(store, 'celery', { tags: ['odd'] }, {})).rejects.toThrow(/a tag change needs a tag/);
+    // refused before any job is read, so also when nothing matches
+    await expect(retagWhere(store, 'celery', { tags: ['nobody'] }, { add: ['a\u0001'] })).rejects.toThrow(/control character/);
+    await expect(retagWhere(store, 'celery', { tags: ['nobody'] }, { add: ['x'], remove: ['x'] })).rejects.toThrow(/both added and removed/);
   });
 
   it('counts an args match by reading the jobs the store lets through, and says how many it read', async () => {
