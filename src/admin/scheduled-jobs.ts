@@ -32,6 +32,8 @@ export interface ScheduledJobInfo {
   canvas?: { chain?: string[]; groupId?: string; groupIndex?: number; chordBody?: string };
   /** its tags, when it has any (kept beside the entry, never in it) */
   tags?: readonly string[];
+  /** the deduplication key it holds (`addKeyed`, `schedule --key`): `show` only, not in lists */
+  key?: string;
   /** the stored JSON, exactly */
   entry: string;
   /** set when the entry cannot be turned into a message (the dispatcher will move it aside) */
@@ -91,6 +93,7 @@ export function describeJob(stored: StoredJob, defaultQueue: string): ScheduledJ
     state: stored.state === 'in_flight' ? ('claimed' as const) : ('scheduled' as const),
     entry: stored.entry,
     ...(stored.tags && stored.tags.length > 0 && { tags: stored.tags }),
+    ...(stored.key !== undefined && { key: stored.key }),
   };
   let job: Job;
   try {

@@ -199,6 +199,11 @@ export interface StoredJob {
   state: 'scheduled' | 'in_flight';
   /** its tags, when it has any (absent otherwise), in the order given */
   tags?: readonly string[];
+  /**
+   * `get` only: the deduplication key it holds (`addKeyed`), when it holds one. A claimed job
+   * holds none: its key is free for a new job from the claim on.
+   */
+  key?: string;
 }
 
 /**

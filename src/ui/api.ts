@@ -478,6 +478,7 @@ function detailOf(j: ScheduledJobInfo): JobDetail {
     ...(j.priority !== undefined && { priority: j.priority }),
     ...(j.canvas !== undefined && { canvas: j.canvas }),
     options: storedOptions(j.entry),
+    key: j.key ?? null,
     entry: j.entry,
   };
 }

@@ -69,6 +69,8 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 };
 const MAX_EVENT_STREAMS = 32;
+/** The most bytes of overview frames one live page may leave unread before it is let go. */
+const MAX_UNSENT_BYTES = 256 * 1024;
 
 /** The page's files, read once: the built ones (dist/ui/web) or, running from the sources, the static ones of src/ui/web. */
 function loadAssets(dir: string): Map<string, Buffer> {
@@ -107,7 +109,12 @@ export function createDashboardHandler(o: DashboardOptions): DashboardHandler {
     overview().then(
       (v) => {
         const frame = `event: overview\ndata: ${JSON.stringify(v)}\n\n`;
-        for (const s of res ? [res] : streams) s.write(frame);
+        for (const s of res ? [res] : streams) {
+          // a page that stopped reading (a stuck tab, a slow link) is let go before its
+          // unsent frames pile up in this process; its EventSource reconnects when it can
+          if (s.writableLength > MAX_UNSENT_BYTES) s.destroy();
+          else s.write(frame);
+        }
       },
       () => undefined, // readOverview never rejects; kept so a bug cannot crash the process
     );
@@ -326,6 +333,9 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
   const handler = createDashboardHandler(handlerOptions);
   const server = createServer(handler);
   server.keepAliveTimeout = 5000;
+  // a client that sends its request slowly (slowloris) holds a socket for at most this long
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

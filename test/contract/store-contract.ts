@@ -414,7 +414,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
       it("added: a free key adds the job, which then holds the key; 'reject' throws JobKeyTakenError and adds nothing", async () => {
         const j = job('k1', T0 + 10);
         expect(await store.addKeyed(j, 'K', 'reject')).toEqual({ id: 'k1', outcome: 'added' });
-        expect(await store.get('k1')).toEqual({ id: 'k1', dueAt: T0 + 10, entry: j.entry, state: 'scheduled' });
+        expect(await store.get('k1')).toEqual({ id: 'k1', dueAt: T0 + 10, entry: j.entry, state: 'scheduled', key: 'K' });
         const err = await store.addKeyed(job('k2', T0 + 1), 'K', 'reject').catch((e: unknown) => e);
         expect(err).toBeInstanceOf(JobKeyTakenError);
         expect(err).toMatchObject({ key: 'K', taskId: 'k1', code: ErrorCode.DUPLICATE_JOB });
@@ -428,7 +428,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const j = job('k1', T0 + 10);
         await store.addKeyed(j, 'K', 'keep');
         expect(await store.addKeyed(job('k2', T0 + 1, { other: true }), 'K', 'keep')).toEqual({ id: 'k1', outcome: 'kept' });
-        expect(await store.get('k1')).toEqual({ id: 'k1', dueAt: T0 + 10, entry: j.entry, state: 'scheduled' });
+        expect(await store.get('k1')).toEqual({ id: 'k1', dueAt: T0 + 10, entry: j.entry, state: 'scheduled', key: 'K' });
         expect(await store.get('k2')).toBeUndefined();
         expect(ids((await store.list({ limit: 10 })).jobs)).toEqual(['k1']);
         expect(await holderOf('K')).toBe('k1');
@@ -440,7 +440,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const r2 = job('r2', T0 + 99, { version: 2 });
         expect(await store.addKeyed(r2, 'K', 'replace')).toEqual({ id: 'r2', outcome: 'replaced', replacedId: 'r1' });
         expect(await store.get('r1')).toBeUndefined();
-        expect(await store.get('r2')).toEqual({ id: 'r2', dueAt: T0 + 99, entry: r2.entry, state: 'scheduled' });
+        expect(await store.get('r2')).toEqual({ id: 'r2', dueAt: T0 + 99, entry: r2.entry, state: 'scheduled', key: 'K' });
         expect(ids((await store.list({ limit: 10 })).jobs)).toEqual(['plain', 'r2']);
         expect(await holderOf('K')).toBe('r2');
         expect(ids(await claimAt(T0 + 98))).toEqual(['plain']);
@@ -451,7 +451,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         await store.addKeyed(job('same', T0 + 1), 'K', 'reject');
         const again = job('same', T0 + 2, { version: 2 });
         expect(await store.addKeyed(again, 'K', 'replace')).toEqual({ id: 'same', outcome: 'replaced', replacedId: 'same' });
-        expect(await store.get('same')).toEqual({ id: 'same', dueAt: T0 + 2, entry: again.entry, state: 'scheduled' });
+        expect(await store.get('same')).toEqual({ id: 'same', dueAt: T0 + 2, entry: again.entry, state: 'scheduled', key: 'K' });
         expect(await holderOf('K')).toBe('same');
       });
 
@@ -475,6 +475,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.addKeyed(job('a', T0), 'A', 'keep')).toEqual({ id: 'a', outcome: 'added' });
         expect(await store.addKeyed(job('b', T0), 'B', 'keep')).toEqual({ id: 'b', outcome: 'added' });
         expect([await holderOf('A'), await holderOf('B')]).toEqual(['a', 'b']);
+        expect((await store.get('plain'))?.key).toBeUndefined();
+        expect((await store.get('b'))?.key).toBe('B');
         expect(await store.addKeyed(job('p2', T0), 'plain', 'reject')).toEqual({ id: 'p2', outcome: 'added' });
       });
 
@@ -491,6 +493,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(ids(claims)).toEqual(['c1']);
         expect(await store.addKeyed(job('c2', T0 + 100), 'K', 'reject')).toEqual({ id: 'c2', outcome: 'added' });
         expect(await store.get('c1')).toMatchObject({ state: 'in_flight' });
+        expect((await store.get('c1'))?.key).toBeUndefined();
+        expect((await store.get('c2'))?.key).toBe('K');
         await store.acknowledge(claims);
         expect(await store.get('c1')).toBeUndefined();
         expect(await holderOf('K')).toBe('c2');
@@ -528,7 +532,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const entry = job('m1', 0, { moved: true }).entry;
         expect(await store.reschedule('m1', T0 + 500, entry)).toBe(true);
         expect(await store.addKeyed(job('m2', T0), 'K', 'keep')).toEqual({ id: 'm1', outcome: 'kept' });
-        expect(await store.get('m1')).toEqual({ id: 'm1', dueAt: T0 + 500, entry, state: 'scheduled' });
+        expect(await store.get('m1')).toEqual({ id: 'm1', dueAt: T0 + 500, entry, state: 'scheduled', key: 'K' });
         expect(await store.get('m2')).toBeUndefined();
       });
 

@@ -40,7 +40,7 @@ beforeAll(async () => {
   await task.applyAsync([1], {}, { eta: new Date(now - 120_000), taskId: 'late-1', tags: ['tenant:1'] });
   for (let i = 0; i < 7; i++)
     await task.applyAsync([i], { n: i }, { eta: new Date(Date.UTC(2031, 0, 4, 9, i)), taskId: `inv-${i}`, tags: ['tenant:2'], queue: 'billing' });
-  await app.task('proj.report').applyAsync([], {}, { eta: new Date(Date.UTC(2031, 0, 4, 11)), taskId: 'rep-1', priority: 3, expires: 600 });
+  await app.task('proj.report').applyAsync([], {}, { eta: new Date(Date.UTC(2031, 0, 4, 11)), taskId: 'rep-1', priority: 3, expires: 600, jobKey: 'report:2031-01' });
   port = await serve();
 });
 
@@ -162,7 +162,8 @@ describe('the dashboard API on SQLite', () => {
   it('shows one job with everything stored; an unknown one as unknown', async () => {
     const l = (await request(port, 'GET', '/api/job?id=rep-1')).json<JobLookup>();
     expect(l.state).toBe('scheduled');
-    expect(l.job).toMatchObject({ id: 'rep-1', task: 'proj.report', priority: 3, options: { priority: 3, expires: 600 }, args: [], kwargs: {} });
+    expect(l.job).toMatchObject({ id: 'rep-1', task: 'proj.report', priority: 3, options: { priority: 3, expires: 600 }, args: [], kwargs: {}, key: 'report:2031-01' });
+    expect((await request(port, 'GET', '/api/job?id=inv-1')).json<JobLookup>().job?.key).toBeNull();
     expect(JSON.parse(l.job?.entry ?? '')).toEqual([['proj.report'], { args: [], task_id: 'rep-1', priority: 3, expires: 600 }]);
     expect(l.result).toBeUndefined(); // no result backend configured
     expect((await request(port, 'GET', '/api/job?id=nobody')).json()).toEqual({ id: 'nobody', state: 'unknown' });
@@ -295,6 +296,50 @@ describe('the dashboard API on SQLite', () => {
     const data = /data: (.*)\n/.exec(frames)?.[1] ?? '';
     expect(JSON.parse(data)).toMatchObject({ store: { up: true } });
     expect((JSON.parse(data) as Overview).scheduled).toBeGreaterThan(0);
+  });
+
+  it('hostile requests: each gets one clear line and changes nothing; the server keeps serving', async () => {
+    const c = client(port);
+    const before = JSON.stringify((await app.store.list({ limit: 100 })).jobs);
+    const huge = await c.post('/api/job/revoke', { id: 'inv-1', pad: 'x'.repeat(70 * 1024) });
+    expect({ status: huge.status, body: huge.json() }).toEqual({ status: 413, body: { error: 'the request body is over 65536 bytes' } });
+    const { csrfToken } = (await request(port, 'GET', '/api/session')).json<{ csrfToken: string }>();
+    const headers = { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken, Origin: `http://127.0.0.1:${port}` };
+    for (const body of ['{"id": "inv-1"', '', 'null', '[1]', '"inv-1"']) {
+      const a = await request(port, 'POST', '/api/job/revoke', { headers, body });
+      expect(a.status, body).toBe(400);
+      expect(a.json<{ error: string }>().error, body).toMatch(/^[^\n]+$/);
+    }
+    // an id that is not well-formed Unicode: a lone surrogate in the JSON, and raw bytes that are not UTF-8 in the URL
+    const lone = await c.post('/api/job/revoke', { id: '\ud800' });
+    expect(lone.status).toBeGreaterThanOrEqual(400);
+    expect(lone.json<{ error: string }>().error).toMatch(/^[^\n]+$/);
+    const bytes = await request(port, 'GET', '/api/job?id=%ED%A0%80%FF');
+    expect(bytes.status).toBe(200);
+    expect(bytes.json()).toMatchObject({ state: 'unknown' });
+    // a query longer than a request line may be: node:http's own 431, and the server lives on
+    const long = await request(port, 'GET', `/api/jobs?task=${'t'.repeat(20_000)}`);
+    expect(long.status).toBe(431);
+    expect(JSON.stringify((await app.store.list({ limit: 100 })).jobs)).toBe(before);
+    expect((await request(port, 'GET', '/api/overview')).status).toBe(200);
+  });
+
+  it('at most 32 live pages: the 33rd stream is refused with 503, and a closed one frees its place', async () => {
+    const own = await serve();
+    const open: ReturnType<typeof requestStream>[] = [];
+    const opened = () =>
+      new Promise<void>((resolve, reject) => {
+        const req = requestStream(own, '/api/events', () => resolve());
+        req.on('error', reject);
+        open.push(req);
+      });
+    for (let i = 0; i < 32; i++) await opened();
+    const refused = await request(own, 'GET', '/api/events');
+    expect({ status: refused.status, body: refused.json() }).toEqual({ status: 503, body: { error: 'at most 32 live pages at once; close some and reload' } });
+    (open.pop() as ReturnType<typeof requestStream>).destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    await opened();
+    for (const req of open) req.destroy();
   });
 
   it('answers only to loopback Host names without a token (no DNS rebinding)', async () => {

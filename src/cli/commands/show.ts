@@ -39,6 +39,7 @@ export function addShowCommand(program: Command, ctx: CliContext): void {
       if (job.exchange !== undefined) rows.push(['exchange', job.exchange]);
       if (job.routingKey !== undefined) rows.push(['routing key', job.routingKey]);
       if (job.priority !== undefined) rows.push(['priority', String(job.priority)]);
+      if (job.key !== undefined) rows.push(['key', job.key]);
       if (job.tags !== undefined) rows.push(['tags', job.tags.join(', ')]);
       if (job.canvas?.chain) rows.push(['then', job.canvas.chain.join(' → ')]);
       if (job.canvas?.groupId !== undefined)

@@ -874,13 +874,13 @@ export class PostgresStore extends StoreBase {
   }
 
   protected async doGet(id: string): Promise<StoredJob | undefined> {
-    const [row] = await this.#query<{ due_at: string; entry: string; lease: string | null }>(`SELECT due_at, entry, lease FROM ${this.#jobs} WHERE id = $1`, [
-      id,
-    ]);
+    const [row] = await this.#query<{ due_at: string; entry: string; lease: string | null; job_key: string | null }>(
+      `SELECT due_at, entry, lease, job_key FROM ${this.#jobs} WHERE id = $1`,
+      [id],
+    );
     if (!row) return undefined;
-    return row.lease === null
-      ? { id, dueAt: num(row.due_at), entry: row.entry, state: 'scheduled' }
-      : { id, dueAt: num(row.lease), entry: row.entry, state: 'in_flight' };
+    if (row.lease !== null) return { id, dueAt: num(row.lease), entry: row.entry, state: 'in_flight' };
+    return { id, dueAt: num(row.due_at), entry: row.entry, state: 'scheduled', ...(row.job_key !== null && { key: row.job_key }) };
   }
 
   protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {

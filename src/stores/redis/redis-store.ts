@@ -659,14 +659,19 @@ export class RedisStore extends StoreBase {
 
   protected async doGet(id: string): Promise<StoredJob | undefined> {
     return this.#run(async (client) => {
-      const [[, entry], [, due], [, lease], [, inFlightEntry]] = (await client
+      const [[, entry], [, due], [, lease], [, inFlightEntry], [, key]] = (await client
         .multi()
         .get(`${this.prefix}${id}`)
         .zscore(this.keys.index, id)
         .zscore(this.keys.inFlight, id)
         .hget(this.keys.inFlightEntries, id)
-        .exec()) as [[unknown, unknown], [unknown, string | null], [unknown, string | null], [unknown, string | null]];
-      if (due !== null && typeof entry === 'string') return { id, dueAt: Number(due), entry, state: 'scheduled' as const };
+        .hget(this.keys.jobKeyOf, id)
+        .exec()) as [[unknown, unknown], [unknown, string | null], [unknown, string | null], [unknown, string | null], [unknown, string | null]];
+      if (due !== null && typeof entry === 'string') {
+        // a mapping counts only while the key maps back to this job (see the header)
+        const held = typeof key === 'string' && (await client.hget(this.keys.jobKeys, key)) === id;
+        return { id, dueAt: Number(due), entry, state: 'scheduled' as const, ...(held && { key: key as string }) };
+      }
       if (lease !== null && typeof inFlightEntry === 'string') return { id, dueAt: Number(lease), entry: inFlightEntry, state: 'in_flight' as const };
       return undefined;
     });

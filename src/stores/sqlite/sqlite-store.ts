@@ -380,7 +380,7 @@ class Connection {
   readonly deadDelete: Database.Statement<[string]>;
   readonly deadDeleteAll: Database.Statement<[]>;
   readonly hasId: Database.Statement<[string], number>;
-  readonly get: Database.Statement<[string], { dueAt: number; entry: string; lease: number | null }>;
+  readonly get: Database.Statement<[string], { dueAt: number; entry: string; lease: number | null; jobKey: string | null }>;
   readonly listFrom: Database.Statement<[number, number, number], Row>;
   readonly listAfter: Database.Statement<[number, string, number, number], Row>;
   readonly count: Database.Statement<[], StoreCounts>;
@@ -430,7 +430,7 @@ class Connection {
     this.deadDelete = db.prepare('DELETE FROM dead WHERE id = ?');
     this.deadDeleteAll = db.prepare('DELETE FROM dead');
     this.hasId = db.prepare<[string], number>('SELECT 1 FROM jobs WHERE id = ?').pluck();
-    this.get = db.prepare('SELECT due_at AS dueAt, entry, lease FROM jobs WHERE id = ?');
+    this.get = db.prepare('SELECT due_at AS dueAt, entry, lease, job_key AS jobKey FROM jobs WHERE id = ?');
     // two forms, so that the index range starts where the page does
     this.listFrom = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND due_at >= ? AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
     this.listAfter = db.prepare(`SELECT ${jobColumns} FROM jobs WHERE lease IS NULL AND (due_at, id) > (?, ?) AND due_at <= ? ORDER BY due_at, id LIMIT ?`);
@@ -823,7 +823,8 @@ export class SqliteStore extends StoreBase {
   protected async doGet(id: string): Promise<StoredJob | undefined> {
     const row = this.#run((c) => c.get.get(id));
     if (!row) return undefined;
-    return row.lease === null ? { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled' } : { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
+    if (row.lease !== null) return { id, dueAt: row.lease, entry: row.entry, state: 'in_flight' };
+    return { id, dueAt: row.dueAt, entry: row.entry, state: 'scheduled', ...(row.jobKey !== null && { key: row.jobKey }) };
   }
 
   protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {

@@ -128,6 +128,8 @@ export interface JobDetail extends JobRow {
   canvas?: { chain?: string[]; groupId?: string; groupIndex?: number; chordBody?: string };
   /** the send_task keyword arguments stored besides args and kwargs (eta, expires, headers, link, ...) */
   options: Record<string, unknown>;
+  /** the deduplication key it holds (schedule --key), or null */
+  key: string | null;
   /** the stored entry, exactly */
   entry: string;
 }

@@ -143,6 +143,7 @@ function jobTable(j: JobDetail): HTMLElement {
   if (j.exchange !== undefined) pairs.push(['exchange', j.exchange]);
   if (j.routingKey !== undefined) pairs.push(['routing key', j.routingKey]);
   if (j.priority !== undefined) pairs.push(['priority', String(j.priority)]);
+  pairs.push(['key', j.key !== null ? h('code', null, j.key) : '–']);
   pairs.push(['tags', j.tags.length ? j.tags.map((t) => h('span', { class: 'tag' }, t)) : '–']);
   if (j.canvas?.chain) pairs.push(['then', j.canvas.chain.join(' → ')]);
   if (j.canvas?.groupId !== undefined)

@@ -162,7 +162,7 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
     expect(await schemaStatus(url, { schema })).toEqual({ current: 3, expected: SCHEMA_VERSION });
     expect(await migrateSchema(url, { schema })).toEqual({ from: 3, to: SCHEMA_VERSION });
     const store = open(schema);
-    expect(await store.get('s')).toEqual({ id: 's', dueAt: 10, entry: '[1]', state: 'scheduled' });
+    expect(await store.get('s')).toEqual({ id: 's', dueAt: 10, entry: '[1]', state: 'scheduled', key: 'K' });
     expect(await store.get('f')).toEqual({ id: 'f', dueAt: 99, entry: '[2]', state: 'in_flight' });
     expect(await store.getDead('d')).toEqual({
       id: 'd',
@@ -228,7 +228,7 @@ describe.skipIf(skip)('PostgreSQL schema versions', () => {
       { tag: 'tenant:42', due_at: 30, job_id: 's1', pos: 0 },
     ]);
     const store = open(schema);
-    expect(await store.get('s1')).toEqual({ id: 's1', dueAt: 30, entry: '[1]', state: 'scheduled', tags: ['tenant:42', 'invoice'] });
+    expect(await store.get('s1')).toEqual({ id: 's1', dueAt: 30, entry: '[1]', state: 'scheduled', tags: ['tenant:42', 'invoice'], key: 'K' });
     expect(await store.get('f')).toEqual({ id: 'f', dueAt: 99, entry: '[4]', state: 'in_flight', tags: ['tenant:42'] });
     expect(await store.count()).toEqual({ scheduled: 3, inFlight: 1, dead: 1 });
     const listed = async (tags: { all?: string[]; any?: string[] }) => (await store.list({ limit: 10, tags })).jobs.map((j) => j.id);

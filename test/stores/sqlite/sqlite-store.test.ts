@@ -449,7 +449,7 @@ describe('SqliteStore', () => {
       raw.close();
       const s = store(`sqlite:///${file}`);
       expect(await s.count()).toEqual({ scheduled: 1, inFlight: 1, dead: 1 });
-      expect(await s.get('ok')).toEqual({ id: 'ok', dueAt: 10, entry: '[1]', state: 'scheduled' });
+      expect(await s.get('ok')).toEqual({ id: 'ok', dueAt: 10, entry: '[1]', state: 'scheduled', key: 'K' });
       expect(await s.get('busy')).toEqual({ id: 'busy', dueAt: 99, entry: '[2]', state: 'in_flight' });
       expect(await s.getDead('gone')).toEqual({
         id: 'gone',
