@@ -40,7 +40,9 @@ beforeAll(async () => {
   await task.applyAsync([1], {}, { eta: new Date(now - 120_000), taskId: 'late-1', tags: ['tenant:1'] });
   for (let i = 0; i < 7; i++)
     await task.applyAsync([i], { n: i }, { eta: new Date(Date.UTC(2031, 0, 4, 9, i)), taskId: `inv-${i}`, tags: ['tenant:2'], queue: 'billing' });
-  await app.task('proj.report').applyAsync([], {}, { eta: new Date(Date.UTC(2031, 0, 4, 11)), taskId: 'rep-1', priority: 3, expires: 600, jobKey: 'report:2031-01' });
+  await app
+    .task('proj.report')
+    .applyAsync([], {}, { eta: new Date(Date.UTC(2031, 0, 4, 11)), taskId: 'rep-1', priority: 3, expires: 600, jobKey: 'report:2031-01' });
   port = await serve();
 });
 
@@ -162,7 +164,15 @@ describe('the dashboard API on SQLite', () => {
   it('shows one job with everything stored; an unknown one as unknown', async () => {
     const l = (await request(port, 'GET', '/api/job?id=rep-1')).json<JobLookup>();
     expect(l.state).toBe('scheduled');
-    expect(l.job).toMatchObject({ id: 'rep-1', task: 'proj.report', priority: 3, options: { priority: 3, expires: 600 }, args: [], kwargs: {}, key: 'report:2031-01' });
+    expect(l.job).toMatchObject({
+      id: 'rep-1',
+      task: 'proj.report',
+      priority: 3,
+      options: { priority: 3, expires: 600 },
+      args: [],
+      kwargs: {},
+      key: 'report:2031-01',
+    });
     expect((await request(port, 'GET', '/api/job?id=inv-1')).json<JobLookup>().job?.key).toBeNull();
     expect(JSON.parse(l.job?.entry ?? '')).toEqual([['proj.report'], { args: [], task_id: 'rep-1', priority: 3, expires: 600 }]);
     expect(l.result).toBeUndefined(); // no result backend configured
