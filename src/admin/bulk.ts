@@ -5,12 +5,15 @@
  *
  * - **Each job on its own, atomically.** Matches are read a page at a time in due order (the
  *   store answers the filter from its indexes; an args match is checked here, see query.ts), and
- *   each page is changed with one store call (`removeMany`, `rescheduleMany`, `retagMany`). A job
+ *   each page is changed with one store call (`removeWhere`, `removeMany`, `rescheduleMany`, `retagMany`). A job
  *   a dispatcher claimed meanwhile is left alone and counted as skipped, one sent or revoked
  *   meanwhile as missing: never sent twice, never lost.
  * - **Resumable.** Progress carries a cursor; pass it back as `cursor` to go on where an
- *   interrupted run stopped (`signal`). Revoke and retag read the matches in due order and the
- *   cursor is the last job done. A reschedule first reads every match (ids and due times, at most
+ *   interrupted run stopped (`signal`). A revoke the store can answer from its indexes (no args
+ *   match) is the store's `removeWhere`, in the store's own order (a Redis tag set is walked as
+ *   it is, unsorted): its cursor is `AGAIN` ('*'), running it again, since what it removed is
+ *   gone. Retag, and a revoke with an args match, read the matches in due order and the cursor
+ *   is the last job done. A reschedule first reads every match (ids and due times, at most
  *   `MAX_RESCHEDULE` of them), so that no job is moved twice when its new time is still inside
  *   the query, then moves them in an order that keeps its cursor true: a later shift works from
  *   the last job back (its cursor: the jobs before it are left), an earlier one from the first;
@@ -180,10 +183,45 @@ export async function histogramWhere(store: ScheduleStore, defaultQueue: string,
 
 /** Revokes every scheduled job matching `query`, a page at a time; see the header. */
 export async function revokeWhere(store: ScheduleStore, defaultQueue: string, query: JobQuery, o: BulkOptions = {}): Promise<BulkSummary> {
+  const q = compileQuery(query, defaultQueue, true);
+  if (o.cursor === undefined || o.cursor === AGAIN) {
+    if (!q.match) return drain(store, q.filter, o);
+    // an args match is read in due order, here: AGAIN is its start
+    o = { ...o, cursor: undefined };
+  }
   return inPages(store, defaultQueue, query, o, async (ids) => {
     const gone = await store.removeMany(ids);
     return { changed: gone };
   });
+}
+
+/**
+ * The cursor of a revoke interrupted while the store removed in its own order (`removeWhere`):
+ * what it removed is gone, so going on is running it again.
+ */
+export const AGAIN = '*';
+
+/** A revoke the store answers from its indexes: `removeWhere`, in the store's order (see `AGAIN`). */
+async function drain(store: ScheduleStore, filter: JobFilter, o: BulkOptions): Promise<BulkSummary> {
+  const started = performance.now();
+  const p: BulkProgress = { matched: 0, changed: 0, skipped: 0, missing: 0 };
+  await store.removeWhere(filter, {
+    batchSize: batchOf(o),
+    ...(o.signal && { signal: o.signal }),
+    onChunk: async ({ matched, removed }) => {
+      p.matched += matched.length;
+      p.changed += removed.length;
+      const gone = new Set(removed);
+      await countUnchanged(
+        store,
+        matched.filter((id) => !gone.has(id)),
+        p,
+      );
+      o.onProgress?.({ ...p, cursor: AGAIN });
+    },
+  });
+  const stopped = o.signal?.aborted === true;
+  return { ...p, elapsedMs: performance.now() - started, ...(stopped && { cursor: AGAIN }) };
 }
 
 /** Adds and removes tags on every scheduled job matching `query`, each job atomically; see the header. */

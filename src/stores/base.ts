@@ -45,6 +45,7 @@
  *   reviveDead    the due time (`checkDueAt`). No ids: [].
  *   purgeDead     ids given twice count once. No ids: 0.
  *   removeMany    ids given twice count once. No ids: [].
+ *   removeWhere   the filter, as `list`; the batch size.
  *   remove, get, getDead, count, nextDueAt, identity   nothing but the closed check.
  * The optional abilities (`watch`, `redisLocation`, `handOff`) are not declared here: a store
  * that has them writes them, and calls `assertOpen()` first.
@@ -80,6 +81,7 @@ import {
   type JobKeyMode,
   type JobMove,
   MAX_HISTOGRAM_BUCKETS,
+  type RemoveWhereOptions,
   type RetagResult,
   type TagChange,
   type JobPage,
@@ -286,6 +288,26 @@ export abstract class StoreBase implements ScheduleStore {
     this.assertOpen();
     const unique = [...new Set(ids)];
     return unique.length ? this.doRemoveMany(unique) : [];
+  }
+
+  async removeWhere(filter: JobFilter, o: RemoveWhereOptions = {}): Promise<number> {
+    this.assertOpen();
+    const r = checkFilter(filter);
+    const batch = o.batchSize ?? 5000;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 10_000)
+      throw new ValidationError([`batchSize must be a whole number from 1 to 10000, got ${String(o.batchSize)}`]);
+    let removed = 0;
+    let first = true;
+    await this.doEachMatch(r, batch, async (ids) => {
+      // stops between chunks, never before the first (as the bulk actions do)
+      if (!first && o.signal?.aborted) return false;
+      first = false;
+      const gone = await this.doRemoveMany(ids);
+      removed += gone.length;
+      await o.onChunk?.({ matched: ids, removed: gone });
+      return true;
+    });
+    return removed;
   }
 
   async reschedule(id: string, dueAt: number, entry?: string): Promise<boolean> {
@@ -507,6 +529,19 @@ export abstract class StoreBase implements ScheduleStore {
    * the rest as each store can (see its header).
    */
   protected abstract doList(range: ListRange, read: number): Promise<readonly ListedJob[]>;
+  /**
+   * Every scheduled job matching `range` (a checked filter), chunks of at most `batch` distinct
+   * ids, until `onChunk` says false or none is left; the store may change what it named between
+   * chunks (`removeWhere` deletes them). This default pages in due order, each page after the
+   * last job of the one before; a store whose walk needs no order overrides it.
+   */
+  protected async doEachMatch(range: ListRange, batch: number, onChunk: (ids: string[]) => Promise<boolean>): Promise<void> {
+    for (let after: Position | undefined; ;) {
+      const page = await this.doList(after ? { ...range, after } : range, batch);
+      if (page.length === 0 || !(await onChunk(page.map((j) => j.id))) || page.length < batch) return;
+      after = page.at(-1);
+    }
+  }
   /**
    * How many scheduled jobs are in `range` (a checked filter, not empty). This default reads them
    * a page of `doList` at a time; a store with an index that can count overrides it.

@@ -190,6 +190,13 @@ export interface RenewOptions {
   leaseMs: number;
 }
 
+export interface RemoveWhereOptions {
+  /** the most jobs one chunk removes (a whole number from 1 to 10,000; default 5000) */
+  batchSize?: number;
+  signal?: AbortSignal;
+  onChunk?: (chunk: { matched: readonly string[]; removed: readonly string[] }) => void | Promise<void>;
+}
+
 /** A job as stored. */
 export interface StoredJob {
   id: string;
@@ -355,6 +362,15 @@ export interface ScheduleStore {
    * Resolves to the ids it deleted, each once, in no particular order.
    */
   removeMany(ids: readonly string[]): Promise<string[]>;
+  /**
+   * Removes every scheduled job matching `filter`, each atomically on its own as `removeMany`
+   * does (one in flight is left alone), a chunk of at most `batchSize` (default 5000) at a time,
+   * in an order of the store's choosing, until none is left or `signal` aborts between chunks.
+   * `onChunk` (awaited) gets each chunk's matches and the ids of those removed. Resolves to how
+   * many it removed. What a bulk revoke by query uses: a store whose index is unordered (a Redis
+   * tag set) removes as it walks, without sorting the matches into due order first.
+   */
+  removeWhere(filter: JobFilter, o?: RemoveWhereOptions): Promise<number>;
   /**
    * Moves a scheduled job to a new due time (and, when given, a new entry) in one atomic step.
    * False when the job is not scheduled (unknown, in flight or sent): nothing changes then.

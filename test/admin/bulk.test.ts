@@ -52,9 +52,10 @@ describe('bulk actions by query', () => {
   it('a job a dispatcher claims between the listing and the removal is skipped and counted, never removed', async () => {
     // a dispatcher that claims the first due job just before each removal of a page
     class Racing extends MemoryStore {
-      override async removeMany(ids: readonly string[]): Promise<string[]> {
+      // doRemoveMany: what removeMany and removeWhere (a revoke without an args match) call
+      protected override async doRemoveMany(ids: readonly string[]): Promise<string[]> {
         await this.claimDue({ until: T0 + 1000, now: T0, limit: 1, leaseMs: 60_000 });
-        return super.removeMany(ids);
+        return super.doRemoveMany(ids);
       }
     }
     const store = new Racing();
@@ -75,6 +76,22 @@ describe('bulk actions by query', () => {
     expect(rest).toMatchObject({ matched: 40, changed: 40 });
     expect((await countWhere(store, 'celery', { task: 't.even' })).count).toBe(0);
     expect((await store.count()).scheduled).toBe(50);
+  });
+
+  it("a revoke by the store's indexes resumes by running again ('*'); one with an args match by its due-order cursor", async () => {
+    const store = await seeded(100);
+    const stop = new AbortController();
+    const first = await revokeWhere(store, 'celery', { task: 't.even' }, { batchSize: 10, signal: stop.signal, onProgress: () => stop.abort() });
+    expect(first).toMatchObject({ matched: 10, changed: 10, cursor: '*' });
+    expect(await revokeWhere(store, 'celery', { task: 't.even' }, { cursor: '*' })).toMatchObject({ matched: 40, changed: 40 });
+    const stop2 = new AbortController();
+    const query = { task: 't.odd', argsContains: '[]' };
+    const part = await revokeWhere(store, 'celery', query, { batchSize: 10, signal: stop2.signal, onProgress: () => stop2.abort() });
+    expect(part.changed).toBeGreaterThan(0);
+    expect(part.cursor).toMatch(/^\d/);
+    const rest = await revokeWhere(store, 'celery', query, { cursor: part.cursor as string });
+    expect(part.changed + rest.changed).toBe(50);
+    expect((await store.count()).scheduled).toBe(0);
   });
 
   it('refuses an empty query, an unknown filter, an inverted range and a bad tag, changing nothing', async () => {

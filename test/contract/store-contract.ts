@@ -166,6 +166,46 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(await store.removeMany([])).toEqual([]);
       });
 
+      it('removeWhere removes every scheduled match, in chunks, each once, and leaves the rest and the ones in flight', async () => {
+        const t = (id: string, dueAt: number, tags: string[], extra: Record<string, unknown> = {}): NewJob => ({ ...job(id, dueAt, extra), tags });
+        const matching = Array.from({ length: 23 }, (_, i) => t(`w${String(i).padStart(2, '0')}`, T0 + (i % 5), ['tenant:42']));
+        await store.add([...matching, t('other', T0, ['tenant:7']), job('plain', T0), t('busy', T0 - 1, ['tenant:42']), t('late', T0 + 900, ['tenant:42'])]);
+        expect(ids(await claimAt(T0 - 1, 1))).toEqual(['busy']);
+        const chunks: { matched: readonly string[]; removed: readonly string[] }[] = [];
+        const n = await store.removeWhere({ tags: { all: ['tenant:42'] }, to: T0 + 10 }, { batchSize: 4, onChunk: (c) => void chunks.push(c) });
+        expect(n).toBe(23);
+        expect(chunks.every((c) => c.matched.length >= 1 && c.matched.length <= 4)).toBe(true);
+        const removed = chunks.flatMap((c) => c.removed);
+        expect([...removed].sort()).toEqual(ids(matching));
+        expect(chunks.flatMap((c) => c.matched).sort()).toEqual(ids(matching));
+        expect(ids((await store.list({ limit: 100 })).jobs).sort()).toEqual(['late', 'other', 'plain']);
+        expect((await store.get('busy'))?.state).toBe('in_flight');
+        expect(await store.list({ limit: 10, tags: { all: ['tenant:42'] }, to: T0 + 10 })).toEqual({ jobs: [] });
+        // nothing left to match: none removed, no chunk
+        expect(await store.removeWhere({ tags: { all: ['tenant:42'] }, to: T0 + 10 }, { onChunk: () => void chunks.push({ matched: [], removed: [] }) })).toBe(
+          0,
+        );
+        expect(chunks.flatMap((c) => c.removed)).toHaveLength(23);
+        // by task, through the entry's own name
+        await store.add([{ id: 'x1', dueAt: T0, entry: JSON.stringify([['other.task'], { task_id: 'x1', args: [] }]) }]);
+        expect(await store.removeWhere({ task: 'other.task' })).toBe(1);
+        expect(ids((await store.list({ limit: 100 })).jobs).sort()).toEqual(['late', 'other', 'plain']);
+      });
+
+      it('removeWhere stops between chunks when its signal aborts, never before the first, and checks its input', async () => {
+        await store.add(Array.from({ length: 10 }, (_, i) => job(`s${i}`, T0 + i)));
+        const stop = new AbortController();
+        stop.abort();
+        expect(await store.removeWhere({}, { batchSize: 3, signal: stop.signal })).toBe(3);
+        expect((await store.count()).scheduled).toBe(7);
+        for (const batchSize of [0, 1.5, 10_001, Number.NaN])
+          await expect(store.removeWhere({}, { batchSize }), String(batchSize)).rejects.toThrow(/batchSize must be a whole number from 1 to 10000/);
+        await expect(store.removeWhere(null as never)).rejects.toThrow(/the filter must be an object/);
+        await expect(store.removeWhere({ from: Number.NaN })).rejects.toThrow(/from must be a number/);
+        await expect(store.removeWhere({ tags: { all: [''] } })).rejects.toThrow(/tag/);
+        expect((await store.count()).scheduled).toBe(7);
+      });
+
       it('removes 2,500 jobs in one call', async () => {
         const many = Array.from({ length: 2500 }, (_, i) => job(`r${i}`, T0 + i));
         await store.add(many);

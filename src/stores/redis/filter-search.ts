@@ -111,7 +111,9 @@ export async function countWhere(ctx: SearchContext, r: ListRange): Promise<numb
   const w = windowOf(r);
   if (!filtersJobs(r)) return Number(await ctx.client.zcount(ctx.keys.index, bound(w.from), bound(w.to)));
   let n = 0;
-  await eachMatch(ctx, r, (chunk) => (n += chunk.length));
+  await eachMatch(ctx, r, (chunk) => {
+    n += chunk.length;
+  });
   return n;
 }
 
@@ -185,14 +187,14 @@ const READ_PER_BUCKET = 4;
 const RANGES_PER_CALL = 250;
 
 /** Every match of `r` (one driver walked through, see the header), a chunk at a time, each job once, in no particular order. */
-async function eachMatch(ctx: SearchContext, r: ListRange, onChunk: (chunk: readonly Position[]) => void): Promise<void> {
+export async function eachMatch(ctx: SearchContext, r: ListRange, onChunk: (chunk: readonly Position[]) => void | Promise<void>): Promise<void> {
   const plan = await planOf(ctx, r);
   const all = checksOf(r);
   switch (plan.driver) {
     case 'none':
       return;
     case 'index':
-      for await (const [, matches] of ahead(indexChunks(ctx, plan.window), (chunk) => refine(ctx, chunk, all))) onChunk(matches);
+      for await (const [, matches] of ahead(indexChunks(ctx, plan.window), (chunk) => refine(ctx, chunk, all))) if (matches.length) await onChunk(matches);
       return;
     case 'tags': {
       // the set walk may name a job twice (two sets of `any`, or SSCAN during a resize)
@@ -201,12 +203,18 @@ async function eachMatch(ctx: SearchContext, r: ListRange, onChunk: (chunk: read
       const rest = { ...all, tags: undefined };
       await scanSets(ctx.client, ctx.keys.index, setKeyOf(ctx), driver, others, plan.window, async (chunk) => {
         const fresh = chunk.filter((j) => !seen.has(j.id) && seen.add(j.id));
-        if (fresh.length) onChunk(await refine(ctx, fresh, rest));
+        if (fresh.length) {
+          const matches = await refine(ctx, fresh, rest);
+          if (matches.length) await onChunk(matches);
+        }
       });
       return;
     }
     case 'keys':
-      await eachByKey(ctx, r.keyPrefix as string, plan.window, async (chunk) => onChunk(await refine(ctx, chunk, { ...all, keyPrefix: undefined })));
+      await eachByKey(ctx, r.keyPrefix as string, plan.window, async (chunk) => {
+        const matches = await refine(ctx, chunk, { ...all, keyPrefix: undefined });
+        if (matches.length) await onChunk(matches);
+      });
       return;
   }
 }

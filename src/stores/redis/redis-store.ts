@@ -63,7 +63,7 @@ import type { NewJob } from '../../job/types.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
 import type { RedisPush } from '../../redis/handoff.js';
 import { listByTags } from './tag-search.js';
-import { countWhere, histogramWhere, listWhere, type SearchContext } from './filter-search.js';
+import { countWhere, eachMatch, histogramWhere, listWhere, type SearchContext } from './filter-search.js';
 import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
 import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type MissingDead, type Position } from '../base.js';
 import {
@@ -350,6 +350,26 @@ export class RedisStore extends StoreBase {
       gone.push(...(await this.#run((client) => client.clsRemove(k.index, k.jobKeys, k.jobKeyOf, k.attempts, k.tags, this.prefix, k.tagPrefix, ...part))));
     }
     return gone;
+  }
+
+  /**
+   * The search's own walk (filter-search.ts), in no order: a tag set by SSCAN, the index by
+   * score, the keys by HSCAN, each chunk of about 1,000 handed on before the next is read. None
+   * of them sorts the matches, so a bulk revoke by a tag held by 100,000 jobs reads the set once
+   * (in due order it would re-read it for every page), and each walk stays true while what it
+   * named is removed.
+   */
+  protected override async doEachMatch(range: ListRange, batch: number, onChunk: (ids: string[]) => Promise<boolean>): Promise<void> {
+    const stop = new Error('stopped');
+    try {
+      await this.#run((client) =>
+        eachMatch(this.#search(client), range, async (chunk) => {
+          for (let i = 0; i < chunk.length; i += batch) if (!(await onChunk(chunk.slice(i, i + batch).map((j) => j.id)))) throw stop;
+        }),
+      );
+    } catch (err) {
+      if (err !== stop) throw err;
+    }
   }
 
   /** One reschedule-many-1.lua call per `RESCHEDULE_CHUNK` moves: each call is short, and each job moves on its own. */
