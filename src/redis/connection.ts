@@ -328,6 +328,12 @@ export function isConnectionFailure(err: unknown): boolean {
 export function wrapRedisError(err: unknown, what: string, url: string): Error {
   if (err instanceof ConnectionError || err instanceof ValidationError) return err;
   if (isConnectionFailure(err)) return new ConnectionError(what, url, err);
+  // Redis names neither the key nor the command: say what it means and what to do
+  if (/^WRONGTYPE Operation against a key/.test(errorMessage(err)))
+    return new Error(
+      `WRONGTYPE: a key of the ${what} at ${redactUrl(url)} holds another kind of value than this code writes there; another program uses the same key names: give each its own database or key prefix`,
+      { cause: err },
+    );
   return err instanceof Error ? err : new Error(String(err));
 }
 

@@ -166,6 +166,24 @@ describe.skipIf(skip)('RedisStore with a key prefix on the shared Redis', () => 
     expect(await raw.exists('p1')).toBe(0);
   });
 
+  it('a key of ours holding another type (another program wrote it) is one line that says so, and changes nothing', async () => {
+    const tagKey = `${prefix}celery_longterm_scheduler:tag:wt`;
+    await raw.set(tagKey, 'not a set');
+    const attempts = [
+      () => store.list({ limit: 5, tags: { all: ['wt'] } }),
+      () => store.removeWhere({ tags: { all: ['wt'] } }),
+      () => store.countWhere({ tags: { all: ['wt'] } }),
+    ];
+    for (const attempt of attempts) {
+      const err = (await attempt().catch((e: unknown) => e)) as Error;
+      expect(err.message).toMatch(/^WRONGTYPE: a key of the long-term scheduler store \(Redis\) at redis:\/\/127\.0\.0\.1:\d+\/0 holds another kind of value/);
+      expect(err.message).toMatch(/its own database or key prefix$/);
+      expect(err.message).not.toContain('\n');
+    }
+    expect(await raw.get(tagKey)).toBe('not a set');
+    await raw.del(tagKey);
+  });
+
   it('refuses a second job with the same id and writes nothing of a batch that holds one', async () => {
     await store.add([newJob('t.a', [1], 100, 'dup')]);
     const before = await store.count();
