@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { canConnect, freePort } from './services.js';
+import { canConnect, ephemeralRedisArgs, freePort } from './services.js';
 
 export interface ClusterNode {
   host: string;
@@ -111,12 +111,7 @@ export async function startPrivateCluster(masters = 3): Promise<RedisClusterServ
           join(dir, `nodes-${port}.conf`),
           '--cluster-node-timeout',
           String(NODE_TIMEOUT_MS),
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--dir',
-          dir,
+          ...ephemeralRedisArgs(dir),
         ],
         { stdio: 'ignore' },
       );

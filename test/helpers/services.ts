@@ -66,6 +66,11 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** The arguments of a `redis-server` that keeps nothing on disk (no RDB, no AOF), its files in `dir`. */
+export function ephemeralRedisArgs(dir: string): string[] {
+  return ['--save', '', '--appendonly', 'no', '--dir', dir];
+}
+
 function hasBinary(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
 }
@@ -74,7 +79,7 @@ async function startPrivateRedis(): Promise<RedisService> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'cls-redis-'));
   const launch = async (): Promise<ChildProcess> => {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...ephemeralRedisArgs(dir)], { stdio: 'ignore' });
     started.push(child);
     const deadline = Date.now() + 5000;
     while (!(await canConnect('127.0.0.1', port, 200))) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Celery, getScheduler } from '../../src/index.js';
 import { makeTestCertificates, opensslAvailable, type TestCertificates } from '../helpers/certs.js';
-import { canConnect, freePort, requireService } from '../helpers/services.js';
+import { canConnect, ephemeralRedisArgs, freePort, requireService } from '../helpers/services.js';
 
 const tools = opensslAvailable && spawnSync('sh', ['-c', 'command -v redis-server']).status === 0 ? true : undefined;
 const skip = requireService(tools, 'openssl and redis-server (for a private TLS Redis)');
@@ -41,12 +41,7 @@ describe.skipIf(skip)('rediss:// with certificate options', () => {
         certs.ca,
         '--tls-auth-clients',
         'no',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        dir,
+        ...ephemeralRedisArgs(dir),
       ],
       { stdio: 'ignore' },
     );
