@@ -22,7 +22,7 @@
  * - Memory: one page at a time, but for a reschedule's plan (two numbers and an id per match).
  */
 import type { JobFilter, JobMove, ScheduleStore } from '../stores/store.js';
-import { MAX_HISTOGRAM_BUCKETS, checkTagChange, compareDue, cursorAfter, parseCursor } from '../stores/store.js';
+import { DEFAULT_BATCH_SIZE, MAX_HISTOGRAM_BUCKETS, checkBatchSize, checkTagChange, compareDue, cursorAfter, parseCursor } from '../stores/store.js';
 import { checkRepresentable } from '../celery/time.js';
 import { ValidationError } from '../util/errors.js';
 import { compileQuery, type CompiledQuery, type JobQuery } from './query.js';
@@ -86,8 +86,7 @@ export type Move =
    */
   | { spreadSeconds: number; jitter?: boolean };
 
-export const DEFAULT_BATCH = 5000;
-const MAX_BATCH = 10_000;
+export const DEFAULT_BATCH = DEFAULT_BATCH_SIZE;
 /** The most jobs one bulk reschedule plans (its plan is held in memory: about 100 bytes a job). */
 export const MAX_RESCHEDULE = 2_000_000;
 
@@ -333,10 +332,7 @@ function parseResume(cursor: string, backwards: boolean): { dueAt: number; id: s
 }
 
 function batchOf(o: BulkOptions): number {
-  const limit = o.batchSize ?? DEFAULT_BATCH;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_BATCH)
-    throw new ValidationError([`batchSize must be a whole number from 1 to ${MAX_BATCH}, got ${String(o.batchSize)}`]);
-  return limit;
+  return checkBatchSize(o.batchSize);
 }
 
 /** One page of matches (ids and due times), read without decoding entries unless the query scans. */

@@ -81,6 +81,7 @@ import {
   type JobKeyMode,
   type JobMove,
   MAX_HISTOGRAM_BUCKETS,
+  checkBatchSize,
   type RemoveWhereOptions,
   type RetagResult,
   type TagChange,
@@ -293,9 +294,7 @@ export abstract class StoreBase implements ScheduleStore {
   async removeWhere(filter: JobFilter, o: RemoveWhereOptions = {}): Promise<number> {
     this.assertOpen();
     const r = checkFilter(filter);
-    const batch = o.batchSize ?? 5000;
-    if (!Number.isInteger(batch) || batch < 1 || batch > 10_000)
-      throw new ValidationError([`batchSize must be a whole number from 1 to 10000, got ${String(o.batchSize)}`]);
+    const batch = checkBatchSize(o.batchSize);
     let removed = 0;
     let first = true;
     await this.doEachMatch(r, batch, async (ids) => {

@@ -190,6 +190,18 @@ export interface RenewOptions {
   leaseMs: number;
 }
 
+/** The default and the most jobs one chunk of a bulk change handles (`removeWhere`, the admin bulk actions). */
+export const DEFAULT_BATCH_SIZE = 5000;
+export const MAX_BATCH_SIZE = 10_000;
+
+/** A batch size given (or the default), checked: a whole number from 1 to `MAX_BATCH_SIZE`. */
+export function checkBatchSize(size: number | undefined): number {
+  const n = size ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_BATCH_SIZE)
+    throw new ValidationError([`batchSize must be a whole number from 1 to ${MAX_BATCH_SIZE}, got ${String(size)}`]);
+  return n;
+}
+
 export interface RemoveWhereOptions {
   /** the most jobs one chunk removes (a whole number from 1 to 10,000; default 5000) */
   batchSize?: number;

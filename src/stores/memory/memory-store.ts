@@ -297,8 +297,10 @@ export class MemoryStore extends StoreBase {
 
   protected async doGet(id: string): Promise<StoredJob | undefined> {
     const s = this.#scheduled.get(id);
-    const key = this.#data.keyOf.get(id);
-    if (s) return { id, dueAt: s.dueAt, entry: s.entry, state: 'scheduled', ...(key !== undefined && { key }) };
+    if (s) {
+      const key = this.#data.keyOf.get(id);
+      return { id, dueAt: s.dueAt, entry: s.entry, state: 'scheduled', ...(key !== undefined && { key }) };
+    }
     const l = this.#inFlight.get(id);
     if (l && l.entry !== null) return { id, dueAt: l.deadline, entry: l.entry, state: 'in_flight' };
     return undefined;

@@ -187,14 +187,18 @@ const READ_PER_BUCKET = 4;
 const RANGES_PER_CALL = 250;
 
 /** Every match of `r` (one driver walked through, see the header), a chunk at a time, each job once, in no particular order. */
-export async function eachMatch(ctx: SearchContext, r: ListRange, onChunk: (chunk: readonly Position[]) => void | Promise<void>): Promise<void> {
+export async function eachMatch(ctx: SearchContext, r: ListRange, onMatches: (chunk: readonly Position[]) => void | Promise<void>): Promise<void> {
   const plan = await planOf(ctx, r);
   const all = checksOf(r);
+  // a chunk of which nothing matched is not handed on
+  const onChunk = async (matches: readonly Position[]) => {
+    if (matches.length) await onMatches(matches);
+  };
   switch (plan.driver) {
     case 'none':
       return;
     case 'index':
-      for await (const [, matches] of ahead(indexChunks(ctx, plan.window), (chunk) => refine(ctx, chunk, all))) if (matches.length) await onChunk(matches);
+      for await (const [, matches] of ahead(indexChunks(ctx, plan.window), (chunk) => refine(ctx, chunk, all))) await onChunk(matches);
       return;
     case 'tags': {
       // the set walk may name a job twice (two sets of `any`, or SSCAN during a resize)
@@ -203,18 +207,12 @@ export async function eachMatch(ctx: SearchContext, r: ListRange, onChunk: (chun
       const rest = { ...all, tags: undefined };
       await scanSets(ctx.client, ctx.keys.index, setKeyOf(ctx), driver, others, plan.window, async (chunk) => {
         const fresh = chunk.filter((j) => !seen.has(j.id) && seen.add(j.id));
-        if (fresh.length) {
-          const matches = await refine(ctx, fresh, rest);
-          if (matches.length) await onChunk(matches);
-        }
+        if (fresh.length) await onChunk(await refine(ctx, fresh, rest));
       });
       return;
     }
     case 'keys':
-      await eachByKey(ctx, r.keyPrefix as string, plan.window, async (chunk) => {
-        const matches = await refine(ctx, chunk, { ...all, keyPrefix: undefined });
-        if (matches.length) await onChunk(matches);
-      });
+      await eachByKey(ctx, r.keyPrefix as string, plan.window, async (chunk) => onChunk(await refine(ctx, chunk, { ...all, keyPrefix: undefined })));
       return;
   }
 }
