@@ -301,7 +301,7 @@ export abstract class StoreBase implements ScheduleStore {
       // stops between chunks, never before the first (as the bulk actions do)
       if (!first && o.signal?.aborted) return false;
       first = false;
-      const gone = await this.doRemoveMany(ids);
+      const gone = await this.doRemoveMatches(ids);
       removed += gone.length;
       await o.onChunk?.({ matched: ids, removed: gone });
       return true;
@@ -540,6 +540,14 @@ export abstract class StoreBase implements ScheduleStore {
       if (page.length === 0 || !(await onChunk(page.map((j) => j.id))) || page.length < batch) return;
       after = page.at(-1);
     }
+  }
+  /**
+   * `removeWhere`'s removal of one chunk `doEachMatch` named: the ids removed (a job in flight or
+   * gone is not). This default is `doRemoveMany`; a store may instead mark them removed, so long
+   * as every read and write from then on treats them as gone (SQLite: see its "Revoked").
+   */
+  protected async doRemoveMatches(ids: string[]): Promise<string[]> {
+    return this.doRemoveMany(ids);
   }
   /**
    * How many scheduled jobs are in `range` (a checked filter, not empty). This default reads them

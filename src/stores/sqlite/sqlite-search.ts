@@ -50,10 +50,13 @@ interface Wanted {
   queues: readonly (string | null)[] | undefined;
   key: PrefixRange | undefined;
   id: PrefixRange | undefined;
+  /** whether the store holds revoked jobs not yet reaped, which every search leaves out (see "Revoked") */
+  revoked: boolean;
 }
 
-function wantedOf(r: ListRange): Wanted {
+function wantedOf(r: ListRange, revoked: boolean): Wanted {
   return {
+    revoked,
     all: r.tags?.all ?? [],
     any: r.tags?.any ?? [],
     task: r.task,
@@ -145,6 +148,8 @@ function rowChecks(way: Way, w: Wanted): string[] {
   if (way.all.length) out.push(`NOT EXISTS (SELECT 1 FROM json_each(@${names.all}) w WHERE NOT EXISTS (SELECT 1 FROM ${holds}) LIMIT 1)`);
   if (way.any.length) out.push(`EXISTS (SELECT 1 FROM json_each(@${names.any}) w WHERE EXISTS (SELECT 1 FROM ${holds}) LIMIT 1)`);
   if (w.id && way.kind !== 'id') out.push(prefixSql('d.job_id', w.id, 'id'));
+  // a seek in revoked's primary key, only while it holds any (a job in flight is never in it)
+  if (w.revoked && way.kind !== 'inFlight') out.push('NOT EXISTS (SELECT 1 FROM revoked v WHERE v.due_at = d.due_at AND v.id = d.job_id)');
   return out;
 }
 
@@ -236,9 +241,12 @@ export class Search {
     this.#db = db;
   }
 
-  /** Up to `read` scheduled jobs matching `r` from its start (`from`, or past `after`), in due order. */
-  list(r: ListRange, read: number): ListedJob[] {
-    const w = wantedOf(r);
+  /**
+   * Up to `read` scheduled jobs matching `r` from its start (`from`, or past `after`), in due
+   * order. `revoked` (here and below): the store holds revoked jobs to leave out.
+   */
+  list(r: ListRange, read: number, revoked: boolean): ListedJob[] {
+    const w = wantedOf(r, revoked);
     const from = r.from ?? -Infinity;
     // past the cursor, every job is due at or after it: start there unless `from` is later
     const lower: Lower = r.after && r.after.dueAt >= from ? 'after' : 'from';
@@ -248,8 +256,8 @@ export class Search {
   }
 
   /** How many scheduled jobs match `r` (from `from` to `to`). */
-  count(r: ListRange): number {
-    const w = wantedOf(r);
+  count(r: ListRange, revoked: boolean): number {
+    const w = wantedOf(r, revoked);
     const p = this.#params(r, w);
     const way = this.#choose(w, p, 'from', 'all');
     const sql = countsLive(way, w)
@@ -266,9 +274,9 @@ export class Search {
    * without a match costs nothing. A bucket's range is the due times whose `bucketOf` is its
    * start, exactly (`bucketEnd`), so the counts are the memory store's, to the last bit.
    */
-  histogram(r: ListRange & { from: number; to: number }, width: number): HistogramBucket[] {
+  histogram(r: ListRange & { from: number; to: number }, width: number, revoked: () => boolean): HistogramBucket[] {
     return this.#db.transaction(() => {
-      const w = wantedOf(r);
+      const w = wantedOf(r, revoked());
       const p = this.#params(r, w);
       const way = this.#choose(w, p, 'from', 'all');
       const q = { ...p, ...tagParams(way) };

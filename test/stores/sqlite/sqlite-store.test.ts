@@ -678,8 +678,8 @@ describe('SqliteStore', () => {
     const KEYS = ['inv:1', 'Inv:2', 'inv%x', 'inv_y', 'in', '\u{10FFFF}k', 'INV'];
 
     /** Many jobs of every form, and the same changes made to `s` and a memory store. */
-    async function twins(file: string, n: number): Promise<{ s: SqliteStore; m: MemoryStore }> {
-      const s = store(`sqlite:///${file}`);
+    async function twins(file: string, n: number, options?: ConstructorParameters<typeof SqliteStore>[1]): Promise<{ s: SqliteStore; m: MemoryStore }> {
+      const s = store(`sqlite:///${file}`, options);
       const m = new MemoryStore();
       let seed = 11;
       const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
@@ -767,8 +767,8 @@ describe('SqliteStore', () => {
       return seen;
     }
 
-    it('lists, counts and buckets every filter as the memory store does, every way and page', async () => {
-      const { s, m } = await twins(join(dir, 'twins.db'), 3000);
+    /** Every filter and range listed page by page, counted and bucketed on `s` as on `m`; the SQL prepared meanwhile. */
+    async function sameAsMemory(s: SqliteStore, m: MemoryStore): Promise<string[]> {
       const walk = async (st: SqliteStore, f: JobFilter) => {
         const out: string[] = [];
         let cursor: string | undefined;
@@ -800,6 +800,12 @@ describe('SqliteStore', () => {
           }
         }
       });
+      return sqls;
+    }
+
+    it('lists, counts and buckets every filter as the memory store does, every way and page', async () => {
+      const { s, m } = await twins(join(dir, 'twins.db'), 3000);
+      const sqls = await sameAsMemory(s, m);
       // some filters matched many jobs, some none
       const counts = await Promise.all(FILTERS.map((f) => m.countWhere(f)));
       expect(Math.max(...counts)).toBeGreaterThan(2500);
@@ -822,6 +828,38 @@ describe('SqliteStore', () => {
           driver,
         ).toBe(true);
     }, 120_000); // thousands of pages and counts: several seconds, more on a loaded machine
+
+    it('with revoked jobs not reaped yet, every filter lists, counts and buckets as the memory store does without them', async () => {
+      const file = join(dir, 'revoked.db');
+      const { s, m } = await twins(file, 1500, { reaper: false });
+      for (const f of [
+        { tags: { any: ['t10'] } },
+        { idPrefix: 'ab' },
+        { task: 'app.b', queues: ['q1'] },
+        { keyPrefix: 'inv' },
+        { to: T0 + 40 },
+      ] as JobFilter[]) {
+        const want = await m.removeWhere(f);
+        expect(await s.removeWhere(f, { batchSize: 97 }), JSON.stringify(f)).toBe(want);
+      }
+      const raw = new Database(file, { readonly: true });
+      try {
+        // nothing was deleted: the revoked jobs are all still rows, marked
+        expect(raw.prepare('SELECT count(*) FROM revoked').pluck().get()).toBeGreaterThan(200);
+        expect(
+          raw
+            .prepare('SELECT count(*) FROM revoked v LEFT JOIN jobs j ON j.due_at = v.due_at AND j.id = v.id WHERE j.lease IS NOT NULL OR j.id IS NULL')
+            .pluck()
+            .get(),
+        ).toBe(0);
+      } finally {
+        raw.close();
+      }
+      const sqls = await sameAsMemory(s, m);
+      expect(sqls.some((sql) => sql.includes('FROM revoked v'))).toBe(true);
+      expect(await s.count()).toEqual(await m.count());
+      expect(await s.nextDueAt()).toBe(await m.nextDueAt());
+    }, 120_000);
 
     it('keeps jobs.task and jobs.queue as indexFieldsOf reads the entry, through every write', async () => {
       const file = join(dir, 'fields.db');
@@ -1061,6 +1099,113 @@ describe('SqliteStore', () => {
       } finally {
         raw.close();
       }
+    });
+  });
+
+  describe('revoked jobs (removeWhere) before and after the reaper deletes them', () => {
+    const entry = (task: string) => JSON.stringify([[task], { queue: 'q' }]);
+    async function seeded(file: string) {
+      const s = store(`sqlite:///${file}`, { reaper: false });
+      await s.add([
+        { id: 'a', dueAt: T0 + 1, entry: entry('app.a'), tags: ['x', 'y'] },
+        { id: 'b', dueAt: T0 + 2, entry: entry('app.a'), tags: ['x'] },
+        { id: 'c', dueAt: T0 + 3, entry: entry('app.c') },
+        { id: 'f', dueAt: T0 - 5, entry: entry('app.a'), tags: ['x'] },
+      ]);
+      await s.addKeyed({ id: 'k', dueAt: T0 + 4, entry: entry('app.a'), tags: ['x'] }, 'key-1', 'reject');
+      // f is in flight: never revoked
+      const [claim] = await s.claimDue({ until: T0, now: T0, limit: 1, leaseMs: 60_000 });
+      expect(claim?.id).toBe('f');
+      expect(await s.removeWhere({ tags: { all: ['x'] } })).toBe(3);
+      return { s, claim: claim! };
+    }
+    const rows = (file: string, sql: string) => {
+      const raw = new Database(file, { readonly: true });
+      try {
+        return raw.prepare(sql).pluck().all();
+      } finally {
+        raw.close();
+      }
+    };
+
+    it('reads leave them out and writes find them gone; their ids and keys are free again', async () => {
+      const file = join(dir, 'revoked.db');
+      const { s, claim } = await seeded(file);
+      expect(rows(file, 'SELECT id FROM revoked ORDER BY due_at')).toEqual(['a', 'b', 'k']);
+      expect(await s.get('a')).toBeUndefined();
+      expect((await s.get('f'))?.state).toBe('in_flight');
+      expect((await s.list({ limit: 10 })).jobs.map((j) => j.id)).toEqual(['c']);
+      expect((await s.list({ limit: 10, tags: { any: ['y'] } })).jobs).toEqual([]);
+      expect(await s.count()).toEqual({ scheduled: 1, inFlight: 1, dead: 0 });
+      expect(await s.countWhere({ task: 'app.a' })).toBe(0);
+      expect(await s.nextDueAt()).toBe(T0 + 3);
+      expect(await s.removeWhere({ tags: { all: ['x'] } })).toBe(0);
+      // each write by id: the job is not there
+      expect(await s.reschedule('a', T0 + 9)).toBe(false);
+      expect(await s.rescheduleMany([{ id: 'b', dueAt: T0 + 9 }])).toEqual([]);
+      expect(await s.retagMany(['b'], { add: ['z'], remove: [] })).toEqual({ changed: [], overLimit: [] });
+      expect(await s.remove('b')).toBe(false);
+      expect(await s.removeMany(['k'])).toEqual([]);
+      // the id and the key are free: a new job takes them, with nothing of the old one's
+      await s.add([{ id: 'a', dueAt: T0 + 8, entry: entry('app.new') }]);
+      expect(await s.get('a')).toMatchObject({ dueAt: T0 + 8, entry: entry('app.new'), state: 'scheduled' });
+      expect((await s.list({ limit: 10, tags: { any: ['x', 'y'] } })).jobs).toEqual([]);
+      await s.add([{ id: 'k', dueAt: T0 + 9, entry: entry('app.k') }]);
+      expect(await s.addKeyed({ id: 'k2', dueAt: T0 + 10, entry: entry('app.k') }, 'key-1', 'reject')).toEqual({ id: 'k2', outcome: 'added' });
+      // a claim takes none of them, and the in-flight one is acknowledged as usual
+      const due = await s.claimDue({ until: T0 + 100, now: T0 + 30, limit: 10, leaseMs: 60_000 });
+      expect(due.map((j) => j.id)).toEqual(['c', 'a', 'k', 'k2']);
+      await s.acknowledge([claim]);
+      expect(await s.count()).toEqual({ scheduled: 0, inFlight: 4, dead: 0 });
+      // each write naming a revoked job reaped it
+      expect(rows(file, 'SELECT id FROM revoked')).toEqual([]);
+      expect(rows(file, "SELECT job_id FROM job_tags WHERE tag = 'x'")).toEqual([]);
+    });
+
+    it('the reaper deletes them, tag rows and all, in steps; a store on the same file without one still leaves them out', async () => {
+      const file = join(dir, 'reaped.db');
+      const { s } = await seeded(file);
+      expect(rows(file, "SELECT job_id FROM job_tags WHERE tag = 'x' ORDER BY job_id")).toEqual(['a', 'b', 'f', 'k']);
+      // another store on the file, with a reaper: its first read starts it
+      const other = store(`sqlite:///${file}`);
+      expect((await other.list({ limit: 10 })).jobs.map((j) => j.id)).toEqual(['c']);
+      await vi.waitFor(() => expect(rows(file, 'SELECT id FROM revoked')).toEqual([]), { timeout: 5000, interval: 20 });
+      expect(rows(file, 'SELECT id FROM jobs ORDER BY id')).toEqual(['c', 'f']);
+      expect(rows(file, "SELECT job_id FROM job_tags WHERE tag = 'x'")).toEqual(['f']);
+      expect(await s.count()).toEqual({ scheduled: 1, inFlight: 1, dead: 0 });
+      expect(() => new SqliteStore(`sqlite:///${file}`, { reaper: 'no' as unknown as boolean })).toThrow(/reaper must be true or false/);
+    });
+
+    it('a job claimed between the listing of its chunk and the marking is left alone and not counted', async () => {
+      class Racing extends SqliteStore {
+        protected override async doRemoveMatches(ids: string[]): Promise<string[]> {
+          await this.claimDue({ until: T0 + 1000, now: T0, limit: 1, leaseMs: 60_000 });
+          return super.doRemoveMatches(ids);
+        }
+      }
+      const file = join(dir, 'race.db');
+      const s = new Racing(`sqlite:///${file}`, { reaper: false });
+      open.push(s);
+      await s.add(Array.from({ length: 10 }, (_, i) => ({ id: `r${i}`, dueAt: T0 + i, entry: entry('app.a'), tags: ['x'] })));
+      expect(await s.removeWhere({ tags: { all: ['x'] } }, { batchSize: 5 })).toBe(8);
+      expect(await s.count()).toEqual({ scheduled: 0, inFlight: 2, dead: 0 });
+      expect(rows(file, 'SELECT id FROM revoked ORDER BY id')).toEqual(['r1', 'r2', 'r3', 'r4', 'r6', 'r7', 'r8', 'r9']);
+      expect((await s.get('r5'))?.state).toBe('in_flight');
+    });
+
+    it('reaps many in steps of a few hundred, leaving the rest of the store as it was', async () => {
+      const file = join(dir, 'many.db');
+      const s = store(`sqlite:///${file}`);
+      const jobs = Array.from({ length: 3000 }, (_, i) => ({ id: `j${i}`, dueAt: T0 + i, entry: entry('app.a'), ...(i % 3 === 0 && { tags: ['gone'] }) }));
+      await s.add(jobs);
+      expect(await s.removeWhere({ tags: { all: ['gone'] } })).toBe(1000);
+      expect(await s.countWhere({})).toBe(2000);
+      // the removal returned before the reaper's first step: all 1000 still marked
+      expect(rows(file, 'SELECT count(*) FROM revoked')).toEqual([1000]);
+      await vi.waitFor(() => expect(rows(file, 'SELECT count(*) FROM revoked')).toEqual([0]), { timeout: 10_000, interval: 20 });
+      expect(rows(file, 'SELECT count(*) FROM jobs')).toEqual([2000]);
+      expect(rows(file, 'SELECT count(*) FROM job_tags')).toEqual([0]);
+      expect((await s.list({ limit: 5000 })).jobs.map((j) => j.id)).toEqual(jobs.filter((_, i) => i % 3 !== 0).map((j) => j.id));
     });
   });
 
