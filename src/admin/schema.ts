@@ -2,7 +2,7 @@
  * `migrate-schema`: what a store's schema is, and bringing it up to date.
  * - PostgreSQL: versioned migrations, applied only when asked (here, or `--migrate` on start).
  * - SQLite: an embedded file nobody else owns; it creates and upgrades itself when opened.
- * - Redis: the Python package's layout; there is no schema.
+ * - Redis: the Python package's layout; there is no schema. A cluster store neither.
  */
 import { existsSync } from 'node:fs';
 import { storeKind, type StoreKind } from '../stores/registry.js';
@@ -71,6 +71,17 @@ export async function migrateStoreSchema(url: string, options: { statusOnly?: bo
       ? `${store}: schema migrated from version ${version(found)} to ${SQLITE_SCHEMA_VERSION}`
       : `${store}: schema already at version ${SQLITE_SCHEMA_VERSION}; nothing to do`;
     return { store, kind: 'sqlite', from: found, to: SQLITE_SCHEMA_VERSION, expected: SQLITE_SCHEMA_VERSION, changed, message };
+  }
+  if (kind === 'redis-cluster') {
+    return {
+      store,
+      kind,
+      from: undefined,
+      to: undefined,
+      expected: undefined,
+      changed: false,
+      message: `${store}: a cluster store has no schema to migrate (its layout and shard count are fixed when it is first used); nothing to do`,
+    };
   }
   return {
     store,

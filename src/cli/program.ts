@@ -47,7 +47,7 @@ function buildProgram(io: CliIo): Command {
     .option('--broker <url>', `Celery broker URL [env CELERY_BROKER_URL] (default ${CELERY_DEFAULTS.broker})`)
     .option(
       '--backend <url>',
-      `long-term store URL: sqlite://, postgres:// or redis:// [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`,
+      `long-term store URL: sqlite://, postgres://, redis:// or redis+cluster:// [env CELERY_LONGTERM_SCHEDULER_BACKEND] (default ${CELERY_DEFAULTS.longtermSchedulerBackend})`,
     )
     .option(
       '--key-prefix <prefix>',

@@ -7,6 +7,8 @@ import { requireScheme } from '../util/url.js';
 import { isRedisScheme, type RedisConnectionOptions } from '../redis/connection.js';
 import type { ScheduleStore } from './store.js';
 import { RedisStore } from './redis/redis-store.js';
+import { RedisClusterStore } from './redis/cluster-store.js';
+import { isClusterScheme } from '../redis/cluster.js';
 import { PostgresStore } from './postgres/postgres-store.js';
 import { DEFAULT_SQLITE_FILE, SqliteStore } from './sqlite/sqlite-store.js';
 
@@ -22,15 +24,16 @@ export interface StoreOptions extends RedisConnectionOptions {
   migrate?: boolean;
 }
 
-export type StoreKind = 'sqlite' | 'postgres' | 'redis';
+export type StoreKind = 'sqlite' | 'postgres' | 'redis' | 'redis-cluster';
 
 /** Which kind of store `url` names; a `ValidationError` for an empty URL or an unknown scheme. */
 export function storeKind(url: string): StoreKind {
   const s = requireScheme(url, 'store', DEFAULT_STORE_URL);
   if (isRedisScheme(s)) return 'redis';
+  if (isClusterScheme(s)) return 'redis-cluster';
   if (s === 'sqlite') return 'sqlite';
   if (s === 'postgres' || s === 'postgresql') return 'postgres';
-  throw new ValidationError([`store URL scheme "${s}:" is not supported; use sqlite://, postgres://, redis://, rediss:// or sentinel://`]);
+  throw new ValidationError([`store URL scheme "${s}:" is not supported; use sqlite://, postgres://, redis://, rediss://, sentinel:// or redis+cluster://`]);
 }
 
 /**
@@ -40,6 +43,13 @@ export function storeKind(url: string): StoreKind {
 export function createStore(url: string, options: StoreOptions = {}): ScheduleStore {
   const kind = storeKind(url);
   if (kind === 'redis') return new RedisStore(url, options);
+  if (kind === 'redis-cluster') {
+    return new RedisClusterStore(url, {
+      ...(options.keyPrefix !== undefined && { keyPrefix: options.keyPrefix }),
+      ...(options.socketTimeout !== undefined && { socketTimeout: options.socketTimeout }),
+      ...(options.socketConnectTimeout !== undefined && { socketConnectTimeout: options.socketConnectTimeout }),
+    });
+  }
   if (options.keyPrefix) throw new ValidationError([`a key prefix applies to Redis stores only; remove it for ${redactUrl(url)}`]);
   if (kind === 'sqlite') return new SqliteStore(url);
   return new PostgresStore(url, {

@@ -134,7 +134,9 @@ describe('migrate between SQLite stores', () => {
   it('a bad URL fails with one line, exit 2, and touches nothing', async () => {
     const r = await cli('migrate', '--from', 'mysql://u:secret@h/db', '--to', sqliteUrl());
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('error: store URL scheme "mysql:" is not supported; use sqlite://, postgres://, redis://, rediss:// or sentinel://\n');
+    expect(r.stderr).toBe(
+      'error: store URL scheme "mysql:" is not supported; use sqlite://, postgres://, redis://, rediss://, sentinel:// or redis+cluster://\n',
+    );
   });
 });
 

@@ -112,6 +112,20 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 }
 
 /**
+ * Where a shard of the cluster store (./cluster-store.ts) gets its connections: one shared
+ * ioredis `Cluster`, typed as the commands a shard sends (every key of a shard is in one slot, so
+ * its scripts, MULTIs and MGETs are a single node's), and subscriptions through it.
+ */
+export interface RedisShardSource {
+  /** the connected cluster client, shared by every shard (a shard never closes it) */
+  client(): Promise<Redis>;
+  /** subscribes to a wake-up channel; the returned function unsubscribes */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+  /** what errors name: the cluster's URL (redacted when shown) */
+  url: string;
+}
+
+/**
  * The scripts: every `lua/<name>-<number of keys>.lua` file is a command (`add-keyed-6.lua`
  * is `addKeyed`, 6 keys: the file name is the one place the key count is written). A line
  * `--- @include "<fragment>"` is replaced by `lua/includes/<fragment>.lua` (shared Lua functions).
@@ -228,15 +242,20 @@ export class RedisStore extends StoreBase {
     /** a tag's set is this then the tag */
     tagPrefix: string;
   };
-  readonly #connections: RedisConnections;
+  readonly #connections: RedisConnections | undefined;
+  readonly #shard: RedisShardSource | undefined;
+  readonly #url: string;
   readonly #client = new Lazy(() => this.#connect());
   readonly #location = new Lazy(() => this.#run(async (client) => ({ server: await serverId(client), db: client.options.db ?? 0 })));
   /** the legacy `corrupt` hash was folded into the dead letters (once per store object) */
   #folded = false;
 
-  constructor(url: string, options: RedisStoreOptions = {}) {
+  /** A store on `url`; or, with `shard`, a shard of the cluster store (`url` its cluster's). */
+  constructor(url: string, options: RedisStoreOptions = {}, shard?: RedisShardSource) {
     super();
-    this.#connections = new RedisConnections(url, 'long-term scheduler store (Redis)', options);
+    this.#shard = shard;
+    this.#connections = shard ? undefined : new RedisConnections(url, 'long-term scheduler store (Redis)', options);
+    this.#url = url;
     this.description = redactUrl(url);
     this.prefix = options.keyPrefix ?? '';
     this.keys = {
@@ -262,7 +281,7 @@ export class RedisStore extends StoreBase {
   }
 
   async #connect(): Promise<Redis> {
-    const client = await this.#connections.open();
+    const client = this.#shard ? await this.#shard.client() : await this.#connections!.open();
     const sources = loadScripts();
     for (const [name, s] of sources) client.defineCommand(commandName(name), { numberOfKeys: s.keys, lua: s.lua });
     return client;
@@ -273,7 +292,7 @@ export class RedisStore extends StoreBase {
     try {
       return await fn(client);
     } catch (err) {
-      throw wrapRedisError(err, 'long-term scheduler store (Redis)', this.#connections.url);
+      throw wrapRedisError(err, 'long-term scheduler store (Redis)', this.#url);
     }
   }
 
@@ -671,10 +690,12 @@ export class RedisStore extends StoreBase {
 
   async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
     this.assertOpen();
-    const subscriber = await this.#connections.open({ maxRetriesPerRequest: null });
+    if (this.#shard) return this.#shard.subscribe(this.keys.wakeup, (message) => onSooner(Number(message)));
+    const connections = this.#connections!;
+    const subscriber = await connections.open({ maxRetriesPerRequest: null });
     subscriber.on('message', (_channel: string, message: string) => onSooner(Number(message)));
     await subscriber.subscribe(this.keys.wakeup);
-    return () => this.#connections.close(subscriber);
+    return () => connections.close(subscriber);
   }
 
   protected async doGet(id: string): Promise<StoredJob | undefined> {
@@ -769,7 +790,7 @@ export class RedisStore extends StoreBase {
   protected async doClose(): Promise<void> {
     this.#client.reset();
     this.#location.reset();
-    await this.#connections.closeAll();
+    await this.#connections?.closeAll();
   }
 }
 

@@ -1,0 +1,648 @@
+/**
+ * The Redis Cluster store (`redis+cluster://…`, issue 15): one schedule spread over N shards of a
+ * Redis Cluster. Each shard is the Redis store's own layout (./redis-store.ts) under a hash tag
+ * of its own, `<prefix>{clts-<n>-<k>}:` (see ../../redis/cluster.ts for how the tags are chosen),
+ * so each shard's keys are in one slot and every script of the store runs on one node, atomically,
+ * exactly as on a single Redis. The rest of this file routes and merges:
+ *
+ *   <prefix>{clts-meta}celery_longterm_scheduler:cluster   HASH layout, shards (N), id: the
+ *       store's shape, written once by the first store that opens it (N from `?shards=`, default
+ *       16, fixed from then on: a URL asking another N is refused)
+ *   shard n's keys: the Redis layout's, under `<prefix>{<tag of n>}:`
+ *   <shard of K>celery_longterm_scheduler:cluster_keys      HASH deduplication key K -> the id of
+ *       the job it was last given to (see "Keys")
+ *
+ * - A job lives in the shard of its id, `shardOf(id, N)` (FNV-1a of the UTF-8 bytes): ids are
+ *   unique because each id has one shard, whose scripts check it. Every call by id goes to it.
+ * - An add of many jobs checks every id first (one ZMSCORE per shard and set), then adds each
+ *   shard's part; a part refused meanwhile (an add of the same id racing this one) takes the parts
+ *   already added back out, so the add stays all or nothing but for a job claimed in between.
+ * - Claims: each shard's first due jobs are read (expired leases first, as a shard claims them),
+ *   merged in due order, and each shard claims its share of the first `limit`, with its own lease
+ *   script. Dispatchers need no coordination; the next due time is the least of the shards'.
+ * - Lists, searches and dead letters: each shard's first `read` rows after the cursor, merged in
+ *   due order (a k-way merge); counts and histograms are the shards' summed.
+ * - Wake-ups: each shard's script PUBLISHes on its own channel; PUBLISH reaches every node of a
+ *   cluster, and `watch` subscribes to all N.
+ * - Hand-off to the broker is publish-then-acknowledge (the broker is outside the shards' slots):
+ *   at least once, never atomic; the store offers no `handOff`.
+ *
+ * Keys: a job with a deduplication key K lives in its id's shard, which holds K in its own
+ * mappings (as the Redis store does; a claim drops them). Which job holds K across the cluster is
+ * decided in the shard of K, by `cluster_keys`: K is held by the job it names while that job,
+ * in its own shard, is scheduled and maps back to K. An addKeyed reads the holder, checks it, and
+ * sets K to the new id by compare-and-set (another add that changed it meanwhile makes it start
+ * over), then adds the job in its shard; if K was given to another job meanwhile, the job just
+ * added is taken out and the add starts over. A name left behind (a crash between the two steps,
+ * a job sent or removed) names a job that does not map back, so the key reads as free.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { DuplicateJobError, JobKeyTakenError, ValidationError, redactUrl } from '../../util/errors.js';
+import type { NewJob } from '../../job/types.js';
+import { ClusterConnections, DEFAULT_SHARDS, shardOf, shardTag, type ClusterConnectOptions } from '../../redis/cluster.js';
+import { Lazy, wrapRedisError } from '../../redis/connection.js';
+import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type MissingDead, type Position } from '../base.js';
+import {
+  compareDue,
+  type Burial,
+  type ClaimedJob,
+  type DeadLetter,
+  type HistogramBucket,
+  type JobKeyMode,
+  type JobMove,
+  type KeyedAddResult,
+  type RetagResult,
+  type Retry,
+  type ReviveOutcome,
+  type StoreCounts,
+  type StoredJob,
+} from '../store.js';
+import { RedisStore, type RedisShardSource } from './redis-store.js';
+
+const WHAT = 'long-term scheduler store (Redis Cluster)';
+/** The layout this code writes and reads (the meta hash's `layout`). */
+export const CLUSTER_LAYOUT = 'shards-1';
+export const CLUSTER_META_KEY = 'celery_longterm_scheduler:cluster';
+export const CLUSTER_KEYS_KEY = 'celery_longterm_scheduler:cluster_keys';
+/** How long an addKeyed holds its key's record while it adds the job (a crashed one's lock ends then). */
+const KEY_LOCK_MS = 5000;
+/** How much longer than a lock an addKeyed waits for the adds of its key before it gives up. */
+const KEYED_WAIT_MS = 5000;
+
+/** A key's record while an add holds it: `~<id>~<until, ms>`. */
+function keyLock(id: string, until: number): string {
+  return `~${until}~${id}`;
+}
+
+function parseKeyLock(value: string): { id: string; until: number } | undefined {
+  const m = /^~(\d+)~([\s\S]*)$/.exec(value);
+  return m ? { until: Number(m[1]), id: m[2]! } : undefined;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface RedisClusterStoreOptions extends ClusterConnectOptions {
+  /** prepended to every key, before the shard's hash tag; no `{` or `}` */
+  keyPrefix?: string;
+}
+
+/** Creates the meta hash if missing (layout, shard count, id) and returns layout, shards, id. */
+const META_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'layout', ARGV[1], 'shards', ARGV[2], 'id', ARGV[3])
+end
+return redis.call('HMGET', KEYS[1], 'layout', 'shards', 'id')`;
+
+/** Sets field ARGV[1] of the hash to ARGV[3] if it holds ARGV[2] ('' for none); 1 if set. */
+const CAS_SCRIPT = `
+local now = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if now ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1`;
+
+/** Deletes field ARGV[1] of the hash if it holds ARGV[2]. */
+const CAS_DELETE_SCRIPT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`;
+
+/**
+ * In a shard: drops the local mapping of key ARGV[1] held by another job than ARGV[2] (one that
+ * lost the key in the key's own shard), so that the job ARGV[2] can take it there.
+ */
+const DROP_LOST_MAPPING_SCRIPT = `
+local other = redis.call('HGET', KEYS[1], ARGV[1])
+if other and other ~= ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HGET', KEYS[2], other) == ARGV[1] then redis.call('HDEL', KEYS[2], other) end
+end
+return 1`;
+
+/** A shard: the Redis store, with its steps callable by the cluster store (which checked the input). */
+class Shard extends RedisStore {
+  readonly index: number;
+  readonly clusterKeys: string;
+  constructor(url: string, keyPrefix: string, source: RedisShardSource, index: number) {
+    super(url, { keyPrefix }, source);
+    this.index = index;
+    this.clusterKeys = `${keyPrefix}${CLUSTER_KEYS_KEY}`;
+  }
+  add_(jobs: readonly NewJob[], mode: 'reject' | 'skip') {
+    return this.doAdd(jobs, mode);
+  }
+  addKeyed_(job: NewJob, key: string, mode: JobKeyMode) {
+    return this.doAddKeyed(job, key, mode);
+  }
+  removeMany_(ids: readonly string[]) {
+    return this.doRemoveMany(ids);
+  }
+  reschedule_(id: string, dueAt: number, entry: string | undefined) {
+    return this.doReschedule(id, dueAt, entry);
+  }
+  rescheduleMany_(moves: readonly JobMove[]) {
+    return this.doRescheduleMany(moves);
+  }
+  retagMany_(ids: readonly string[], add: readonly string[], remove: readonly string[]) {
+    return this.doRetagMany(ids, add, remove);
+  }
+  claim_(q: ClaimQuery, lease: Lease) {
+    return this.doClaim(q, lease);
+  }
+  renew_(claims: readonly ClaimedJob[], lease: Lease) {
+    return this.doRenew(claims, lease);
+  }
+  stillHeld_(claims: readonly ClaimedJob[]) {
+    return this.doStillHeld(claims);
+  }
+  acknowledge_(claims: readonly ClaimedJob[]) {
+    return this.doAcknowledge(claims);
+  }
+  release_(claims: readonly ClaimedJob[]) {
+    return this.doRelease(claims);
+  }
+  retryLater_(retries: readonly Retry[]) {
+    return this.doRetryLater(retries);
+  }
+  bury_(burials: readonly Burial[]) {
+    return this.doBury(burials);
+  }
+  deadLetters_(after: Position | undefined, read: number) {
+    return this.doDeadLetters(after, read);
+  }
+  getDead_(id: string) {
+    return this.doGetDead(id);
+  }
+  reviveDead_(ids: readonly string[], dueAt: number) {
+    return this.doReviveDead(ids, dueAt);
+  }
+  purgeDead_(ids: readonly string[] | 'all') {
+    return this.doPurgeDead(ids);
+  }
+  get_(id: string) {
+    return this.doGet(id);
+  }
+  tagsOf_(ids: readonly string[]) {
+    return this.doTagsOf(ids);
+  }
+  list_(r: ListRange, read: number) {
+    return this.doList(r, read);
+  }
+  countWhere_(r: ListRange) {
+    return this.doCountWhere(r);
+  }
+  histogram_(r: ListRange & { from: number; to: number }, bucketSeconds: number) {
+    return this.doHistogram(r, bucketSeconds);
+  }
+  count_() {
+    return this.doCount();
+  }
+  nextDueAt_() {
+    return this.doNextDueAt();
+  }
+
+  /** The ids of `ids` that are live here (scheduled or in flight). */
+  async taken(ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const client = await this.client();
+    const [[, due], [, flying]] = (await client
+      .multi()
+      .zmscore(this.keys.index, ...ids)
+      .zmscore(this.keys.inFlight, ...ids)
+      .exec()) as [[unknown, (string | null)[]], [unknown, (string | null)[]]];
+    return ids.filter((_, i) => due[i] !== null || flying[i] !== null);
+  }
+
+  /**
+   * The claims this shard would make now, without making them: its expired leases, then its due
+   * jobs, up to `limit`, in the order its claim script takes them (a lease deadline or due time, then id).
+   */
+  async candidates(q: ClaimQuery): Promise<{ dueAt: number; id: string; expired: boolean }[]> {
+    const client = await this.client();
+    const [[, flying], [, due]] = (await client
+      .multi()
+      .zrangebyscore(this.keys.inFlight, '-inf', String(q.now), 'WITHSCORES', 'LIMIT', 0, q.limit)
+      .zrangebyscore(this.keys.index, '-inf', String(q.until), 'WITHSCORES', 'LIMIT', 0, q.limit)
+      .exec()) as [[unknown, string[]], [unknown, string[]]];
+    const out: { dueAt: number; id: string; expired: boolean }[] = [];
+    for (let i = 0; i < flying.length; i += 2) out.push({ id: flying[i]!, dueAt: Number(flying[i + 1]), expired: true });
+    for (let i = 0; i < due.length && out.length < q.limit; i += 2) out.push({ id: due[i]!, dueAt: Number(due[i + 1]), expired: false });
+    return out.slice(0, q.limit);
+  }
+}
+
+/** Items grouped by shard, keeping each group's order. */
+function groupBy<T>(items: readonly T[], shardOfItem: (item: T) => number): Map<number, T[]> {
+  const groups = new Map<number, T[]>();
+  for (const item of items) {
+    const n = shardOfItem(item);
+    const g = groups.get(n);
+    if (g) g.push(item);
+    else groups.set(n, [item]);
+  }
+  return groups;
+}
+
+/** The first `n` of several lists each in due order, merged in due order. */
+function mergeDue<T extends { dueAt: number; id: string }>(lists: readonly (readonly T[])[], n: number): T[] {
+  return lists.flat().sort(compareDue).slice(0, n);
+}
+
+interface Layout {
+  shards: Shard[];
+  id: string;
+}
+
+export class RedisClusterStore extends StoreBase {
+  readonly description: string;
+  readonly prefix: string;
+  readonly #url: string;
+  readonly #connections: ClusterConnections;
+  readonly #layout = new Lazy(async () => (this.#opened = await this.#open()));
+  /** the layout once open, for close */
+  #opened: Layout | undefined;
+
+  constructor(url: string, options: RedisClusterStoreOptions = {}) {
+    super();
+    const prefix = options.keyPrefix ?? '';
+    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+      throw new ValidationError([
+        `keyPrefix ${JSON.stringify(prefix)} holds a brace; a cluster store's prefix comes before its shards' {hash tags}: use one without { or }`,
+      ]);
+    }
+    this.#connections = new ClusterConnections(url, WHAT, options);
+    this.#url = url;
+    this.description = redactUrl(url);
+    this.prefix = prefix;
+  }
+
+  /** The number of shards, once the store is open (reads or creates the meta hash). */
+  async shardCount(): Promise<number> {
+    this.assertOpen();
+    return (await this.#layout.get()).shards.length;
+  }
+
+  async #open(): Promise<Layout> {
+    const client = await this.#connections.client();
+    const asked = this.#connections.location.shards;
+    const meta = `${this.prefix}{clts-meta}${CLUSTER_META_KEY}`;
+    let reply: (string | null)[];
+    try {
+      reply = (await client.eval(META_SCRIPT, 1, meta, CLUSTER_LAYOUT, String(asked ?? DEFAULT_SHARDS), randomUUID())) as (string | null)[];
+    } catch (err) {
+      throw wrapRedisError(err, WHAT, this.#url);
+    }
+    const [layout, shards, id] = reply;
+    const count = Number(shards);
+    if (layout !== CLUSTER_LAYOUT || !Number.isInteger(count) || count < 1 || typeof id !== 'string') {
+      throw new ValidationError([
+        `${meta} on ${this.description} holds layout ${JSON.stringify(layout)} with ${JSON.stringify(shards)} shards, which this version does not read (it reads ${CLUSTER_LAYOUT}); use another keyPrefix`,
+      ]);
+    }
+    if (asked !== undefined && asked !== count) {
+      throw new ValidationError([
+        `the cluster store at ${this.description} was made with ${count} shards, and its URL asks for shards=${asked}; the count is fixed when the store is made: drop shards= or give ${count}`,
+      ]);
+    }
+    const source: RedisShardSource = {
+      client: async () => (await this.#connections.client()) as unknown as Redis,
+      subscribe: (channel, onMessage) => this.#connections.subscribe(channel, onMessage),
+      url: this.#url,
+    };
+    return { id, shards: Array.from({ length: count }, (_, n) => new Shard(this.#url, `${this.prefix}{${shardTag(n, count)}}:`, source, n)) };
+  }
+
+  async #shards(): Promise<Shard[]> {
+    return (await this.#layout.get()).shards;
+  }
+
+  async #shardOf(id: string): Promise<Shard> {
+    const shards = await this.#shards();
+    return shards[shardOf(id, shards.length)]!;
+  }
+
+  /** Runs `fn` on each shard holding some of `items`, in parallel; the results in shard order. */
+  async #byShard<T, R>(items: readonly T[], idOf: (item: T) => string, fn: (shard: Shard, part: T[]) => Promise<R>): Promise<R[]> {
+    const shards = await this.#shards();
+    const groups = groupBy(items, (item) => shardOf(idOf(item), shards.length));
+    return Promise.all([...groups].map(([n, part]) => fn(shards[n]!, part)));
+  }
+
+  async #client(): Promise<Cluster> {
+    return this.#connections.client();
+  }
+
+  protected async doAdd(jobs: readonly NewJob[], mode: 'reject' | 'skip'): Promise<number> {
+    if (mode === 'skip')
+      return (
+        await this.#byShard(
+          jobs,
+          (j) => j.id,
+          (shard, part) => shard.add_(part, 'skip'),
+        )
+      ).reduce((a, b) => a + b, 0);
+    // every id checked first, so that an add refused for a taken id writes nothing anywhere
+    const taken = (
+      await this.#byShard(
+        jobs,
+        (j) => j.id,
+        (shard, part) => shard.taken(part.map((j) => j.id)),
+      )
+    ).flat();
+    if (taken.length) throw new DuplicateJobError(taken[0]!);
+    const shards = await this.#shards();
+    const groups = [...groupBy(jobs, (j) => shardOf(j.id, shards.length))];
+    const done = await Promise.allSettled(groups.map(([n, part]) => shards[n]!.add_(part, 'reject')));
+    const failed = done.find((d): d is PromiseRejectedResult => d.status === 'rejected');
+    if (failed) {
+      // an add of the same id raced this one: the parts added are taken back out
+      await Promise.all(groups.map(([n, part], i) => (done[i]!.status === 'fulfilled' ? shards[n]!.removeMany_(part.map((j) => j.id)) : undefined)));
+      throw failed.reason;
+    }
+    return done.reduce((a, d) => a + (d.status === 'fulfilled' ? d.value : 0), 0);
+  }
+
+  /** Whether `id` holds `key`: scheduled in its shard, mapping back to it there. */
+  async #holds(id: string, key: string): Promise<boolean> {
+    const job = await (await this.#shardOf(id)).get_(id);
+    return job?.state === 'scheduled' && job.key === key;
+  }
+
+  protected async doAddKeyed(job: NewJob, key: string, mode: JobKeyMode): Promise<KeyedAddResult> {
+    const keyShard = await this.#shardOf(key);
+    const home = await this.#shardOf(job.id);
+    const client = await this.#client();
+    const record = keyShard.clusterKeys;
+    const deadline = Date.now() + KEY_LOCK_MS + KEYED_WAIT_MS;
+    for (;;) {
+      const now = Date.now();
+      const value = (await client.hget(record, key)) ?? '';
+      const lock = parseKeyLock(value);
+      if (lock && lock.until > now) {
+        // another add of this key is in progress: wait for it, up to its lock's end
+        if (now > deadline) throw new JobKeyTakenError(key, lock.id);
+        await sleep(2 + Math.random() * 8);
+        continue;
+      }
+      const named = lock ? lock.id : value;
+      const holder = named !== '' && (await this.#holds(named, key)) ? named : undefined;
+      if (holder !== undefined && mode === 'keep') return { id: holder, outcome: 'kept' };
+      if (holder !== undefined && mode === 'reject') throw new JobKeyTakenError(key, holder);
+      // a taken id changes nothing, not even the holder a replace would remove
+      if (holder !== job.id && (await home.taken([job.id])).length) throw new DuplicateJobError(job.id);
+      const mine = keyLock(job.id, now + KEY_LOCK_MS);
+      if ((await client.eval(CAS_SCRIPT, 1, record, key, value, mine)) !== 1) continue; // changed meanwhile
+      let replaced: string | undefined;
+      try {
+        if (holder !== undefined && (await (await this.#shardOf(holder)).removeMany_([holder])).length === 1) replaced = holder;
+        // in its own shard the key is the job's: a mapping left there by a job that lost the key is dropped first
+        await client.eval(DROP_LOST_MAPPING_SCRIPT, 2, home.keys.jobKeys, home.keys.jobKeyOf, key, job.id);
+        await home.addKeyed_(job, key, 'reject');
+      } catch (err) {
+        await client.eval(CAS_DELETE_SCRIPT, 1, record, key, mine);
+        throw err;
+      }
+      if ((await client.eval(CAS_SCRIPT, 1, record, key, mine, job.id)) !== 1) {
+        // the lock ran out and another add took the key: this job goes, and the add starts over
+        await home.removeMany_([job.id]);
+        continue;
+      }
+      return replaced === undefined ? { id: job.id, outcome: 'added' } : { id: job.id, outcome: 'replaced', replacedId: replaced };
+    }
+  }
+
+  protected async doRemove(id: string): Promise<boolean> {
+    return (await (await this.#shardOf(id)).removeMany_([id])).length === 1;
+  }
+
+  protected async doRemoveMany(ids: readonly string[]): Promise<string[]> {
+    return (
+      await this.#byShard(
+        ids,
+        (id) => id,
+        (shard, part) => shard.removeMany_(part),
+      )
+    ).flat();
+  }
+
+  protected async doReschedule(id: string, dueAt: number, entry: string | undefined): Promise<boolean> {
+    return (await this.#shardOf(id)).reschedule_(id, dueAt, entry);
+  }
+
+  protected async doRescheduleMany(moves: readonly JobMove[]): Promise<string[]> {
+    return (
+      await this.#byShard(
+        moves,
+        (m) => m.id,
+        (shard, part) => shard.rescheduleMany_(part),
+      )
+    ).flat();
+  }
+
+  protected async doRetagMany(ids: readonly string[], add: readonly string[], remove: readonly string[]): Promise<RetagResult> {
+    const parts = await this.#byShard(
+      ids,
+      (id) => id,
+      (shard, part) => shard.retagMany_(part, add, remove),
+    );
+    return { changed: parts.flatMap((p) => p.changed), overLimit: parts.flatMap((p) => p.overLimit) };
+  }
+
+  protected async doClaim(q: ClaimQuery, lease: Lease): Promise<ClaimedJob[]> {
+    const shards = await this.#shards();
+    const seen = await Promise.all(shards.map((s) => s.candidates(q)));
+    // expired leases first (as each shard takes them), then the due jobs, each in due order
+    const order = (a: { dueAt: number; id: string; expired: boolean }, b: { dueAt: number; id: string; expired: boolean }) =>
+      Number(b.expired) - Number(a.expired) || compareDue(a, b);
+    const first = seen
+      .flatMap((list, n) => list.map((c) => ({ ...c, n })))
+      .sort(order)
+      .slice(0, q.limit);
+    const shares = groupBy(first, (c) => c.n);
+    const claimed = await Promise.all([...shares].map(([n, share]) => shards[n]!.claim_({ ...q, limit: share.length }, lease)));
+    return claimed.flat().sort((a, b) => compareDue(a, b));
+  }
+
+  protected async doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]> {
+    return (
+      await this.#byShard(
+        claims,
+        (c) => c.id,
+        (shard, part) => shard.renew_(part, lease),
+      )
+    ).flat();
+  }
+
+  protected async doStillHeld(claims: readonly ClaimedJob[]): Promise<readonly ClaimedJob[]> {
+    return (
+      await this.#byShard(
+        claims,
+        (c) => c.id,
+        (shard, part) => shard.stillHeld_(part),
+      )
+    ).flat();
+  }
+
+  protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
+    await this.#byShard(
+      claims,
+      (c) => c.id,
+      (shard, part) => shard.acknowledge_(part),
+    );
+  }
+
+  protected async doRelease(claims: readonly ClaimedJob[]): Promise<void> {
+    await this.#byShard(
+      claims,
+      (c) => c.id,
+      (shard, part) => shard.release_(part),
+    );
+  }
+
+  protected async doRetryLater(retries: readonly Retry[]): Promise<void> {
+    await this.#byShard(
+      retries,
+      (r) => r.claim.id,
+      (shard, part) => shard.retryLater_(part),
+    );
+  }
+
+  protected async doBury(burials: readonly Burial[]): Promise<void> {
+    await this.#byShard(
+      burials,
+      (b) => b.claim.id,
+      (shard, part) => shard.bury_(part),
+    );
+  }
+
+  protected async doDeadLetters(after: Position | undefined, read: number): Promise<readonly (DeadLetter | MissingDead)[]> {
+    const shards = await this.#shards();
+    const pages = await Promise.all(shards.map((s) => s.deadLetters_(after, read)));
+    const at = (d: DeadLetter | MissingDead) => ({ dueAt: d.diedAt, id: d.id });
+    return pages
+      .flat()
+      .sort((a, b) => compareDue(at(a), at(b)))
+      .slice(0, read);
+  }
+
+  protected async doGetDead(id: string): Promise<DeadLetter | undefined> {
+    return (await this.#shardOf(id)).getDead_(id);
+  }
+
+  protected async doReviveDead(ids: readonly string[], dueAt: number): Promise<ReviveOutcome[]> {
+    // by position: an id given twice is revived once, the second time it is not dead
+    const out: ReviveOutcome[] = new Array<ReviveOutcome>(ids.length);
+    await this.#byShard(
+      ids.map((id, i) => ({ id, i })),
+      (x) => x.id,
+      async (shard, part) => {
+        const got = await shard.reviveDead_(
+          part.map((x) => x.id),
+          dueAt,
+        );
+        part.forEach((x, k) => (out[x.i] = got[k]!));
+      },
+    );
+    return out;
+  }
+
+  protected async doPurgeDead(ids: readonly string[] | 'all'): Promise<number> {
+    if (ids === 'all') return (await Promise.all((await this.#shards()).map((s) => s.purgeDead_('all')))).reduce((a, b) => a + b, 0);
+    return (
+      await this.#byShard(
+        ids,
+        (id) => id,
+        (shard, part) => shard.purgeDead_(part),
+      )
+    ).reduce((a, b) => a + b, 0);
+  }
+
+  protected async doGet(id: string): Promise<StoredJob | undefined> {
+    const job = await (await this.#shardOf(id)).get_(id);
+    if (!job || job.key === undefined) return job;
+    // the shard's mapping counts only while the key's own shard names this job (see "Keys")
+    const keyShard = await this.#shardOf(job.key);
+    if ((await (await this.#client()).hget(keyShard.clusterKeys, job.key)) === id) return job;
+    const { key: _lost, ...rest } = job;
+    return rest;
+  }
+
+  protected async doTagsOf(ids: readonly string[]): Promise<ReadonlyMap<string, readonly string[]>> {
+    const out = new Map<string, readonly string[]>();
+    for (const part of await this.#byShard(
+      ids,
+      (id) => id,
+      (shard, p) => shard.tagsOf_(p),
+    ))
+      for (const [id, tags] of part) out.set(id, tags);
+    return out;
+  }
+
+  protected async doList(r: ListRange, read: number): Promise<readonly ListedJob[]> {
+    const shards = await this.#shards();
+    return mergeDue(await Promise.all(shards.map((s) => s.list_(r, read))), read);
+  }
+
+  protected override async doCountWhere(r: ListRange): Promise<number> {
+    const shards = await this.#shards();
+    return (await Promise.all(shards.map((s) => s.countWhere_(r)))).reduce((a, b) => a + b, 0);
+  }
+
+  protected override async doHistogram(r: ListRange & { from: number; to: number }, bucketSeconds: number): Promise<HistogramBucket[]> {
+    const shards = await this.#shards();
+    const sums = new Map<number, number>();
+    for (const buckets of await Promise.all(shards.map((s) => s.histogram_(r, bucketSeconds)))) {
+      for (const b of buckets) sums.set(b.start, (sums.get(b.start) ?? 0) + b.count);
+    }
+    return [...sums].sort((a, b) => a[0] - b[0]).map(([start, count]) => ({ start, count }));
+  }
+
+  protected async doCount(): Promise<StoreCounts> {
+    const counts = await Promise.all((await this.#shards()).map((s) => s.count_()));
+    return counts.reduce((a, c) => ({ scheduled: a.scheduled + c.scheduled, inFlight: a.inFlight + c.inFlight, dead: a.dead + c.dead }), {
+      scheduled: 0,
+      inFlight: 0,
+      dead: 0,
+    });
+  }
+
+  protected async doNextDueAt(): Promise<number | undefined> {
+    const times = (await Promise.all((await this.#shards()).map((s) => s.nextDueAt_()))).filter((t): t is number => t !== undefined);
+    return times.length ? Math.min(...times) : undefined;
+  }
+
+  /**
+   * Hears every shard's wake-ups: each shard's scripts publish a job due before every other of
+   * that shard, which is passed on when it is still the first due of the whole store. (PUBLISH
+   * crosses the cluster bus on its way to the node a subscriber is on, so a message may come
+   * late, even after a later one: only the store's first due time is news.)
+   */
+  async watch(onSooner: (dueAt: number) => void): Promise<() => Promise<void>> {
+    this.assertOpen();
+    const heard = (dueAt: number) => {
+      this.doNextDueAt().then(
+        (next) => {
+          if (next === dueAt) onSooner(dueAt);
+        },
+        // unreadable now: pass it on, a wake-up too many costs one empty pass
+        () => onSooner(dueAt),
+      );
+    };
+    const stops = await Promise.all((await this.#shards()).map((s) => s.watch(heard)));
+    return async () => {
+      await Promise.all(stops.map((stop) => stop()));
+    };
+  }
+
+  /** `redis-cluster:<id>:<prefix>`: the id the store's meta hash got when it was made, and the key prefix. */
+  protected async doIdentity(): Promise<string> {
+    return `redis-cluster:${(await this.#layout.get()).id}:${this.prefix}`;
+  }
+
+  protected async doClose(): Promise<void> {
+    const layout = this.#opened;
+    this.#opened = undefined;
+    this.#layout.reset();
+    if (layout) await Promise.all(layout.shards.map((s) => s.close()));
+    await this.#connections.closeAll();
+  }
+}
