@@ -5,7 +5,9 @@
 // Set BENCH_SCALE=0.1 for a quick run (fewer jobs; the 1M-job rows use 100k). Set BENCH_ONLY=stores
 // to run only the SQLite and PostgreSQL store rows (bench/stores.mjs) beside the LPUSH floor, or
 // BENCH_ONLY=search for only the search rows (bench/search.mjs: pages by tag on every store), or
-// BENCH_ONLY=ui for only the dashboard's requests (bench/ui.mjs: each view's request on 1M SQLite jobs).
+// BENCH_ONLY=ui for only the dashboard's requests (bench/ui.mjs: each view's request on 1M SQLite jobs),
+// BENCH_ONLY=cluster for only the Redis Cluster store's rows (bench/cluster.mjs: a private 3-master
+// cluster, 10M future jobs at scale 1, BENCH_CLUSTER_FUTURE to change that alone).
 // `npm run bench` runs Node with --max-semi-space-size=64, as the CLI's shebang does: the
 // dispatcher allocates many short-lived strings, and a larger young generation spends ~20% less
 // time in garbage collection. Floors and our code run in the same process, under the same flag.
@@ -30,6 +32,7 @@ import { publishOptions } from '../dist/brokers/amqp/amqp-broker.js';
 import { PG_URL, postgresKind, reachable, sqliteKind, storeBenchmarks } from './stores.mjs';
 import { searchBenchmarks } from './search.mjs';
 import { uiBenchmarks } from './ui.mjs';
+import { clusterBenchmarks } from './cluster.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -342,12 +345,15 @@ async function lateness() {
   const due = new Map();
   for (let i = 0; i < n; i += 1000) {
     const calls = [];
-    for (let k = i; k < Math.min(n, i + 1000); k++) calls.push({ name: 'bench.add', args: [k], options: { eta: new Date(start + (k * spreadMs) / n), queue: QUEUE } });
+    for (let k = i; k < Math.min(n, i + 1000); k++)
+      calls.push({ name: 'bench.add', args: [k], options: { eta: new Date(start + (k * spreadMs) / n), queue: QUEUE } });
     const results = await app.sendTasks(calls);
     for (const r of results) due.set(r.id, r.dueAt.getTime());
   }
   await app.close();
-  const child = spawn(process.execPath, ['--max-semi-space-size=64', join(root, 'dist/cli/main.js'), '--backend', `${url}/1`, '--broker', `${url}/0`, 'run'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', join(root, 'dist/cli/main.js'), '--backend', `${url}/1`, '--broker', `${url}/0`, 'run'], {
+    stdio: 'ignore',
+  });
   const reader = new Redis(`${url}/0`);
   const late = [];
   const deadline = start + spreadMs + 15_000;
@@ -366,7 +372,8 @@ async function lateness() {
 
 // --- run them all -------------------------------------------------------------------------------------------
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== 'stores' && ONLY !== 'search' && ONLY !== 'ui') throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores', 'search' and 'ui'`);
+if (ONLY !== undefined && !['stores', 'search', 'ui', 'cluster'].includes(ONLY))
+  throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores', 'search', 'ui' and 'cluster'`);
 let floorMs;
 if (ONLY !== 'ui') {
   console.error('1. dispatch rate vs the raw LPUSH floor (warm-up, then the better of two runs each)');
@@ -375,23 +382,47 @@ if (ONLY !== 'ui') {
 }
 if (ONLY === undefined) {
   const atomic = await best(() => dispatchRate(0, 'no future jobs'));
-  row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`, fmtRate(N_DUE, atomic.ms), `LPUSH floor ${fmtRate(N_DUE, floorMs)}`, (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2), '>= 0.50');
+  row(
+    `dispatch ${N_DUE.toLocaleString('en-US')} due (${atomic.mode}, same server)`,
+    fmtRate(N_DUE, atomic.ms),
+    `LPUSH floor ${fmtRate(N_DUE, floorMs)}`,
+    (rate(N_DUE, atomic.ms) / rate(N_DUE, floorMs)).toFixed(2),
+    '>= 0.50',
+  );
 
   const floor2Ms = await best(() => lpushFloor(`${url2}/0`));
   const separate = await best(() => dispatchRate(0, 'separate broker', `${url2}/0`));
-  row(`dispatch ${N_DUE.toLocaleString('en-US')} due (${separate.mode}, broker on another server)`, fmtRate(N_DUE, separate.ms), `LPUSH floor ${fmtRate(N_DUE, floor2Ms)}`, (rate(N_DUE, separate.ms) / rate(N_DUE, floor2Ms)).toFixed(2), '');
+  row(
+    `dispatch ${N_DUE.toLocaleString('en-US')} due (${separate.mode}, broker on another server)`,
+    fmtRate(N_DUE, separate.ms),
+    `LPUSH floor ${fmtRate(N_DUE, floor2Ms)}`,
+    (rate(N_DUE, separate.ms) / rate(N_DUE, floor2Ms)).toFixed(2),
+    '',
+  );
 
   if (await amqpReachable()) {
     const amqpFloorMs = await best(() => amqpFloor());
     const amqpMs = await best(() => amqpDispatchRate());
-    row(`dispatch ${N_DUE.toLocaleString('en-US')} due to RabbitMQ (confirms)`, fmtRate(N_DUE, amqpMs), `amqplib confirms floor ${fmtRate(N_DUE, amqpFloorMs)}`, (rate(N_DUE, amqpMs) / rate(N_DUE, amqpFloorMs)).toFixed(2), '>= 0.50');
+    row(
+      `dispatch ${N_DUE.toLocaleString('en-US')} due to RabbitMQ (confirms)`,
+      fmtRate(N_DUE, amqpMs),
+      `amqplib confirms floor ${fmtRate(N_DUE, amqpFloorMs)}`,
+      (rate(N_DUE, amqpMs) / rate(N_DUE, amqpFloorMs)).toFixed(2),
+      '>= 0.50',
+    );
   } else {
     console.error(`  skipped: dispatch to RabbitMQ (nothing listens at ${AMQP_URL.replace(/:[^:@/]*@/, ':***@')})`);
   }
 
   console.error('2. dispatch with many future jobs stored');
   const crowded = await best(() => dispatchRate(N_FUTURE, 'with future jobs'));
-  row(`dispatch with ${N_FUTURE.toLocaleString('en-US')} future stored`, fmtRate(N_DUE, crowded.ms), `no future stored ${fmtRate(N_DUE, atomic.ms)}`, (rate(N_DUE, crowded.ms) / rate(N_DUE, atomic.ms)).toFixed(2), '>= 0.90');
+  row(
+    `dispatch with ${N_FUTURE.toLocaleString('en-US')} future stored`,
+    fmtRate(N_DUE, crowded.ms),
+    `no future stored ${fmtRate(N_DUE, atomic.ms)}`,
+    (rate(N_DUE, crowded.ms) / rate(N_DUE, atomic.ms)).toFixed(2),
+    '>= 0.90',
+  );
 
   console.error('3. empty pass');
   const empty = await emptyPass();
@@ -399,20 +430,39 @@ if (ONLY === undefined) {
 
   console.error('4. scheduling');
   const sched = await schedulingRates();
-  row('schedule one at a time, awaited', `${Math.round(sched.single).toLocaleString('en-US')} jobs/s`, `raw MULTI SET+ZADD ${Math.round(sched.rawSingle).toLocaleString('en-US')}/s`, (sched.single / sched.rawSingle).toFixed(2), '');
+  row(
+    'schedule one at a time, awaited',
+    `${Math.round(sched.single).toLocaleString('en-US')} jobs/s`,
+    `raw MULTI SET+ZADD ${Math.round(sched.rawSingle).toLocaleString('en-US')}/s`,
+    (sched.single / sched.rawSingle).toFixed(2),
+    '',
+  );
   row('schedule 100 concurrent', `${Math.round(sched.concurrent).toLocaleString('en-US')} jobs/s`, '', '', '');
   row('schedule in bulk (sendTasks, 1,000 per call)', `${Math.round(sched.bulk).toLocaleString('en-US')} jobs/s`, '', '', '');
 
   console.error('5. memory');
   const mem = await memoryPerJob();
-  row('Redis memory per stored job (args [1, 2])', `${Math.round(mem.ours)} B`, `raw SET+ZADD ${Math.round(mem.floor)} B`, (mem.ours / mem.floor).toFixed(3), '<= 1.10');
+  row(
+    'Redis memory per stored job (args [1, 2])',
+    `${Math.round(mem.ours)} B`,
+    `raw SET+ZADD ${Math.round(mem.floor)} B`,
+    (mem.ours / mem.floor).toFixed(3),
+    '<= 1.10',
+  );
 
   console.error('6. lateness of `run`');
   const lat = await lateness();
-  row(`lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`, `${lat.p50} / ${lat.p99} / ${lat.max} ms`, `${lat.received} received`, '', 'p99 < 20 ms');
+  row(
+    `lateness of run, ${lat.n.toLocaleString('en-US')} jobs over 10 s (p50 / p99 / max)`,
+    `${lat.p50} / ${lat.p99} / ${lat.max} ms`,
+    `${lat.received} received`,
+    '',
+    'p99 < 20 ms',
+  );
 }
 
-if (ONLY === undefined || ONLY === 'stores') await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
+if (ONLY === undefined || ONLY === 'stores')
+  await storeBenchmarks({ row, smallJob, fmtRate, rate, best, flush, lpushFloorMs: floorMs, N_DUE, N_FUTURE, brokerUrl: `${url}/0`, dir, scale: SCALE });
 
 if (ONLY === undefined || ONLY === 'search') {
   const redisKind = {
@@ -420,7 +470,13 @@ if (ONLY === undefined || ONLY === 'search') {
     async open() {
       await flush();
       const store = new RedisStore(`${url}/2`);
-      return { store, drop: async () => { await store.close(); await flush(); } };
+      return {
+        store,
+        drop: async () => {
+          await store.close();
+          await flush();
+        },
+      };
     },
   };
   const kinds = [sqliteKind(dir), redisKind];
@@ -429,6 +485,9 @@ if (ONLY === undefined || ONLY === 'search') {
 }
 
 if (ONLY === undefined || ONLY === 'ui') await uiBenchmarks({ row, smallJob, N_FUTURE, dir, brokerUrl: `${url}/0` });
+
+if (ONLY === undefined || ONLY === 'cluster')
+  await clusterBenchmarks({ row, smallJob, fmtRate, rate, N_DUE, brokerUrl: `${url}/0`, otherUrl: url2, scale: SCALE });
 
 admin.disconnect();
 server.kill('SIGTERM');

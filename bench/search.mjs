@@ -92,12 +92,24 @@ export async function searchBenchmarks(ctx) {
       const retagged = await retagWhere(place.store, 'celery', { tags: [BULK] }, { add: ['moved'] });
       const retagMs = performance.now() - t;
       if (retagged.changed !== bulk) throw new Error(`${kind.name}: retagged ${retagged.changed} of ${bulk}`);
-      row(`${kind.name}: retag ${bulk.toLocaleString('en-US')} jobs by tag`, `${(retagMs / 1000).toFixed(2)} s`, `${Math.round(rate(bulk, retagMs)).toLocaleString('en-US')} jobs/s`, '', '');
+      row(
+        `${kind.name}: retag ${bulk.toLocaleString('en-US')} jobs by tag`,
+        `${(retagMs / 1000).toFixed(2)} s`,
+        `${Math.round(rate(bulk, retagMs)).toLocaleString('en-US')} jobs/s`,
+        '',
+        '',
+      );
       t = performance.now();
       const shifted = await rescheduleWhere(place.store, 'celery', { tags: [BULK] }, { shiftSeconds: 3600 });
       const shiftMs = performance.now() - t;
       if (shifted.changed !== bulk) throw new Error(`${kind.name}: shifted ${shifted.changed} of ${bulk}`);
-      row(`${kind.name}: shift ${bulk.toLocaleString('en-US')} jobs by tag (+1h)`, `${(shiftMs / 1000).toFixed(2)} s`, `${Math.round(rate(bulk, shiftMs)).toLocaleString('en-US')} jobs/s`, '', '');
+      row(
+        `${kind.name}: shift ${bulk.toLocaleString('en-US')} jobs by tag (+1h)`,
+        `${(shiftMs / 1000).toFixed(2)} s`,
+        `${Math.round(rate(bulk, shiftMs)).toLocaleString('en-US')} jobs/s`,
+        '',
+        '',
+      );
       const before = (await place.store.count()).scheduled;
       t = performance.now();
       const revoked = await revokeWhere(place.store, 'celery', { tags: [BULK] });
@@ -105,7 +117,13 @@ export async function searchBenchmarks(ctx) {
       const expected = Math.ceil((N_FUTURE - 1) / BULK_EVERY);
       if (revoked.changed !== expected || (await place.store.count()).scheduled !== before - expected)
         throw new Error(`${kind.name}: revoked ${revoked.changed} of ${expected}`);
-      row(`${kind.name}: revoke ${expected.toLocaleString('en-US')} jobs by tag`, `${(revokeMs / 1000).toFixed(2)} s`, `${Math.round(rate(expected, revokeMs)).toLocaleString('en-US')} jobs/s`, '', '< 5 s');
+      row(
+        `${kind.name}: revoke ${expected.toLocaleString('en-US')} jobs by tag`,
+        `${(revokeMs / 1000).toFixed(2)} s`,
+        `${Math.round(rate(expected, revokeMs)).toLocaleString('en-US')} jobs/s`,
+        '',
+        '< 5 s',
+      );
     } finally {
       await place.drop();
     }

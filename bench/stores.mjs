@@ -160,9 +160,19 @@ export async function storeBenchmarks(ctx) {
 
   for (const [name, r] of Object.entries(results)) {
     row(`${name}: schedule one at a time, awaited`, `${Math.round(r.single).toLocaleString('en-US')} jobs/s`, '', '', '');
-    const bulkTarget = name === 'PostgreSQL' ? '>= 40,000/s' : name === 'SQLite' && results.PostgreSQL ? `>= PostgreSQL (${Math.round(results.PostgreSQL.bulk).toLocaleString('en-US')}/s)` : '';
+    const bulkTarget =
+      name === 'PostgreSQL'
+        ? '>= 40,000/s'
+        : name === 'SQLite' && results.PostgreSQL
+          ? `>= PostgreSQL (${Math.round(results.PostgreSQL.bulk).toLocaleString('en-US')}/s)`
+          : '';
     row(`${name}: schedule in bulk (5,000 per add)`, `${Math.round(r.bulk).toLocaleString('en-US')} jobs/s`, '', '', bulkTarget);
-    const dispatchTarget = name === 'PostgreSQL' ? '>= 10,000/s' : name === 'SQLite' && results.PostgreSQL ? `>= PostgreSQL (${Math.round(rate(N_DUE, results.PostgreSQL.dispatch.ms)).toLocaleString('en-US')}/s)` : '';
+    const dispatchTarget =
+      name === 'PostgreSQL'
+        ? '>= 10,000/s'
+        : name === 'SQLite' && results.PostgreSQL
+          ? `>= PostgreSQL (${Math.round(rate(N_DUE, results.PostgreSQL.dispatch.ms)).toLocaleString('en-US')}/s)`
+          : '';
     row(
       `${name}: dispatch ${N_DUE.toLocaleString('en-US')} due into Redis`,
       fmtRate(N_DUE, r.dispatch.ms),

@@ -77,7 +77,8 @@ export async function uiBenchmarks(ctx) {
     const range = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
     const first = await get(port, '/api/jobs?limit=50');
     let cursor;
-    for (let p = 0; p < 50; p++) cursor = (await get(port, `/api/jobs?tag=${TAG}&limit=50${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).body.cursor;
+    for (let p = 0; p < 50; p++)
+      cursor = (await get(port, `/api/jobs?tag=${TAG}&limit=50${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).body.cursor;
     const someId = first.body.jobs[25].id;
     const cases = [
       ['overview', '/api/overview', 5, 1050],
@@ -91,7 +92,8 @@ export async function uiBenchmarks(ctx) {
     ];
     for (const [label, path, times, gap] of cases) {
       const r = await timed(port, path, times, gap);
-      if (label === 'overview' && (r.body.scheduled !== N_FUTURE || r.body.overdue !== 1000)) throw new Error(`the overview is wrong: ${JSON.stringify(r.body)}`);
+      if (label === 'overview' && (r.body.scheduled !== N_FUTURE || r.body.overdue !== 1000))
+        throw new Error(`the overview is wrong: ${JSON.stringify(r.body)}`);
       if (label.startsWith('30-day') && r.body.counts.length !== 720) throw new Error(`the chart has ${r.body.counts.length} buckets`);
       if (label === 'dry-run count by a 1% tag' && r.body.count !== N_FUTURE / EVERY) throw new Error(`counted ${r.body.count}`);
       const serverMs = label === 'overview' ? r.body.tookMs : r.server;

@@ -212,22 +212,22 @@ class Shard extends RedisStore {
     return ids.filter((_, i) => due[i] !== null || flying[i] !== null);
   }
 
-  /**
-   * The claims this shard would make now, without making them: its expired leases, then its due
-   * jobs, up to `limit`, in the order its claim script takes them (a lease deadline or due time, then id).
-   */
-  async candidates(q: ClaimQuery): Promise<{ dueAt: number; id: string; expired: boolean }[]> {
-    const client = await this.client();
-    const [[, flying], [, due]] = (await client
-      .multi()
-      .zrangebyscore(this.keys.inFlight, '-inf', String(q.now), 'WITHSCORES', 'LIMIT', 0, q.limit)
-      .zrangebyscore(this.keys.index, '-inf', String(q.until), 'WITHSCORES', 'LIMIT', 0, q.limit)
-      .exec()) as [[unknown, string[]], [unknown, string[]]];
-    const out: { dueAt: number; id: string; expired: boolean }[] = [];
-    for (let i = 0; i < flying.length; i += 2) out.push({ id: flying[i]!, dueAt: Number(flying[i + 1]), expired: true });
-    for (let i = 0; i < due.length && out.length < q.limit; i += 2) out.push({ id: due[i]!, dueAt: Number(due[i + 1]), expired: false });
-    return out.slice(0, q.limit);
+  /** Up to `limit` of this shard's claims whose lease ended by `now`, in lease order (a claim takes these first). */
+  async expiredCandidates(now: number, limit: number): Promise<{ dueAt: number; id: string }[]> {
+    return pairs(await (await this.client()).zrangebyscore(this.keys.inFlight, '-inf', String(now), 'WITHSCORES', 'LIMIT', 0, limit));
   }
+
+  /** This shard's scheduled jobs due by `until`, in due order, `count` of them from the `offset`-th. */
+  async dueCandidates(until: number, offset: number, count: number): Promise<{ dueAt: number; id: string }[]> {
+    return pairs(await (await this.client()).zrangebyscore(this.keys.index, '-inf', String(until), 'WITHSCORES', 'LIMIT', offset, count));
+  }
+}
+
+/** A WITHSCORES reply as members and their scores. */
+function pairs(flat: string[]): { id: string; dueAt: number }[] {
+  const out: { id: string; dueAt: number }[] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i]!, dueAt: Number(flat[i + 1]) });
+  return out;
 }
 
 /** Items grouped by shard, keeping each group's order. */
@@ -447,19 +447,40 @@ export class RedisClusterStore extends StoreBase {
     return { changed: parts.flatMap((p) => p.changed), overLimit: parts.flatMap((p) => p.overLimit) };
   }
 
+  /**
+   * The first `limit` claims across the shards, as one store's claim would take them: expired
+   * leases first, then due jobs, in due order. Each shard is asked for a little more than its
+   * even share of the due jobs, and asked again (twice as many) only while all it gave is inside
+   * the merged first `limit`; then each shard claims its share with its own script.
+   */
   protected async doClaim(q: ClaimQuery, lease: Lease): Promise<ClaimedJob[]> {
     const shards = await this.#shards();
-    const seen = await Promise.all(shards.map((s) => s.candidates(q)));
-    // expired leases first (as each shard takes them), then the due jobs, each in due order
-    const order = (a: { dueAt: number; id: string; expired: boolean }, b: { dueAt: number; id: string; expired: boolean }) =>
-      Number(b.expired) - Number(a.expired) || compareDue(a, b);
-    const first = seen
-      .flatMap((list, n) => list.map((c) => ({ ...c, n })))
-      .sort(order)
+    type Candidate = { dueAt: number; id: string; n: number };
+    const tagged = (lists: { dueAt: number; id: string }[][]) => lists.flatMap((list, n) => list.map((c): Candidate => ({ ...c, n })));
+    const expired = tagged(await Promise.all(shards.map((s) => s.expiredCandidates(q.now, q.limit))))
+      .sort(compareDue)
       .slice(0, q.limit);
-    const shares = groupBy(first, (c) => c.n);
+    const room = q.limit - expired.length;
+    const fetched: { dueAt: number; id: string }[][] = shards.map(() => []);
+    let due: Candidate[] = [];
+    let ask = Math.ceil(room / shards.length) + 8;
+    let more = room > 0 ? shards.map((_, n) => n) : [];
+    while (more.length) {
+      const got = await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
+      const full = new Set<number>();
+      more.forEach((n, i) => {
+        fetched[n]!.push(...got[i]!);
+        if (got[i]!.length === ask) full.add(n);
+      });
+      due = tagged(fetched).sort(compareDue);
+      const cutoff = due.length >= room ? due[room - 1] : undefined;
+      // a shard may hold more of the first `room` while everything it gave is inside them
+      more = [...full].filter((n) => cutoff === undefined || compareDue(fetched[n]!.at(-1)!, cutoff) < 0);
+      ask *= 2;
+    }
+    const shares = groupBy([...expired, ...due.slice(0, room)], (c) => c.n);
     const claimed = await Promise.all([...shares].map(([n, share]) => shards[n]!.claim_({ ...q, limit: share.length }, lease)));
-    return claimed.flat().sort((a, b) => compareDue(a, b));
+    return claimed.flat().sort(compareDue);
   }
 
   protected async doRenew(claims: readonly ClaimedJob[], lease: Lease): Promise<readonly ClaimedJob[]> {

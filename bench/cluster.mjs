@@ -1,0 +1,225 @@
+// The Redis Cluster store's rows for `npm run bench` (issue 15; `BENCH_ONLY=cluster` for these
+// alone): a private cluster of 3 masters (no replicas: a bench measures the store, not
+// replication), started here from the machine's redis-server and stopped at the end.
+// - memory per job of N_CLUSTER future jobs (10,000,000 at scale 1), summed over the masters, beside
+//   the single-Redis layout's bytes per job measured the same way in this run;
+// - the empty pass (a dispatcher finding nothing due) with them stored, p50 / p99;
+// - dispatch of N_DUE due jobs with them stored, as a ratio to the same dispatch from an empty
+//   cluster, and the single-Redis layout's rate for the same jobs with its broker on another
+//   server (publish-then-ack too, as the cluster's always is);
+// - 1, 2 and 4 dispatchers at once on one cluster (in this one process: they share its core).
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { Dispatcher } from '../dist/exports/dispatch.js';
+import { RedisBroker } from '../dist/exports/brokers.js';
+import { RedisStore } from '../dist/exports/stores.js';
+import { RedisClusterStore } from '../dist/stores/redis/cluster-store.js';
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+
+async function startCluster(masters) {
+  const dir = mkdtempSync(join(tmpdir(), 'cls-bench-cluster-'));
+  const ports = [];
+  while (ports.length < masters) {
+    const p = await freePort();
+    if (p < 55_000 && !ports.includes(p)) ports.push(p);
+  }
+  const children = ports.map((port) =>
+    spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '15000',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ],
+      { stdio: 'ignore' },
+    ),
+  );
+  process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+  const clients = ports.map((port) => new Redis({ port, lazyConnect: true, retryStrategy: () => 50 }));
+  for (const c of clients) {
+    for (let i = 0; ; i++) {
+      try {
+        await c.connect();
+        break;
+      } catch {
+        if (i > 100) throw new Error('a cluster node did not start');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+  const out = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+    encoding: 'utf8',
+  });
+  if (out.status !== 0) throw new Error(`redis-cli --cluster create failed: ${out.stdout}${out.stderr}`);
+  for (let i = 0; !(await clients[0].cluster('INFO')).includes('cluster_state:ok'); i++) {
+    if (i > 200) throw new Error('the bench cluster did not come up');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
+    async used() {
+      let sum = 0;
+      for (const c of clients) sum += Number(/used_memory:(\d+)/.exec(await c.info('memory'))[1]);
+      return sum;
+    },
+    async flush() {
+      for (const c of clients) await c.flushall();
+    },
+    async stop() {
+      for (const c of clients) c.disconnect();
+      for (const c of children) c.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
+/**
+ * ctx: row, smallJob, fmtRate, rate, best, N_DUE, brokerUrl (a private Redis), otherUrl (another
+ * private Redis, for the single-Redis store whose broker is elsewhere), scale.
+ */
+export async function clusterBenchmarks(ctx) {
+  const { row, smallJob, fmtRate, rate, N_DUE, brokerUrl, otherUrl, scale } = ctx;
+  const N_CLUSTER = Number(process.env.BENCH_CLUSTER_FUTURE ?? Math.round(10_000_000 * scale));
+  const cluster = await startCluster(3);
+  const brokerAdmin = new Redis(brokerUrl);
+  const seed = async (store, n, dueAt, label) => {
+    const started = performance.now();
+    for (let i = 0; i < n; i += 5000) {
+      const chunk = [];
+      for (let k = i; k < Math.min(n, i + 5000); k++) chunk.push(smallJob(typeof dueAt === 'function' ? dueAt(k) : dueAt));
+      await store.add(chunk);
+      if (label && i % 1_000_000 === 0 && i > 0) console.error(`  ${label}: ${i.toLocaleString('en-US')} of ${n.toLocaleString('en-US')}…`);
+    }
+    return performance.now() - started;
+  };
+  const dispatchAll = async (store, dispatchers = 1) => {
+    const brokers = Array.from({ length: dispatchers }, () => new RedisBroker(brokerUrl));
+    const t = performance.now();
+    const sums = await Promise.all(brokers.map((broker) => new Dispatcher({ store, broker, batchSize: 1000 }).dispatchDue()));
+    const ms = performance.now() - t;
+    const sent = sums.reduce((a, s) => a + s.sent, 0);
+    for (const b of brokers) await b.close();
+    await brokerAdmin.flushall();
+    return { ms, sent };
+  };
+  try {
+    console.error(`9. Redis Cluster (3 masters): ${N_CLUSTER.toLocaleString('en-US')} future jobs`);
+    // the same dispatch from an empty cluster, and from one Redis with its broker elsewhere
+    // each the better of two runs: the first also warms the JIT up
+    let empty;
+    for (let run = 0; run < 2; run++) {
+      const fresh = new RedisClusterStore(cluster.url);
+      await seed(fresh, N_DUE, 1000);
+      const r = await dispatchAll(fresh);
+      if (r.sent !== N_DUE) throw new Error(`cluster: sent ${r.sent} of ${N_DUE}`);
+      if (!empty || r.ms < empty.ms) empty = r;
+      await fresh.close();
+      await cluster.flush();
+    }
+    const single = new RedisStore(`${otherUrl}/5`);
+    let one;
+    for (let run = 0; run < 2; run++) {
+      await seed(single, N_DUE, 1000);
+      const r = await dispatchAll(single);
+      if (r.sent !== N_DUE) throw new Error(`single Redis: sent ${r.sent} of ${N_DUE}`);
+      if (!one || r.ms < one.ms) one = r;
+    }
+    // the single layout's bytes per job, measured as the cluster's is
+    const otherAdmin = new Redis(`${otherUrl}/5`);
+    const before1 = Number(/used_memory:(\d+)/.exec(await otherAdmin.info('memory'))[1]);
+    const N_MEM = Math.min(N_CLUSTER, 200_000);
+    await seed(single, N_MEM, (k) => 4e9 + k);
+    const singleBytes = (Number(/used_memory:(\d+)/.exec(await otherAdmin.info('memory'))[1]) - before1) / N_MEM;
+    await otherAdmin.flushdb();
+    otherAdmin.disconnect();
+    await single.close();
+
+    const store = new RedisClusterStore(cluster.url);
+    const before = await cluster.used();
+    const seedMs = await seed(store, N_CLUSTER, (k) => 4e9 + k, 'seeding');
+    const bytes = ((await cluster.used()) - before) / N_CLUSTER;
+    row(`cluster: bulk add of ${N_CLUSTER.toLocaleString('en-US')} jobs`, fmtRate(N_CLUSTER, seedMs), '', '', '');
+    row(
+      `cluster: memory per job, ${N_CLUSTER.toLocaleString('en-US')} stored (3 masters)`,
+      `${Math.round(bytes)} B`,
+      `single Redis layout ${Math.round(singleBytes)} B`,
+      (bytes / singleBytes).toFixed(2),
+      '<= 0.50 (compact entry: not built)',
+    );
+
+    const dispatcher = new Dispatcher({ store, broker: new RedisBroker(brokerUrl), batchSize: 1000 });
+    const times = [];
+    for (let i = 0; i < 20; i++) await dispatcher.dispatchDue();
+    for (let i = 0; i < 300; i++) {
+      const t = performance.now();
+      await dispatcher.dispatchDue();
+      times.push(performance.now() - t);
+    }
+    row(
+      `cluster: empty pass, ${N_CLUSTER.toLocaleString('en-US')} stored (p50 / p99)`,
+      `${percentile(times, 0.5).toFixed(2)} / ${percentile(times, 0.99).toFixed(2)} ms`,
+      '',
+      '',
+      '< 2 ms',
+    );
+
+    await seed(store, N_DUE, 1000);
+    const crowded = await dispatchAll(store);
+    if (crowded.sent !== N_DUE) throw new Error(`cluster, crowded: sent ${crowded.sent} of ${N_DUE}`);
+    row(
+      `cluster: dispatch ${N_DUE.toLocaleString('en-US')} due, ${N_CLUSTER.toLocaleString('en-US')} future stored`,
+      fmtRate(N_DUE, crowded.ms),
+      `empty cluster ${fmtRate(N_DUE, empty.ms)}`,
+      (rate(N_DUE, crowded.ms) / rate(N_DUE, empty.ms)).toFixed(2),
+      '>= 0.90',
+    );
+    row(
+      `cluster: the same, against one Redis (broker elsewhere)`,
+      fmtRate(N_DUE, crowded.ms),
+      `single Redis layout ${fmtRate(N_DUE, one.ms)}`,
+      (rate(N_DUE, crowded.ms) / rate(N_DUE, one.ms)).toFixed(2),
+      '',
+    );
+    await store.close();
+    await cluster.flush();
+
+    for (const k of [1, 2, 4]) {
+      const s = new RedisClusterStore(cluster.url);
+      await seed(s, N_DUE, 1000);
+      const r = await dispatchAll(s, k);
+      if (r.sent !== N_DUE) throw new Error(`cluster, ${k} dispatchers: sent ${r.sent} of ${N_DUE}`);
+      row(`cluster: ${k} dispatcher${k > 1 ? 's' : ''} at once (one process)`, fmtRate(N_DUE, r.ms), '', '', '');
+      await s.close();
+      await cluster.flush();
+    }
+  } finally {
+    brokerAdmin.disconnect();
+    await cluster.stop();
+  }
+}
