@@ -59,6 +59,7 @@ import {
   type StoredJob,
 } from '../store.js';
 import { RedisStore, type RedisShardSource } from './redis-store.js';
+import { groupBy } from '../../util/group.js';
 
 const WHAT = 'long-term scheduler store (Redis Cluster)';
 /** The layout this code writes and reads (the meta hash's `layout`). */
@@ -228,18 +229,6 @@ function pairs(flat: string[]): { id: string; dueAt: number }[] {
   const out: { id: string; dueAt: number }[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i]!, dueAt: Number(flat[i + 1]) });
   return out;
-}
-
-/** Items grouped by shard, keeping each group's order. */
-function groupBy<T>(items: readonly T[], shardOfItem: (item: T) => number): Map<number, T[]> {
-  const groups = new Map<number, T[]>();
-  for (const item of items) {
-    const n = shardOfItem(item);
-    const g = groups.get(n);
-    if (g) g.push(item);
-    else groups.set(n, [item]);
-  }
-  return groups;
 }
 
 /** The first `n` of several lists each in due order, merged in due order. */

@@ -63,6 +63,7 @@ import type { NewJob } from '../../job/types.js';
 import { Lazy, RedisConnections, serverId, wrapRedisError, type RedisConnectionOptions } from '../../redis/connection.js';
 import type { RedisPush } from '../../redis/handoff.js';
 import { listByTags } from './tag-search.js';
+import { groupBy } from '../../util/group.js';
 import { countWhere, eachMatch, histogramWhere, listWhere, type SearchContext } from './filter-search.js';
 import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
 import { StoreBase, type ClaimQuery, type Lease, type ListRange, type ListedJob, type MissingDead, type Position } from '../base.js';
@@ -208,18 +209,6 @@ export function loadScripts(dir: string = here): Map<ScriptName, { lua: string; 
 /** `addKeyed` -> `clsAddKeyed`, the ioredis command. */
 function commandName(name: ScriptName): `cls${Capitalize<ScriptName>}` {
   return `cls${name.charAt(0).toUpperCase()}${name.slice(1)}` as `cls${Capitalize<ScriptName>}`;
-}
-
-/** Items grouped by their claim's token (one script call per token), in first-seen order. */
-function byToken<T>(items: readonly T[], tokenOf: (item: T) => string): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const token = tokenOf(item);
-    const g = groups.get(token);
-    if (g) g.push(item);
-    else groups.set(token, [item]);
-  }
-  return groups;
 }
 
 const claimToken = (c: { token: string }): string => c.token;
@@ -433,7 +422,7 @@ export class RedisStore extends StoreBase {
     return this.#run(async (client) => {
       const renew = client.clsRenew.bind(client);
       const out: ClaimedJob[] = [];
-      for (const [old, group] of byToken(claims, claimToken)) {
+      for (const [old, group] of groupBy(claims, claimToken)) {
         const kept = new Set(await renew(this.keys.inFlight, old, lease.token, ...group.map((c) => c.id)));
         for (const c of group) if (kept.has(c.id)) out.push(c);
       }
@@ -484,7 +473,7 @@ export class RedisStore extends StoreBase {
   protected async doAcknowledge(claims: readonly ClaimedJob[]): Promise<void> {
     await this.#run(async (client) => {
       const ack = client.clsAck.bind(client);
-      for (const [token, group] of byToken(claims, claimToken)) {
+      for (const [token, group] of groupBy(claims, claimToken)) {
         await ack(
           this.keys.inFlight,
           this.keys.inFlightEntries,
@@ -510,7 +499,7 @@ export class RedisStore extends StoreBase {
   async #release(items: readonly { claim: ClaimedJob; dueAt: number; attempts: string }[]): Promise<void> {
     await this.#run(async (client) => {
       const release = client.clsRelease.bind(client);
-      for (const [token, group] of byToken(items, (item) => item.claim.token)) {
+      for (const [token, group] of groupBy(items, (item) => item.claim.token)) {
         const args = group.flatMap((g) => [g.claim.id, g.dueAt, g.attempts]);
         await release(this.keys.index, this.keys.inFlight, this.keys.inFlightEntries, this.keys.attempts, this.prefix, token, ...args);
       }
@@ -520,7 +509,7 @@ export class RedisStore extends StoreBase {
   protected async doBury(burials: readonly Burial[]): Promise<void> {
     await this.#run(async (client) => {
       const bury = client.clsBury.bind(client);
-      for (const [token, group] of byToken(burials, (b) => b.claim.token)) {
+      for (const [token, group] of groupBy(burials, (b) => b.claim.token)) {
         // the record without tags: the script adds the job's own (see bury-6.lua)
         const args = group.flatMap((b) => {
           const d = deadLetterOf(b, b.claim.entry);
@@ -642,7 +631,7 @@ export class RedisStore extends StoreBase {
     return this.#run(async (client) => {
       const handoff = client.clsHandoff.bind(client);
       const done: (boolean | Error)[] = [];
-      for (const [token, group] of byToken(
+      for (const [token, group] of groupBy(
         claims.map((c, i) => ({ ...c, i })),
         claimToken,
       )) {
