@@ -344,7 +344,8 @@ export class RedisClusterStore extends StoreBase {
     const failed = done.find((d): d is PromiseRejectedResult => d.status === 'rejected');
     if (failed) {
       // an add of the same id raced this one: the parts added are taken back out
-      await Promise.all(groups.map(([n, part], i) => (done[i]!.status === 'fulfilled' ? shards[n]!.removeMany_(part.map((j) => j.id)) : undefined)));
+      const added = groups.filter((_, i) => done[i]!.status === 'fulfilled');
+      await Promise.all(added.map(([n, part]) => shards[n]!.removeMany_(part.map((j) => j.id))));
       throw failed.reason;
     }
     return done.reduce((a, d) => a + (d.status === 'fulfilled' ? d.value : 0), 0);
