@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ClusterConnections, SLOTS, keySlot, parseClusterUrl, shardOf, shardTag } from '../../src/redis/cluster.js';
 import { RedisClusterStore } from '../../src/stores/redis/cluster-store.js';
 import { createStore, storeKind } from '../../src/stores/registry.js';
-import { ConnectionError, ValidationError } from '../../src/util/errors.js';
+import { ConnectionError, DuplicateJobError, ValidationError } from '../../src/util/errors.js';
 import { redisCluster } from '../helpers/redis-cluster.js';
 import { requireService, uniquePrefix } from '../helpers/services.js';
 
@@ -125,6 +125,17 @@ describe.skipIf(requireService(cluster, 'Redis Cluster (redis-server and redis-c
     for (const s of [made, plain, other]) await s.close();
     for (const n of client.nodes('master')) for (const k of await n.keys(`${keyPrefix}*`)) await client.del(k);
     await c.closeAll();
+  });
+
+  it('an add refused by one shard (an id twice in the batch) takes the parts the other shards added back out', async () => {
+    const s = new RedisClusterStore(`${cluster!.url}?shards=4`, { keyPrefix: uniquePrefix('undo') });
+    const jobs = Array.from({ length: 40 }, (_, i) => ({ id: `u${i}`, dueAt: 1_800_000_000 + i, entry: '[["t"], {}]' }));
+    const err = await s.add([...jobs, jobs[7]!]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DuplicateJobError);
+    expect(await s.count()).toEqual({ scheduled: 0, inFlight: 0, dead: 0 });
+    expect(await s.add(jobs)).toBe(40);
+    await s.removeWhere({ idPrefix: 'u' });
+    await s.close();
   });
 
   it('refuses a meta hash of another layout, changing nothing', async () => {
