@@ -7,7 +7,8 @@
 // BENCH_ONLY=search for only the search rows (bench/search.mjs: pages by tag on every store), or
 // BENCH_ONLY=ui for only the dashboard's requests (bench/ui.mjs: each view's request on 1M SQLite jobs),
 // BENCH_ONLY=cluster for only the Redis Cluster store's rows (bench/cluster.mjs: a private 3-master
-// cluster, 10M future jobs at scale 1, BENCH_CLUSTER_FUTURE to change that alone).
+// cluster, 10M future jobs at scale 1, BENCH_CLUSTER_FUTURE to change that alone), BENCH_ONLY=peers
+// for the peer rows (bench/peers.mjs: BullMQ and ours on the same Redis, 100k delayed jobs each).
 // `npm run bench` runs Node with --max-semi-space-size=64, as the CLI's shebang does: the
 // dispatcher allocates many short-lived strings, and a larger young generation spends ~20% less
 // time in garbage collection. Floors and our code run in the same process, under the same flag.
@@ -33,6 +34,7 @@ import { PG_URL, postgresKind, reachable, sqliteKind, storeBenchmarks } from './
 import { searchBenchmarks } from './search.mjs';
 import { uiBenchmarks } from './ui.mjs';
 import { clusterBenchmarks } from './cluster.mjs';
+import { peerBenchmarks } from './peers.mjs';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const N_DUE = Math.round(100_000 * SCALE);
@@ -372,10 +374,11 @@ async function lateness() {
 
 // --- run them all -------------------------------------------------------------------------------------------
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && !['stores', 'search', 'ui', 'cluster'].includes(ONLY))
-  throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores', 'search', 'ui' and 'cluster'`);
+if (ONLY !== undefined && !['stores', 'search', 'ui', 'peers', 'cluster'].includes(ONLY))
+  throw new Error(`BENCH_ONLY=${ONLY}: the subsets are 'stores', 'search', 'ui', 'peers' and 'cluster'`);
 let floorMs;
-if (ONLY !== 'ui') {
+// the LPUSH floor: a reference of the main rows and of the store rows
+if (ONLY === undefined || ONLY === 'stores') {
   console.error('1. dispatch rate vs the raw LPUSH floor (warm-up, then the better of two runs each)');
   await dispatchRate(0, 'warm-up');
   floorMs = await best(() => lpushFloor());
@@ -485,6 +488,8 @@ if (ONLY === undefined || ONLY === 'search') {
 }
 
 if (ONLY === undefined || ONLY === 'ui') await uiBenchmarks({ row, smallJob, N_FUTURE, dir, brokerUrl: `${url}/0` });
+
+if (ONLY === undefined || ONLY === 'peers') await peerBenchmarks({ row, smallJob, fmtRate, rate, N_DUE, url, flush });
 
 if (ONLY === undefined || ONLY === 'cluster')
   await clusterBenchmarks({ row, smallJob, fmtRate, rate, N_DUE, brokerUrl: `${url}/0`, otherUrl: url2, scale: SCALE });
