@@ -121,11 +121,9 @@ return 1`;
 
 /** A shard: the Redis store, with its steps callable by the cluster store (which checked the input). */
 class Shard extends RedisStore {
-  readonly index: number;
   readonly clusterKeys: string;
-  constructor(url: string, keyPrefix: string, source: RedisShardSource, index: number) {
+  constructor(url: string, keyPrefix: string, source: RedisShardSource) {
     super(url, { keyPrefix }, source);
-    this.index = index;
     this.clusterKeys = `${keyPrefix}${CLUSTER_KEYS_KEY}`;
   }
   add_(jobs: readonly NewJob[], mode: 'reject' | 'skip') {
@@ -297,7 +295,7 @@ export class RedisClusterStore extends StoreBase {
       subscribe: (channel, onMessage) => this.#connections.subscribe(channel, onMessage),
       url: this.#url,
     };
-    return { id, shards: Array.from({ length: count }, (_, n) => new Shard(this.#url, `${this.prefix}{${shardTag(n, count)}}:`, source, n)) };
+    return { id, shards: Array.from({ length: count }, (_, n) => new Shard(this.#url, `${this.prefix}{${shardTag(n, count)}}:`, source)) };
   }
 
   async #shards(): Promise<Shard[]> {

@@ -22,6 +22,14 @@ export const SORT_ROWS = 2000;
  */
 export const SCHEDULED = 'lease IS +NULL';
 
+/**
+ * "The job whose row has these due_at and id columns is revoked" (see "Revoked" in
+ * sqlite-store.ts): a seek in revoked's primary key.
+ */
+export function revokedSql(dueAt: string, id: string): string {
+  return `EXISTS (SELECT 1 FROM revoked v WHERE v.due_at = ${dueAt} AND v.id = ${id})`;
+}
+
 /** The strings starting with a prefix, as a range of SQLite's BINARY order: `lo` <= s < `hi` (no `hi`: no end). */
 export interface PrefixRange {
   lo: string;
@@ -149,7 +157,7 @@ function rowChecks(way: Way, w: Wanted): string[] {
   if (way.any.length) out.push(`EXISTS (SELECT 1 FROM json_each(@${names.any}) w WHERE EXISTS (SELECT 1 FROM ${holds}) LIMIT 1)`);
   if (w.id && way.kind !== 'id') out.push(prefixSql('d.job_id', w.id, 'id'));
   // a seek in revoked's primary key, only while it holds any (a job in flight is never in it)
-  if (w.revoked && way.kind !== 'inFlight') out.push('NOT EXISTS (SELECT 1 FROM revoked v WHERE v.due_at = d.due_at AND v.id = d.job_id)');
+  if (w.revoked && way.kind !== 'inFlight') out.push(`NOT ${revokedSql('d.due_at', 'd.job_id')}`);
   return out;
 }
 
@@ -274,9 +282,9 @@ export class Search {
    * without a match costs nothing. A bucket's range is the due times whose `bucketOf` is its
    * start, exactly (`bucketEnd`), so the counts are the memory store's, to the last bit.
    */
-  histogram(r: ListRange & { from: number; to: number }, width: number, revoked: () => boolean): HistogramBucket[] {
+  histogram(r: ListRange & { from: number; to: number }, width: number, revoked: boolean): HistogramBucket[] {
     return this.#db.transaction(() => {
-      const w = wantedOf(r, revoked());
+      const w = wantedOf(r, revoked);
       const p = this.#params(r, w);
       const way = this.#choose(w, p, 'from', 'all');
       const q = { ...p, ...tagParams(way) };

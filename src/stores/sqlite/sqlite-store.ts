@@ -152,7 +152,7 @@ import type { NewJob } from '../../job/types.js';
 import { indexFieldsOf } from '../../job/entry.js';
 import { MAX_TAGS_PER_JOB } from '../../job/tags.js';
 import { StoreBase, filtersJobs, retagged, type ClaimQuery, type Lease, type ListRange, type ListedJob, type Position } from '../base.js';
-import { SCHEDULED, Search } from './sqlite-search.js';
+import { SCHEDULED, Search, revokedSql } from './sqlite-search.js';
 import {
   deadLetterOf,
   decodeAttempts,
@@ -433,7 +433,6 @@ class Connection {
   readonly isRevoked: Database.Statement<[string], number>;
   readonly listFromLive: Database.Statement<[number, number, number], Row>;
   readonly listAfterLive: Database.Statement<[number, string, number, number], Row>;
-  readonly nextDueLive: Database.Statement<[], number>;
   /** list with a filter, countWhere and histogram (sqlite-search.ts) */
   readonly search: Search;
 
@@ -490,25 +489,24 @@ class Connection {
     this.nextDue = db.prepare(
       `SELECT (SELECT min(due_at) FROM jobs WHERE ${SCHEDULED}) AS due, (SELECT min(lease) FROM jobs WHERE lease IS NOT NULL) AS lease`,
     );
-    const isRevoked = (alias: string) => `EXISTS (SELECT 1 FROM revoked v WHERE v.due_at = ${alias}.due_at AND v.id = ${alias}.id)`;
-    const live = (alias: string) => `NOT ${isRevoked(alias)}`;
+    const revokedRow = (alias: string) => revokedSql(`${alias}.due_at`, `${alias}.id`);
+    const live = (alias: string) => `NOT ${revokedRow(alias)}`;
     this.anyRevoked = db.prepare<[], number>('SELECT EXISTS (SELECT 1 FROM revoked)').pluck();
     this.revokedCount = db.prepare<[], number>('SELECT count(*) FROM revoked').pluck();
     this.revoke = db.prepare('INSERT OR IGNORE INTO revoked (due_at, id) SELECT due_at, id FROM jobs WHERE id = ? AND lease IS NULL');
-    this.reapId = db.prepare<[string], number>(`DELETE FROM jobs WHERE id = ? AND ${isRevoked('jobs')} RETURNING due_at`).pluck();
+    this.reapId = db.prepare<[string], number>(`DELETE FROM jobs WHERE id = ? AND ${revokedRow('jobs')} RETURNING due_at`).pluck();
     this.unrevoke = db.prepare('DELETE FROM revoked WHERE due_at = ? AND id = ?');
     this.revokedFirst = db.prepare('SELECT due_at AS dueAt, id FROM revoked ORDER BY due_at, id LIMIT ?');
     this.reapRow = db.prepare('DELETE FROM jobs WHERE due_at = ? AND id = ?');
     this.firstDueLive = db.prepare<[], number>(`SELECT due_at FROM jobs j WHERE ${SCHEDULED} AND ${live('j')} ORDER BY due_at, id LIMIT 1`).pluck();
     this.dueLive = db.prepare(`SELECT ${jobColumns}, failures FROM jobs j WHERE lease IS NULL AND due_at <= ? AND ${live('j')} ORDER BY due_at, id LIMIT ?`);
-    this.isRevoked = db.prepare<[string], number>(`SELECT 1 FROM jobs j WHERE id = ? AND ${isRevoked('j')}`).pluck();
+    this.isRevoked = db.prepare<[string], number>(`SELECT 1 FROM jobs j WHERE id = ? AND ${revokedRow('j')}`).pluck();
     this.listFromLive = db.prepare(
       `SELECT ${jobColumns} FROM jobs j WHERE lease IS NULL AND due_at >= ? AND due_at <= ? AND ${live('j')} ORDER BY due_at, id LIMIT ?`,
     );
     this.listAfterLive = db.prepare(
       `SELECT ${jobColumns} FROM jobs j WHERE lease IS NULL AND (due_at, id) > (?, ?) AND due_at <= ? AND ${live('j')} ORDER BY due_at, id LIMIT ?`,
     );
-    this.nextDueLive = db.prepare<[], number>(`SELECT due_at FROM jobs j WHERE ${SCHEDULED} AND ${live('j')} ORDER BY due_at, id LIMIT 1`).pluck();
     this.search = new Search(db);
   }
 
@@ -1048,7 +1046,7 @@ export class SqliteStore extends StoreBase {
   }
 
   protected override async doHistogram(r: ListRange & { from: number; to: number }, bucketSeconds: number): Promise<HistogramBucket[]> {
-    return this.#run((c) => c.search.histogram(r, bucketSeconds, () => c.revoked()));
+    return this.#read((c, revoked) => c.search.histogram(r, bucketSeconds, revoked));
   }
 
   protected async doCount(): Promise<StoreCounts> {
@@ -1062,7 +1060,7 @@ export class SqliteStore extends StoreBase {
   protected async doNextDueAt(): Promise<number | undefined> {
     const { due, lease } = this.#read((c, revoked) => {
       const next = c.nextDue.get()!;
-      return revoked ? { ...next, due: c.nextDueLive.get() ?? null } : next;
+      return revoked ? { ...next, due: c.firstScheduled(true) ?? null } : next;
     });
     if (due === null) return lease ?? undefined;
     return lease === null ? due : Math.min(due, lease);
