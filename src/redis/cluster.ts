@@ -125,14 +125,23 @@ export function openCluster(loc: ClusterLocation, o: ClusterConnectOptions = {},
   });
 }
 
-/** CRC16/XMODEM of the bytes (polynomial 0x1021, no reflection, start 0): Redis Cluster's key hash. */
-export function crc16(bytes: Uint8Array): number {
-  let crc = 0;
-  for (const b of bytes) {
-    crc ^= b << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
+/** CRC16/XMODEM of each byte value alone, for the table-driven step below. */
+const CRC16_TABLE = Uint16Array.from({ length: 256 }, (_, byte) => {
+  let crc = byte << 8;
+  for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
   return crc;
+});
+
+/** CRC16/XMODEM of the bytes (polynomial 0x1021, no reflection, start 0): Redis Cluster's key hash. */
+export function crc16(bytes: Uint8Array, start = 0): number {
+  let crc = start;
+  for (const b of bytes) crc = crcStep(crc, b);
+  return crc;
+}
+
+/** The CRC16/XMODEM `crc` of some bytes, followed by one more byte. */
+function crcStep(crc: number, byte: number): number {
+  return ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ byte) & 0xff]!;
 }
 
 const utf8 = new TextEncoder();
@@ -151,10 +160,17 @@ export function keySlot(key: string): number {
 export function shardTag(n: number, count: number): string {
   const lo = Math.floor((n * SLOTS) / count);
   const hi = Math.floor(((n + 1) * SLOTS) / count);
+  // keySlot(`{${tag}}`) of each candidate, the CRC of its fixed start computed once (the CRC of
+  // a string goes on from the CRC of its start)
+  const head = `clts-${n}-`;
+  const headCrc = crc16(utf8.encode(head));
   for (let k = 0; ; k++) {
-    const tag = `clts-${n}-${k}`;
-    const slot = keySlot(`{${tag}}`);
-    if (slot >= lo && slot < hi) return tag;
+    const digits = String(k);
+    let crc = headCrc;
+    // ASCII digits are their own UTF-8 bytes
+    for (let i = 0; i < digits.length; i++) crc = crcStep(crc, digits.charCodeAt(i));
+    const slot = crc % SLOTS;
+    if (slot >= lo && slot < hi) return `${head}${k}`;
   }
 }
 
