@@ -1,12 +1,14 @@
 /**
  * One shard of the cluster layout (issue 15): the Redis store's own layout and scripts under one
- * hash tag, on a private 3-master Redis Cluster, through a shared ioredis `Cluster`. The whole
- * store contract passes: every script, MULTI and MGET of the store touches one slot only, so it
- * runs on a cluster unchanged, and each shard stays atomic.
+ * hash tag, and the compact tier beside them, on a private 3-master Redis Cluster, through a
+ * shared ioredis `Cluster`. The whole store contract passes: every script, MULTI and MGET of the
+ * store touches one slot only, so it runs on a cluster unchanged, and each shard stays atomic.
+ * The hot window is 0 here, so every future job without tags is added compact, and a claim,
+ * a retag or a reschedule into the past moves it first.
  */
 import { afterAll } from 'vitest';
 import { ClusterConnections } from '../../src/redis/cluster.js';
-import { RedisStore } from '../../src/stores/redis/redis-store.js';
+import { Shard } from '../../src/stores/redis/shard.js';
 import type { Redis } from 'ioredis';
 import { redisCluster } from '../helpers/redis-cluster.js';
 import { uniquePrefix } from '../helpers/services.js';
@@ -29,10 +31,11 @@ storeContract('one shard of the cluster layout, on a Redis Cluster', {
     const open = () => {
       const c = new ClusterConnections(url, 'long-term scheduler store (Redis Cluster)');
       connections.push(c);
-      return new RedisStore(
+      return new Shard(
         url,
-        { keyPrefix },
+        keyPrefix,
         { client: async () => (await c.client()) as unknown as Redis, subscribe: (ch, on) => c.subscribe(ch, on), url },
+        { buckets: 64, hotSeconds: 0 },
       );
     };
     return {

@@ -58,14 +58,19 @@ import {
   type StoreCounts,
   type StoredJob,
 } from '../store.js';
-import { RedisStore, type RedisShardSource } from './redis-store.js';
+import type { RedisShardSource } from './redis-store.js';
+import { CLUSTER_KEYS_KEY, Shard } from './shard.js';
 import { groupBy } from '../../util/group.js';
 
 const WHAT = 'long-term scheduler store (Redis Cluster)';
 /** The layout this code writes and reads (the meta hash's `layout`). */
-export const CLUSTER_LAYOUT = 'shards-1';
+export const CLUSTER_LAYOUT = 'shards-2';
 export const CLUSTER_META_KEY = 'celery_longterm_scheduler:cluster';
-export const CLUSTER_KEYS_KEY = 'celery_longterm_scheduler:cluster_keys';
+export { CLUSTER_KEYS_KEY };
+/** The compact tier's buckets over all shards (each shard has this / N, at least 64): about 38 jobs each at 10M. */
+export const CLUSTER_BUCKETS = 2 ** 18;
+/** A job due within this many seconds of now is kept in the Redis layout, not the compact tier (./shard.ts). */
+export const DEFAULT_HOT_SECONDS = 60;
 /** How long an addKeyed holds its key's record while it adds the job (a crashed one's lock ends then). */
 const KEY_LOCK_MS = 5000;
 /** How much longer than a lock an addKeyed waits for the adds of its key before it gives up. */
@@ -86,14 +91,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export interface RedisClusterStoreOptions extends ClusterConnectOptions {
   /** prepended to every key, before the shard's hash tag; no `{` or `}` */
   keyPrefix?: string;
+  /**
+   * Jobs due later than this many seconds from now are kept compact (./shard.ts); 60 by default.
+   * `Infinity` keeps every job in the Redis layout (more memory, and nothing to move when due).
+   */
+  hotSeconds?: number;
 }
 
-/** Creates the meta hash if missing (layout, shard count, id) and returns layout, shards, id. */
+/** Creates the meta hash if missing (layout, shard count, id, buckets a shard) and returns them. */
 const META_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'layout', ARGV[1], 'shards', ARGV[2], 'id', ARGV[3])
+  redis.call('HSET', KEYS[1], 'layout', ARGV[1], 'shards', ARGV[2], 'id', ARGV[3], 'buckets', ARGV[4])
 end
-return redis.call('HMGET', KEYS[1], 'layout', 'shards', 'id')`;
+return redis.call('HMGET', KEYS[1], 'layout', 'shards', 'id', 'buckets')`;
 
 /** Sets field ARGV[1] of the hash to ARGV[3] if it holds ARGV[2] ('' for none); 1 if set. */
 const CAS_SCRIPT = `
@@ -119,116 +129,6 @@ if other and other ~= ARGV[2] then
 end
 return 1`;
 
-/** A shard: the Redis store, with its steps callable by the cluster store (which checked the input). */
-class Shard extends RedisStore {
-  readonly clusterKeys: string;
-  constructor(url: string, keyPrefix: string, source: RedisShardSource) {
-    super(url, { keyPrefix }, source);
-    this.clusterKeys = `${keyPrefix}${CLUSTER_KEYS_KEY}`;
-  }
-  add_(jobs: readonly NewJob[], mode: 'reject' | 'skip') {
-    return this.doAdd(jobs, mode);
-  }
-  addKeyed_(job: NewJob, key: string, mode: JobKeyMode) {
-    return this.doAddKeyed(job, key, mode);
-  }
-  removeMany_(ids: readonly string[]) {
-    return this.doRemoveMany(ids);
-  }
-  reschedule_(id: string, dueAt: number, entry: string | undefined) {
-    return this.doReschedule(id, dueAt, entry);
-  }
-  rescheduleMany_(moves: readonly JobMove[]) {
-    return this.doRescheduleMany(moves);
-  }
-  retagMany_(ids: readonly string[], add: readonly string[], remove: readonly string[]) {
-    return this.doRetagMany(ids, add, remove);
-  }
-  claim_(q: ClaimQuery, lease: Lease) {
-    return this.doClaim(q, lease);
-  }
-  renew_(claims: readonly ClaimedJob[], lease: Lease) {
-    return this.doRenew(claims, lease);
-  }
-  stillHeld_(claims: readonly ClaimedJob[]) {
-    return this.doStillHeld(claims);
-  }
-  acknowledge_(claims: readonly ClaimedJob[]) {
-    return this.doAcknowledge(claims);
-  }
-  release_(claims: readonly ClaimedJob[]) {
-    return this.doRelease(claims);
-  }
-  retryLater_(retries: readonly Retry[]) {
-    return this.doRetryLater(retries);
-  }
-  bury_(burials: readonly Burial[]) {
-    return this.doBury(burials);
-  }
-  deadLetters_(after: Position | undefined, read: number) {
-    return this.doDeadLetters(after, read);
-  }
-  getDead_(id: string) {
-    return this.doGetDead(id);
-  }
-  reviveDead_(ids: readonly string[], dueAt: number) {
-    return this.doReviveDead(ids, dueAt);
-  }
-  purgeDead_(ids: readonly string[] | 'all') {
-    return this.doPurgeDead(ids);
-  }
-  get_(id: string) {
-    return this.doGet(id);
-  }
-  tagsOf_(ids: readonly string[]) {
-    return this.doTagsOf(ids);
-  }
-  list_(r: ListRange, read: number) {
-    return this.doList(r, read);
-  }
-  countWhere_(r: ListRange) {
-    return this.doCountWhere(r);
-  }
-  histogram_(r: ListRange & { from: number; to: number }, bucketSeconds: number) {
-    return this.doHistogram(r, bucketSeconds);
-  }
-  count_() {
-    return this.doCount();
-  }
-  nextDueAt_() {
-    return this.doNextDueAt();
-  }
-
-  /** The ids of `ids` that are live here (scheduled or in flight). */
-  async taken(ids: readonly string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const client = await this.client();
-    const [[, due], [, flying]] = (await client
-      .multi()
-      .zmscore(this.keys.index, ...ids)
-      .zmscore(this.keys.inFlight, ...ids)
-      .exec()) as [[unknown, (string | null)[]], [unknown, (string | null)[]]];
-    return ids.filter((_, i) => due[i] !== null || flying[i] !== null);
-  }
-
-  /** Up to `limit` of this shard's claims whose lease ended by `now`, in lease order (a claim takes these first). */
-  async expiredCandidates(now: number, limit: number): Promise<{ dueAt: number; id: string }[]> {
-    return pairs(await (await this.client()).zrangebyscore(this.keys.inFlight, '-inf', String(now), 'WITHSCORES', 'LIMIT', 0, limit));
-  }
-
-  /** This shard's scheduled jobs due by `until`, in due order, `count` of them from the `offset`-th. */
-  async dueCandidates(until: number, offset: number, count: number): Promise<{ dueAt: number; id: string }[]> {
-    return pairs(await (await this.client()).zrangebyscore(this.keys.index, '-inf', String(until), 'WITHSCORES', 'LIMIT', offset, count));
-  }
-}
-
-/** A WITHSCORES reply as members and their scores. */
-function pairs(flat: string[]): { id: string; dueAt: number }[] {
-  const out: { id: string; dueAt: number }[] = [];
-  for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i]!, dueAt: Number(flat[i + 1]) });
-  return out;
-}
-
 /** The first `n` of several lists each in due order, merged in due order. */
 function mergeDue<T extends { dueAt: number; id: string }>(lists: readonly (readonly T[])[], n: number): T[] {
   return lists.flat().sort(compareDue).slice(0, n);
@@ -247,6 +147,7 @@ export class RedisClusterStore extends StoreBase {
   readonly #layout = new Lazy(async () => (this.#opened = await this.#open()));
   /** the layout once open, for close */
   #opened: Layout | undefined;
+  readonly #hotSeconds: number;
 
   constructor(url: string, options: RedisClusterStoreOptions = {}) {
     super();
@@ -256,6 +157,11 @@ export class RedisClusterStore extends StoreBase {
         `keyPrefix ${JSON.stringify(prefix)} holds a brace; a cluster store's prefix comes before its shards' {hash tags}: use one without { or }`,
       ]);
     }
+    const hot = options.hotSeconds ?? DEFAULT_HOT_SECONDS;
+    if (typeof hot !== 'number' || Number.isNaN(hot) || hot < 0) {
+      throw new ValidationError([`hotSeconds ${JSON.stringify(hot)} is not a number of seconds >= 0 (Infinity keeps every job out of the compact tier)`]);
+    }
+    this.#hotSeconds = hot;
     this.#connections = new ClusterConnections(url, WHAT, options);
     this.#url = url;
     this.description = redactUrl(url);
@@ -274,13 +180,18 @@ export class RedisClusterStore extends StoreBase {
     const meta = `${this.prefix}{clts-meta}${CLUSTER_META_KEY}`;
     let reply: (string | null)[];
     try {
-      reply = (await client.eval(META_SCRIPT, 1, meta, CLUSTER_LAYOUT, String(asked ?? DEFAULT_SHARDS), randomUUID())) as (string | null)[];
+      const n = asked ?? DEFAULT_SHARDS;
+      reply = (await client.eval(META_SCRIPT, 1, meta, CLUSTER_LAYOUT, String(n), randomUUID(), String(Math.max(64, Math.round(CLUSTER_BUCKETS / n))))) as (
+        | string
+        | null
+      )[];
     } catch (err) {
       throw wrapRedisError(err, WHAT, this.#url);
     }
-    const [layout, shards, id] = reply;
+    const [layout, shards, id, bucketCount] = reply;
     const count = Number(shards);
-    if (layout !== CLUSTER_LAYOUT || !Number.isInteger(count) || count < 1 || typeof id !== 'string') {
+    const buckets = Number(bucketCount);
+    if (layout !== CLUSTER_LAYOUT || !Number.isInteger(count) || count < 1 || typeof id !== 'string' || !Number.isInteger(buckets) || buckets < 1) {
       throw new ValidationError([
         `${meta} on ${this.description} holds layout ${JSON.stringify(layout)} with ${JSON.stringify(shards)} shards, which this version does not read (it reads ${CLUSTER_LAYOUT}); use another keyPrefix`,
       ]);
@@ -295,7 +206,9 @@ export class RedisClusterStore extends StoreBase {
       subscribe: (channel, onMessage) => this.#connections.subscribe(channel, onMessage),
       url: this.#url,
     };
-    return { id, shards: Array.from({ length: count }, (_, n) => new Shard(this.#url, `${this.prefix}{${shardTag(n, count)}}:`, source)) };
+    // read and moved on whatever hotSeconds is: another process may have made jobs compact
+    const tier = { buckets, hotSeconds: this.#hotSeconds };
+    return { id, shards: Array.from({ length: count }, (_, n) => new Shard(this.#url, `${this.prefix}{${shardTag(n, count)}}:`, source, tier)) };
   }
 
   async #shards(): Promise<Shard[]> {

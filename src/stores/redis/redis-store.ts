@@ -159,6 +159,11 @@ const SCRIPT_NAMES = [
   'handoff',
   'rangeAfter',
   'countRanges',
+  'coldRemove',
+  'coldPromote',
+  'coldMove',
+  'coldRange',
+  'coldCount',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 type ScriptArg = string | number;
@@ -180,6 +185,11 @@ declare module 'ioredis' {
     clsHandoff(...args: ScriptArg[]): Result<(number | string)[], Context>;
     clsRangeAfter(...args: ScriptArg[]): Result<string[], Context>;
     clsCountRanges(...args: ScriptArg[]): Result<number[], Context>;
+    clsColdRemove(...args: ScriptArg[]): Result<string[], Context>;
+    clsColdPromote(...args: ScriptArg[]): Result<number, Context>;
+    clsColdMove(...args: ScriptArg[]): Result<string[], Context>;
+    clsColdRange(...args: ScriptArg[]): Result<string[], Context>;
+    clsColdCount(...args: ScriptArg[]): Result<number[], Context>;
   }
 }
 
@@ -263,6 +273,19 @@ export class RedisStore extends StoreBase {
     };
   }
 
+  /**
+   * The compact tier's key prefix and bucket count, as the scripts take them (lua/includes/cold.lua):
+   * none here (`['', 0]`); a cluster store's shard has one (./shard.ts).
+   */
+  protected coldArgs(): [string, number] {
+    return ['', 0];
+  }
+
+  /** The bucket value a job is added to the compact tier with, or undefined to add it to this layout. */
+  protected coldValueOf(_job: NewJob): string | undefined {
+    return undefined;
+  }
+
   /** The connected client (connects on first use, once). */
   async client(): Promise<Redis> {
     this.assertOpen();
@@ -301,8 +324,12 @@ export class RedisStore extends StoreBase {
           this.keys.wakeup,
           mode,
           this.keys.tagPrefix,
+          ...this.coldArgs(),
         ];
-        for (const job of jobs.slice(i, i + chunk)) args.push(job.id, job.dueAt, job.entry, encodeTags(job.tags));
+        for (const job of jobs.slice(i, i + chunk)) {
+          const cold = this.coldValueOf(job);
+          args.push(job.id, job.dueAt, cold ?? job.entry, encodeTags(job.tags), cold === undefined ? '' : 'c');
+        }
         const [n, taken] = await add(...args);
         if (taken) throw new DuplicateJobError(String(taken));
         added += n;
@@ -330,6 +357,7 @@ export class RedisStore extends StoreBase {
           job.entry,
           this.keys.tagPrefix,
           encodeTags(job.tags),
+          ...this.coldArgs(),
         ),
     );
     switch (outcome) {
@@ -593,6 +621,7 @@ export class RedisStore extends StoreBase {
             this.keys.wakeup,
             dueAt,
             this.keys.tagPrefix,
+            ...this.coldArgs(),
             ...part,
           )),
         );

@@ -33,6 +33,11 @@ describe('the Redis store scripts', () => {
       handoff: 4,
       rangeAfter: 1,
       countRanges: 1,
+      coldRemove: 1,
+      coldPromote: 2,
+      coldMove: 2,
+      coldRange: 1,
+      coldCount: 1,
     });
   });
 

@@ -17,18 +17,23 @@
   ARGV[3]  'reject': a taken id (a key, an index entry, in flight, or twice here) adds nothing;
            'skip': a taken id is left alone (tags and all) and the others are added
   ARGV[4]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[4] .. tag)
-  ARGV[5..] quadruplets: task id, due time (unix seconds), entry JSON, tags JSON array ('' for none)
+  ARGV[5]  the compact tier's key prefix (includes/cold.lua), '' for a store without one
+  ARGV[6]  the compact tier's bucket count
+  ARGV[7..] quintuplets: task id, due time (unix seconds), entry JSON, tags JSON array ('' for
+           none), and 'c' to keep the job in the compact tier (the entry is then its bucket value,
+           '<due>|<compact entry>', and it has no tags) or '' for the Redis layout
 
   Returns {added, taken}: how many jobs were added, and in 'reject' mode the first taken id
   (then added is 0), else false.
 ]]
 --- @include "tags"
-local prefix, skip, tagPrefix = ARGV[1], ARGV[3] == 'skip', ARGV[4]
+--- @include "cold"
+local prefix, skip, tagPrefix, cp, buckets = ARGV[1], ARGV[3] == 'skip', ARGV[4], ARGV[5], tonumber(ARGV[6])
 local seen, fresh = {}, {}
 local earliest = nil
-for i = 5, #ARGV, 4 do
+for i = 7, #ARGV, 5 do
   local id = ARGV[i]
-  if seen[id] or redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
+  if seen[id] or redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) or coldHas(cp, buckets, id) then
     if not skip then return {0, id} end
   else
     seen[id] = true
@@ -38,9 +43,15 @@ for i = 5, #ARGV, 4 do
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local coldFirst = coldHead(cp)
+if coldFirst and coldFirst[2] and (first[2] == nil or tonumber(coldFirst[2]) < tonumber(first[2])) then first = coldFirst end
 for _, i in ipairs(fresh) do
-  redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
-  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  if ARGV[i + 4] == 'c' then
+    coldPut(cp, buckets, ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  else
+    redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  end
 end
 local freshIds = {}
 for n = 1, #fresh do freshIds[n] = ARGV[fresh[n]] end

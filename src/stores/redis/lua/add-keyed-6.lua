@@ -19,6 +19,8 @@
   ARGV[7]  entry JSON (stored as is: the mapping lives in our own hashes, never in the entry)
   ARGV[8]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[8] .. tag)
   ARGV[9]  the new job's tags, a JSON array ('' for none; our own keys, never the entry)
+  ARGV[10] the compact tier's key prefix (includes/cold.lua; an id it holds is taken), '' for none
+  ARGV[11] the compact tier's bucket count
 
   A mapping is trusted only while its holder is still in the index and maps back to the key:
   a job sent or revoked by something that does not know about keys (the Python package's
@@ -29,6 +31,7 @@
   nothing changed).
 ]]
 --- @include "tags"
+--- @include "cold"
 local prefix, key, mode, id, tagPrefix = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[8]
 local holder = redis.call('HGET', KEYS[3], key)
 if holder and not (redis.call('ZSCORE', KEYS[1], holder) and redis.call('HGET', KEYS[4], holder) == key) then
@@ -39,7 +42,7 @@ if holder then
   if mode == 'keep' then return {'kept', holder} end
   if mode ~= 'replace' then return {'taken', holder} end
 end
-if holder ~= id and (redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id)) then
+if holder ~= id and (redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) or coldHas(ARGV[10], tonumber(ARGV[11]), id)) then
   return {'duplicate', id}
 end
 if holder then

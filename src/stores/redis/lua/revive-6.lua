@@ -14,15 +14,18 @@
   ARGV[2]  wake-up channel
   ARGV[3]  the due time (unix seconds)
   ARGV[4]  tag key prefix, <prefix>celery_longterm_scheduler:tag: (a tag's SET is ARGV[4] .. tag)
-  ARGV[5..] task ids
+  ARGV[5]  the compact tier's key prefix (includes/cold.lua; an id it holds is taken), '' for none
+  ARGV[6]  the compact tier's bucket count
+  ARGV[7..] task ids
 
   Returns one outcome per id: 'scheduled', 'not_dead', 'no_entry' or 'id_taken'.
 ]]
 --- @include "tags"
+--- @include "cold"
 local prefix, due, tagPrefix = ARGV[1], ARGV[3], ARGV[4]
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local out, revived = {}, false
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   local id = ARGV[i]
   local record = redis.call('HGET', KEYS[3], id)
   if not record then
@@ -32,7 +35,7 @@ for i = 5, #ARGV do
     local entry = ok and type(decoded) == 'table' and decoded.entry or nil
     if type(entry) ~= 'string' then
       out[#out + 1] = 'no_entry'
-    elseif redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) then
+    elseif redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) or coldHas(ARGV[5], tonumber(ARGV[6]), id) then
       out[#out + 1] = 'id_taken'
     else
       redis.call('SET', prefix .. id, entry)
