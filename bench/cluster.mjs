@@ -170,7 +170,7 @@ export async function clusterBenchmarks(ctx) {
       `${Math.round(bytes)} B`,
       `single Redis layout ${Math.round(singleBytes)} B`,
       (bytes / singleBytes).toFixed(2),
-      '<= 0.50 (compact entry: not built)',
+      '<= 0.50',
     );
 
     const dispatcher = new Dispatcher({ store, broker: new RedisBroker(brokerUrl), batchSize: 1000 });

@@ -358,16 +358,18 @@ export class RedisClusterStore extends StoreBase {
     const shards = await this.#shards();
     type Candidate = { dueAt: number; id: string; n: number };
     const tagged = (lists: { dueAt: number; id: string }[][]) => lists.flatMap((list, n) => list.map((c): Candidate => ({ ...c, n })));
-    const expired = tagged(await Promise.all(shards.map((s) => s.expiredCandidates(q.now, q.limit))))
+    let ask = Math.ceil(q.limit / shards.length) + 8;
+    // the first read of each shard: its expired leases and first due jobs, in one script
+    const first = await Promise.all(shards.map((s) => s.candidates(q, ask)));
+    const expired = tagged(first.map((f) => f.expired))
       .sort(compareDue)
       .slice(0, q.limit);
     const room = q.limit - expired.length;
-    const fetched: { dueAt: number; id: string }[][] = shards.map(() => []);
+    const fetched = first.map((f) => f.due);
     let due: Candidate[] = [];
-    let ask = Math.ceil(room / shards.length) + 8;
     let more = room > 0 ? shards.map((_, n) => n) : [];
-    while (more.length) {
-      const got = await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
+    for (let round = 0; more.length; round++) {
+      const got = round === 0 ? more.map((n) => fetched[n]!.splice(0)) : await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
       const full = new Set<number>();
       more.forEach((n, i) => {
         fetched[n]!.push(...got[i]!);

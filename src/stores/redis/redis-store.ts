@@ -164,6 +164,7 @@ const SCRIPT_NAMES = [
   'coldMove',
   'coldRange',
   'coldCount',
+  'candidates',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 type ScriptArg = string | number;
@@ -190,6 +191,7 @@ declare module 'ioredis' {
     clsColdMove(...args: ScriptArg[]): Result<string[], Context>;
     clsColdRange(...args: ScriptArg[]): Result<string[], Context>;
     clsColdCount(...args: ScriptArg[]): Result<number[], Context>;
+    clsCandidates(...args: ScriptArg[]): Result<[expired: string[], due: string[]], Context>;
   }
 }
 

@@ -43,7 +43,11 @@ export interface ShardTier {
   buckets: number;
   /** a job due within this many seconds of now is kept in the Redis layout */
   hotSeconds: number;
+  /** the clock placing jobs, unix seconds (the wall clock; a test may fix it) */
+  now?: () => number;
 }
+
+const wallClock = () => Date.now() / 1000;
 
 /** Ids per call of the tier's remove and move scripts, jobs per read of its range script. */
 const COLD_CHUNK = 500;
@@ -82,7 +86,7 @@ export class Shard extends RedisStore {
   }
 
   protected override coldValueOf(job: NewJob): string | undefined {
-    if (!this.#tier || (job.tags !== undefined && job.tags.length > 0) || job.dueAt <= Date.now() / 1000 + this.#tier.hotSeconds) return undefined;
+    if (!this.#tier || (job.tags !== undefined && job.tags.length > 0) || job.dueAt <= (this.#tier.now ?? wallClock)() + this.#tier.hotSeconds) return undefined;
     return coldValue(job.id, job.dueAt, job.entry);
   }
 
@@ -114,7 +118,7 @@ export class Shard extends RedisStore {
   retagMany_(ids: readonly string[], add: readonly string[], remove: readonly string[]) {
     return this.doRetagMany(ids, add, remove);
   }
-  /** The Redis layout's claim alone: the cluster store promoted the shard's due jobs when it read them (`dueCandidates`). */
+  /** The Redis layout's claim alone: the cluster store promoted the shard's due jobs when it read them (`candidates`). */
   claim_(q: ClaimQuery, lease: Lease) {
     return super.doClaim(q, lease);
   }
@@ -180,26 +184,23 @@ export class Shard extends RedisStore {
     return ids.filter((_, i) => due[i] !== null || flying[i] !== null || Number(cold[i]?.[1] ?? 0) === 1);
   }
 
-  /** Up to `limit` of this shard's claims whose lease ended by `now`, in lease order (a claim takes these first). */
-  async expiredCandidates(now: number, limit: number): Promise<{ dueAt: number; id: string }[]> {
-    return pairs(await (await this.client()).zrangebyscore(this.keys.inFlight, '-inf', String(now), 'WITHSCORES', 'LIMIT', 0, limit));
+  /**
+   * A claim's first read of this shard, one script (candidates-3.lua): the compact jobs due by the
+   * claim's horizon moved to the Redis layout, then up to `q.limit` claims whose lease ended by
+   * `q.now` (a claim takes these first) and the first `count` jobs due by `q.until`.
+   */
+  async candidates(q: ClaimQuery, count: number): Promise<{ expired: { dueAt: number; id: string }[]; due: { dueAt: number; id: string }[] }> {
+    const [cp, buckets] = this.coldArgs();
+    const horizon = bound(q.until + (this.#tier?.hotSeconds ?? 0));
+    const [expired, due] = await (
+      await this.client()
+    ).clsCandidates(this.#chunks, this.keys.index, this.keys.inFlight, cp, buckets, this.prefix, horizon, PROMOTE_LIMIT, q.now, q.limit, q.until, count);
+    return { expired: pairs(expired), due: pairs(due) };
   }
 
-  /**
-   * This shard's scheduled jobs due by `until`, in due order, `count` of them from the `offset`-th;
-   * the first read (offset 0) first moves the compact jobs due by the claim's horizon to the
-   * Redis layout, in the same round trip.
-   */
+  /** This shard's scheduled jobs due by `until`, in due order, `count` of them from the `offset`-th. */
   async dueCandidates(until: number, offset: number, count: number): Promise<{ dueAt: number; id: string }[]> {
-    const client = await this.client();
-    if (offset > 0 || !this.#tier) return pairs(await client.zrangebyscore(this.keys.index, '-inf', String(until), 'WITHSCORES', 'LIMIT', offset, count));
-    const [[err], [err2, flat]] = (await client
-      .multi()
-      .clsColdPromote(this.#chunks, this.keys.index, this.#cp, this.#tier.buckets, this.prefix, bound(until + this.#tier.hotSeconds), PROMOTE_LIMIT)
-      .zrangebyscore(this.keys.index, '-inf', String(until), 'WITHSCORES', 'LIMIT', 0, count)
-      .exec()) as [[Error | null, number], [Error | null, string[]]];
-    if (err || err2) throw err ?? err2;
-    return pairs(flat);
+    return pairs(await (await this.client()).zrangebyscore(this.keys.index, '-inf', String(until), 'WITHSCORES', 'LIMIT', offset, count));
   }
 
   /** Moves the compact jobs due by `horizon` (or the named ones, whatever their due time) to the Redis layout. */
@@ -234,7 +235,7 @@ export class Shard extends RedisStore {
   /** Moves compact jobs (coldMove): the ids moved; the others are the Redis layout's to move. */
   async #coldMoves(moves: readonly { id: string; dueAt: number; entry?: string | undefined }[]): Promise<Set<string>> {
     return this.#cold(async (client, tier) => {
-      const hotUntil = Date.now() / 1000 + tier.hotSeconds;
+      const hotUntil = (tier.now ?? wallClock)() + tier.hotSeconds;
       const moved = new Set<string>();
       for (let i = 0; i < moves.length; i += COLD_CHUNK) {
         const args = moves.slice(i, i + COLD_CHUNK).flatMap((m) => {

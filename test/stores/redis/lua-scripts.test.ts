@@ -38,6 +38,7 @@ describe('the Redis store scripts', () => {
       coldMove: 2,
       coldRange: 1,
       coldCount: 1,
+      candidates: 3,
     });
   });
 

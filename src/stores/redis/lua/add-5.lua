@@ -45,14 +45,18 @@ end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local coldFirst = coldHead(cp)
 if coldFirst and coldFirst[2] and (first[2] == nil or tonumber(coldFirst[2]) < tonumber(first[2])) then first = coldFirst end
+local cold = {}
 for _, i in ipairs(fresh) do
   if ARGV[i + 4] == 'c' then
-    coldPut(cp, buckets, ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    cold[#cold + 1] = i
   else
     redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
     redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
   end
 end
+-- in due order, so that jobs of one chunk follow each other (includes/cold.lua's coldIndex)
+table.sort(cold, function(a, b) return tonumber(ARGV[a + 1]) < tonumber(ARGV[b + 1]) end)
+for _, i in ipairs(cold) do coldPut(cp, buckets, ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 local freshIds = {}
 for n = 1, #fresh do freshIds[n] = ARGV[fresh[n]] end
 for _, side in ipairs({KEYS[3], KEYS[4]}) do

@@ -16,24 +16,7 @@
 ]]
 --- @include "cold"
 local cp, buckets, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local function promote(id)
-  local due, compact = coldTake(cp, buckets, id)
-  if not due then return 0 end
-  redis.call('SET', prefix .. id, coldEntry(id, compact))
-  redis.call('ZADD', KEYS[2], due, id)
-  return 1
-end
+if #ARGV < 6 then return coldPromoteDue(cp, buckets, prefix, KEYS[2], ARGV[4], tonumber(ARGV[5])) end
 local moved = 0
-if #ARGV >= 6 then
-  for i = 6, #ARGV do moved = moved + promote(ARGV[i]) end
-  return moved
-end
-local limit = tonumber(ARGV[5])
-while moved < limit do
-  local c = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  if not c then break end
-  local due = redis.call('ZRANGEBYSCORE', cp .. 'cold:' .. c, '-inf', ARGV[4], 'LIMIT', 0, limit - moved)
-  if #due == 0 then break end
-  for _, id in ipairs(due) do moved = moved + promote(id) end
-end
+for i = 6, #ARGV do moved = moved + coldPromote(cp, buckets, prefix, KEYS[2], ARGV[i]) end
 return moved

@@ -56,27 +56,38 @@ local function coldChunk(cp, due)
   return redis.call('ZREVRANGEBYSCORE', cp .. 'cold_chunks', due, '-inf', 'LIMIT', 0, 1)[1]
 end
 
+-- The chunk this script last wrote to: its number, the due times it covers [lo, hi) and its
+-- size, so that jobs added in due order find it without a lookup each (see coldIndex).
+local coldLast = {}
+
 -- Puts id (due: a string) into its chunk, splitting a full one between two due times: at its
 -- end when id went last (so jobs added in due order leave full chunks), else in its middle.
 local function coldIndex(cp, id, due)
   local chunks = cp .. 'cold_chunks'
-  local c = coldChunk(cp, due)
-  if not c then
-    -- before every chunk: the first one covers it from now on
-    c = redis.call('ZRANGE', chunks, 0, 0)[1] or tostring(redis.call('INCR', cp .. 'cold_seq'))
-    redis.call('ZADD', chunks, due, c)
+  local d = tonumber(due)
+  if not (coldLast.c and d >= coldLast.lo and d < coldLast.hi) then
+    local got = redis.call('ZREVRANGEBYSCORE', chunks, due, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if not got[1] then
+      -- before every chunk: the first one covers it from now on
+      local c = redis.call('ZRANGE', chunks, 0, 0)[1] or tostring(redis.call('INCR', cp .. 'cold_seq'))
+      redis.call('ZADD', chunks, due, c)
+      got = {c, due}
+    end
+    local after = redis.call('ZRANGEBYSCORE', chunks, '(' .. got[2], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    coldLast = {c = got[1], lo = tonumber(got[2]), hi = after[2] and tonumber(after[2]) or math.huge,
+      n = redis.call('ZCARD', cp .. 'cold:' .. got[1])}
   end
-  local key = cp .. 'cold:' .. c
-  redis.call('ZADD', key, due, id)
-  local n = redis.call('ZCARD', key)
+  local key = cp .. 'cold:' .. coldLast.c
+  coldLast.n = coldLast.n + redis.call('ZADD', key, due, id)
+  local n = coldLast.n
   if n <= COLD_CHUNK_MAX then return end
   local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
   local function dueAt(i) return tonumber(all[2 * i + 2]) end
   local at = redis.call('ZRANK', key, id) == n - 1 and n - 1 or math.floor(n / 2)
   local split = nil
-  for d = 0, n do
-    if at + d < n and at + d > 0 and dueAt(at + d) ~= dueAt(at + d - 1) then split = at + d break end
-    if at - d > 0 and at - d < n and dueAt(at - d) ~= dueAt(at - d - 1) then split = at - d break end
+  for k = 0, n do
+    if at + k < n and at + k > 0 and dueAt(at + k) ~= dueAt(at + k - 1) then split = at + k break end
+    if at - k > 0 and at - k < n and dueAt(at - k) ~= dueAt(at - k - 1) then split = at - k break end
   end
   -- every job of the chunk due at one time: it stays one (larger) chunk
   if not split then return end
@@ -89,6 +100,7 @@ local function coldIndex(cp, id, due)
   redis.call('ZADD', cp .. 'cold:' .. fresh, unpack(moved))
   redis.call('ZREMRANGEBYRANK', key, split, -1)
   redis.call('ZADD', chunks, all[2 * split + 2], fresh)
+  coldLast = {}
 end
 
 -- Adds a job to the compact tier (its id checked free by the caller); value: '<due>|<compact>'.
@@ -112,6 +124,7 @@ local function coldTake(cp, buckets, id)
   if c then
     redis.call('ZREM', cp .. 'cold:' .. c, id)
     if redis.call('EXISTS', cp .. 'cold:' .. c) == 0 then redis.call('ZREM', cp .. 'cold_chunks', c) end
+    coldLast = {}
   end
   return due, string.sub(v, sep + 1)
 end
@@ -121,4 +134,36 @@ local function earlierHead(a, b)
   if not (a and a[2]) then return b end
   if not (b and b[2]) then return a end
   return tonumber(b[2]) < tonumber(a[2]) and b or a
+end
+
+-- Moves one compact job into the Redis layout: its key (prefix .. id) holding the entry
+-- expanded, and the index; 1 if it was compact, else 0.
+local function coldPromote(cp, buckets, prefix, index, id)
+  local due, compact = coldTake(cp, buckets, id)
+  if not due then return 0 end
+  redis.call('SET', prefix .. id, coldEntry(id, compact))
+  redis.call('ZADD', index, due, id)
+  return 1
+end
+
+-- Moves the compact jobs due by `horizon` into the Redis layout, in due order, at most `limit`.
+local function coldPromoteDue(cp, buckets, prefix, index, horizon, limit)
+  local moved = 0
+  if cp == '' then return moved end
+  while moved < limit do
+    local c = redis.call('ZRANGE', cp .. 'cold_chunks', 0, 0)[1]
+    if not c then break end
+    local due = redis.call('ZRANGEBYSCORE', cp .. 'cold:' .. c, '-inf', horizon, 'LIMIT', 0, limit - moved)
+    if #due == 0 then break end
+    for _, id in ipairs(due) do
+      if coldPromote(cp, buckets, prefix, index, id) == 1 then
+        moved = moved + 1
+      else
+        -- in a chunk with no bucket value (its bucket deleted by hand): nothing to move, so it goes
+        redis.call('ZREM', cp .. 'cold:' .. c, id)
+        if redis.call('EXISTS', cp .. 'cold:' .. c) == 0 then redis.call('ZREM', cp .. 'cold_chunks', c) end
+      end
+    end
+  end
+  return moved
 end
