@@ -182,8 +182,7 @@ export class RedisClusterStore extends StoreBase {
     try {
       const n = asked ?? DEFAULT_SHARDS;
       reply = (await client.eval(META_SCRIPT, 1, meta, CLUSTER_LAYOUT, String(n), randomUUID(), String(Math.max(64, Math.round(CLUSTER_BUCKETS / n))))) as (
-        | string
-        | null
+        string | null
       )[];
     } catch (err) {
       throw wrapRedisError(err, WHAT, this.#url);
@@ -369,7 +368,8 @@ export class RedisClusterStore extends StoreBase {
     let due: Candidate[] = [];
     let more = room > 0 ? shards.map((_, n) => n) : [];
     for (let round = 0; more.length; round++) {
-      const got = round === 0 ? more.map((n) => fetched[n]!.splice(0)) : await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
+      const got =
+        round === 0 ? more.map((n) => fetched[n]!.splice(0)) : await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
       const full = new Set<number>();
       more.forEach((n, i) => {
         fetched[n]!.push(...got[i]!);

@@ -86,7 +86,8 @@ export class Shard extends RedisStore {
   }
 
   protected override coldValueOf(job: NewJob): string | undefined {
-    if (!this.#tier || (job.tags !== undefined && job.tags.length > 0) || job.dueAt <= (this.#tier.now ?? wallClock)() + this.#tier.hotSeconds) return undefined;
+    if (!this.#tier || (job.tags !== undefined && job.tags.length > 0) || job.dueAt <= (this.#tier.now ?? wallClock)() + this.#tier.hotSeconds)
+      return undefined;
     return coldValue(job.id, job.dueAt, job.entry);
   }
 
@@ -178,7 +179,10 @@ export class Shard extends RedisStore {
   async taken(ids: readonly string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     const client = await this.client();
-    const m = client.multi().zmscore(this.keys.index, ...ids).zmscore(this.keys.inFlight, ...ids);
+    const m = client
+      .multi()
+      .zmscore(this.keys.index, ...ids)
+      .zmscore(this.keys.inFlight, ...ids);
     if (this.#tier) for (const id of ids) m.hexists(this.#bucketOf(id, this.#tier), id);
     const [[, due], [, flying], ...cold] = (await m.exec()) as [[unknown, (string | null)[]], [unknown, (string | null)[]], ...[unknown, number][]];
     return ids.filter((_, i) => due[i] !== null || flying[i] !== null || Number(cold[i]?.[1] ?? 0) === 1);
@@ -207,7 +211,16 @@ export class Shard extends RedisStore {
   async #promote(horizon: number, ids: readonly string[] = []): Promise<void> {
     await this.#cold(async (client, tier) => {
       for (let i = 0; i === 0 || i < ids.length; i += COLD_CHUNK) {
-        await client.clsColdPromote(this.#chunks, this.keys.index, this.#cp, tier.buckets, this.prefix, bound(horizon), PROMOTE_LIMIT, ...ids.slice(i, i + COLD_CHUNK));
+        await client.clsColdPromote(
+          this.#chunks,
+          this.keys.index,
+          this.#cp,
+          tier.buckets,
+          this.prefix,
+          bound(horizon),
+          PROMOTE_LIMIT,
+          ...ids.slice(i, i + COLD_CHUNK),
+        );
       }
     }, undefined);
   }
@@ -224,7 +237,8 @@ export class Shard extends RedisStore {
   protected override async doRemoveMany(ids: readonly string[]): Promise<string[]> {
     const cold = await this.#cold(async (client, tier) => {
       const gone: string[] = [];
-      for (let i = 0; i < ids.length; i += COLD_CHUNK) gone.push(...(await client.clsColdRemove(this.#chunks, this.#cp, tier.buckets, ...ids.slice(i, i + COLD_CHUNK))));
+      for (let i = 0; i < ids.length; i += COLD_CHUNK)
+        gone.push(...(await client.clsColdRemove(this.#chunks, this.#cp, tier.buckets, ...ids.slice(i, i + COLD_CHUNK))));
       return gone;
     }, []);
     if (cold.length === ids.length) return cold;
@@ -300,7 +314,7 @@ export class Shard extends RedisStore {
    */
   async #coldWalk(r: ListRange, page: number, onMatches: (rows: ListedJob[]) => boolean | Promise<boolean>): Promise<void> {
     const filtered = r.task !== undefined || r.queues !== undefined || r.idPrefix !== undefined;
-    for (let after = r.after; ; ) {
+    for (let after = r.after; ;) {
       const rows = await this.#coldPage({ ...r, after }, page, true);
       const matches: ListedJob[] = [];
       for (const row of rows) {

@@ -162,7 +162,15 @@ describe.skipIf(skip)('a shard with the compact tier', () => {
     await store.add([{ id: 'c', dueAt: t + 3600, entry: entryOf('c') }]);
     await expect(store.add([{ id: 'c', dueAt: t - 5, entry: entryOf('c') }])).rejects.toThrow(DuplicateJobError);
     await expect(store.add([{ id: 'c', dueAt: t + 7200, entry: entryOf('c') }])).rejects.toThrow(DuplicateJobError);
-    expect(await store.add([{ id: 'c', dueAt: t - 5, entry: entryOf('c') }, { id: 'd', dueAt: t + 9000, entry: entryOf('d') }], { duplicates: 'skip' })).toBe(1);
+    expect(
+      await store.add(
+        [
+          { id: 'c', dueAt: t - 5, entry: entryOf('c') },
+          { id: 'd', dueAt: t + 9000, entry: entryOf('d') },
+        ],
+        { duplicates: 'skip' },
+      ),
+    ).toBe(1);
     await expect(store.addKeyed({ id: 'c', dueAt: t + 10, entry: entryOf('c') }, 'key', 'reject')).rejects.toThrow(DuplicateJobError);
     // a dead letter whose id a compact job took meanwhile stays dead
     await store.add([{ id: 'dead', dueAt: t - 10, entry: entryOf('dead') }]);
@@ -211,7 +219,7 @@ describe.skipIf(skip)('a shard with the compact tier', () => {
 
     const want = [...model].map(([id, dueAt]) => ({ id, dueAt })).sort(compareDue);
     const listed: { id: string; dueAt: number }[] = [];
-    for (let cursor: string | undefined; ; ) {
+    for (let cursor: string | undefined; ;) {
       const page = await store.list({ limit: 77, ...(cursor !== undefined && { cursor }) });
       listed.push(...page.jobs.map((j) => ({ id: j.id, dueAt: j.dueAt })));
       for (const j of page.jobs) expect(j.entry).toBe(entryOf(j.id));
@@ -276,7 +284,13 @@ describe.skipIf(skip)('a shard with the compact tier', () => {
     expect(await store.get('b')).toMatchObject({ dueAt: t + 7300, entry: entryOf('b', 'new.task') });
     expect(await client.get(`${prefix}c`)).toBe(entryOf('c'));
     expect(await client.get(`${prefix}d`)).toBe(entryOf('d', 'x'.repeat(70)));
-    expect(await store.rescheduleMany([{ id: 'a', dueAt: t + 5 }, { id: 'e', dueAt: t + 9000 }, { id: 'c', dueAt: t + 20 }])).toHaveLength(3);
+    expect(
+      await store.rescheduleMany([
+        { id: 'a', dueAt: t + 5 },
+        { id: 'e', dueAt: t + 9000 },
+        { id: 'c', dueAt: t + 20 },
+      ]),
+    ).toHaveLength(3);
     expect(await client.zscore(`${prefix}scheduled_task_id_by_time`, 'a')).toBe(String(t + 5));
     // tags: the job moves out of the tier first, and keeps its entry
     expect((await store.retagMany(['e'], { add: ['vip'], remove: [] })).changed).toEqual(['e']);
@@ -306,7 +320,9 @@ describe.skipIf(skip)('a shard with the compact tier', () => {
     const measure = async (store: RedisStore) => {
       const before = await used();
       for (let i = 0; i < 20_000; i += 2000) {
-        await store.add(Array.from({ length: 2000 }, (_, k) => ({ id: randomUUID(), dueAt: 4e9 + i + k, entry: '' })).map((j) => ({ ...j, entry: entryOf(j.id) })));
+        await store.add(
+          Array.from({ length: 2000 }, (_, k) => ({ id: randomUUID(), dueAt: 4e9 + i + k, entry: '' })).map((j) => ({ ...j, entry: entryOf(j.id) })),
+        );
       }
       return ((await used()) - before) / 20_000;
     };
