@@ -7,7 +7,9 @@
 // - dispatch of N_DUE due jobs with them stored, as a ratio to the same dispatch from an empty
 //   cluster, and the single-Redis layout's rate for the same jobs with its broker on another
 //   server (publish-then-ack too, as the cluster's always is);
-// - 1, 2 and 4 dispatchers at once on one cluster (in this one process: they share its core).
+// - 1, 2 and 4 dispatchers at once on one cluster, in this one process (they share its core), and
+//   each in a process of its own (bench/cluster-dispatcher.mjs; the machine's two cores are shared
+//   with the three Redis servers).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -95,6 +97,38 @@ async function startCluster(masters) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Dispatches everything due with `k` dispatchers, each in a child process (bench/cluster-dispatcher.mjs), timed from `go`. */
+async function dispatchInProcesses(k, clusterUrl, brokerUrl) {
+  const children = Array.from({ length: k }, () =>
+    spawn(process.execPath, [new URL('./cluster-dispatcher.mjs', import.meta.url).pathname], {
+      env: { ...process.env, BENCH_CLUSTER_URL: clusterUrl, BENCH_BROKER_URL: brokerUrl },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    }),
+  );
+  const lines = children.map((c) => {
+    const queue = [];
+    let wake;
+    let buffer = '';
+    c.stdout.on('data', (d) => {
+      buffer += d;
+      for (let i; (i = buffer.indexOf('\n')) >= 0; buffer = buffer.slice(i + 1)) {
+        queue.push(buffer.slice(0, i));
+        wake?.();
+      }
+    });
+    return async () => {
+      while (queue.length === 0) await new Promise((r) => (wake = r));
+      return queue.shift();
+    };
+  });
+  for (const next of lines) if ((await next()) !== 'ready') throw new Error('a dispatcher process did not start');
+  const t = performance.now();
+  for (const c of children) c.stdin.write('go\n');
+  const results = await Promise.all(lines.map(async (next) => JSON.parse(await next())));
+  const ms = performance.now() - t;
+  return { ms, sent: results.reduce((a, r) => a + r.sent, 0) };
 }
 
 const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
@@ -216,6 +250,25 @@ export async function clusterBenchmarks(ctx) {
       if (r.sent !== N_DUE) throw new Error(`cluster, ${k} dispatchers: sent ${r.sent} of ${N_DUE}`);
       row(`cluster: ${k} dispatcher${k > 1 ? 's' : ''} at once (one process)`, fmtRate(N_DUE, r.ms), '', '', '');
       await s.close();
+      await cluster.flush();
+    }
+    // the same in separate processes: each its own event loop, all on this machine's two cores
+    let solo;
+    for (const k of [1, 2, 4]) {
+      const s = new RedisClusterStore(cluster.url);
+      await seed(s, N_DUE, 1000);
+      await s.close();
+      const r = await dispatchInProcesses(k, cluster.url, brokerUrl);
+      await brokerAdmin.flushall();
+      if (r.sent !== N_DUE) throw new Error(`cluster, ${k} dispatcher processes: sent ${r.sent} of ${N_DUE}`);
+      solo ??= r;
+      row(
+        `cluster: ${k} dispatcher${k > 1 ? 's' : ''}, one process each`,
+        fmtRate(N_DUE, r.ms),
+        k > 1 ? `1 process ${fmtRate(N_DUE, solo.ms)}` : '',
+        k > 1 ? (rate(N_DUE, r.ms) / rate(N_DUE, solo.ms)).toFixed(2) : '',
+        '',
+      );
       await cluster.flush();
     }
   } finally {

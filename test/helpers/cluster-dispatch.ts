@@ -1,5 +1,6 @@
 /**
- * What the cluster fault tests share: a cluster store, a Redis broker and a raw client on the
+ * What the cluster fault tests share: a cluster store (every job seeded for later kept compact,
+ * so a claim moves it on first), a Redis broker and a raw client on the
  * shared Redis, jobs seeded for one queue, a dispatcher run until the store is empty (a failed
  * run tried again, as the daemon does), and the ids that reached the queue.
  */
@@ -35,7 +36,8 @@ export interface ClusterDispatchRig {
 export function clusterDispatchRig(clusterUrl: string, brokerUrl: string, label: string): ClusterDispatchRig {
   const prefix = uniquePrefix(label);
   const queue = `${prefix}q`;
-  const store = new RedisClusterStore(clusterUrl, { keyPrefix: prefix, socketTimeout: 2 });
+  // no hot window: every job seeded for later is compact, and moves on when a claim reaches it
+  const store = new RedisClusterStore(clusterUrl, { keyPrefix: prefix, socketTimeout: 2, hotSeconds: 0 });
   const broker = new RedisBroker(brokerUrl);
   const raw = new Redis(brokerUrl);
   const ids: string[] = [];

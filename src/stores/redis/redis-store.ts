@@ -283,9 +283,12 @@ export class RedisStore extends StoreBase {
     return ['', 0];
   }
 
-  /** The bucket value a job is added to the compact tier with, or undefined to add it to this layout. */
-  protected coldValueOf(_job: NewJob): string | undefined {
-    return undefined;
+  /**
+   * Where a job is added: its bucket value in the compact tier (`value`; undefined: this layout),
+   * and its bucket there (undefined when the store has no tier: nothing to check).
+   */
+  protected coldPlaceOf(_job: NewJob): { value?: string | undefined; bucket?: number | undefined } {
+    return {};
   }
 
   /** The connected client (connects on first use, once). */
@@ -329,8 +332,8 @@ export class RedisStore extends StoreBase {
           ...this.coldArgs(),
         ];
         for (const job of jobs.slice(i, i + chunk)) {
-          const cold = this.coldValueOf(job);
-          args.push(job.id, job.dueAt, cold ?? job.entry, encodeTags(job.tags), cold === undefined ? '' : 'c');
+          const { value, bucket } = this.coldPlaceOf(job);
+          args.push(job.id, job.dueAt, value ?? job.entry, encodeTags(job.tags), bucket === undefined ? '' : `${value === undefined ? 'h' : 'c'}${bucket}`);
         }
         const [n, taken] = await add(...args);
         if (taken) throw new DuplicateJobError(String(taken));

@@ -85,10 +85,11 @@ export class Shard extends RedisStore {
     return this.#tier ? [this.#cp, this.#tier.buckets] : ['', 0];
   }
 
-  protected override coldValueOf(job: NewJob): string | undefined {
-    if (!this.#tier || (job.tags !== undefined && job.tags.length > 0) || job.dueAt <= (this.#tier.now ?? wallClock)() + this.#tier.hotSeconds)
-      return undefined;
-    return coldValue(job.id, job.dueAt, job.entry);
+  protected override coldPlaceOf(job: NewJob): { value?: string | undefined; bucket?: number | undefined } {
+    if (!this.#tier) return {};
+    const bucket = coldBucket(job.id, this.#tier.buckets);
+    if ((job.tags !== undefined && job.tags.length > 0) || job.dueAt <= (this.#tier.now ?? wallClock)() + this.#tier.hotSeconds) return { bucket };
+    return { value: coldValue(job.id, job.dueAt, job.entry), bucket };
   }
 
   async #cold<T>(fn: (client: Redis, tier: ShardTier) => Promise<T>, none: T): Promise<T> {

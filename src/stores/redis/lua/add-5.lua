@@ -20,8 +20,10 @@
   ARGV[5]  the compact tier's key prefix (includes/cold.lua), '' for a store without one
   ARGV[6]  the compact tier's bucket count
   ARGV[7..] quintuplets: task id, due time (unix seconds), entry JSON, tags JSON array ('' for
-           none), and 'c' to keep the job in the compact tier (the entry is then its bucket value,
-           '<due>|<compact entry>', and it has no tags) or '' for the Redis layout
+           none), and where it goes: 'h<b>' to the Redis layout or 'c<b>' to the compact tier (the
+           entry is then its bucket value, '<due>|<compact entry>', and it has no tags), b being
+           its bucket number there (compact.ts's coldBucket, the same as cold.lua's), or '' when
+           the store has no compact tier
 
   Returns {added, taken}: how many jobs were added, and in 'reject' mode the first taken id
   (then added is 0), else false.
@@ -33,7 +35,8 @@ local seen, fresh = {}, {}
 local earliest = nil
 for i = 7, #ARGV, 5 do
   local id = ARGV[i]
-  if seen[id] or redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) or coldHas(cp, buckets, id) then
+  local bucket = ARGV[i + 4] ~= '' and (cp .. 'cold_bucket:' .. string.sub(ARGV[i + 4], 2)) or nil
+  if seen[id] or redis.call('EXISTS', prefix .. id) == 1 or redis.call('ZSCORE', KEYS[1], id) or redis.call('ZSCORE', KEYS[2], id) or (bucket and redis.call('HEXISTS', bucket, id) == 1) then
     if not skip then return {0, id} end
   else
     seen[id] = true
@@ -47,7 +50,7 @@ local coldFirst = coldHead(cp)
 if coldFirst and coldFirst[2] and (first[2] == nil or tonumber(coldFirst[2]) < tonumber(first[2])) then first = coldFirst end
 local cold = {}
 for _, i in ipairs(fresh) do
-  if ARGV[i + 4] == 'c' then
+  if string.sub(ARGV[i + 4], 1, 1) == 'c' then
     cold[#cold + 1] = i
   else
     redis.call('SET', prefix .. ARGV[i], ARGV[i + 2])
@@ -55,8 +58,10 @@ for _, i in ipairs(fresh) do
   end
 end
 -- in due order, so that jobs of one chunk follow each other (includes/cold.lua's coldIndex)
-table.sort(cold, function(a, b) return tonumber(ARGV[a + 1]) < tonumber(ARGV[b + 1]) end)
-for _, i in ipairs(cold) do coldPut(cp, buckets, ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
+local dueOf = {}
+for _, i in ipairs(cold) do dueOf[i] = tonumber(ARGV[i + 1]) end
+table.sort(cold, function(a, b) return dueOf[a] < dueOf[b] end)
+for _, i in ipairs(cold) do coldPut(cp, cp .. 'cold_bucket:' .. string.sub(ARGV[i + 4], 2), ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 local freshIds = {}
 for n = 1, #fresh do freshIds[n] = ARGV[fresh[n]] end
 for _, side in ipairs({KEYS[3], KEYS[4]}) do

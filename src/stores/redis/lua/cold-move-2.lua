@@ -24,7 +24,7 @@ for i = 5, #ARGV, 5 do
   local _, compact = coldTake(cp, buckets, id)
   if compact then
     if place == 'c' then
-      coldPut(cp, buckets, id, due, entry ~= '' and value or (due .. '|' .. compact))
+      coldPut(cp, coldBucket(cp, buckets, id), id, due, entry ~= '' and value or (due .. '|' .. compact))
     else
       redis.call('SET', prefix .. id, entry ~= '' and entry or coldEntry(id, compact))
       redis.call('ZADD', KEYS[2], due, id)

@@ -103,9 +103,10 @@ local function coldIndex(cp, id, due)
   coldLast = {}
 end
 
--- Adds a job to the compact tier (its id checked free by the caller); value: '<due>|<compact>'.
-local function coldPut(cp, buckets, id, due, value)
-  redis.call('HSET', coldBucket(cp, buckets, id), id, value)
+-- Adds a job to the compact tier (its id checked free by the caller) in its bucket (the key);
+-- value: '<due>|<compact>'.
+local function coldPut(cp, bucket, id, due, value)
+  redis.call('HSET', bucket, id, value)
   redis.call('INCR', cp .. 'cold_count')
   coldIndex(cp, id, due)
 end
