@@ -138,6 +138,41 @@ describe.skipIf(requireService(cluster, 'Redis Cluster (redis-server and redis-c
     await s.close();
   });
 
+  it('sweeps the key records left by jobs sent or removed, and keeps the held ones and running locks', async () => {
+    const keyPrefix = uniquePrefix('sweep');
+    const s = new RedisClusterStore(`${cluster!.url}?shards=3`, { keyPrefix });
+    const t = 1_800_000_000;
+    for (let i = 0; i < 30; i++) await s.addKeyed({ id: `k${i}`, dueAt: t + i, entry: '[["t"], {}]' }, `key-${i}`, 'reject');
+    // ten sent (claimed and acknowledged), ten removed, ten still scheduled
+    const claims = await s.claimDue({ until: t + 9, now: t, limit: 100, leaseMs: 60_000 });
+    expect(claims).toHaveLength(10);
+    await s.acknowledge(claims);
+    expect(await s.removeMany(Array.from({ length: 10 }, (_, i) => `k${10 + i}`))).toHaveLength(10);
+    const c = new ClusterConnections(cluster!.url, 'probe');
+    const client = await c.client();
+    const records = async () => {
+      const all: Record<string, string> = {};
+      for (let n = 0; n < 3; n++) Object.assign(all, await client.hgetall(`${keyPrefix}{${shardTag(n, 3)}}:celery_longterm_scheduler:cluster_keys`));
+      return all;
+    };
+    // a claim starts a sweep in the background: some may be gone already
+    expect(Object.keys(await records()).length).toBeGreaterThanOrEqual(10);
+    // a lock an add still holds is left alone, whatever it names
+    const lockShard = `${keyPrefix}{${shardTag(shardOf('key-new', 3), 3)}}:celery_longterm_scheduler:cluster_keys`;
+    await client.hset(lockShard, 'key-new', `~${Date.now() + 60_000}~nobody`);
+    // one page of one shard a call: two rounds over the three shards
+    for (let i = 0; i < 6; i++) await s.sweepKeys();
+    const left = await records();
+    expect(Object.keys(left).sort()).toEqual([...Array.from({ length: 10 }, (_, i) => `key-${20 + i}`), 'key-new'].sort());
+    for (let i = 20; i < 30; i++) expect(left[`key-${i}`]).toBe(`k${i}`);
+    // the keys swept are free; the ones kept still held
+    expect((await s.addKeyed({ id: 'again', dueAt: t, entry: '[["t"], {}]' }, 'key-3', 'reject')).outcome).toBe('added');
+    await expect(s.addKeyed({ id: 'other', dueAt: t, entry: '[["t"], {}]' }, 'key-25', 'reject')).rejects.toThrow(/key-25/);
+    await s.close();
+    for (const n of client.nodes('master')) for (const k of await n.keys(`${keyPrefix}*`)) await client.del(k);
+    await c.closeAll();
+  });
+
   it('refuses a meta hash of another layout, changing nothing', async () => {
     const keyPrefix = uniquePrefix('foreign');
     const c = new ClusterConnections(cluster!.url, 'probe');

@@ -73,6 +73,10 @@ export const CLUSTER_BUCKETS = 2 ** 18;
 export const DEFAULT_HOT_SECONDS = 60;
 /** How long an addKeyed holds its key's record while it adds the job (a crashed one's lock ends then). */
 const KEY_LOCK_MS = 5000;
+/** A claim starts a sweep of key records (`sweepKeys`) at most this often, per store object. */
+const SWEEP_EVERY_MS = 10_000;
+/** Records a sweep reads (one HSCAN page of one shard's `cluster_keys`). */
+const SWEEP_COUNT = 200;
 /** How much longer than a lock an addKeyed waits for the adds of its key before it gives up. */
 const KEYED_WAIT_MS = 5000;
 
@@ -148,6 +152,8 @@ export class RedisClusterStore extends StoreBase {
   /** the layout once open, for close */
   #opened: Layout | undefined;
   readonly #hotSeconds: number;
+  /** where the next key sweep reads (`sweepKeys`), and when a claim may start it */
+  readonly #sweep = { shard: 0, cursor: '0', next: 0, running: false };
 
   constructor(url: string, options: RedisClusterStoreOptions = {}) {
     super();
@@ -261,6 +267,48 @@ export class RedisClusterStore extends StoreBase {
     return done.reduce((a, d) => a + (d.status === 'fulfilled' ? d.value : 0), 0);
   }
 
+  /**
+   * Deletes key records that no longer hold their key (see "Keys" above): a record stays in
+   * `cluster_keys` when its job is sent or removed, reading as free but taking memory. Reads one
+   * page of one shard's records (the next page, or the next shard's, each call) and deletes each
+   * whose job no longer maps back to the key, by compare-and-set, so a record an add changed
+   * meanwhile stays; a lock still running is left alone. A claim starts one in the background at
+   * most every 10 s. Resolves to how many records it deleted.
+   */
+  async sweepKeys(): Promise<number> {
+    this.assertOpen();
+    const shards = await this.#shards();
+    const shard = shards[this.#sweep.shard % shards.length]!;
+    const client = await this.#client();
+    const [cursor, flat] = await client.hscan(shard.clusterKeys, this.#sweep.cursor, 'COUNT', SWEEP_COUNT);
+    this.#sweep.cursor = cursor;
+    if (cursor === '0') this.#sweep.shard++;
+    const now = Date.now();
+    const stale = await Promise.all(
+      Array.from({ length: flat.length / 2 }, async (_, i) => {
+        const [key, value] = [flat[2 * i]!, flat[2 * i + 1]!];
+        const lock = parseKeyLock(value);
+        if (lock && lock.until > now) return 0;
+        const named = lock ? lock.id : value;
+        if (named !== '' && (await this.#holds(named, key))) return 0;
+        return Number(await client.eval(CAS_DELETE_SCRIPT, 1, shard.clusterKeys, key, value));
+      }),
+    );
+    return stale.reduce((a, b) => a + b, 0);
+  }
+
+  /** Starts a sweep of key records in the background when the last is 10 s old (claims call it). */
+  #sweepSoon(): void {
+    const now = Date.now();
+    if (this.#sweep.running || now < this.#sweep.next) return;
+    this.#sweep.next = now + SWEEP_EVERY_MS;
+    this.#sweep.running = true;
+    // a failed sweep changes nothing: the next one reads the same records again
+    this.sweepKeys()
+      .catch(() => undefined)
+      .finally(() => (this.#sweep.running = false));
+  }
+
   /** Whether `id` holds `key`: scheduled in its shard, mapping back to it there. */
   async #holds(id: string, key: string): Promise<boolean> {
     const job = await (await this.#shardOf(id)).get_(id);
@@ -355,6 +403,7 @@ export class RedisClusterStore extends StoreBase {
    */
   protected async doClaim(q: ClaimQuery, lease: Lease): Promise<ClaimedJob[]> {
     const shards = await this.#shards();
+    this.#sweepSoon();
     type Candidate = { dueAt: number; id: string; n: number };
     const tagged = (lists: { dueAt: number; id: string }[][]) => lists.flatMap((list, n) => list.map((c): Candidate => ({ ...c, n })));
     let ask = Math.ceil(q.limit / shards.length) + 8;
