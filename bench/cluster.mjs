@@ -11,7 +11,7 @@
 //   each in a process of its own (bench/cluster-dispatcher.mjs; the machine's two cores are shared
 //   with the three Redis servers).
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,21 +57,25 @@ async function startCluster(masters) {
         '--dir',
         dir,
       ],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', openSync(join(dir, `redis-${port}.log`), 'a'), 'inherit'] },
     ),
   );
   process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-  const clients = ports.map((port) => new Redis({ port, lazyConnect: true, retryStrategy: () => 50 }));
-  for (const c of clients) {
-    for (let i = 0; ; i++) {
-      try {
-        await c.connect();
-        break;
-      } catch {
-        if (i > 100) throw new Error('a cluster node did not start');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+  // ioredis reconnects on its own every 50 ms until the server listens (a second connect() would
+  // only be refused as "already connecting"), so each client is awaited until it is ready
+  const clients = ports.map((port) => new Redis({ port, retryStrategy: () => 50 }));
+  for (const c of clients) c.on('error', () => undefined);
+  for (let i = 0; !clients.every((c) => c.status === 'ready'); i++) {
+    if (i > 200) {
+      const logs = ports.map((p) =>
+        readFileSync(join(dir, `redis-${p}.log`), 'utf8')
+          .split('\n')
+          .slice(-4)
+          .join('\n'),
+      );
+      throw new Error(`a cluster node did not start:\n${logs.join('\n')}`);
     }
+    await new Promise((r) => setTimeout(r, 50));
   }
   const out = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
     encoding: 'utf8',
@@ -223,9 +227,14 @@ export async function clusterBenchmarks(ctx) {
       '< 2 ms',
     );
 
-    await seed(store, N_DUE, 1000);
-    const crowded = await dispatchAll(store);
-    if (crowded.sent !== N_DUE) throw new Error(`cluster, crowded: sent ${crowded.sent} of ${N_DUE}`);
+    // the better of two runs, as the empty cluster's
+    let crowded;
+    for (let run = 0; run < 2; run++) {
+      await seed(store, N_DUE, 1000);
+      const r = await dispatchAll(store);
+      if (r.sent !== N_DUE) throw new Error(`cluster, crowded: sent ${r.sent} of ${N_DUE}`);
+      if (!crowded || r.ms < crowded.ms) crowded = r;
+    }
     row(
       `cluster: dispatch ${N_DUE.toLocaleString('en-US')} due, ${N_CLUSTER.toLocaleString('en-US')} future stored`,
       fmtRate(N_DUE, crowded.ms),

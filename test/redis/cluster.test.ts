@@ -67,6 +67,10 @@ describe('parseClusterUrl', () => {
     expect(s).toBeInstanceOf(RedisClusterStore);
     await s.close();
     expect(() => new RedisClusterStore('redis+cluster://h:1', { keyPrefix: 'a{b}' })).toThrow(/holds a brace/);
+    for (const hotSeconds of [-1, Number.NaN, '60' as unknown as number]) {
+      expect(() => new RedisClusterStore('redis+cluster://h:1', { hotSeconds })).toThrow(/^hotSeconds .* is not a number of seconds >= 0/);
+    }
+    expect(() => new RedisClusterStore('redis+cluster://h:1', { hotSeconds: Infinity })).not.toThrow();
   });
 });
 

@@ -5,10 +5,11 @@
  * so each shard's keys are in one slot and every script of the store runs on one node, atomically,
  * exactly as on a single Redis. The rest of this file routes and merges:
  *
- *   <prefix>{clts-meta}celery_longterm_scheduler:cluster   HASH layout, shards (N), id: the
- *       store's shape, written once by the first store that opens it (N from `?shards=`, default
- *       16, fixed from then on: a URL asking another N is refused)
- *   shard n's keys: the Redis layout's, under `<prefix>{<tag of n>}:`
+ *   <prefix>{clts-meta}celery_longterm_scheduler:cluster   HASH layout, shards (N), id, buckets:
+ *       the store's shape, written once by the first store that opens it (N from `?shards=`,
+ *       default 16, fixed from then on: a URL asking another N is refused; buckets a shard of
+ *       the compact tier, 2^18 / N)
+ *   shard n's keys: the Redis layout's and the compact tier's (./shard.ts), under `<prefix>{<tag of n>}:`
  *   <shard of K>celery_longterm_scheduler:cluster_keys      HASH deduplication key K -> the id of
  *       the job it was last given to (see "Keys")
  *
@@ -34,7 +35,8 @@
  * sets K to the new id by compare-and-set (another add that changed it meanwhile makes it start
  * over), then adds the job in its shard; if K was given to another job meanwhile, the job just
  * added is taken out and the add starts over. A name left behind (a crash between the two steps,
- * a job sent or removed) names a job that does not map back, so the key reads as free.
+ * a job sent or removed) names a job that does not map back, so the key reads as free, and
+ * `sweepKeys` deletes it.
  */
 import type { Cluster, Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';

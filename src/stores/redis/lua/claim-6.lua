@@ -58,6 +58,14 @@ if room > 0 then
     ids[#ids + 1] = due[i]
     dues[#dues + 1] = due[i + 1]
   end
+  -- Each new claim's key is read before anything is written: while the slot migrates, a key
+  -- already moved to the other node fails the script there, and a script failing after the
+  -- writes below would leave the jobs in flight without their entries.
+  for i = 1, #due, 2 * CHUNK do
+    local keys = {}
+    for k = i, math.min(i + 2 * CHUNK - 1, #due), 2 do keys[#keys + 1] = prefix .. due[k] end
+    redis.call('EXISTS', unpack(keys))
+  end
   if #due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #due / 2 - 1) end
 end
 if #ids == 0 then return {} end

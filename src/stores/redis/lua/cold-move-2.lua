@@ -21,6 +21,8 @@ local head = earlierHead(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES'), cold
 local moved, earliest, earliestText = {}, nil, nil
 for i = 5, #ARGV, 5 do
   local id, due, place, entry, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  -- the key a move out writes, read first (includes/cold.lua's coldReadFirst)
+  if place ~= 'c' then redis.call('EXISTS', prefix .. id) end
   local _, compact = coldTake(cp, buckets, id)
   if compact then
     if place == 'c' then

@@ -56,6 +56,19 @@ local function coldChunk(cp, due)
   return redis.call('ZREVRANGEBYSCORE', cp .. 'cold_chunks', due, '-inf', 'LIMIT', 0, 1)[1]
 end
 
+-- Reads every key a put or take of a job due at `due` may write, before it writes any: while
+-- a slot migrates, a key already moved to the other node (or one to be made) fails a script
+-- that touches it, and a script that failed halfway would leave a job in its bucket but in no
+-- chunk. Failing here, it changes nothing, and is tried again.
+local function coldReadFirst(cp, due, bucket)
+  redis.call('EXISTS', bucket, cp .. 'cold_count', cp .. 'cold_chunks')
+  local seq = tonumber(redis.call('GET', cp .. 'cold_seq') or '0')
+  -- a split makes chunk seq + 1; a first chunk, the same
+  redis.call('EXISTS', cp .. 'cold:' .. (seq + 1))
+  local c = redis.call('ZREVRANGEBYSCORE', cp .. 'cold_chunks', due, '-inf', 'LIMIT', 0, 1)[1] or redis.call('ZRANGE', cp .. 'cold_chunks', 0, 0)[1]
+  if c then redis.call('EXISTS', cp .. 'cold:' .. c) end
+end
+
 -- The chunk this script last wrote to: its number, the due times it covers [lo, hi) and its
 -- size, so that jobs added in due order find it without a lookup each (see coldIndex).
 local coldLast = {}
@@ -106,6 +119,7 @@ end
 -- Adds a job to the compact tier (its id checked free by the caller) in its bucket (the key);
 -- value: '<due>|<compact>'.
 local function coldPut(cp, bucket, id, due, value)
+  coldReadFirst(cp, due, bucket)
   redis.call('HSET', bucket, id, value)
   redis.call('INCR', cp .. 'cold_count')
   coldIndex(cp, id, due)
@@ -117,6 +131,7 @@ local function coldTake(cp, buckets, id)
   local bucket = coldBucket(cp, buckets, id)
   local v = redis.call('HGET', bucket, id)
   if not v then return nil end
+  coldReadFirst(cp, string.sub(v, 1, string.find(v, '|', 1, true) - 1), bucket)
   redis.call('HDEL', bucket, id)
   if redis.call('DECR', cp .. 'cold_count') <= 0 then redis.call('DEL', cp .. 'cold_count') end
   local sep = string.find(v, '|', 1, true)
@@ -140,6 +155,8 @@ end
 -- Moves one compact job into the Redis layout: its key (prefix .. id) holding the entry
 -- expanded, and the index; 1 if it was compact, else 0.
 local function coldPromote(cp, buckets, prefix, index, id)
+  -- the key it will write, read first (see coldReadFirst)
+  if cp ~= '' then redis.call('EXISTS', prefix .. id) end
   local due, compact = coldTake(cp, buckets, id)
   if not due then return 0 end
   redis.call('SET', prefix .. id, coldEntry(id, compact))
