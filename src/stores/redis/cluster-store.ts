@@ -94,6 +94,27 @@ function parseKeyLock(value: string): { id: string; until: number } | undefined 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long an acknowledgement is tried again while its shard's slot moves (see `whileSlotMoves`). */
+const ACK_RETRY_MS = 10_000;
+
+/**
+ * Runs `fn` again while it fails because its slot is moving (TRYAGAIN, or the redirections
+ * ioredis gave up following), for up to `ACK_RETRY_MS`. For acknowledgements: the messages are
+ * already on the broker, so an acknowledgement given up would send them again when the lease
+ * ends. An acknowledgement twice is harmless (the second finds the claims settled).
+ */
+async function whileSlotMoves<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + ACK_RETRY_MS;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline || !/TRYAGAIN|Too many Cluster redirections|\bASK\b|\bMOVED\b|CLUSTERDOWN/.test(String((err as Error).message))) throw err;
+      await sleep(50);
+    }
+  }
+}
+
 export interface RedisClusterStoreOptions extends ClusterConnectOptions {
   /** prepended to every key, before the shard's hash tag; no `{` or `}` */
   keyPrefix?: string;
@@ -461,7 +482,7 @@ export class RedisClusterStore extends StoreBase {
     await this.#byShard(
       claims,
       (c) => c.id,
-      (shard, part) => shard.acknowledge_(part),
+      (shard, part) => whileSlotMoves(() => shard.acknowledge_(part)),
     );
   }
 
