@@ -436,12 +436,11 @@ export class RedisClusterStore extends StoreBase {
       .sort(compareDue)
       .slice(0, q.limit);
     const room = q.limit - expired.length;
-    const fetched = first.map((f) => f.due);
+    const fetched: { dueAt: number; id: string }[][] = shards.map(() => []);
     let due: Candidate[] = [];
     let more = room > 0 ? shards.map((_, n) => n) : [];
     for (let round = 0; more.length; round++) {
-      const got =
-        round === 0 ? more.map((n) => fetched[n]!.splice(0)) : await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
+      const got = round === 0 ? more.map((n) => first[n]!.due) : await Promise.all(more.map((n) => shards[n]!.dueCandidates(q.until, fetched[n]!.length, ask)));
       const full = new Set<number>();
       more.forEach((n, i) => {
         fetched[n]!.push(...got[i]!);
